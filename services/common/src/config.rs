@@ -1,0 +1,55 @@
+//! Command-line options every service binary accepts (each binary adds the addresses
+//! of the services it depends on).
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::Args;
+
+use crate::names::DEFAULT_DEADLINE_MS;
+
+#[derive(Args, Debug, Clone)]
+pub struct ServiceArgs {
+    /// Address to listen on; port 0 picks a free one (see --addr-file).
+    #[arg(long, default_value = "127.0.0.1:0", env = "CASCADE_LISTEN")]
+    pub listen: SocketAddr,
+
+    /// This service's own data directory (its sled database). No other service opens it.
+    #[arg(long, env = "CASCADE_DATA_DIR")]
+    pub data_dir: PathBuf,
+
+    /// Once the listener is bound, write its address to this file (atomically). The
+    /// lab waits for it, which is how it learns an ephemeral port without racing.
+    #[arg(long)]
+    pub addr_file: Option<PathBuf>,
+
+    /// Deadline applied to a request whose client sent no `grpc-timeout`.
+    #[arg(long, default_value_t = DEFAULT_DEADLINE_MS, env = "CASCADE_DEFAULT_DEADLINE_MS")]
+    pub default_deadline_ms: u64,
+}
+
+impl ServiceArgs {
+    pub fn default_deadline(&self) -> Duration {
+        Duration::from_millis(self.default_deadline_ms)
+    }
+}
+
+/// How services get each other's data: the lab's one independent variable.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Mode {
+    /// gRPC request chains at request time.
+    Sync,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Sync => "sync",
+        }
+    }
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

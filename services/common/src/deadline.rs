@@ -1,0 +1,184 @@
+//! Deadlines across a request chain.
+//!
+//! tonic does not carry a caller's deadline to the calls a handler makes, so a chain
+//! would otherwise give every hop a fresh budget and a slow dependency could hold the
+//! caller long after its client gave up. Here a handler turns the incoming
+//! `grpc-timeout` into a [`Deadline`] (or applies a default when the client sent none),
+//! and [`call`] gives each outbound call only what is left of it: it sets the remaining
+//! time as the call's own `grpc-timeout` (so the callee knows too) and enforces it
+//! locally (so a frozen callee cannot hold us).
+
+use std::{future::Future, time::Duration};
+
+use tokio::time::Instant;
+use tonic::{Code, Request, Status};
+
+/// The instant by which the current request must be answered.
+#[derive(Clone, Copy, Debug)]
+pub struct Deadline {
+    at: Instant,
+    budget: Duration,
+}
+
+impl Deadline {
+    /// A deadline `budget` from now.
+    pub fn after(budget: Duration) -> Self {
+        Self { at: Instant::now() + budget, budget }
+    }
+
+    /// The deadline the client of `request` asked for, or `default` if it sent none.
+    pub fn of<T>(request: &Request<T>, default: Duration) -> Self {
+        let budget = request
+            .metadata()
+            .get("grpc-timeout")
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_grpc_timeout)
+            .unwrap_or(default);
+        Self::after(budget)
+    }
+
+    /// Time left; zero once passed.
+    pub fn remaining(&self) -> Duration {
+        self.at.saturating_duration_since(Instant::now())
+    }
+
+    /// The whole budget this deadline started with.
+    pub fn budget(&self) -> Duration {
+        self.budget
+    }
+}
+
+/// Parses a gRPC `grpc-timeout` header value: up to 8 digits and a unit
+/// (`H`ours, `M`inutes, `S`econds, `m`illis, `u`micros, `n`anos).
+pub fn parse_grpc_timeout(value: &str) -> Option<Duration> {
+    if value.len() < 2 || value.len() > 9 {
+        return None;
+    }
+    let (digits, unit) = value.split_at(value.len() - 1);
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n * 3600),
+        "M" => Duration::from_secs(n * 60),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+/// Makes one call to a dependency within what is left of `deadline`.
+///
+/// `make_call` receives a request already carrying the remaining time as its
+/// `grpc-timeout`, and must send it. Errors name the dependency and method, and say
+/// whether it was down (`UNAVAILABLE`) or too slow (`DEADLINE_EXCEEDED`); `NOT_FOUND`
+/// and `INVALID_ARGUMENT` from the dependency keep their code, since they are about the
+/// request, not the dependency.
+pub async fn call<Req, Resp, Fut>(
+    dependency: &str,
+    method: &str,
+    deadline: Deadline,
+    message: Req,
+    make_call: impl FnOnce(Request<Req>) -> Fut,
+) -> Result<Resp, Status>
+where
+    Fut: Future<Output = Result<tonic::Response<Resp>, Status>>,
+{
+    let remaining = deadline.remaining();
+    let what = format!("{dependency}.{method}");
+    if remaining.is_zero() {
+        return Err(Status::deadline_exceeded(format!(
+            "deadline of {} ms used up before calling {what}",
+            deadline.budget().as_millis()
+        )));
+    }
+    let mut request = Request::new(message);
+    request.set_timeout(remaining);
+    match tokio::time::timeout(remaining, make_call(request)).await {
+        Ok(Ok(response)) => Ok(response.into_inner()),
+        Ok(Err(status)) => Err(blame(&what, dependency, status)),
+        Err(_elapsed) => Err(Status::deadline_exceeded(format!(
+            "{what} did not answer within the remaining {} ms of the {} ms deadline",
+            remaining.as_millis(),
+            deadline.budget().as_millis()
+        ))),
+    }
+}
+
+/// Rewrites a dependency's error so that the caller's client learns which hop failed.
+fn blame(what: &str, dependency: &str, status: Status) -> Status {
+    let detail = status.message();
+    match status.code() {
+        Code::NotFound | Code::InvalidArgument | Code::FailedPrecondition => status,
+        Code::Unavailable => Status::unavailable(format!("{dependency} is unavailable ({what}: {detail})")),
+        Code::DeadlineExceeded | Code::Cancelled => {
+            Status::deadline_exceeded(format!("{what} ran out of time: {detail}"))
+        }
+        code => Status::new(code, format!("{what} failed: {detail}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_unit_and_rejects_junk() {
+        assert_eq!(parse_grpc_timeout("1500m"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_grpc_timeout("2S"), Some(Duration::from_secs(2)));
+        assert_eq!(parse_grpc_timeout("1M"), Some(Duration::from_secs(60)));
+        assert_eq!(parse_grpc_timeout("1H"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_grpc_timeout("250u"), Some(Duration::from_micros(250)));
+        assert_eq!(parse_grpc_timeout("99n"), Some(Duration::from_nanos(99)));
+        for junk in ["", "m", "12", "12x", "123456789S", "-1S", "1.5S"] {
+            assert_eq!(parse_grpc_timeout(junk), None, "{junk}");
+        }
+    }
+
+    #[test]
+    fn incoming_timeout_wins_over_default() {
+        let mut request = Request::new(());
+        request.metadata_mut().insert("grpc-timeout", "300m".parse().unwrap());
+        let d = Deadline::of(&request, Duration::from_secs(5));
+        assert_eq!(d.budget(), Duration::from_millis(300));
+        let d = Deadline::of(&Request::new(()), Duration::from_secs(5));
+        assert_eq!(d.budget(), Duration::from_secs(5));
+    }
+
+    #[tokio::test]
+    async fn a_silent_dependency_costs_the_remaining_deadline_and_no_more() {
+        let deadline = Deadline::after(Duration::from_millis(50));
+        let err = call("products", "GetProduct", deadline, (), |_req| async {
+            std::future::pending::<Result<tonic::Response<()>, Status>>().await
+        })
+        .await
+        .unwrap_err();
+        assert_eq!(err.code(), Code::DeadlineExceeded);
+        assert!(err.message().contains("products.GetProduct"), "{}", err.message());
+    }
+
+    #[tokio::test]
+    async fn the_request_carries_the_remaining_time() {
+        let deadline = Deadline::after(Duration::from_secs(10));
+        let seen = call("users", "GetUser", deadline, (), |req| async move {
+            let header = req.metadata().get("grpc-timeout").unwrap().to_str().unwrap().to_owned();
+            Ok(tonic::Response::new(header))
+        })
+        .await
+        .unwrap();
+        let carried = parse_grpc_timeout(&seen).unwrap();
+        assert!(carried <= Duration::from_secs(10) && carried > Duration::from_secs(9), "{seen}");
+    }
+
+    #[tokio::test]
+    async fn a_down_dependency_is_named() {
+        let deadline = Deadline::after(Duration::from_secs(1));
+        let err = call("users", "GetUser", deadline, (), |_req| async {
+            Err::<tonic::Response<()>, _>(Status::unavailable("tcp connect error"))
+        })
+        .await
+        .unwrap_err();
+        assert_eq!(err.code(), Code::Unavailable);
+        assert!(err.message().starts_with("users is unavailable"), "{}", err.message());
+    }
+}

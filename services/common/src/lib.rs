@@ -1,0 +1,42 @@
+//! What every Cascade service shares, so that a service crate holds only its own
+//! domain and the one file that says how it reaches other services' data.
+//!
+//! - [`proto`]: the generated `cascade.v1` protobuf and gRPC code (the public API).
+//! - [`names`]: service names, id prefixes and other names that must agree everywhere.
+//! - [`ids`]: id generation and validation, timestamps.
+//! - [`error`]: the domain errors and their one mapping to gRPC statuses.
+//! - [`deadline`]: reading the caller's deadline and carrying it to every outbound call.
+//! - [`config`]: the command-line options every service binary accepts.
+//! - [`serve`]: binding, health, reflection, the addr-file handshake with the lab.
+//! - [`store`]: opening a service's own sled database and flushing it.
+//! - [`shutdown`]: one cancellation signal for SIGTERM and SIGINT alike.
+//! - [`telemetry`]: `tracing` set-up.
+
+pub mod config;
+pub mod deadline;
+pub mod error;
+pub mod ids;
+pub mod names;
+pub mod serve;
+pub mod shutdown;
+pub mod store;
+pub mod telemetry;
+
+/// Generated code of `proto/*.proto` (package `cascade.v1`).
+pub mod proto {
+    #![allow(clippy::all, missing_docs)]
+    tonic::include_proto!("cascade.v1");
+
+    /// Encoded descriptors of every Cascade service, for gRPC server reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("cascade_descriptor");
+}
+
+/// A lazily connecting gRPC channel to `addr`: a dependency that is down at start-up
+/// is not an error until a request needs it, and every call retries the connection.
+pub fn channel(addr: std::net::SocketAddr) -> tonic::transport::Channel {
+    tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .expect("an http URI made from a socket address is valid")
+        .tcp_nodelay(true)
+        .connect_timeout(std::time::Duration::from_secs(1))
+        .connect_lazy()
+}

@@ -1,0 +1,22 @@
+//! Names that several crates must agree on live here and nowhere else.
+
+/// The four services of the feature set, in start order (dependencies first).
+pub const SERVICES: [&str; 4] = [USERS, PRODUCTS, ORDERS, QUERY];
+
+pub const USERS: &str = "users";
+pub const PRODUCTS: &str = "products";
+pub const ORDERS: &str = "orders";
+pub const QUERY: &str = "query";
+
+/// Id prefixes: an id says which service owns it, which makes logs and errors readable.
+pub const USER_ID_PREFIX: &str = "usr";
+pub const PRODUCT_ID_PREFIX: &str = "prd";
+pub const ORDER_ID_PREFIX: &str = "ord";
+
+/// The deadline a service applies to a request whose client sent none.
+pub const DEFAULT_DEADLINE_MS: u64 = 2_000;
+
+/// Limits of the domain, shared by validation and by the seeder.
+pub const MAX_QUANTITY: u32 = 1_000;
+pub const MAX_NAME_LEN: usize = 200;
+pub const MAX_PRODUCTS_PER_GET: usize = 1_000;

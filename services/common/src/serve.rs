@@ -1,0 +1,83 @@
+//! Bind outside, serve inside: a binary binds its listener first (so a port in use is a
+//! clear start-up error and tests can bind `127.0.0.1:0`), then [`run`] serves the API
+//! with gRPC health and reflection until the shutdown token fires.
+
+use std::{convert::Infallible, net::SocketAddr, path::Path};
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::{
+    body::Body,
+    codegen::{http, Service},
+    server::NamedService,
+    transport::{server::TcpIncoming, Server},
+};
+
+/// Binds `addr`, with an error that says what to do when the port is taken.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await.map_err(|e| {
+        let hint = if e.kind() == std::io::ErrorKind::AddrInUse {
+            "; another process holds this port: stop it or choose another --listen (port 0 picks a free one)"
+        } else {
+            ""
+        };
+        std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}{hint}"))
+    })
+}
+
+/// Serves `service` (plus `grpc.health.v1` and server reflection) on an already-bound
+/// listener until `shutdown` is cancelled. Health says SERVING from the start, which is
+/// true because the listener is bound: connections made now wait in its backlog.
+/// If `addr_file` is given, the bound address is written there once serving starts.
+pub async fn run<S>(
+    listener: TcpListener,
+    service: S,
+    addr_file: Option<&Path>,
+    shutdown: CancellationToken,
+) -> Result<(), ServeError>
+where
+    S: Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
+        + NamedService
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let addr = listener.local_addr()?;
+    let (reporter, health) = tonic_health::server::health_reporter();
+    reporter.set_serving::<S>().await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    if let Some(path) = addr_file {
+        write_addr_file(path, addr)?;
+    }
+    tracing::info!(%addr, service = S::NAME, "ready");
+    Server::builder()
+        .add_service(health)
+        .add_service(reflection)
+        .add_service(service)
+        .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), shutdown.cancelled_owned())
+        .await?;
+    tracing::info!(service = S::NAME, "stopped serving");
+    Ok(())
+}
+
+/// Writes the address to a temporary file and renames it, so a reader never sees half.
+fn write_addr_file(path: &Path, addr: SocketAddr) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, addr.to_string())?;
+    std::fs::rename(&tmp, path)
+}
+
+/// Why [`run`] stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error("gRPC server: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    #[error("reflection descriptors: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+}

@@ -1,0 +1,45 @@
+//! Sync mode: orders asks users and products over gRPC while the client waits.
+//! If either is down or slow, placing an order fails: the dependency the learner's
+//! notes warn about, made measurable.
+
+use std::net::SocketAddr;
+
+use common::{
+    deadline::{call, Deadline},
+    error::ApiError,
+    names::{PRODUCTS, USERS},
+    proto::{products_client::ProductsClient, users_client::UsersClient, GetProductRequest, GetUserRequest, Product},
+};
+use tonic::transport::Channel;
+
+use crate::Directory;
+
+/// gRPC clients of users and products.
+pub struct GrpcDirectory {
+    users: UsersClient<Channel>,
+    products: ProductsClient<Channel>,
+}
+
+impl GrpcDirectory {
+    pub fn new(users: SocketAddr, products: SocketAddr) -> Self {
+        Self {
+            users: UsersClient::new(common::channel(users)),
+            products: ProductsClient::new(common::channel(products)),
+        }
+    }
+}
+
+impl Directory for GrpcDirectory {
+    async fn check_user(&self, user_id: &str, deadline: Deadline) -> Result<(), ApiError> {
+        let mut client = self.users.clone();
+        let message = GetUserRequest { id: user_id.to_owned() };
+        call(USERS, "GetUser", deadline, message, |req| async move { client.get_user(req).await }).await?;
+        Ok(())
+    }
+
+    async fn product(&self, product_id: &str, deadline: Deadline) -> Result<Product, ApiError> {
+        let mut client = self.products.clone();
+        let message = GetProductRequest { id: product_id.to_owned() };
+        Ok(call(PRODUCTS, "GetProduct", deadline, message, |req| async move { client.get_product(req).await }).await?)
+    }
+}

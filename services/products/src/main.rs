@@ -1,0 +1,20 @@
+//! The products service binary: parse options, bind, serve until SIGTERM/Ctrl-C.
+
+use clap::Parser;
+use common::config::ServiceArgs;
+
+#[derive(Parser)]
+#[command(about = "Cascade products service (B): CreateProduct, UpdatePrice, GetProduct, GetProducts")]
+struct Args {
+    #[command(flatten)]
+    service: ServiceArgs,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    common::telemetry::init();
+    let args = Args::parse();
+    let shutdown = common::shutdown::on_signal()?;
+    let listener = common::serve::bind(args.service.listen).await?;
+    products::run(listener, &args.service, shutdown).await
+}
