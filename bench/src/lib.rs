@@ -1,1 +1,125 @@
+//! Cascade's measuring tools: latency recording with HDR histograms and outcomes by
+//! gRPC status code. The lab's commands drive load and hand every result to a
+//! [`Recorder`]; its [`Summary`] is what reports print and store.
 
+use std::{collections::BTreeMap, time::Duration};
+
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+/// Latencies are recorded in microseconds, from 1 µs to 10 minutes, 3 significant digits.
+const MAX_MICROS: u64 = 600_000_000;
+
+/// Latencies of the successful requests of one operation, and every outcome by code.
+pub struct Recorder {
+    latencies: Histogram<u64>,
+    outcomes: BTreeMap<String, u64>,
+}
+
+impl Default for Recorder {
+    fn default() -> Self {
+        Self {
+            latencies: Histogram::new_with_bounds(1, MAX_MICROS, 3).expect("constant histogram bounds are valid"),
+            outcomes: BTreeMap::new(),
+        }
+    }
+}
+
+/// The outcome of a request in the protocol's spelling: `OK`, `UNAVAILABLE`, …
+pub fn outcome<T>(result: &Result<T, tonic::Status>) -> &'static str {
+    use tonic::Code::*;
+    let code = match result {
+        Result::Ok(_) => Ok,
+        Result::Err(status) => status.code(),
+    };
+    match code {
+        Ok => "OK",
+        Cancelled => "CANCELLED",
+        Unknown => "UNKNOWN",
+        InvalidArgument => "INVALID_ARGUMENT",
+        DeadlineExceeded => "DEADLINE_EXCEEDED",
+        NotFound => "NOT_FOUND",
+        AlreadyExists => "ALREADY_EXISTS",
+        PermissionDenied => "PERMISSION_DENIED",
+        ResourceExhausted => "RESOURCE_EXHAUSTED",
+        FailedPrecondition => "FAILED_PRECONDITION",
+        Aborted => "ABORTED",
+        OutOfRange => "OUT_OF_RANGE",
+        Unimplemented => "UNIMPLEMENTED",
+        Internal => "INTERNAL",
+        Unavailable => "UNAVAILABLE",
+        DataLoss => "DATA_LOSS",
+        Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+impl Recorder {
+    /// Records one request: its latency (kept for successes only, so a fast failure
+    /// cannot make a mode look quick) and its outcome.
+    pub fn record(&mut self, latency: Duration, outcome: &str) {
+        if outcome == "OK" {
+            let micros = (latency.as_micros() as u64).clamp(1, MAX_MICROS);
+            self.latencies.saturating_record(micros);
+        }
+        *self.outcomes.entry(outcome.to_owned()).or_default() += 1;
+    }
+
+    pub fn summary(&self) -> Summary {
+        let h = &self.latencies;
+        let at = |q: f64| if h.is_empty() { 0 } else { h.value_at_quantile(q) };
+        Summary {
+            attempted: self.outcomes.values().sum(),
+            ok: h.len(),
+            outcomes: self.outcomes.clone(),
+            p50_us: at(0.50),
+            p90_us: at(0.90),
+            p99_us: at(0.99),
+            p999_us: at(0.999),
+            max_us: if h.is_empty() { 0 } else { h.max() },
+            mean_us: if h.is_empty() { 0.0 } else { h.mean() },
+        }
+    }
+}
+
+/// What a run of one operation measured.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Summary {
+    pub attempted: u64,
+    pub ok: u64,
+    /// Count per outcome: `OK`, `UNAVAILABLE`, `DEADLINE_EXCEEDED`, …
+    pub outcomes: BTreeMap<String, u64>,
+    pub p50_us: u64,
+    pub p90_us: u64,
+    pub p99_us: u64,
+    pub p999_us: u64,
+    pub max_us: u64,
+    pub mean_us: f64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_are_counted_but_not_timed() {
+        let mut r = Recorder::default();
+        for ms in 1..=100 {
+            r.record(Duration::from_millis(ms), "OK");
+        }
+        r.record(Duration::from_secs(30), "DEADLINE_EXCEEDED");
+        let s = r.summary();
+        assert_eq!(s.attempted, 101);
+        assert_eq!(s.ok, 100);
+        assert_eq!(s.outcomes["DEADLINE_EXCEEDED"], 1);
+        assert!((49_500..=50_500).contains(&s.p50_us), "{}", s.p50_us);
+        assert!((99_000..=100_500).contains(&s.p99_us), "{}", s.p99_us);
+        assert!(s.max_us < 30_000_000);
+    }
+
+    #[test]
+    fn codes_have_protocol_names() {
+        assert_eq!(outcome(&Ok::<(), tonic::Status>(())), "OK");
+        assert_eq!(outcome::<()>(&Err(tonic::Status::unavailable("x"))), "UNAVAILABLE");
+        assert_eq!(outcome::<()>(&Err(tonic::Status::deadline_exceeded("x"))), "DEADLINE_EXCEEDED");
+    }
+}

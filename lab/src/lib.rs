@@ -1,1 +1,12 @@
+//! The Cascade lab: starts a topology of the four services as real processes, fills it
+//! through the public API, injects faults with real signals, and measures.
+//!
+//! - [`topology`]: start, stop, kill, pause, resume, restart; `topology.json`.
+//! - [`client`]: clients of a running topology; health waiting.
+//! - [`seed`]: deterministic data through the public API.
+//! - [`latency`]: sequential request latency with HDR histograms.
 
+pub mod client;
+pub mod latency;
+pub mod seed;
+pub mod topology;

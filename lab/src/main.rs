@@ -1,1 +1,234 @@
-fn main() {}
+//! The `lab` command: start a topology, seed it, measure it.
+
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use common::config::Mode;
+use lab::{
+    client::Clients,
+    latency::{self, Latencies},
+    seed::{self, SeedConfig, Seeded, SEED_FILE},
+    topology::{Config, Topology, TopologyFile},
+};
+
+const DEFAULT_RUN_DIR: &str = "runs/latest";
+
+#[derive(Parser)]
+#[command(name = "lab", about = "Cascade: synchronous gRPC chains vs asynchronous events, measured")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the four services as separate processes and keep them up until Ctrl-C.
+    Up {
+        #[command(flatten)]
+        start: StartArgs,
+    },
+    /// Fill a running topology through the public API (deterministic for a given seed).
+    Seed {
+        #[arg(long, default_value = DEFAULT_RUN_DIR)]
+        run_dir: PathBuf,
+        #[command(flatten)]
+        amounts: SeedArgs,
+    },
+    /// Sequential UserOrders and PlaceOrder latency against a running, seeded topology.
+    Latency {
+        #[arg(long, default_value = DEFAULT_RUN_DIR)]
+        run_dir: PathBuf,
+        /// Requests per operation.
+        #[arg(long, default_value_t = 1000)]
+        requests: usize,
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+    },
+    /// Start a fresh topology, seed it, measure sequential latency, stop it.
+    Demo {
+        #[arg(long, value_enum, default_value_t = Mode::Sync)]
+        mode: Mode,
+        /// Parent folder of the demo's run dir.
+        #[arg(long, default_value = "runs")]
+        runs: PathBuf,
+        #[command(flatten)]
+        amounts: SeedArgs,
+        /// Requests per operation.
+        #[arg(long, default_value_t = 2000)]
+        requests: usize,
+    },
+}
+
+#[derive(clap::Args)]
+struct StartArgs {
+    #[arg(long, value_enum, default_value_t = Mode::Sync)]
+    mode: Mode,
+    /// Folder for the services' data dirs, logs and topology.json.
+    #[arg(long, default_value = DEFAULT_RUN_DIR)]
+    run_dir: PathBuf,
+    /// Delete the run dir's data first.
+    #[arg(long)]
+    fresh: bool,
+    /// Listen on consecutive ports from here (users, products, orders, query) instead
+    /// of ephemeral ones.
+    #[arg(long)]
+    base_port: Option<u16>,
+    /// Deadline the services apply to requests that carry none.
+    #[arg(long)]
+    default_deadline_ms: Option<u64>,
+}
+
+#[derive(clap::Args)]
+struct SeedArgs {
+    #[arg(long, default_value_t = 100)]
+    users: usize,
+    #[arg(long, default_value_t = 50)]
+    products: usize,
+    #[arg(long, default_value_t = 500)]
+    orders: usize,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+}
+
+impl SeedArgs {
+    fn config(&self) -> SeedConfig {
+        SeedConfig { users: self.users, products: self.products, orders: self.orders, seed: self.seed }
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    common::telemetry::init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Up { start } => up(start).await,
+        Command::Seed { run_dir, amounts } => {
+            let file = TopologyFile::read(&run_dir)?;
+            run_seed(&run_dir, &Clients::for_topology(&file)?, amounts.config()).await.map(|_| ())
+        }
+        Command::Latency { run_dir, requests, seed } => {
+            let file = TopologyFile::read(&run_dir)?;
+            let seeded = read_seeded(&run_dir)?;
+            let latencies = run_latency(&Clients::for_topology(&file)?, &seeded, requests, seed).await?;
+            print_latencies(&file.mode, &latencies);
+            Ok(())
+        }
+        Command::Demo { mode, runs, amounts, requests } => demo(mode, &runs, amounts, requests).await,
+    }
+}
+
+/// Starts a topology (the lab's own main thread spawns the services: see
+/// `topology::die_with_parent`).
+async fn start(args: &StartArgs) -> anyhow::Result<Topology> {
+    if args.fresh && args.run_dir.exists() {
+        if let Ok(file) = TopologyFile::read(&args.run_dir) {
+            if file.lab_alive() {
+                anyhow::bail!(
+                    "{} is in use by a running lab (pid {}); not deleting it",
+                    args.run_dir.display(),
+                    file.lab_pid
+                );
+            }
+        }
+        std::fs::remove_dir_all(&args.run_dir).with_context(|| format!("cannot delete {}", args.run_dir.display()))?;
+    }
+    let mut config = Config::new(args.mode, &args.run_dir);
+    config.base_port = args.base_port;
+    config.default_deadline_ms = args.default_deadline_ms;
+    eprintln!("starting the {} topology in {} …", args.mode, args.run_dir.display());
+    Ok(Topology::start(config).await?)
+}
+
+async fn up(args: StartArgs) -> anyhow::Result<()> {
+    let shutdown = common::shutdown::on_signal()?;
+    let mut topology = start(&args).await?;
+    println!("{} topology up (run dir {}):", args.mode, args.run_dir.display());
+    for s in &topology.services {
+        println!("  {:<9} {}  pid {:<7} log {}", s.name, s.address, s.pid().unwrap_or(0), s.log.display());
+    }
+    println!("topology file: {}", args.run_dir.join(lab::topology::TOPOLOGY_FILE).display());
+    println!("Ctrl-C stops every service.");
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tick.tick() => {
+                for (name, status) in topology.reap_exited() {
+                    tracing::warn!(service = name, %status, "service exited");
+                }
+            }
+        }
+    }
+    eprintln!("stopping …");
+    topology.stop()?;
+    eprintln!("all services stopped");
+    Ok(())
+}
+
+async fn run_seed(run_dir: &Path, clients: &Clients, config: SeedConfig) -> anyhow::Result<Seeded> {
+    eprintln!(
+        "seeding {} users, {} products, {} orders (seed {}) …",
+        config.users, config.products, config.orders, config.seed
+    );
+    let seeded = seed::seed(clients, config, |phase, n| eprintln!("  {phase}: {n} created")).await?;
+    let path = run_dir.join(SEED_FILE);
+    std::fs::write(&path, serde_json::to_string(&seeded)?)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    eprintln!("seeded; ids in {}", path.display());
+    Ok(seeded)
+}
+
+fn read_seeded(run_dir: &Path) -> anyhow::Result<Seeded> {
+    let path = run_dir.join(SEED_FILE);
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!("cannot read {}: run `lab seed --run-dir {}` first", path.display(), run_dir.display())
+    })?;
+    serde_json::from_str(&text).with_context(|| format!("{} is not a seed file", path.display()))
+}
+
+async fn run_latency(clients: &Clients, seeded: &Seeded, requests: usize, seed: u64) -> anyhow::Result<Latencies> {
+    eprintln!("measuring {requests} sequential UserOrders, then {requests} sequential PlaceOrder …");
+    latency::sequential(clients, seeded, requests, seed).await
+}
+
+fn print_latencies(mode: &str, l: &Latencies) {
+    println!(
+        "{:<6} {:<12} {:>9} {:>9} {:>9} {:>9}  outcomes",
+        "mode", "operation", "p50 µs", "p90 µs", "p99 µs", "max µs"
+    );
+    for (name, s) in [("UserOrders", &l.user_orders), ("PlaceOrder", &l.place_order)] {
+        println!(
+            "{mode:<6} {name:<12} {:>9} {:>9} {:>9} {:>9}  {:?}",
+            s.p50_us, s.p90_us, s.p99_us, s.max_us, s.outcomes
+        );
+    }
+}
+
+async fn demo(mode: Mode, runs: &Path, amounts: SeedArgs, requests: usize) -> anyhow::Result<()> {
+    let shutdown = common::shutdown::on_signal()?;
+    let stamp = common::ids::now_unix_ms();
+    let run_dir = runs.join(format!("demo-{mode}-{stamp}"));
+    let args = StartArgs { mode, run_dir: run_dir.clone(), fresh: true, base_port: None, default_deadline_ms: None };
+    let mut topology = start(&args).await?;
+    let file = topology.file();
+    let clients = Clients::for_topology(&file)?;
+    let work = async {
+        let seeded = run_seed(&run_dir, &clients, amounts.config()).await?;
+        run_latency(&clients, &seeded, requests, 7).await
+    };
+    let outcome = tokio::select! {
+        result = work => result,
+        _ = shutdown.cancelled() => Err(anyhow::anyhow!("interrupted")),
+    };
+    topology.stop()?;
+    let latencies = outcome?;
+    print_latencies(mode.as_str(), &latencies);
+    let path = run_dir.join("latency.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&latencies)?)?;
+    println!("results: {}", path.display());
+    Ok(())
+}

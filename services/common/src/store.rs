@@ -28,8 +28,16 @@ pub fn open(dir: &Path) -> Result<sled::Db, OpenError> {
 }
 
 /// Makes every write so far durable. Called before acknowledging a write.
+///
+/// sled 0.34's own `flush_async` can stall forever when several are pending at once
+/// (spacejam/sled#1241, #1308: seen here as a CreateUser that never answered), so the
+/// blocking `flush` runs on tokio's blocking pool instead.
 pub async fn flush(db: &sled::Db) -> sled::Result<()> {
-    db.flush_async().await.map(|_bytes| ())
+    let db = db.clone();
+    match tokio::task::spawn_blocking(move || db.flush()).await {
+        Ok(result) => result.map(|_bytes| ()),
+        Err(join) => Err(sled::Error::Io(std::io::Error::other(format!("flush task failed: {join}")))),
+    }
 }
 
 /// What can go wrong reading or writing a store.

@@ -1,0 +1,491 @@
+//! A topology: the four services started as separate OS processes on loopback, each
+//! with its own data dir under one run dir, and the means to stop, kill, pause and
+//! restart them with real signals.
+//!
+//! Start-up handshake: each service is told `--addr-file`; it writes its bound address
+//! there once it listens, and the lab then asks its gRPC health service. So ports can
+//! be ephemeral (nothing guesses a free port) and "started" means "answering".
+//! Services start in dependency order (users, products, orders, query), because a
+//! service is given the addresses of the ones it calls. A restarted service gets back
+//! the address it had, so its callers need not be told anything.
+
+use std::{
+    fs::{self, File, OpenOptions},
+    io::{BufRead, BufReader},
+    net::SocketAddr,
+    os::unix::process::CommandExt,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use common::{
+    config::Mode,
+    names::{ORDERS, PRODUCTS, QUERY, SERVICES, USERS},
+};
+use nix::{
+    sys::signal::{kill, Signal},
+    unistd::Pid,
+};
+use serde::{Deserialize, Serialize};
+
+/// How long a service may take from spawn to SERVING.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a service may take to exit after SIGTERM before it gets SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+/// The file a topology is described in, inside its run dir.
+pub const TOPOLOGY_FILE: &str = "topology.json";
+
+#[derive(Debug, thiserror::Error)]
+pub enum TopologyError {
+    #[error("service binary {0} not found: build the services first with `cargo build --release --workspace` (or point CASCADE_BIN_DIR at the folder that holds them)")]
+    BinaryMissing(PathBuf),
+    #[error("a topology is already running from {run_dir} (lab pid {pid}): stop it (Ctrl-C in its terminal) or choose another --run-dir")]
+    AlreadyRunning { run_dir: PathBuf, pid: u32 },
+    #[error("{service} exited during start-up ({status}); last lines of {log}:\n{tail}")]
+    DiedAtStart { service: String, status: String, log: String, tail: String },
+    #[error("{service} was not serving within {secs} s; see {log}")]
+    StartTimeout { service: String, secs: u64, log: String },
+    #[error("no service named {0:?}; the services are users, products, orders, query")]
+    UnknownService(String),
+    #[error("{service} is not running")]
+    NotRunning { service: String },
+    #[error("{context}: {source}")]
+    Io { context: String, source: std::io::Error },
+    #[error("cannot signal {service}: {source}")]
+    Signal { service: String, source: nix::Error },
+}
+
+type Result<T, E = TopologyError> = std::result::Result<T, E>;
+
+fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> TopologyError {
+    let context = context.into();
+    move |source| TopologyError::Io { context, source }
+}
+
+/// What `lab up` records in `topology.json` for other commands (and people) to use.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TopologyFile {
+    pub mode: String,
+    pub run_dir: PathBuf,
+    /// The process that started (and will stop) the services.
+    pub lab_pid: u32,
+    pub services: Vec<ServiceRecord>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ServiceRecord {
+    pub name: String,
+    pub address: SocketAddr,
+    pub pid: u32,
+    pub data_dir: PathBuf,
+    pub log: PathBuf,
+}
+
+impl TopologyFile {
+    pub fn read(run_dir: &Path) -> Result<Self> {
+        let path = run_dir.join(TOPOLOGY_FILE);
+        let text = fs::read_to_string(&path)
+            .map_err(io_err(format!("cannot read {} (is `lab up` running with this --run-dir?)", path.display())))?;
+        serde_json::from_str(&text).map_err(|e| TopologyError::Io {
+            context: format!("{} is not a topology file", path.display()),
+            source: e.into(),
+        })
+    }
+
+    pub fn address(&self, service: &str) -> Result<SocketAddr, TopologyError> {
+        self.services
+            .iter()
+            .find(|s| s.name == service)
+            .map(|s| s.address)
+            .ok_or_else(|| TopologyError::UnknownService(service.to_owned()))
+    }
+
+    /// Whether the lab that wrote this file is still alive.
+    pub fn lab_alive(&self) -> bool {
+        pid_alive(self.lab_pid)
+    }
+}
+
+fn pid_alive(pid: u32) -> bool {
+    // Signal 0 checks existence and permission without sending anything.
+    kill(Pid::from_raw(pid as i32), None).is_ok()
+}
+
+/// How to start a topology.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub mode: Mode,
+    pub run_dir: PathBuf,
+    /// Where the service binaries are.
+    pub bin_dir: PathBuf,
+    /// If set, services listen on base_port, base_port+1, … (users, products, orders,
+    /// query); otherwise on ephemeral ports.
+    pub base_port: Option<u16>,
+    /// Passed to every service as `--default-deadline-ms`.
+    pub default_deadline_ms: Option<u64>,
+}
+
+impl Config {
+    pub fn new(mode: Mode, run_dir: impl Into<PathBuf>) -> Self {
+        Self { mode, run_dir: run_dir.into(), bin_dir: default_bin_dir(), base_port: None, default_deadline_ms: None }
+    }
+}
+
+/// The folder of the service binaries: `CASCADE_BIN_DIR` if set, else the folder of the
+/// running executable (for a test binary in `target/<profile>/deps`, its parent).
+pub fn default_bin_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("CASCADE_BIN_DIR") {
+        return dir.into();
+    }
+    let exe = std::env::current_exe().unwrap_or_default();
+    let mut dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
+    if dir.file_name().is_some_and(|n| n == "deps") {
+        dir.pop();
+    }
+    dir
+}
+
+/// One service process and how to start it again.
+#[derive(Debug)]
+pub struct ServiceProcess {
+    pub name: &'static str,
+    pub address: SocketAddr,
+    pub data_dir: PathBuf,
+    pub log: PathBuf,
+    /// Arguments apart from `--listen` and `--addr-file`, reused on restart.
+    args: Vec<String>,
+    child: Option<Child>,
+    paused: bool,
+}
+
+impl ServiceProcess {
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+}
+
+/// A running topology. Dropping it kills every service it started.
+#[derive(Debug)]
+pub struct Topology {
+    pub config: Config,
+    pub services: Vec<ServiceProcess>,
+}
+
+impl Topology {
+    /// Starts every service of `config.mode` and waits until each is SERVING.
+    pub async fn start(config: Config) -> Result<Self> {
+        if let Ok(existing) = TopologyFile::read(&config.run_dir) {
+            if existing.lab_alive() && existing.lab_pid != std::process::id() {
+                return Err(TopologyError::AlreadyRunning { run_dir: config.run_dir.clone(), pid: existing.lab_pid });
+            }
+        }
+        for name in SERVICES {
+            let bin = config.bin_dir.join(name);
+            if !bin.is_file() {
+                return Err(TopologyError::BinaryMissing(bin));
+            }
+        }
+        fs::create_dir_all(&config.run_dir).map_err(io_err(format!("cannot create {}", config.run_dir.display())))?;
+        let mut topology = Topology { config, services: Vec::new() };
+        for (i, name) in SERVICES.into_iter().enumerate() {
+            let dir = topology.config.run_dir.join(name);
+            let data_dir = dir.join("data");
+            fs::create_dir_all(&data_dir).map_err(io_err(format!("cannot create {}", data_dir.display())))?;
+            let listen = SocketAddr::from(([127, 0, 0, 1], topology.config.base_port.map_or(0, |p| p + i as u16)));
+            let mut args = vec!["--data-dir".to_owned(), data_dir.display().to_string()];
+            if let Some(ms) = topology.config.default_deadline_ms {
+                args.extend(["--default-deadline-ms".to_owned(), ms.to_string()]);
+            }
+            args.extend(topology.peer_args(name)?);
+            let mut service = ServiceProcess {
+                name,
+                address: listen,
+                data_dir,
+                log: dir.join("log"),
+                args,
+                child: None,
+                paused: false,
+            };
+            spawn_and_wait(&topology.config, &mut service).await?;
+            topology.services.push(service);
+        }
+        topology.write_file()?;
+        Ok(topology)
+    }
+
+    /// The arguments that tell `name` its mode and where its dependencies are.
+    fn peer_args(&self, name: &str) -> Result<Vec<String>> {
+        let mut args = Vec::new();
+        let deps: &[(&str, &str)] = match name {
+            ORDERS => &[("--users-addr", USERS), ("--products-addr", PRODUCTS)],
+            QUERY => &[("--users-addr", USERS), ("--orders-addr", ORDERS), ("--products-addr", PRODUCTS)],
+            _ => &[],
+        };
+        if !deps.is_empty() {
+            args.extend(["--mode".to_owned(), self.config.mode.to_string()]);
+        }
+        for (flag, dep) in deps {
+            args.extend([flag.to_string(), self.service(dep)?.address.to_string()]);
+        }
+        Ok(args)
+    }
+
+    pub fn service(&self, name: &str) -> Result<&ServiceProcess> {
+        self.services.iter().find(|s| s.name == name).ok_or_else(|| TopologyError::UnknownService(name.to_owned()))
+    }
+
+    fn service_mut(&mut self, name: &str) -> Result<&mut ServiceProcess> {
+        self.services.iter_mut().find(|s| s.name == name).ok_or_else(|| TopologyError::UnknownService(name.to_owned()))
+    }
+
+    pub fn address(&self, name: &str) -> Result<SocketAddr> {
+        Ok(self.service(name)?.address)
+    }
+
+    /// What `topology.json` holds for this topology.
+    pub fn file(&self) -> TopologyFile {
+        TopologyFile {
+            mode: self.config.mode.to_string(),
+            run_dir: self.config.run_dir.clone(),
+            lab_pid: std::process::id(),
+            services: self
+                .services
+                .iter()
+                .map(|s| ServiceRecord {
+                    name: s.name.to_owned(),
+                    address: s.address,
+                    pid: s.pid().unwrap_or(0),
+                    data_dir: s.data_dir.clone(),
+                    log: s.log.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    fn write_file(&self) -> Result<()> {
+        let path = self.config.run_dir.join(TOPOLOGY_FILE);
+        let tmp = path.with_extension("json.tmp");
+        let json = serde_json::to_string_pretty(&self.file()).expect("a topology serialises");
+        fs::write(&tmp, json).map_err(io_err(format!("cannot write {}", tmp.display())))?;
+        fs::rename(&tmp, &path).map_err(io_err(format!("cannot write {}", path.display())))
+    }
+
+    /// SIGKILL: the process dies at once, whatever it was doing.
+    pub fn kill(&mut self, name: &str) -> Result<()> {
+        let service = self.service_mut(name)?;
+        let mut child = service.child.take().ok_or_else(|| TopologyError::NotRunning { service: name.to_owned() })?;
+        signal(name, &child, Signal::SIGKILL)?;
+        child.wait().map_err(io_err(format!("cannot reap {name}")))?;
+        service.paused = false;
+        tracing::info!(service = name, "killed (SIGKILL)");
+        Ok(())
+    }
+
+    /// SIGSTOP: the process freezes with its sockets open (a grey failure).
+    pub fn pause(&mut self, name: &str) -> Result<()> {
+        let service = self.service_mut(name)?;
+        let child = service.child.as_ref().ok_or_else(|| TopologyError::NotRunning { service: name.to_owned() })?;
+        signal(name, child, Signal::SIGSTOP)?;
+        service.paused = true;
+        tracing::info!(service = name, "paused (SIGSTOP)");
+        Ok(())
+    }
+
+    /// SIGCONT after [`Topology::pause`].
+    pub fn resume(&mut self, name: &str) -> Result<()> {
+        let service = self.service_mut(name)?;
+        let child = service.child.as_ref().ok_or_else(|| TopologyError::NotRunning { service: name.to_owned() })?;
+        signal(name, child, Signal::SIGCONT)?;
+        service.paused = false;
+        tracing::info!(service = name, "resumed (SIGCONT)");
+        Ok(())
+    }
+
+    /// Starts a killed (or stopped) service again on its old address and data dir.
+    pub async fn restart(&mut self, name: &str) -> Result<()> {
+        if self.service(name)?.child.is_some() {
+            self.stop_one(name)?;
+        }
+        let config = self.config.clone();
+        spawn_and_wait(&config, self.service_mut(name)?).await?;
+        self.write_file()?;
+        tracing::info!(service = name, "restarted");
+        Ok(())
+    }
+
+    /// SIGTERM one service, SIGKILL if it has not exited within the grace period.
+    pub fn stop_one(&mut self, name: &str) -> Result<()> {
+        let service = self.service_mut(name)?;
+        let Some(mut child) = service.child.take() else {
+            return Ok(());
+        };
+        terminate(name, &mut child, service.paused)?;
+        service.paused = false;
+        Ok(())
+    }
+
+    /// Stops every service, callers before callees, so nothing logs needless errors.
+    pub fn stop(&mut self) -> Result<()> {
+        let names: Vec<&'static str> = self.services.iter().rev().map(|s| s.name).collect();
+        let mut first_error = None;
+        for name in names {
+            if let Err(e) = self.stop_one(name) {
+                tracing::warn!(service = name, error = %e, "stop failed");
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// A service that exited without being told to: its name and exit status.
+    pub fn reap_exited(&mut self) -> Vec<(&'static str, String)> {
+        let mut exited = Vec::new();
+        for service in &mut self.services {
+            if let Some(child) = &mut service.child {
+                if let Ok(Some(status)) = child.try_wait() {
+                    exited.push((service.name, status.to_string()));
+                    service.child = None;
+                }
+            }
+        }
+        exited
+    }
+}
+
+impl Drop for Topology {
+    fn drop(&mut self) {
+        for service in &mut self.services {
+            if let Some(mut child) = service.child.take() {
+                if let Err(e) = child.kill().and_then(|()| child.wait().map(|_| ())) {
+                    tracing::warn!(service = service.name, error = %e, "could not kill on drop");
+                }
+            }
+        }
+    }
+}
+
+fn signal(name: &str, child: &Child, sig: Signal) -> Result<()> {
+    kill(Pid::from_raw(child.id() as i32), sig)
+        .map_err(|source| TopologyError::Signal { service: name.to_owned(), source })
+}
+
+fn terminate(name: &str, child: &mut Child, paused: bool) -> Result<()> {
+    signal(name, child, Signal::SIGTERM)?;
+    if paused {
+        // A stopped process only sees SIGTERM once it runs again.
+        signal(name, child, Signal::SIGCONT)?;
+    }
+    let start = Instant::now();
+    while start.elapsed() < STOP_GRACE {
+        if child.try_wait().map_err(io_err(format!("cannot wait for {name}")))?.is_some() {
+            tracing::debug!(service = name, "stopped");
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    tracing::warn!(service = name, "did not stop within the grace period; SIGKILL");
+    signal(name, child, Signal::SIGKILL)?;
+    child.wait().map_err(io_err(format!("cannot reap {name}")))?;
+    Ok(())
+}
+
+/// Spawns `service` and waits until it serves on its address (which becomes the
+/// bound one when it was ephemeral).
+async fn spawn_and_wait(config: &Config, service: &mut ServiceProcess) -> Result<()> {
+    let addr_file = service.log.with_file_name("addr");
+    match fs::remove_file(&addr_file) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(io_err(format!("cannot remove {}", addr_file.display()))(e));
+        }
+        _ => {}
+    }
+    let log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&service.log)
+        .map_err(io_err(format!("cannot open {}", service.log.display())))?;
+    let log_err = log.try_clone().map_err(io_err("cannot duplicate the log handle"))?;
+    let mut command = Command::new(config.bin_dir.join(service.name));
+    command
+        .arg("--listen")
+        .arg(service.address.to_string())
+        .arg("--addr-file")
+        .arg(&addr_file)
+        .args(&service.args)
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log_err)
+        // Its own process group: a Ctrl-C in the lab's terminal reaches the lab only,
+        // which then stops the services in order.
+        .process_group(0);
+    die_with_parent(&mut command);
+    let child = command.spawn().map_err(io_err(format!("cannot start {}", service.name)))?;
+    service.child = Some(child);
+    let start = Instant::now();
+    loop {
+        if let Some(status) =
+            service.child.as_mut().and_then(|c| c.try_wait().ok().flatten()).map(|status| status.to_string())
+        {
+            service.child = None;
+            return Err(TopologyError::DiedAtStart {
+                service: service.name.to_owned(),
+                status,
+                log: service.log.display().to_string(),
+                tail: tail(&service.log, 10),
+            });
+        }
+        if let Ok(text) = fs::read_to_string(&addr_file) {
+            if let Ok(addr) = text.trim().parse::<SocketAddr>() {
+                service.address = addr;
+                break;
+            }
+        }
+        if start.elapsed() > START_TIMEOUT {
+            return Err(TopologyError::StartTimeout {
+                service: service.name.to_owned(),
+                secs: START_TIMEOUT.as_secs(),
+                log: service.log.display().to_string(),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    crate::client::wait_serving(service.address, START_TIMEOUT).await.map_err(|e| TopologyError::Io {
+        context: format!("{} at {} bound its port but is not SERVING", service.name, service.address),
+        source: std::io::Error::other(e),
+    })?;
+    tracing::info!(service = service.name, address = %service.address, pid = service.pid().unwrap_or(0), "serving");
+    Ok(())
+}
+
+/// Asks the kernel to SIGKILL the child when the thread that spawned it dies, so that
+/// services never outlive a lab that was itself killed (SIGKILL rather than SIGTERM,
+/// because a SIGSTOPped child would sit on SIGTERM forever; every acknowledged write is
+/// already flushed, so SIGKILL loses nothing). Spawn from a long-lived thread.
+#[allow(unsafe_code)]
+fn die_with_parent(command: &mut Command) {
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: the closure runs in the forked child before exec and only makes
+    // async-signal-safe system calls (prctl, getppid, _exit).
+    unsafe {
+        command.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The parent may have died between fork and prctl.
+            if libc::getppid() != parent {
+                libc::_exit(1);
+            }
+            Ok(())
+        });
+    }
+}
+
+/// The last `n` lines of a log, for error messages.
+pub fn tail(path: &Path, n: usize) -> String {
+    let Ok(file) = File::open(path) else {
+        return String::from("(no log)");
+    };
+    let lines: Vec<String> = BufReader::new(file).lines().map_while(std::result::Result::ok).collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
