@@ -13,6 +13,10 @@ use std::{future::Future, time::Duration};
 use tokio::time::Instant;
 use tonic::{Code, Request, Status};
 
+/// The most of a deadline kept back for answering the caller (10% of what remains,
+/// at most this much).
+pub const REPLY_RESERVE: Duration = Duration::from_millis(20);
+
 /// The instant by which the current request must be answered.
 #[derive(Clone, Copy, Debug)]
 pub struct Deadline {
@@ -84,7 +88,10 @@ pub async fn call<Req, Resp, Fut>(
 where
     Fut: Future<Output = Result<tonic::Response<Resp>, Status>>,
 {
+    // Keep a little of the budget back so that, when the dependency is too slow, this
+    // service can still tell its caller which hop ran out before the caller gives up.
     let remaining = deadline.remaining();
+    let remaining = remaining.saturating_sub((remaining / 10).min(REPLY_RESERVE));
     let what = format!("{dependency}.{method}");
     if remaining.is_zero() {
         return Err(Status::deadline_exceeded(format!(
@@ -167,7 +174,7 @@ mod tests {
         .await
         .unwrap();
         let carried = parse_grpc_timeout(&seen).unwrap();
-        assert!(carried <= Duration::from_secs(10) && carried > Duration::from_secs(9), "{seen}");
+        assert!(carried <= Duration::from_secs(10) - REPLY_RESERVE && carried > Duration::from_secs(9), "{seen}");
     }
 
     #[tokio::test]

@@ -1,0 +1,201 @@
+//! The public API end to end, against the real service binaries: every operation's
+//! success path and every bad input named by the API's contract.
+
+mod support;
+
+use std::time::Duration;
+
+use common::{
+    config::Mode,
+    proto::{
+        CreateProductRequest, CreateUserRequest, GetProductRequest, GetProductsRequest, GetUserRequest,
+        ListOrdersByUserRequest, PlaceOrderRequest, UpdatePriceRequest, UserOrdersRequest,
+    },
+};
+use support::{assert_status, req};
+use tonic::Code;
+
+const T: Duration = Duration::from_secs(5);
+const UNKNOWN_USER: &str = "usr-00000000ffffffff";
+const UNKNOWN_PRODUCT: &str = "prd-00000000ffffffff";
+
+async fn api_contract(mode: Mode) {
+    let lab = support::start(mode).await;
+    let (mut users, mut products, mut orders, mut query) =
+        (lab.clients.users.clone(), lab.clients.products.clone(), lab.clients.orders.clone(), lab.clients.query.clone());
+
+    // Users.
+    let ada = users
+        .create_user(req(CreateUserRequest { name: " Ada ".into(), email: "ada@example.test".into() }, T))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(ada.name, "Ada");
+    assert!(ada.created_at_unix_ms > 0);
+    let got = users.get_user(req(GetUserRequest { id: ada.id.clone() }, T)).await.unwrap().into_inner();
+    assert_eq!(got, ada);
+    for (name, email, field) in [("", "a@b.c", "name"), ("  ", "a@b.c", "name"), ("Bob", "bob.example", "email"), ("Bob", "@b.c", "email"), ("Bob", "a@", "email"), ("Bob", "a b@c.d", "email")] {
+        let message = CreateUserRequest { name: name.into(), email: email.into() };
+        assert_status(users.create_user(req(message, T)).await, Code::InvalidArgument, field);
+    }
+    assert_status(users.get_user(req(GetUserRequest { id: "42".into() }, T)).await, Code::InvalidArgument, "id");
+    assert_status(users.get_user(req(GetUserRequest { id: UNKNOWN_USER.into() }, T)).await, Code::NotFound, UNKNOWN_USER);
+
+    // Products.
+    let lamp = products
+        .create_product(req(CreateProductRequest { title: "Lamp".into(), price_cents: 1999 }, T))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((lamp.title.as_str(), lamp.price_cents, lamp.version), ("Lamp", 1999, 1));
+    let desk = products
+        .create_product(req(CreateProductRequest { title: "Desk".into(), price_cents: 15000 }, T))
+        .await
+        .unwrap()
+        .into_inner();
+    for (title, price, field) in [("", 100, "title"), ("Chair", 0, "price_cents"), ("Chair", -5, "price_cents")] {
+        let message = CreateProductRequest { title: title.into(), price_cents: price };
+        assert_status(products.create_product(req(message, T)).await, Code::InvalidArgument, field);
+    }
+    assert_status(
+        products.update_price(req(UpdatePriceRequest { id: lamp.id.clone(), price_cents: 0 }, T)).await,
+        Code::InvalidArgument,
+        "price_cents",
+    );
+    assert_status(
+        products.update_price(req(UpdatePriceRequest { id: "prd-x".into(), price_cents: 10 }, T)).await,
+        Code::InvalidArgument,
+        "id",
+    );
+    assert_status(
+        products.update_price(req(UpdatePriceRequest { id: UNKNOWN_PRODUCT.into(), price_cents: 10 }, T)).await,
+        Code::NotFound,
+        UNKNOWN_PRODUCT,
+    );
+    assert_status(
+        products.get_product(req(GetProductRequest { id: ada.id.clone() }, T)).await,
+        Code::InvalidArgument,
+        "id",
+    );
+    assert_status(
+        products.get_product(req(GetProductRequest { id: UNKNOWN_PRODUCT.into() }, T)).await,
+        Code::NotFound,
+        UNKNOWN_PRODUCT,
+    );
+    let ids = vec![desk.id.clone(), UNKNOWN_PRODUCT.into(), lamp.id.clone()];
+    let found = products.get_products(req(GetProductsRequest { ids }, T)).await.unwrap().into_inner().products;
+    assert_eq!(found, vec![desk.clone(), lamp.clone()], "known products, in request order");
+    assert_status(
+        products.get_products(req(GetProductsRequest { ids: vec![lamp.id.clone(), "nope".into()] }, T)).await,
+        Code::InvalidArgument,
+        "ids[1]",
+    );
+
+    // Orders: the unit price is the price at order time.
+    let place = |user_id: &str, product_id: &str, quantity| PlaceOrderRequest {
+        user_id: user_id.into(),
+        product_id: product_id.into(),
+        quantity,
+    };
+    let first = orders.place_order(req(place(&ada.id, &lamp.id, 2), T)).await.unwrap().into_inner();
+    assert_eq!((first.unit_price_cents, first.quantity), (1999, 2));
+    let raised = products
+        .update_price(req(UpdatePriceRequest { id: lamp.id.clone(), price_cents: 2499 }, T))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((raised.price_cents, raised.version), (2499, 2));
+    let second = orders.place_order(req(place(&ada.id, &desk.id, 1), T)).await.unwrap().into_inner();
+    let third = orders.place_order(req(place(&ada.id, &lamp.id, 1), T)).await.unwrap().into_inner();
+    assert_eq!(third.unit_price_cents, 2499);
+    for (q, name) in [(0, "0"), (1001, "1001")] {
+        assert_status(orders.place_order(req(place(&ada.id, &lamp.id, q), T)).await, Code::InvalidArgument, name);
+    }
+    assert_status(orders.place_order(req(place("bob", &lamp.id, 1), T)).await, Code::InvalidArgument, "user_id");
+    assert_status(orders.place_order(req(place(&ada.id, "", 1), T)).await, Code::InvalidArgument, "product_id");
+    assert_status(orders.place_order(req(place(UNKNOWN_USER, &lamp.id, 1), T)).await, Code::NotFound, UNKNOWN_USER);
+    assert_status(
+        orders.place_order(req(place(&ada.id, UNKNOWN_PRODUCT, 1), T)).await,
+        Code::NotFound,
+        UNKNOWN_PRODUCT,
+    );
+    let listed = orders
+        .list_orders_by_user(req(ListOrdersByUserRequest { user_id: ada.id.clone() }, T))
+        .await
+        .unwrap()
+        .into_inner()
+        .orders;
+    assert_eq!(listed, vec![first.clone(), second.clone(), third.clone()], "oldest first");
+    assert_status(
+        orders.list_orders_by_user(req(ListOrdersByUserRequest { user_id: "x".into() }, T)).await,
+        Code::InvalidArgument,
+        "user_id",
+    );
+
+    // Query: the user, then one item per order with both prices.
+    let answer =
+        query.user_orders(req(UserOrdersRequest { user_id: ada.id.clone() }, T)).await.unwrap().into_inner();
+    assert_eq!(answer.user.as_ref(), Some(&ada));
+    let rows: Vec<(&str, &str, i64, i64, u32)> = answer
+        .items
+        .iter()
+        .map(|i| (i.order_id.as_str(), i.title.as_str(), i.unit_price_cents, i.current_price_cents, i.quantity))
+        .collect();
+    assert_eq!(
+        rows,
+        vec![
+            (first.id.as_str(), "Lamp", 1999, 2499, 2),
+            (second.id.as_str(), "Desk", 15000, 15000, 1),
+            (third.id.as_str(), "Lamp", 2499, 2499, 1),
+        ]
+    );
+    assert_eq!(answer.items[0].placed_at_unix_ms, first.placed_at_unix_ms);
+    assert_eq!(answer.items[0].product_id, lamp.id);
+    let bob = users
+        .create_user(req(CreateUserRequest { name: "Bob".into(), email: "bob@example.test".into() }, T))
+        .await
+        .unwrap()
+        .into_inner();
+    let empty = query.user_orders(req(UserOrdersRequest { user_id: bob.id.clone() }, T)).await.unwrap().into_inner();
+    assert!(empty.items.is_empty());
+    assert_status(query.user_orders(req(UserOrdersRequest { user_id: "".into() }, T)).await, Code::InvalidArgument, "user_id");
+    assert_status(
+        query.user_orders(req(UserOrdersRequest { user_id: UNKNOWN_USER.into() }, T)).await,
+        Code::NotFound,
+        UNKNOWN_USER,
+    );
+}
+
+#[tokio::test]
+async fn api_contract_sync() {
+    api_contract(Mode::Sync).await;
+}
+
+/// gRPC health and server reflection, so a generic client can list and call services.
+#[tokio::test]
+async fn health_and_reflection() {
+    use tokio_stream::StreamExt;
+    use tonic_reflection::pb::v1::{
+        server_reflection_client::ServerReflectionClient, server_reflection_request::MessageRequest,
+        server_reflection_response::MessageResponse, ServerReflectionRequest,
+    };
+
+    let lab = support::start(Mode::Sync).await;
+    for (name, expected) in [("users", "cascade.v1.Users"), ("products", "cascade.v1.Products"), ("orders", "cascade.v1.Orders"), ("query", "cascade.v1.Query")] {
+        let addr = lab.topology.address(name).unwrap();
+        lab::client::wait_serving(addr, T).await.unwrap();
+        let mut client = ServerReflectionClient::new(common::channel(addr));
+        let request = ServerReflectionRequest { host: String::new(), message_request: Some(MessageRequest::ListServices(String::new())) };
+        let mut responses = client.server_reflection_info(tokio_stream::iter([request])).await.unwrap().into_inner();
+        let response = responses.next().await.unwrap().unwrap();
+        let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
+            panic!("unexpected reflection answer: {response:?}");
+        };
+        let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+        let mut names = names;
+        names.sort();
+        let mut want = vec![expected.to_owned(), "grpc.health.v1.Health".to_owned(), "grpc.reflection.v1.ServerReflection".to_owned()];
+        want.sort();
+        assert_eq!(names, want, "{name} advertises what it serves and nothing else");
+    }
+}

@@ -1,0 +1,48 @@
+//! Test support: a real topology (the service binaries as processes) in a temporary
+//! run dir on ephemeral loopback ports.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use common::config::Mode;
+use lab::{
+    client::Clients,
+    topology::{Config, Topology},
+};
+use tempfile::TempDir;
+
+pub struct Lab {
+    pub topology: Topology,
+    pub clients: Clients,
+    /// Kept so the run dir lives as long as the test.
+    pub dir: TempDir,
+}
+
+pub async fn start(mode: Mode) -> Lab {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let topology = Topology::start(Config::new(mode, dir.path().join("run"))).await.expect("topology starts");
+    let clients = Clients::for_topology(&topology.file()).expect("clients");
+    Lab { topology, clients, dir }
+}
+
+impl Lab {
+    /// New clients (fresh connections), e.g. after a restart.
+    pub fn reconnect(&mut self) {
+        self.clients = Clients::for_topology(&self.topology.file()).expect("clients");
+    }
+}
+
+/// A request with an explicit deadline.
+pub fn req<T>(message: T, timeout: Duration) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.set_timeout(timeout);
+    request
+}
+
+/// Asserts a gRPC error's code and that its message mentions `needle`.
+#[track_caller]
+pub fn assert_status<T: std::fmt::Debug>(result: Result<T, tonic::Status>, code: tonic::Code, needle: &str) {
+    let status = result.expect_err("expected an error");
+    assert_eq!(status.code(), code, "message: {}", status.message());
+    assert!(status.message().contains(needle), "{:?} does not mention {needle:?}", status.message());
+}
