@@ -101,9 +101,12 @@ impl SeedArgs {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() {
     common::telemetry::init();
-    let cli = Cli::parse();
+    common::exit_on_error(dispatch(Cli::parse()).await);
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Up { start } => up(start).await,
         Command::Seed { run_dir, amounts } => {

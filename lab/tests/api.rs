@@ -21,8 +21,12 @@ const UNKNOWN_PRODUCT: &str = "prd-00000000ffffffff";
 
 async fn api_contract(mode: Mode) {
     let lab = support::start(mode).await;
-    let (mut users, mut products, mut orders, mut query) =
-        (lab.clients.users.clone(), lab.clients.products.clone(), lab.clients.orders.clone(), lab.clients.query.clone());
+    let (mut users, mut products, mut orders, mut query) = (
+        lab.clients.users.clone(),
+        lab.clients.products.clone(),
+        lab.clients.orders.clone(),
+        lab.clients.query.clone(),
+    );
 
     // Users.
     let ada = users
@@ -34,12 +38,23 @@ async fn api_contract(mode: Mode) {
     assert!(ada.created_at_unix_ms > 0);
     let got = users.get_user(req(GetUserRequest { id: ada.id.clone() }, T)).await.unwrap().into_inner();
     assert_eq!(got, ada);
-    for (name, email, field) in [("", "a@b.c", "name"), ("  ", "a@b.c", "name"), ("Bob", "bob.example", "email"), ("Bob", "@b.c", "email"), ("Bob", "a@", "email"), ("Bob", "a b@c.d", "email")] {
+    for (name, email, field) in [
+        ("", "a@b.c", "name"),
+        ("  ", "a@b.c", "name"),
+        ("Bob", "bob.example", "email"),
+        ("Bob", "@b.c", "email"),
+        ("Bob", "a@", "email"),
+        ("Bob", "a b@c.d", "email"),
+    ] {
         let message = CreateUserRequest { name: name.into(), email: email.into() };
         assert_status(users.create_user(req(message, T)).await, Code::InvalidArgument, field);
     }
     assert_status(users.get_user(req(GetUserRequest { id: "42".into() }, T)).await, Code::InvalidArgument, "id");
-    assert_status(users.get_user(req(GetUserRequest { id: UNKNOWN_USER.into() }, T)).await, Code::NotFound, UNKNOWN_USER);
+    assert_status(
+        users.get_user(req(GetUserRequest { id: UNKNOWN_USER.into() }, T)).await,
+        Code::NotFound,
+        UNKNOWN_USER,
+    );
 
     // Products.
     let lamp = products
@@ -133,8 +148,7 @@ async fn api_contract(mode: Mode) {
     );
 
     // Query: the user, then one item per order with both prices.
-    let answer =
-        query.user_orders(req(UserOrdersRequest { user_id: ada.id.clone() }, T)).await.unwrap().into_inner();
+    let answer = query.user_orders(req(UserOrdersRequest { user_id: ada.id.clone() }, T)).await.unwrap().into_inner();
     assert_eq!(answer.user.as_ref(), Some(&ada));
     let rows: Vec<(&str, &str, i64, i64, u32)> = answer
         .items
@@ -158,7 +172,11 @@ async fn api_contract(mode: Mode) {
         .into_inner();
     let empty = query.user_orders(req(UserOrdersRequest { user_id: bob.id.clone() }, T)).await.unwrap().into_inner();
     assert!(empty.items.is_empty());
-    assert_status(query.user_orders(req(UserOrdersRequest { user_id: "".into() }, T)).await, Code::InvalidArgument, "user_id");
+    assert_status(
+        query.user_orders(req(UserOrdersRequest { user_id: "".into() }, T)).await,
+        Code::InvalidArgument,
+        "user_id",
+    );
     assert_status(
         query.user_orders(req(UserOrdersRequest { user_id: UNKNOWN_USER.into() }, T)).await,
         Code::NotFound,
@@ -181,11 +199,19 @@ async fn health_and_reflection() {
     };
 
     let lab = support::start(Mode::Sync).await;
-    for (name, expected) in [("users", "cascade.v1.Users"), ("products", "cascade.v1.Products"), ("orders", "cascade.v1.Orders"), ("query", "cascade.v1.Query")] {
+    for (name, expected) in [
+        ("users", "cascade.v1.Users"),
+        ("products", "cascade.v1.Products"),
+        ("orders", "cascade.v1.Orders"),
+        ("query", "cascade.v1.Query"),
+    ] {
         let addr = lab.topology.address(name).unwrap();
         lab::client::wait_serving(addr, T).await.unwrap();
         let mut client = ServerReflectionClient::new(common::channel(addr));
-        let request = ServerReflectionRequest { host: String::new(), message_request: Some(MessageRequest::ListServices(String::new())) };
+        let request = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
         let mut responses = client.server_reflection_info(tokio_stream::iter([request])).await.unwrap().into_inner();
         let response = responses.next().await.unwrap().unwrap();
         let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
@@ -194,7 +220,11 @@ async fn health_and_reflection() {
         let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
         let mut names = names;
         names.sort();
-        let mut want = vec![expected.to_owned(), "grpc.health.v1.Health".to_owned(), "grpc.reflection.v1.ServerReflection".to_owned()];
+        let mut want = vec![
+            expected.to_owned(),
+            "grpc.health.v1.Health".to_owned(),
+            "grpc.reflection.v1.ServerReflection".to_owned(),
+        ];
         want.sort();
         assert_eq!(names, want, "{name} advertises what it serves and nothing else");
     }

@@ -40,3 +40,13 @@ pub fn channel(addr: std::net::SocketAddr) -> tonic::transport::Channel {
         .connect_timeout(std::time::Duration::from_secs(1))
         .connect_lazy()
 }
+
+/// Ends a service binary: on error, logs it and prints it as the last line of output
+/// (where the lab looks when a service dies at start-up), then exits with status 1.
+pub fn exit_on_error<E: std::fmt::Display>(result: Result<(), E>) {
+    if let Err(e) = result {
+        tracing::error!(error = format!("{e:#}"), "exiting");
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}

@@ -22,9 +22,12 @@ struct Args {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() {
     common::telemetry::init();
-    let args = Args::parse();
+    common::exit_on_error(serve(Args::parse()).await);
+}
+
+async fn serve(args: Args) -> anyhow::Result<()> {
     let shutdown = common::shutdown::on_signal()?;
     let listener = common::serve::bind(args.service.listen).await?;
     let directory = match args.mode {
