@@ -25,9 +25,22 @@ pub struct ServiceArgs {
     /// Deadline applied to a request whose client sent no `grpc-timeout`.
     #[arg(long, default_value_t = DEFAULT_DEADLINE_MS, env = "CASCADE_DEFAULT_DEADLINE_MS")]
     pub default_deadline_ms: u64,
+
+    /// How services get each other's data.
+    #[arg(long, value_enum, default_value_t = Mode::Sync, env = "CASCADE_MODE")]
+    pub mode: Mode,
+
+    /// The NATS server (async mode).
+    #[arg(long, env = "CASCADE_NATS_URL")]
+    pub nats_url: Option<String>,
 }
 
 impl ServiceArgs {
+    /// The NATS URL, required in async mode.
+    pub fn require_nats_url(&self) -> Result<&str, String> {
+        self.nats_url.as_deref().ok_or_else(|| "--nats-url is required in async mode".to_owned())
+    }
+
     pub fn default_deadline(&self) -> Duration {
         Duration::from_millis(self.default_deadline_ms)
     }
@@ -38,12 +51,15 @@ impl ServiceArgs {
 pub enum Mode {
     /// gRPC request chains at request time.
     Sync,
+    /// Events over NATS JetStream into each consumer's own store.
+    Async,
 }
 
 impl Mode {
     pub fn as_str(self) -> &'static str {
         match self {
             Mode::Sync => "sync",
+            Mode::Async => "async",
         }
     }
 }

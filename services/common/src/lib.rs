@@ -8,15 +8,21 @@
 //! - [`deadline`]: reading the caller's deadline and carrying it to every outbound call.
 //! - [`config`]: the command-line options every service binary accepts.
 //! - [`serve`]: binding, health, reflection, the addr-file handshake with the lab.
+//! - [`events`], [`outbox`], [`consumer`], [`broker`]: async mode's events, the
+//!   transactional outbox and its relay, the idempotent consumer loop, NATS set-up.
 //! - [`store`]: opening a service's own sled database and flushing it.
 //! - [`shutdown`]: one cancellation signal for SIGTERM and SIGINT alike.
 //! - [`telemetry`]: `tracing` set-up.
 
+pub mod broker;
 pub mod config;
+pub mod consumer;
 pub mod deadline;
 pub mod error;
+pub mod events;
 pub mod ids;
 pub mod names;
+pub mod outbox;
 pub mod serve;
 pub mod shutdown;
 pub mod store;

@@ -3,22 +3,19 @@
 use std::net::SocketAddr;
 
 use clap::Parser;
-use common::config::{Mode, ServiceArgs};
+use common::config::ServiceArgs;
 
 #[derive(Parser)]
 #[command(about = "Cascade orders service (C): PlaceOrder, ListOrdersByUser")]
 struct Args {
     #[command(flatten)]
     service: ServiceArgs,
-    /// How orders learns about users and products.
-    #[arg(long, value_enum, default_value_t = Mode::Sync)]
-    mode: Mode,
     /// The users service (sync mode).
     #[arg(long, env = "CASCADE_USERS_ADDR")]
-    users_addr: SocketAddr,
+    users_addr: Option<SocketAddr>,
     /// The products service (sync mode).
     #[arg(long, env = "CASCADE_PRODUCTS_ADDR")]
-    products_addr: SocketAddr,
+    products_addr: Option<SocketAddr>,
 }
 
 #[tokio::main]
@@ -30,8 +27,6 @@ async fn main() {
 async fn serve(args: Args) -> anyhow::Result<()> {
     let shutdown = common::shutdown::on_signal()?;
     let listener = common::serve::bind(args.service.listen).await?;
-    let directory = match args.mode {
-        Mode::Sync => orders::sync::GrpcDirectory::new(args.users_addr, args.products_addr),
-    };
-    orders::run(listener, &args.service, directory, shutdown).await
+    let peers = orders::Peers { users: args.users_addr, products: args.products_addr };
+    orders::run(listener, &args.service, peers, shutdown).await
 }

@@ -1,11 +1,14 @@
 //! The orders' sled trees: `orders` (order id → protobuf `Order`) and `by_user`
 //! (user id ++ order id → nothing), an index that lists a user's orders oldest first
-//! because order ids grow monotonically and have a fixed length.
+//! because order ids grow monotonically and have a fixed length; in async mode also the
+//! `outbox` of `OrderPlaced` events not yet acknowledged by the broker.
 
 use std::path::Path;
 
 use common::{
+    events,
     names::ORDER_ID_PREFIX,
+    outbox::Outbox,
     proto::Order,
     store::{self, OpenError, StoreError},
 };
@@ -17,6 +20,7 @@ pub struct OrderStore {
     db: sled::Db,
     orders: sled::Tree,
     by_user: sled::Tree,
+    outbox: Outbox,
 }
 
 /// The fields of a new order, as validated by the API.
@@ -32,15 +36,28 @@ fn index_key(user_id: &str, order_id: &str) -> Vec<u8> {
 }
 
 impl OrderStore {
-    pub fn open(dir: &Path) -> Result<Self, OpenError> {
+    /// `events`: stage an `OrderPlaced` with every order (async mode).
+    pub fn open(dir: &Path, events: bool) -> Result<Self, OpenError> {
         let db = store::open(dir)?;
-        let tree = |name: &str| {
-            db.open_tree(name).map_err(|source| OpenError::Other { dir: dir.display().to_string(), source })
-        };
-        Ok(Self { orders: tree("orders")?, by_user: tree("by_user")?, db })
+        let err = |source| OpenError::Other { dir: dir.display().to_string(), source };
+        Ok(Self {
+            orders: db.open_tree("orders").map_err(err)?,
+            by_user: db.open_tree("by_user").map_err(err)?,
+            outbox: Outbox::open(&db, events).map_err(err)?,
+            db,
+        })
     }
 
-    /// Stores the order and its index entry in one transaction, durable before returning.
+    pub fn db(&self) -> &sled::Db {
+        &self.db
+    }
+
+    pub fn outbox(&self) -> &Outbox {
+        &self.outbox
+    }
+
+    /// Stores the order, its index entry and its event in one transaction, durable
+    /// before returning.
     pub async fn place(&self, new: NewOrder) -> Result<Order, StoreError> {
         let order = Order {
             id: common::ids::new_id(&self.db, ORDER_ID_PREFIX)?,
@@ -52,12 +69,14 @@ impl OrderStore {
         };
         let bytes = order.encode_to_vec();
         let key = index_key(&order.user_id, &order.id);
-        (&self.orders, &self.by_user).transaction(|(orders, by_user)| {
+        let event = events::order_placed(&order);
+        (&self.orders, &self.by_user, self.outbox.tree()).transaction(|(orders, by_user, outbox)| {
             orders.insert(order.id.as_bytes(), bytes.as_slice())?;
             by_user.insert(key.as_slice(), &[])?;
-            Ok::<_, sled::transaction::ConflictableTransactionError<StoreError>>(())
+            self.outbox.stage(outbox, &event)
         })?;
         store::flush(&self.db).await?;
+        self.outbox.committed();
         Ok(order)
     }
 

@@ -1,53 +1,77 @@
-//! The products' sled tree: product id → protobuf `Product` (with its version).
+//! The products' sled trees: `products` (product id → protobuf `Product`, with its
+//! version) and, in async mode, the `outbox` of events not yet acknowledged by the
+//! broker.
 
 use std::path::Path;
 
 use common::{
+    events,
     names::PRODUCT_ID_PREFIX,
+    outbox::Outbox,
     proto::Product,
     store::{self, OpenError, StoreError},
 };
 use prost::Message;
-use sled::transaction::ConflictableTransactionError;
+use sled::{transaction::ConflictableTransactionError, Transactional};
 
 #[derive(Clone)]
 pub struct ProductStore {
     db: sled::Db,
     products: sled::Tree,
+    outbox: Outbox,
 }
 
 impl ProductStore {
-    pub fn open(dir: &Path) -> Result<Self, OpenError> {
+    /// `events`: stage an event with every change (async mode).
+    pub fn open(dir: &Path, events: bool) -> Result<Self, OpenError> {
         let db = store::open(dir)?;
-        let products =
-            db.open_tree("products").map_err(|source| OpenError::Other { dir: dir.display().to_string(), source })?;
-        Ok(Self { db, products })
+        let err = |source| OpenError::Other { dir: dir.display().to_string(), source };
+        Ok(Self {
+            products: db.open_tree("products").map_err(err)?,
+            outbox: Outbox::open(&db, events).map_err(err)?,
+            db,
+        })
     }
 
-    /// Stores a new product (version 1) and makes it durable before returning it.
+    pub fn outbox(&self) -> &Outbox {
+        &self.outbox
+    }
+
+    /// Stores a new product (version 1) and its event in one transaction, durable
+    /// before returning.
     pub async fn create(&self, title: String, price_cents: i64) -> Result<Product, StoreError> {
         let product = Product { id: common::ids::new_id(&self.db, PRODUCT_ID_PREFIX)?, title, price_cents, version: 1 };
-        self.products.insert(product.id.as_bytes(), product.encode_to_vec())?;
+        let bytes = product.encode_to_vec();
+        let event = events::product_created(&product);
+        (&self.products, self.outbox.tree()).transaction(|(products, outbox)| {
+            products.insert(product.id.as_bytes(), bytes.as_slice())?;
+            self.outbox.stage(outbox, &event)
+        })?;
         store::flush(&self.db).await?;
+        self.outbox.committed();
         Ok(product)
     }
 
     /// Sets a new price and bumps the version, atomically with respect to concurrent
-    /// updates (a sled transaction), durable before returning. `None`: no such product.
+    /// updates (a sled transaction that also stages the event), durable before
+    /// returning. `None`: no such product.
     pub async fn update_price(&self, id: &str, price_cents: i64) -> Result<Option<Product>, StoreError> {
-        let updated = self.products.transaction(|tx| {
-            let Some(bytes) = tx.get(id.as_bytes())? else {
+        let updated = (&self.products, self.outbox.tree()).transaction(|(products, outbox)| {
+            let Some(bytes) = products.get(id.as_bytes())? else {
                 return Ok(None);
             };
             let mut product = Product::decode(bytes.as_ref())
                 .map_err(|e| ConflictableTransactionError::Abort(StoreError::Decode(e)))?;
+            let previous = product.price_cents;
             product.price_cents = price_cents;
             product.version += 1;
-            tx.insert(id.as_bytes(), product.encode_to_vec())?;
+            products.insert(id.as_bytes(), product.encode_to_vec())?;
+            self.outbox.stage(outbox, &events::product_price_changed(&product, previous))?;
             Ok(Some(product))
         })?;
         if updated.is_some() {
             store::flush(&self.db).await?;
+            self.outbox.committed();
         }
         Ok(updated)
     }

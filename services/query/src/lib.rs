@@ -1,19 +1,22 @@
 //! The query service (D): "the products a user ordered".
 //!
-//! It owns no data of its own in sync mode; [`Source`] is where its answer comes from.
-//! `sync.rs` asks users, then orders, then products over gRPC while the client waits.
-//! Assembling the answer from those three pieces ([`assemble`]) is the same in every
-//! mode.
+//! [`Source`] is where its answer comes from. `sync.rs` asks users, then orders, then
+//! products over gRPC while the client waits, and owns no data; `events.rs` reads the
+//! service's own view, fed by events. Assembling the answer from those three pieces
+//! ([`assemble`]) is the same in every mode.
 
 pub mod api;
+pub mod events;
 pub mod sync;
 
-use std::{collections::HashMap, future::Future};
+use std::{collections::HashMap, future::Future, net::SocketAddr};
 
 use common::{
-    config::ServiceArgs,
+    broker::Events,
+    config::{Mode, ServiceArgs},
     deadline::Deadline,
     error::ApiError,
+    names::QUERY,
     proto::{Order, Product, User, UserOrderItem, UserOrdersResponse},
     serve::ServeError,
 };
@@ -61,20 +64,54 @@ pub fn assemble(
     Ok(UserOrdersResponse { user: Some(user), items })
 }
 
-/// Serves on `listener` until `shutdown`, answering from `source`.
-pub async fn run<S: Source>(
+/// Where the sync-mode dependencies listen.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Peers {
+    pub users: Option<SocketAddr>,
+    pub orders: Option<SocketAddr>,
+    pub products: Option<SocketAddr>,
+}
+
+/// Serves on `listener` until `shutdown`.
+pub async fn run(
+    listener: TcpListener,
+    args: &ServiceArgs,
+    peers: Peers,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    match args.mode {
+        Mode::Sync => {
+            let (Some(users), Some(orders), Some(products)) = (peers.users, peers.orders, peers.products) else {
+                anyhow::bail!("sync mode needs --users-addr, --orders-addr and --products-addr");
+            };
+            Ok(serve(listener, args, sync::GrpcSource::new(users, orders, products), shutdown).await?)
+        }
+        Mode::Async => {
+            let view = events::View::open(&args.data_dir)?;
+            let mut events = Events::connect(args.require_nats_url().map_err(anyhow::Error::msg)?, QUERY).await?;
+            events.spawn(common::consumer::consume(
+                events.jetstream(),
+                common::events::QUERY_CONSUMER,
+                &common::events::QUERY_SUBJECTS,
+                view.clone(),
+                shutdown.clone(),
+            ));
+            let served = serve(listener, args, view.clone(), shutdown.clone()).await;
+            shutdown.cancel();
+            events.stop().await;
+            view.flush().await?;
+            Ok(served?)
+        }
+    }
+}
+
+async fn serve<S: Source>(
     listener: TcpListener,
     args: &ServiceArgs,
     source: S,
     shutdown: CancellationToken,
-) -> anyhow::Result<()> {
+) -> Result<(), ServeError> {
     let api = api::QueryApi::new(source, args.default_deadline());
-    let served: Result<(), ServeError> = common::serve::run(
-        listener,
-        common::proto::query_server::QueryServer::new(api),
-        args.addr_file.as_deref(),
-        shutdown,
-    )
-    .await;
-    Ok(served?)
+    let server = common::proto::query_server::QueryServer::new(api);
+    common::serve::run(listener, server, args.addr_file.as_deref(), shutdown).await
 }

@@ -3,25 +3,22 @@
 use std::net::SocketAddr;
 
 use clap::Parser;
-use common::config::{Mode, ServiceArgs};
+use common::config::ServiceArgs;
 
 #[derive(Parser)]
 #[command(about = "Cascade query service (D): UserOrders")]
 struct Args {
     #[command(flatten)]
     service: ServiceArgs,
-    /// Where the answer comes from.
-    #[arg(long, value_enum, default_value_t = Mode::Sync)]
-    mode: Mode,
     /// The users service (sync mode).
     #[arg(long, env = "CASCADE_USERS_ADDR")]
-    users_addr: SocketAddr,
+    users_addr: Option<SocketAddr>,
     /// The orders service (sync mode).
     #[arg(long, env = "CASCADE_ORDERS_ADDR")]
-    orders_addr: SocketAddr,
+    orders_addr: Option<SocketAddr>,
     /// The products service (sync mode).
     #[arg(long, env = "CASCADE_PRODUCTS_ADDR")]
-    products_addr: SocketAddr,
+    products_addr: Option<SocketAddr>,
 }
 
 #[tokio::main]
@@ -33,8 +30,6 @@ async fn main() {
 async fn serve(args: Args) -> anyhow::Result<()> {
     let shutdown = common::shutdown::on_signal()?;
     let listener = common::serve::bind(args.service.listen).await?;
-    let source = match args.mode {
-        Mode::Sync => query::sync::GrpcSource::new(args.users_addr, args.orders_addr, args.products_addr),
-    };
-    query::run(listener, &args.service, source, shutdown).await
+    let peers = query::Peers { users: args.users_addr, orders: args.orders_addr, products: args.products_addr };
+    query::run(listener, &args.service, peers, shutdown).await
 }

@@ -1,29 +1,39 @@
-//! The users' sled tree: user id → protobuf `User`.
+//! The users' sled trees: `users` (user id → protobuf `User`) and, in async mode, the
+//! `outbox` of events not yet acknowledged by the broker.
 
 use std::path::Path;
 
 use common::{
+    events,
     names::USER_ID_PREFIX,
+    outbox::Outbox,
     proto::User,
     store::{self, OpenError, StoreError},
 };
 use prost::Message;
+use sled::Transactional;
 
 #[derive(Clone)]
 pub struct UserStore {
     db: sled::Db,
     users: sled::Tree,
+    outbox: Outbox,
 }
 
 impl UserStore {
-    pub fn open(dir: &Path) -> Result<Self, OpenError> {
+    /// `events`: stage a `UserCreated` with every new user (async mode).
+    pub fn open(dir: &Path, events: bool) -> Result<Self, OpenError> {
         let db = store::open(dir)?;
-        let users =
-            db.open_tree("users").map_err(|source| OpenError::Other { dir: dir.display().to_string(), source })?;
-        Ok(Self { db, users })
+        let err = |source| OpenError::Other { dir: dir.display().to_string(), source };
+        Ok(Self { users: db.open_tree("users").map_err(err)?, outbox: Outbox::open(&db, events).map_err(err)?, db })
     }
 
-    /// Stores a new user and makes it durable before returning it.
+    pub fn outbox(&self) -> &Outbox {
+        &self.outbox
+    }
+
+    /// Stores a new user (and its event, in the same transaction) and makes both
+    /// durable before returning.
     pub async fn create(&self, name: String, email: String) -> Result<User, StoreError> {
         let user = User {
             id: common::ids::new_id(&self.db, USER_ID_PREFIX)?,
@@ -31,8 +41,14 @@ impl UserStore {
             email,
             created_at_unix_ms: common::ids::now_unix_ms(),
         };
-        self.users.insert(user.id.as_bytes(), user.encode_to_vec())?;
+        let bytes = user.encode_to_vec();
+        let event = events::user_created(&user);
+        (&self.users, self.outbox.tree()).transaction(|(users, outbox)| {
+            users.insert(user.id.as_bytes(), bytes.as_slice())?;
+            self.outbox.stage(outbox, &event)
+        })?;
         store::flush(&self.db).await?;
+        self.outbox.committed();
         Ok(user)
     }
 

@@ -1,0 +1,190 @@
+//! The consumer side of async mode: a durable JetStream pull consumer whose events are
+//! applied to a local sled projection, exactly once in effect.
+//!
+//! Order of operations, and why: (1) apply the event and record its id as applied in
+//! one sled transaction (so a crash can never leave one without the other); (2) flush
+//! (so the effect is on disk); (3) only then ack (so the broker redelivers anything
+//! not yet durable). A redelivered or duplicate event finds its id already applied
+//! and changes nothing. Events that are available together are applied as a batch
+//! with one flush, which costs nothing at low load and saves flushes at high load.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{
+    self,
+    consumer::{pull, AckPolicy, PullConsumer},
+    AckKind,
+};
+use futures::{FutureExt, StreamExt};
+use prost::Message;
+use tokio_util::sync::CancellationToken;
+
+use crate::{proto::Envelope, store::StoreError};
+
+/// Most events applied before one flush and their acks.
+const BATCH: usize = 128;
+/// Idle heartbeat of the pull requests: how fast a lost broker is noticed.
+const HEARTBEAT: Duration = Duration::from_secs(2);
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+/// A local store that events are applied to.
+pub trait Projection: Send + Sync + 'static {
+    /// Applies `envelope` and records its id as applied, in one sled transaction.
+    /// Returns `false` (and changes nothing) if it was applied before.
+    fn apply(&self, envelope: &Envelope) -> Result<bool, StoreError>;
+    /// The database to flush before acking.
+    fn db(&self) -> &sled::Db;
+}
+
+/// The key under which an applied event is remembered.
+fn applied_key(envelope: &Envelope) -> &[u8] {
+    envelope.event_id.as_bytes()
+}
+
+/// Consumes `subjects` through the durable consumer `name` into `projection` until
+/// `shutdown`, surviving broker restarts (it recreates its subscription with backoff).
+pub async fn consume<P: Projection>(
+    js: jetstream::Context,
+    name: &'static str,
+    subjects: &[&str],
+    projection: P,
+    shutdown: CancellationToken,
+) {
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let attempt = async {
+            let consumer = consumer(&js, name, subjects).await?;
+            let messages = consumer.stream().heartbeat(HEARTBEAT).messages().await?;
+            Ok::<_, async_nats::Error>(messages)
+        };
+        let messages = tokio::select! {
+            attempt = attempt => attempt,
+            _ = shutdown.cancelled() => return,
+        };
+        let mut messages = match messages {
+            Ok(messages) => messages,
+            Err(error) => {
+                tracing::warn!(%error, consumer = name, retry_in_ms = backoff.as_millis() as u64, "cannot subscribe; will retry");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = shutdown.cancelled() => return,
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                continue;
+            }
+        };
+        tracing::info!(consumer = name, "consuming");
+        backoff = Duration::from_millis(50);
+        loop {
+            let first = tokio::select! {
+                next = messages.next() => next,
+                _ = shutdown.cancelled() => return,
+            };
+            let mut batch = match first {
+                Some(Ok(message)) => vec![message],
+                Some(Err(error)) => {
+                    // Missed heartbeats while the broker is away, and the like: the
+                    // stream recovers by itself when the connection does.
+                    tracing::warn!(%error, consumer = name, "consumer stream error");
+                    continue;
+                }
+                None => break,
+            };
+            while batch.len() < BATCH {
+                match messages.next().now_or_never() {
+                    Some(Some(Ok(message))) => batch.push(message),
+                    Some(Some(Err(error))) => tracing::warn!(%error, consumer = name, "consumer stream error"),
+                    Some(None) | None => break,
+                }
+            }
+            apply_batch(name, &projection, batch).await;
+        }
+        tracing::warn!(consumer = name, "consumer stream ended; resubscribing");
+    }
+}
+
+async fn apply_batch<P: Projection>(name: &str, projection: &P, batch: Vec<jetstream::Message>) {
+    let mut done = Vec::with_capacity(batch.len());
+    for message in batch {
+        let envelope = match Envelope::decode(message.payload.as_ref()) {
+            Ok(envelope) => envelope,
+            Err(error) => {
+                // Redelivering an undecodable event would fail forever: terminate it.
+                tracing::error!(%error, subject = %message.subject, consumer = name, "undecodable event; terminated");
+                ack(name, &message, AckKind::Term).await;
+                continue;
+            }
+        };
+        match projection.apply(&envelope) {
+            Ok(fresh) => {
+                tracing::trace!(event_id = %envelope.event_id, fresh, "applied");
+                done.push(message);
+            }
+            Err(error) => {
+                tracing::error!(%error, event_id = %envelope.event_id, consumer = name, "cannot apply; redelivery later");
+                ack(name, &message, AckKind::Nak(Some(Duration::from_secs(1)))).await;
+            }
+        }
+    }
+    if done.is_empty() {
+        return;
+    }
+    if let Err(error) = crate::store::flush(projection.db()).await {
+        // Not durable: no ack, so the broker redelivers after its ack wait.
+        tracing::error!(%error, consumer = name, "flush failed; events will be redelivered");
+        return;
+    }
+    for message in &done {
+        ack(name, message, AckKind::Ack).await;
+    }
+}
+
+async fn ack(name: &str, message: &jetstream::Message, kind: AckKind) {
+    if let Err(error) = message.ack_with(kind).await {
+        // A lost ack means a redelivery, which the applied marker makes harmless.
+        tracing::warn!(%error, consumer = name, "ack failed");
+    }
+}
+
+async fn consumer(js: &jetstream::Context, name: &str, subjects: &[&str]) -> Result<PullConsumer, async_nats::Error> {
+    let stream = crate::broker::ensure_stream(js).await?;
+    let config = pull::Config {
+        durable_name: Some(name.to_owned()),
+        filter_subjects: subjects.iter().map(|s| s.to_string()).collect(),
+        ack_policy: AckPolicy::Explicit,
+        ack_wait: Duration::from_secs(10),
+        ..Default::default()
+    };
+    Ok(stream.get_or_create_consumer(name, config).await?)
+}
+
+/// Inside a projection's transaction: true if `envelope` was applied before;
+/// otherwise records it as applied (the caller then applies its effect in the same
+/// transaction).
+pub fn first_time(
+    applied: &sled::transaction::TransactionalTree,
+    envelope: &Envelope,
+) -> Result<bool, sled::transaction::ConflictableTransactionError<StoreError>> {
+    if applied.get(applied_key(envelope))?.is_some() {
+        return Ok(false);
+    }
+    applied.insert(applied_key(envelope), &[])?;
+    Ok(true)
+}
+
+/// Inside a projection's transaction: stores `product` unless the stored copy is as
+/// new or newer (events may arrive out of order; an older version never wins).
+pub fn keep_newest_product(
+    products: &sled::transaction::TransactionalTree,
+    product: &crate::proto::Product,
+) -> Result<(), sled::transaction::ConflictableTransactionError<StoreError>> {
+    if let Some(stored) = products.get(product.id.as_bytes())? {
+        let stored = crate::proto::Product::decode(stored.as_ref())
+            .map_err(|e| sled::transaction::ConflictableTransactionError::Abort(StoreError::Decode(e)))?;
+        if stored.version >= product.version {
+            return Ok(());
+        }
+    }
+    products.insert(product.id.as_bytes(), product.encode_to_vec())?;
+    Ok(())
+}
