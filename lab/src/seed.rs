@@ -91,7 +91,21 @@ pub async fn seed(
     let order_ids: Vec<String> = stream::iter(choices)
         .map(|message| {
             let mut client = clients.orders.clone();
-            async move { client.place_order(request(message)).await.map(|r| r.into_inner().id) }
+            async move {
+                // In async mode orders' replica may not have the new users and products
+                // yet; a real client would retry such an order, and so does the seeder.
+                let start = std::time::Instant::now();
+                loop {
+                    match client.place_order(request(message.clone())).await {
+                        Err(status)
+                            if status.code() == tonic::Code::FailedPrecondition && start.elapsed() < DEADLINE =>
+                        {
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                        result => break result.map(|r| r.into_inner().id),
+                    }
+                }
+            }
         })
         .buffered(CONCURRENCY)
         .try_collect()

@@ -1,12 +1,14 @@
 //! A topology: the four services started as separate OS processes on loopback, each
-//! with its own data dir under one run dir, and the means to stop, kill, pause and
-//! restart them with real signals.
+//! with its own data dir under one run dir (plus, in async mode, a real `nats-server`
+//! with JetStream and its own store dir), and the means to stop, kill, pause and
+//! restart any of them with real signals.
 //!
 //! Start-up handshake: each service is told `--addr-file`; it writes its bound address
 //! there once it listens, and the lab then asks its gRPC health service. So ports can
 //! be ephemeral (nothing guesses a free port) and "started" means "answering".
-//! Services start in dependency order (users, products, orders, query), because a
-//! service is given the addresses of the ones it calls. A restarted service gets back
+//! The broker says where it listens through its ports file (`--ports_file_dir`).
+//! Components start in dependency order (nats, users, products, orders, query),
+//! because a service is given the addresses of what it calls. A restarted service gets back
 //! the address it had, so its callers need not be told anything.
 
 use std::{
@@ -21,7 +23,7 @@ use std::{
 
 use common::{
     config::Mode,
-    names::{ORDERS, PRODUCTS, QUERY, SERVICES, USERS},
+    names::{NATS, ORDERS, PRODUCTS, QUERY, SERVICES, USERS},
 };
 use nix::{
     sys::signal::{kill, Signal},
@@ -46,7 +48,7 @@ pub enum TopologyError {
     DiedAtStart { service: String, status: String, log: String, tail: String },
     #[error("{service} was not serving within {secs} s; see {log}")]
     StartTimeout { service: String, secs: u64, log: String },
-    #[error("no service named {0:?}; the services are users, products, orders, query")]
+    #[error("no component named {0:?}; they are users, products, orders, query (and nats in async mode)")]
     UnknownService(String),
     #[error("{service} is not running")]
     NotRunning { service: String },
@@ -54,6 +56,8 @@ pub enum TopologyError {
     Io { context: String, source: std::io::Error },
     #[error("cannot signal {service}: {source}")]
     Signal { service: String, source: nix::Error },
+    #[error(transparent)]
+    Broker(#[from] crate::broker::BrokerError),
 }
 
 type Result<T, E = TopologyError> = std::result::Result<T, E>;
@@ -67,6 +71,8 @@ fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Topology
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TopologyFile {
     pub mode: String,
+    /// The broker's client URL (async mode).
+    pub nats_url: Option<String>,
     pub run_dir: PathBuf,
     /// The process that started (and will stop) the services.
     pub lab_pid: u32,
@@ -146,14 +152,26 @@ pub fn default_bin_dir() -> PathBuf {
     dir
 }
 
-/// One service process and how to start it again.
+/// What a process is, which decides how it is told where to listen and how the lab
+/// knows it is ready.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A Cascade service: `--listen`/`--addr-file`, then gRPC health.
+    Service,
+    /// nats-server: `-p`/`--ports_file_dir`, then a TCP connection.
+    Broker,
+}
+
+/// One process of the topology and how to start it again.
 #[derive(Debug)]
 pub struct ServiceProcess {
     pub name: &'static str,
+    pub kind: Kind,
+    program: PathBuf,
     pub address: SocketAddr,
     pub data_dir: PathBuf,
     pub log: PathBuf,
-    /// Arguments apart from `--listen` and `--addr-file`, reused on restart.
+    /// Arguments apart from where to listen, reused on restart.
     args: Vec<String>,
     child: Option<Child>,
     paused: bool,
@@ -188,6 +206,31 @@ impl Topology {
         }
         fs::create_dir_all(&config.run_dir).map_err(io_err(format!("cannot create {}", config.run_dir.display())))?;
         let mut topology = Topology { config, services: Vec::new() };
+        if topology.config.mode == Mode::Async {
+            let nats = crate::broker::nats_server()?;
+            let dir = topology.config.run_dir.join(NATS);
+            let data_dir = dir.join("store");
+            fs::create_dir_all(&data_dir).map_err(io_err(format!("cannot create {}", data_dir.display())))?;
+            let port = topology.config.base_port.map_or(0, |p| p + SERVICES.len() as u16);
+            let args = ["-a", "127.0.0.1", "-js", "-sd"]
+                .map(String::from)
+                .into_iter()
+                .chain([data_dir.display().to_string()])
+                .collect();
+            let mut broker = ServiceProcess {
+                name: NATS,
+                kind: Kind::Broker,
+                program: nats.path,
+                address: SocketAddr::from(([127, 0, 0, 1], port)),
+                data_dir,
+                log: dir.join("log"),
+                args,
+                child: None,
+                paused: false,
+            };
+            spawn_and_wait(&mut broker).await?;
+            topology.services.push(broker);
+        }
         for (i, name) in SERVICES.into_iter().enumerate() {
             let dir = topology.config.run_dir.join(name);
             let data_dir = dir.join("data");
@@ -200,6 +243,8 @@ impl Topology {
             args.extend(topology.peer_args(name)?);
             let mut service = ServiceProcess {
                 name,
+                kind: Kind::Service,
+                program: topology.config.bin_dir.join(name),
                 address: listen,
                 data_dir,
                 log: dir.join("log"),
@@ -207,28 +252,36 @@ impl Topology {
                 child: None,
                 paused: false,
             };
-            spawn_and_wait(&topology.config, &mut service).await?;
+            spawn_and_wait(&mut service).await?;
             topology.services.push(service);
         }
         topology.write_file()?;
         Ok(topology)
     }
 
-    /// The arguments that tell `name` its mode and where its dependencies are.
+    /// The arguments that tell `name` its mode and where its dependencies are: the
+    /// services it calls (sync) or the broker (async).
     fn peer_args(&self, name: &str) -> Result<Vec<String>> {
-        let mut args = Vec::new();
-        let deps: &[(&str, &str)] = match name {
-            ORDERS => &[("--users-addr", USERS), ("--products-addr", PRODUCTS)],
-            QUERY => &[("--users-addr", USERS), ("--orders-addr", ORDERS), ("--products-addr", PRODUCTS)],
-            _ => &[],
-        };
-        if !deps.is_empty() {
-            args.extend(["--mode".to_owned(), self.config.mode.to_string()]);
-        }
-        for (flag, dep) in deps {
-            args.extend([flag.to_string(), self.service(dep)?.address.to_string()]);
+        let mut args = vec!["--mode".to_owned(), self.config.mode.to_string()];
+        match self.config.mode {
+            Mode::Sync => {
+                let deps: &[(&str, &str)] = match name {
+                    ORDERS => &[("--users-addr", USERS), ("--products-addr", PRODUCTS)],
+                    QUERY => &[("--users-addr", USERS), ("--orders-addr", ORDERS), ("--products-addr", PRODUCTS)],
+                    _ => &[],
+                };
+                for (flag, dep) in deps {
+                    args.extend([flag.to_string(), self.service(dep)?.address.to_string()]);
+                }
+            }
+            Mode::Async => args.extend(["--nats-url".to_owned(), self.nats_url().expect("the broker starts first")]),
         }
         Ok(args)
+    }
+
+    /// The broker's client URL, in async mode.
+    pub fn nats_url(&self) -> Option<String> {
+        self.services.iter().find(|s| s.kind == Kind::Broker).map(|b| format!("nats://{}", b.address))
     }
 
     pub fn service(&self, name: &str) -> Result<&ServiceProcess> {
@@ -247,6 +300,7 @@ impl Topology {
     pub fn file(&self) -> TopologyFile {
         TopologyFile {
             mode: self.config.mode.to_string(),
+            nats_url: self.nats_url(),
             run_dir: self.config.run_dir.clone(),
             lab_pid: std::process::id(),
             services: self
@@ -307,8 +361,7 @@ impl Topology {
         if self.service(name)?.child.is_some() {
             self.stop_one(name)?;
         }
-        let config = self.config.clone();
-        spawn_and_wait(&config, self.service_mut(name)?).await?;
+        spawn_and_wait(self.service_mut(name)?).await?;
         self.write_file()?;
         tracing::info!(service = name, "restarted");
         Ok(())
@@ -325,7 +378,8 @@ impl Topology {
         Ok(())
     }
 
-    /// Stops every service, callers before callees, so nothing logs needless errors.
+    /// Stops every process, callers before callees (the broker last), so nothing logs
+    /// needless errors.
     pub fn stop(&mut self) -> Result<()> {
         let names: Vec<&'static str> = self.services.iter().rev().map(|s| s.name).collect();
         let mut first_error = None;
@@ -390,15 +444,18 @@ fn terminate(name: &str, child: &mut Child, paused: bool) -> Result<()> {
     Ok(())
 }
 
-/// Spawns `service` and waits until it serves on its address (which becomes the
+/// Spawns `service` and waits until it is ready on its address (which becomes the
 /// bound one when it was ephemeral).
-async fn spawn_and_wait(config: &Config, service: &mut ServiceProcess) -> Result<()> {
-    let addr_file = service.log.with_file_name("addr");
-    match fs::remove_file(&addr_file) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            return Err(io_err(format!("cannot remove {}", addr_file.display()))(e));
+async fn spawn_and_wait(service: &mut ServiceProcess) -> Result<()> {
+    let handshake = service.log.with_file_name(match service.kind {
+        Kind::Service => "addr",
+        Kind::Broker => "ports",
+    });
+    match service.kind {
+        Kind::Service => remove_if_present(&handshake)?,
+        Kind::Broker => {
+            fs::create_dir_all(&handshake).map_err(io_err(format!("cannot create {}", handshake.display())))?
         }
-        _ => {}
     }
     let log = OpenOptions::new()
         .create(true)
@@ -406,12 +463,20 @@ async fn spawn_and_wait(config: &Config, service: &mut ServiceProcess) -> Result
         .open(&service.log)
         .map_err(io_err(format!("cannot open {}", service.log.display())))?;
     let log_err = log.try_clone().map_err(io_err("cannot duplicate the log handle"))?;
-    let mut command = Command::new(config.bin_dir.join(service.name));
+    let mut command = Command::new(&service.program);
+    match service.kind {
+        Kind::Service => {
+            command.arg("--listen").arg(service.address.to_string()).arg("--addr-file").arg(&handshake);
+        }
+        Kind::Broker => {
+            let port = match service.address.port() {
+                0 => "-1".to_owned(),
+                port => port.to_string(),
+            };
+            command.arg("-p").arg(port).arg("--ports_file_dir").arg(&handshake);
+        }
+    }
     command
-        .arg("--listen")
-        .arg(service.address.to_string())
-        .arg("--addr-file")
-        .arg(&addr_file)
         .args(&service.args)
         .stdin(Stdio::null())
         .stdout(log)
@@ -421,6 +486,7 @@ async fn spawn_and_wait(config: &Config, service: &mut ServiceProcess) -> Result
         .process_group(0);
     die_with_parent(&mut command);
     let child = command.spawn().map_err(io_err(format!("cannot start {}", service.name)))?;
+    let pid = child.id();
     service.child = Some(child);
     let start = Instant::now();
     loop {
@@ -435,11 +501,13 @@ async fn spawn_and_wait(config: &Config, service: &mut ServiceProcess) -> Result
                 tail: tail(&service.log, 10),
             });
         }
-        if let Ok(text) = fs::read_to_string(&addr_file) {
-            if let Ok(addr) = text.trim().parse::<SocketAddr>() {
-                service.address = addr;
-                break;
-            }
+        let announced = match service.kind {
+            Kind::Service => fs::read_to_string(&handshake).ok().and_then(|t| t.trim().parse::<SocketAddr>().ok()),
+            Kind::Broker => read_ports_file(&handshake, &service.program, pid),
+        };
+        if let Some(addr) = announced {
+            service.address = addr;
+            break;
         }
         if start.elapsed() > START_TIMEOUT {
             return Err(TopologyError::StartTimeout {
@@ -450,12 +518,36 @@ async fn spawn_and_wait(config: &Config, service: &mut ServiceProcess) -> Result
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    crate::client::wait_serving(service.address, START_TIMEOUT).await.map_err(|e| TopologyError::Io {
-        context: format!("{} at {} bound its port but is not SERVING", service.name, service.address),
-        source: std::io::Error::other(e),
-    })?;
-    tracing::info!(service = service.name, address = %service.address, pid = service.pid().unwrap_or(0), "serving");
+    if service.kind == Kind::Service {
+        crate::client::wait_serving(service.address, START_TIMEOUT).await.map_err(|e| TopologyError::Io {
+            context: format!("{} at {} bound its port but is not SERVING", service.name, service.address),
+            source: std::io::Error::other(e),
+        })?;
+    }
+    tracing::info!(service = service.name, address = %service.address, pid, "ready");
     Ok(())
+}
+
+fn remove_if_present(path: &Path) -> Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(io_err(format!("cannot remove {}", path.display()))(e))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// nats-server writes `<executable>_<pid>.ports` (JSON with its client URLs) once it
+/// accepts connections.
+fn read_ports_file(dir: &Path, program: &Path, pid: u32) -> Option<SocketAddr> {
+    #[derive(Deserialize)]
+    struct Ports {
+        nats: Vec<String>,
+    }
+    let exe = program.file_name()?.to_string_lossy();
+    let text = fs::read_to_string(dir.join(format!("{exe}_{pid}.ports"))).ok()?;
+    let ports: Ports = serde_json::from_str(&text).ok()?;
+    ports.nats.iter().find_map(|url| url.strip_prefix("nats://")?.parse().ok())
 }
 
 /// Asks the kernel to SIGKILL the child when the thread that spawned it dies, so that

@@ -46,3 +46,22 @@ pub fn assert_status<T: std::fmt::Debug>(result: Result<T, tonic::Status>, code:
     assert_eq!(status.code(), code, "message: {}", status.message());
     assert!(status.message().contains(needle), "{:?} does not mention {needle:?}", status.message());
 }
+
+/// In async mode, waits until the stream holds `events` events and every consumer has
+/// applied them (the replicas are then as fresh as they can be); in sync mode there is
+/// nothing to wait for.
+pub async fn settle(lab: &Lab, events: u64) {
+    if let Some(url) = lab.topology.nats_url() {
+        lab::convergence::wait_settled(&url, events, Duration::from_secs(30)).await.expect("replicas settle");
+    }
+}
+
+/// The truth for convergence checks: the sync chain's answer, from the owners.
+pub fn truth(lab: &Lab) -> query::sync::GrpcSource {
+    let t = &lab.topology;
+    query::sync::GrpcSource::new(
+        t.address("users").unwrap(),
+        t.address("orders").unwrap(),
+        t.address("products").unwrap(),
+    )
+}

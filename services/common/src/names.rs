@@ -7,6 +7,8 @@ pub const USERS: &str = "users";
 pub const PRODUCTS: &str = "products";
 pub const ORDERS: &str = "orders";
 pub const QUERY: &str = "query";
+/// The broker, in async mode (a component of the topology, not a service).
+pub const NATS: &str = "nats";
 
 /// Id prefixes: an id says which service owns it, which makes logs and errors readable.
 pub const USER_ID_PREFIX: &str = "usr";
