@@ -65,3 +65,35 @@ pub fn truth(lab: &Lab) -> query::sync::GrpcSource {
         t.address("products").unwrap(),
     )
 }
+
+/// Waits until the query view equals the truth for `user_ids` (async mode: settles
+/// first, then compares, until clean or `timeout`). Returns the last comparison.
+pub async fn converge(lab: &Lab, min_events: u64, user_ids: &[String], timeout: Duration) -> lab::convergence::Diff {
+    let truth = truth(lab);
+    let start = std::time::Instant::now();
+    loop {
+        settle(lab, min_events).await;
+        let diff = lab::convergence::compare(&lab.clients, &truth, user_ids).await.expect("comparison runs");
+        if diff.is_clean() || start.elapsed() > timeout {
+            return diff;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Creates `n` users and `m` products; returns their ids.
+pub async fn populate(lab: &Lab, n: usize, m: usize) -> (Vec<String>, Vec<String>) {
+    use common::proto::{CreateProductRequest, CreateUserRequest};
+    let mut c = lab.clients.clone();
+    let mut users = Vec::new();
+    for i in 0..n {
+        let message = CreateUserRequest { name: format!("User {i}"), email: format!("u{i}@example.test") };
+        users.push(c.users.create_user(req(message, Duration::from_secs(5))).await.unwrap().into_inner().id);
+    }
+    let mut products = Vec::new();
+    for i in 0..m {
+        let message = CreateProductRequest { title: format!("Product {i}"), price_cents: 100 + i as i64 };
+        products.push(c.products.create_product(req(message, Duration::from_secs(5))).await.unwrap().into_inner().id);
+    }
+    (users, products)
+}
