@@ -48,18 +48,26 @@ enum Command {
         #[arg(long, default_value_t = 7)]
         seed: u64,
     },
-    /// Start a fresh topology, seed it, measure sequential latency, stop it.
-    Demo {
-        #[arg(long, value_enum, default_value_t = Mode::Sync)]
-        mode: Mode,
-        /// Parent folder of the demo's run dir.
+    /// The modes side by side: for each round, each mode on a fresh topology (seeded
+    /// alike), then sequential UserOrders and PlaceOrder latency and the propagation
+    /// delay (write acknowledged → visible in UserOrders). Writes results JSON.
+    Compare {
+        #[arg(long, value_enum, value_delimiter = ',', default_value = "sync,async")]
+        modes: Vec<Mode>,
+        /// Rounds; modes alternate inside each, so drifts of a noisy machine hit both.
+        #[arg(long, default_value_t = 2)]
+        rounds: usize,
+        /// Parent folder of the comparison's run dirs and results.
         #[arg(long, default_value = "runs")]
         runs: PathBuf,
         #[command(flatten)]
         amounts: SeedArgs,
-        /// Requests per operation.
+        /// Sequential requests per operation per round.
         #[arg(long, default_value_t = 2000)]
         requests: usize,
+        /// Orders whose propagation delay is measured, per round.
+        #[arg(long, default_value_t = 300)]
+        writes: usize,
     },
 }
 
@@ -120,7 +128,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             print_latencies(&file.mode, &latencies);
             Ok(())
         }
-        Command::Demo { mode, runs, amounts, requests } => demo(mode, &runs, amounts, requests).await,
+        Command::Compare { modes, rounds, runs, amounts, requests, writes } => {
+            compare(&modes, rounds, &runs, &amounts, requests, writes).await
+        }
     }
 }
 
@@ -198,40 +208,114 @@ async fn run_latency(clients: &Clients, seeded: &Seeded, requests: usize, seed: 
     latency::sequential(clients, seeded, requests, seed).await
 }
 
-fn print_latencies(mode: &str, l: &Latencies) {
+fn print_latencies(label: &str, l: &Latencies) {
+    print_header();
+    print_rows(label, l);
+}
+
+fn print_header() {
     println!(
-        "{:<6} {:<12} {:>9} {:>9} {:>9} {:>9}  outcomes",
+        "{:<9} {:<12} {:>9} {:>9} {:>9} {:>9}  outcomes",
         "mode", "operation", "p50 µs", "p90 µs", "p99 µs", "max µs"
     );
-    for (name, s) in [("UserOrders", &l.user_orders), ("PlaceOrder", &l.place_order)] {
+}
+
+/// One line per operation; `visible` is the propagation delay when it was measured.
+fn print_rows(label: &str, l: &Latencies) {
+    let rows = [
+        ("UserOrders", Some(&l.user_orders)),
+        ("PlaceOrder", Some(&l.place_order)),
+        ("visible", l.propagation.as_ref()),
+    ];
+    for (name, s) in rows.into_iter().filter_map(|(name, s)| Some((name, s?))) {
         println!(
-            "{mode:<6} {name:<12} {:>9} {:>9} {:>9} {:>9}  {:?}",
+            "{label:<9} {name:<12} {:>9} {:>9} {:>9} {:>9}  {:?}",
             s.p50_us, s.p90_us, s.p99_us, s.max_us, s.outcomes
         );
     }
 }
 
-async fn demo(mode: Mode, runs: &Path, amounts: SeedArgs, requests: usize) -> anyhow::Result<()> {
+/// One measured round of one mode.
+#[derive(serde::Serialize)]
+struct Round {
+    round: usize,
+    mode: String,
+    run_dir: PathBuf,
+    latencies: Latencies,
+}
+
+/// Where and how a comparison ran, so its figures can be judged and repeated.
+#[derive(serde::Serialize)]
+struct Environment {
+    cores: usize,
+    build_profile: &'static str,
+    commit: String,
+    nats_server: Option<String>,
+    command: String,
+}
+
+async fn compare(
+    modes: &[Mode],
+    rounds: usize,
+    runs: &Path,
+    amounts: &SeedArgs,
+    requests: usize,
+    writes: usize,
+) -> anyhow::Result<()> {
     let shutdown = common::shutdown::on_signal()?;
-    let stamp = common::ids::now_unix_ms();
-    let run_dir = runs.join(format!("demo-{mode}-{stamp}"));
-    let args = StartArgs { mode, run_dir: run_dir.clone(), fresh: true, base_port: None, default_deadline_ms: None };
-    let mut topology = start(&args).await?;
-    let file = topology.file();
-    let clients = Clients::for_topology(&file)?;
-    let work = async {
-        let seeded = run_seed(&run_dir, &clients, amounts.config()).await?;
-        run_latency(&clients, &seeded, requests, 7).await
+    let dir = runs.join(format!("compare-{}", common::ids::now_unix_ms()));
+    let environment = Environment {
+        cores: std::thread::available_parallelism().map_or(0, usize::from),
+        build_profile: if cfg!(debug_assertions) { "debug" } else { "release" },
+        commit: git_commit(),
+        nats_server: modes.contains(&Mode::Async).then(lab::broker::nats_server).transpose()?.map(|n| n.version),
+        command: std::env::args().collect::<Vec<_>>().join(" "),
     };
-    let outcome = tokio::select! {
-        result = work => result,
-        _ = shutdown.cancelled() => Err(anyhow::anyhow!("interrupted")),
-    };
-    topology.stop()?;
-    let latencies = outcome?;
-    print_latencies(mode.as_str(), &latencies);
-    let path = run_dir.join("latency.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&latencies)?)?;
+    let mut results = Vec::new();
+    let total = rounds * modes.len();
+    for round in 1..=rounds {
+        for &mode in modes {
+            eprintln!("[{}/{total}] round {round}, {mode} mode", results.len() + 1);
+            let run_dir = dir.join(format!("round-{round}-{mode}"));
+            let args =
+                StartArgs { mode, run_dir: run_dir.clone(), fresh: true, base_port: None, default_deadline_ms: None };
+            let mut topology = start(&args).await?;
+            let clients = Clients::for_topology(&topology.file())?;
+            let work = async {
+                let seeded = run_seed(&run_dir, &clients, amounts.config()).await?;
+                let mut latencies = run_latency(&clients, &seeded, requests, 7).await?;
+                eprintln!("measuring the propagation delay of {writes} orders …");
+                latencies.propagation = Some(latency::propagation(&clients, &seeded, writes, 11).await?);
+                anyhow::Ok(latencies)
+            };
+            let outcome = tokio::select! {
+                result = work => result,
+                _ = shutdown.cancelled() => Err(anyhow::anyhow!("interrupted")),
+            };
+            topology.stop()?;
+            let latencies = outcome?;
+            print_latencies(mode.as_str(), &latencies);
+            results.push(Round { round, mode: mode.to_string(), run_dir, latencies });
+        }
+    }
+    println!();
+    println!("all rounds ({} cores, {} build):", environment.cores, environment.build_profile);
+    print_header();
+    for r in &results {
+        print_rows(&format!("{}#{}", r.mode, r.round), &r.latencies);
+    }
+    let path = dir.join("results.json");
+    let json = serde_json::json!({ "version": 1, "environment": environment, "rounds": results });
+    std::fs::write(&path, serde_json::to_string_pretty(&json)?)?;
     println!("results: {}", path.display());
     Ok(())
+}
+
+fn git_commit() -> String {
+    std::process::Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map_or_else(|| "unknown".to_owned(), |o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
 }
