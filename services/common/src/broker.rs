@@ -3,8 +3,14 @@
 use std::time::Duration;
 
 use async_nats::jetstream::{self, stream};
+use tokio_util::sync::CancellationToken;
 
-use crate::events;
+use crate::{
+    config::{Mode, ServiceArgs},
+    consumer::Projection,
+    events,
+    outbox::Outbox,
+};
 
 /// How long JetStream remembers a `Nats-Msg-Id` to drop a repeated publish.
 pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
@@ -41,23 +47,52 @@ pub async fn ensure_stream(js: &jetstream::Context) -> Result<stream::Stream, je
 pub struct Events {
     client: async_nats::Client,
     tasks: tokio::task::JoinSet<()>,
+    shutdown: CancellationToken,
+}
+
+/// Why a service could not join the broker.
+#[derive(Debug, thiserror::Error)]
+pub enum EventsError {
+    #[error("--nats-url is required in async mode")]
+    NoUrl,
+    #[error("cannot connect to NATS: {0}")]
+    Connect(#[from] async_nats::ConnectError),
 }
 
 impl Events {
-    pub async fn connect(url: &str, service: &str) -> Result<Self, async_nats::ConnectError> {
-        Ok(Self { client: connect(url, service).await?, tasks: tokio::task::JoinSet::new() })
+    /// In async mode, connects `service` to the broker; `None` in sync mode.
+    pub async fn start(
+        args: &ServiceArgs,
+        service: &str,
+        shutdown: &CancellationToken,
+    ) -> Result<Option<Self>, EventsError> {
+        if args.mode != Mode::Async {
+            return Ok(None);
+        }
+        let url = args.nats_url.as_deref().ok_or(EventsError::NoUrl)?;
+        let client = connect(url, service).await?;
+        Ok(Some(Self { client, tasks: tokio::task::JoinSet::new(), shutdown: shutdown.clone() }))
     }
 
-    pub fn jetstream(&self) -> jetstream::Context {
+    fn jetstream(&self) -> jetstream::Context {
         jetstream::new(self.client.clone())
     }
 
-    pub fn spawn(&mut self, task: impl std::future::Future<Output = ()> + Send + 'static) {
-        self.tasks.spawn(task);
+    /// Publishes `outbox` to the stream until shutdown (see [`crate::outbox`]).
+    pub fn relay(&mut self, outbox: Outbox) {
+        self.tasks.spawn(crate::outbox::relay(outbox, self.jetstream(), self.shutdown.clone()));
     }
 
-    /// Waits for every task to end (cancel their token first), then drains.
+    /// Applies `subjects` to `projection` through the durable consumer `name` until
+    /// shutdown (see [`crate::consumer`]).
+    pub fn consume<P: Projection>(&mut self, name: &'static str, subjects: &'static [&'static str], projection: P) {
+        let js = self.jetstream();
+        self.tasks.spawn(crate::consumer::consume(js, name, subjects, projection, self.shutdown.clone()));
+    }
+
+    /// Waits for every task to end (after shutdown), then drains the connection.
     pub async fn stop(mut self) {
+        self.shutdown.cancel();
         while let Some(ended) = self.tasks.join_next().await {
             if let Err(error) = ended {
                 tracing::error!(%error, "event task failed");
@@ -67,21 +102,4 @@ impl Events {
             tracing::warn!(%error, "nats drain failed");
         }
     }
-}
-
-/// Async mode for an owner service: connect, and relay `outbox` to the stream until
-/// `shutdown`. `None` in sync mode.
-pub async fn relay_outbox(
-    args: &crate::config::ServiceArgs,
-    service: &str,
-    outbox: crate::outbox::Outbox,
-    shutdown: &tokio_util::sync::CancellationToken,
-) -> Result<Option<Events>, Box<dyn std::error::Error + Send + Sync>> {
-    if args.mode != crate::config::Mode::Async {
-        return Ok(None);
-    }
-    let mut events = Events::connect(args.require_nats_url()?, service).await?;
-    let js = events.jetstream();
-    events.spawn(crate::outbox::relay(outbox, js, shutdown.clone()));
-    Ok(Some(events))
 }

@@ -36,11 +36,6 @@ pub struct ServiceArgs {
 }
 
 impl ServiceArgs {
-    /// The NATS URL, required in async mode.
-    pub fn require_nats_url(&self) -> Result<&str, String> {
-        self.nats_url.as_deref().ok_or_else(|| "--nats-url is required in async mode".to_owned())
-    }
-
     pub fn default_deadline(&self) -> Duration {
         Duration::from_millis(self.default_deadline_ms)
     }

@@ -46,7 +46,7 @@ fn applied_key(envelope: &Envelope) -> &[u8] {
 pub async fn consume<P: Projection>(
     js: jetstream::Context,
     name: &'static str,
-    subjects: &[&str],
+    subjects: &'static [&'static str],
     projection: P,
     shutdown: CancellationToken,
 ) {
@@ -172,9 +172,32 @@ pub fn first_time(
     Ok(true)
 }
 
+/// Inside a projection's transaction: copies the user or product an event carries
+/// (every projection keeps both). Other events are left to the caller.
+pub fn copy_user_or_product(
+    users: &sled::transaction::TransactionalTree,
+    products: &sled::transaction::TransactionalTree,
+    envelope: &Envelope,
+) -> Result<(), sled::transaction::ConflictableTransactionError<StoreError>> {
+    use crate::proto::envelope::Payload;
+    match &envelope.payload {
+        Some(Payload::UserCreated(e)) => {
+            if let Some(user) = &e.user {
+                users.insert(user.id.as_bytes(), user.encode_to_vec())?;
+            }
+        }
+        Some(Payload::ProductCreated(crate::proto::ProductCreated { product: Some(product) }))
+        | Some(Payload::ProductPriceChanged(crate::proto::ProductPriceChanged { product: Some(product), .. })) => {
+            keep_newest_product(products, product)?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
 /// Inside a projection's transaction: stores `product` unless the stored copy is as
 /// new or newer (events may arrive out of order; an older version never wins).
-pub fn keep_newest_product(
+fn keep_newest_product(
     products: &sled::transaction::TransactionalTree,
     product: &crate::proto::Product,
 ) -> Result<(), sled::transaction::ConflictableTransactionError<StoreError>> {

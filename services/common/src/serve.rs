@@ -73,6 +73,60 @@ where
     Ok(())
 }
 
+/// A service's whole life after binding: serve until `shutdown`, then stop its event
+/// tasks (if any) and flush its store (if it has one), whatever ended the serving.
+pub async fn run_service<S>(
+    listener: TcpListener,
+    service: S,
+    args: &crate::config::ServiceArgs,
+    events: Option<crate::broker::Events>,
+    db: Option<&sled::Db>,
+    shutdown: CancellationToken,
+) -> Result<(), ServeError>
+where
+    S: Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
+        + NamedService
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let served = run(listener, service, args.addr_file.as_deref(), shutdown.clone()).await;
+    shutdown.cancel();
+    if let Some(events) = events {
+        events.stop().await;
+    }
+    if let Some(db) = db {
+        crate::store::flush(db)
+            .await
+            .map_err(|e| ServeError::Io(std::io::Error::other(format!("final flush: {e}"))))?;
+    }
+    served
+}
+
+/// The `main` of every service binary: logging, options, a runtime, the shutdown
+/// signal, the bound listener; then `serve`. An error ends the process with status 1
+/// and its message as the last line of output.
+pub fn main<A, F, Fut, E>(listen: fn(&A) -> SocketAddr, serve: F)
+where
+    A: clap::Parser,
+    F: FnOnce(A, TcpListener, CancellationToken) -> Fut,
+    Fut: std::future::Future<Output = Result<(), E>>,
+    E: std::fmt::Display + From<std::io::Error>,
+{
+    crate::telemetry::init();
+    let args = A::parse();
+    let result = tokio::runtime::Runtime::new().map_err(E::from).and_then(|runtime| {
+        runtime.block_on(async {
+            let shutdown = crate::shutdown::on_signal()?;
+            let listener = bind(listen(&args)).await?;
+            serve(args, listener, shutdown).await
+        })
+    });
+    crate::exit_on_error(result);
+}
+
 /// Writes the address to a temporary file and renames it, so a reader never sees half.
 fn write_addr_file(path: &Path, addr: SocketAddr) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");

@@ -5,13 +5,12 @@
 //! refused with FAILED_PRECONDITION.
 
 use common::{
-    consumer::{first_time, keep_newest_product, Projection},
+    consumer::{copy_user_or_product, first_time, Projection},
     deadline::Deadline,
     error::ApiError,
-    proto::{envelope::Payload, Envelope, Product},
+    proto::{Envelope, Product},
     store::{self, StoreError},
 };
-use prost::Message;
 use sled::Transactional;
 
 /// The replica trees, in orders' own database.
@@ -45,30 +44,14 @@ fn not_replicated(what: &str, id: &str) -> ApiError {
 
 impl Projection for Replica {
     fn apply(&self, envelope: &Envelope) -> Result<bool, StoreError> {
+        // Orders' consumer only receives user and product events: there is nothing else
+        // to copy.
         Ok((&self.users, &self.products, &self.applied).transaction(|(users, products, applied)| {
-            if !first_time(applied, envelope)? {
-                return Ok(false);
+            if first_time(applied, envelope)? {
+                copy_user_or_product(users, products, envelope)?;
+                return Ok(true);
             }
-            match &envelope.payload {
-                Some(Payload::UserCreated(e)) => {
-                    if let Some(user) = &e.user {
-                        users.insert(user.id.as_bytes(), user.encode_to_vec())?;
-                    }
-                }
-                Some(Payload::ProductCreated(e)) => {
-                    if let Some(product) = &e.product {
-                        keep_newest_product(products, product)?;
-                    }
-                }
-                Some(Payload::ProductPriceChanged(e)) => {
-                    if let Some(product) = &e.product {
-                        keep_newest_product(products, product)?;
-                    }
-                }
-                // Not ours to copy (and not in our consumer's subjects).
-                Some(Payload::OrderPlaced(_)) | None => {}
-            }
-            Ok(true)
+            Ok(false)
         })?)
     }
 

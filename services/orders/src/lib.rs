@@ -17,8 +17,9 @@ use common::{
     config::{Mode, ServiceArgs},
     deadline::Deadline,
     error::ApiError,
+    events::{ORDERS_CONSUMER, ORDERS_SUBJECTS},
     names::ORDERS,
-    proto::Product,
+    proto::{orders_server::OrdersServer, Product},
     serve::ServeError,
 };
 use tokio::net::TcpListener;
@@ -47,32 +48,21 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let store = store::OrderStore::open(&args.data_dir, args.mode == Mode::Async)?;
-    let result = match args.mode {
-        Mode::Sync => {
+    match Events::start(args, ORDERS, &shutdown).await? {
+        None => {
             let (Some(users), Some(products)) = (peers.users, peers.products) else {
                 anyhow::bail!("sync mode needs --users-addr and --products-addr");
             };
-            serve(listener, args, &store, sync::GrpcDirectory::new(users, products), shutdown).await
+            let directory = sync::GrpcDirectory::new(users, products);
+            Ok(serve(listener, args, &store, directory, None, shutdown).await?)
         }
-        Mode::Async => {
+        Some(mut events) => {
             let replica = events::Replica::open(store.db())?;
-            let mut events = Events::connect(args.require_nats_url().map_err(anyhow::Error::msg)?, ORDERS).await?;
-            events.spawn(common::outbox::relay(store.outbox().clone(), events.jetstream(), shutdown.clone()));
-            events.spawn(common::consumer::consume(
-                events.jetstream(),
-                common::events::ORDERS_CONSUMER,
-                &common::events::ORDERS_SUBJECTS,
-                replica.clone(),
-                shutdown.clone(),
-            ));
-            let served = serve(listener, args, &store, replica, shutdown.clone()).await;
-            shutdown.cancel();
-            events.stop().await;
-            served
+            events.relay(store.outbox().clone());
+            events.consume(ORDERS_CONSUMER, &ORDERS_SUBJECTS, replica.clone());
+            Ok(serve(listener, args, &store, replica, Some(events), shutdown).await?)
         }
-    };
-    store.flush().await?;
-    Ok(result?)
+    }
 }
 
 async fn serve<D: Directory>(
@@ -80,9 +70,10 @@ async fn serve<D: Directory>(
     args: &ServiceArgs,
     store: &store::OrderStore,
     directory: D,
+    events: Option<Events>,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
     let api = api::OrdersApi::new(store.clone(), directory, args.default_deadline());
-    let server = common::proto::orders_server::OrdersServer::new(api);
-    common::serve::run(listener, server, args.addr_file.as_deref(), shutdown).await
+    let server = OrdersServer::new(api);
+    common::serve::run_service(listener, server, args, events, Some(store.db()), shutdown).await
 }

@@ -92,8 +92,4 @@ impl OrderStore {
         }
         Ok(orders)
     }
-
-    pub async fn flush(&self) -> Result<(), StoreError> {
-        Ok(store::flush(&self.db).await?)
-    }
 }

@@ -80,7 +80,7 @@ impl ProductStore {
         store::get(&self.products, id.as_bytes())
     }
 
-    pub async fn flush(&self) -> Result<(), StoreError> {
-        Ok(store::flush(&self.db).await?)
+    pub fn db(&self) -> &sled::Db {
+        &self.db
     }
 }

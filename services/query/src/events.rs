@@ -6,10 +6,10 @@
 use std::{collections::HashMap, path::Path};
 
 use common::{
-    consumer::{first_time, keep_newest_product, Projection},
+    consumer::{copy_user_or_product, first_time, Projection},
     deadline::Deadline,
     error::ApiError,
-    proto::{envelope::Payload, Envelope, Order, Product, User, UserOrdersResponse},
+    proto::{envelope::Payload, Envelope, Order, OrderPlaced, Product, User, UserOrdersResponse},
     store::{self, OpenError, StoreError},
 };
 use prost::Message;
@@ -47,10 +47,6 @@ impl View {
             db: db.clone(),
         })
     }
-
-    pub async fn flush(&self) -> Result<(), StoreError> {
-        Ok(store::flush(&self.db).await?)
-    }
 }
 
 impl Projection for View {
@@ -64,28 +60,11 @@ impl Projection for View {
                 return Ok(false);
             }
             match &envelope.payload {
-                Some(Payload::UserCreated(e)) => {
-                    if let Some(user) = &e.user {
-                        users.insert(user.id.as_bytes(), user.encode_to_vec())?;
-                    }
+                Some(Payload::OrderPlaced(OrderPlaced { order: Some(order) })) => {
+                    orders.insert(order.id.as_bytes(), order.encode_to_vec())?;
+                    by_user.insert([order.user_id.as_bytes(), order.id.as_bytes()].concat(), &[])?;
                 }
-                Some(Payload::ProductCreated(e)) => {
-                    if let Some(product) = &e.product {
-                        keep_newest_product(products, product)?;
-                    }
-                }
-                Some(Payload::ProductPriceChanged(e)) => {
-                    if let Some(product) = &e.product {
-                        keep_newest_product(products, product)?;
-                    }
-                }
-                Some(Payload::OrderPlaced(e)) => {
-                    if let Some(order) = &e.order {
-                        orders.insert(order.id.as_bytes(), order.encode_to_vec())?;
-                        by_user.insert([order.user_id.as_bytes(), order.id.as_bytes()].concat(), &[])?;
-                    }
-                }
-                None => {}
+                _ => copy_user_or_product(users, products, envelope)?,
             }
             Ok(true)
         })?)

@@ -13,11 +13,12 @@ use std::{collections::HashMap, future::Future, net::SocketAddr};
 
 use common::{
     broker::Events,
-    config::{Mode, ServiceArgs},
+    config::ServiceArgs,
     deadline::Deadline,
     error::ApiError,
+    events::{QUERY_CONSUMER, QUERY_SUBJECTS},
     names::QUERY,
-    proto::{Order, Product, User, UserOrderItem, UserOrdersResponse},
+    proto::{query_server::QueryServer, Order, Product, User, UserOrderItem, UserOrdersResponse},
     serve::ServeError,
 };
 use tokio::net::TcpListener;
@@ -79,28 +80,26 @@ pub async fn run(
     peers: Peers,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    match args.mode {
-        Mode::Sync => {
+    match Events::start(args, QUERY, &shutdown).await? {
+        None => {
             let (Some(users), Some(orders), Some(products)) = (peers.users, peers.orders, peers.products) else {
                 anyhow::bail!("sync mode needs --users-addr, --orders-addr and --products-addr");
             };
-            Ok(serve(listener, args, sync::GrpcSource::new(users, orders, products), shutdown).await?)
+            let source = sync::GrpcSource::new(users, orders, products);
+            Ok(serve(listener, args, source, None, None, shutdown).await?)
         }
-        Mode::Async => {
+        Some(mut events) => {
             let view = events::View::open(&args.data_dir)?;
-            let mut events = Events::connect(args.require_nats_url().map_err(anyhow::Error::msg)?, QUERY).await?;
-            events.spawn(common::consumer::consume(
-                events.jetstream(),
-                common::events::QUERY_CONSUMER,
-                &common::events::QUERY_SUBJECTS,
+            events.consume(QUERY_CONSUMER, &QUERY_SUBJECTS, view.clone());
+            Ok(serve(
+                listener,
+                args,
                 view.clone(),
-                shutdown.clone(),
-            ));
-            let served = serve(listener, args, view.clone(), shutdown.clone()).await;
-            shutdown.cancel();
-            events.stop().await;
-            view.flush().await?;
-            Ok(served?)
+                Some(events),
+                Some(common::consumer::Projection::db(&view)),
+                shutdown,
+            )
+            .await?)
         }
     }
 }
@@ -109,9 +108,10 @@ async fn serve<S: Source>(
     listener: TcpListener,
     args: &ServiceArgs,
     source: S,
+    events: Option<Events>,
+    db: Option<&sled::Db>,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
-    let api = api::QueryApi::new(source, args.default_deadline());
-    let server = common::proto::query_server::QueryServer::new(api);
-    common::serve::run(listener, server, args.addr_file.as_deref(), shutdown).await
+    let server = QueryServer::new(api::QueryApi::new(source, args.default_deadline()));
+    common::serve::run_service(listener, server, args, events, db, shutdown).await
 }

@@ -21,15 +21,12 @@ struct Args {
     products_addr: Option<SocketAddr>,
 }
 
-#[tokio::main]
-async fn main() {
-    common::telemetry::init();
-    common::exit_on_error(serve(Args::parse()).await);
-}
-
-async fn serve(args: Args) -> anyhow::Result<()> {
-    let shutdown = common::shutdown::on_signal()?;
-    let listener = common::serve::bind(args.service.listen).await?;
-    let peers = query::Peers { users: args.users_addr, orders: args.orders_addr, products: args.products_addr };
-    query::run(listener, &args.service, peers, shutdown).await
+fn main() {
+    common::serve::main(
+        |args: &Args| args.service.listen,
+        |args, listener, shutdown| async move {
+            let peers = query::Peers { users: args.users_addr, orders: args.orders_addr, products: args.products_addr };
+            query::run(listener, &args.service, peers, shutdown).await
+        },
+    );
 }

@@ -7,28 +7,23 @@
 pub mod api;
 pub mod store;
 
-use common::{config::Mode, config::ServiceArgs, names::USERS, serve::ServeError};
+use common::{
+    broker::Events,
+    config::{Mode, ServiceArgs},
+    names::USERS,
+    proto::users_server::UsersServer,
+};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-/// Opens the store in `args.data_dir` and serves on `listener` until `shutdown`.
+/// Opens the store in `args.data_dir` and serves on `listener` until `shutdown`; in
+/// async mode also relays the outbox.
 pub async fn run(listener: TcpListener, args: &ServiceArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
     let store = store::UserStore::open(&args.data_dir, args.mode == Mode::Async)?;
-    let events = common::broker::relay_outbox(args, USERS, store.outbox().clone(), &shutdown)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot start the event relay: {e}"))?;
-    let api = api::UsersApi::new(store.clone());
-    let served: Result<(), ServeError> = common::serve::run(
-        listener,
-        common::proto::users_server::UsersServer::new(api),
-        args.addr_file.as_deref(),
-        shutdown.clone(),
-    )
-    .await;
-    shutdown.cancel();
-    if let Some(events) = events {
-        events.stop().await;
+    let mut events = Events::start(args, USERS, &shutdown).await?;
+    if let Some(events) = &mut events {
+        events.relay(store.outbox().clone());
     }
-    store.flush().await?;
-    Ok(served?)
+    let server = UsersServer::new(api::UsersApi::new(store.clone()));
+    Ok(common::serve::run_service(listener, server, args, events, Some(store.db()), shutdown).await?)
 }

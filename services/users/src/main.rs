@@ -10,14 +10,9 @@ struct Args {
     service: ServiceArgs,
 }
 
-#[tokio::main]
-async fn main() {
-    common::telemetry::init();
-    common::exit_on_error(serve(Args::parse()).await);
-}
-
-async fn serve(args: Args) -> anyhow::Result<()> {
-    let shutdown = common::shutdown::on_signal()?;
-    let listener = common::serve::bind(args.service.listen).await?;
-    users::run(listener, &args.service, shutdown).await
+fn main() {
+    common::serve::main(
+        |args: &Args| args.service.listen,
+        |args, listener, shutdown| async move { users::run(listener, &args.service, shutdown).await },
+    );
 }

@@ -56,7 +56,7 @@ impl UserStore {
         store::get(&self.users, id.as_bytes())
     }
 
-    pub async fn flush(&self) -> Result<(), StoreError> {
-        Ok(store::flush(&self.db).await?)
+    pub fn db(&self) -> &sled::Db {
+        &self.db
     }
 }
