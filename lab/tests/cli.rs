@@ -27,12 +27,12 @@ fn lab_up(run_dir: &Path, extra: &[&str]) -> Child {
         .expect("lab starts")
 }
 
-/// Waits for `lab up` (pid `lab_pid`) to write its topology with four services.
-fn wait_topology(run_dir: &Path, lab: &mut Child) -> TopologyFile {
+/// Waits for `lab up` to write its topology with `processes` processes.
+fn wait_topology(run_dir: &Path, lab: &mut Child, processes: usize) -> TopologyFile {
     let start = Instant::now();
     loop {
         if let Ok(file) = TopologyFile::read(run_dir) {
-            if file.lab_pid == lab.id() && file.services.len() == 4 {
+            if file.lab_pid == lab.id() && file.services.len() == processes {
                 return file;
             }
         }
@@ -75,7 +75,7 @@ fn up_seed_latency_then_sigterm_stops_everything() {
     let dir = tempfile::tempdir().unwrap();
     let run_dir = dir.path().join("run");
     let mut lab = lab_up(&run_dir, &[]);
-    let file = wait_topology(&run_dir, &mut lab);
+    let file = wait_topology(&run_dir, &mut lab, 4);
     let pids: Vec<u32> = file.services.iter().map(|s| s.pid).collect();
     assert!(pids.iter().all(|&p| !dead(p)));
     let names: Vec<&str> = file.services.iter().map(|s| s.name.as_str()).collect();
@@ -114,14 +114,16 @@ fn up_seed_latency_then_sigterm_stops_everything() {
 }
 
 #[test]
-fn services_die_with_a_sigkilled_lab() {
+fn async_topology_including_the_broker_dies_with_a_sigkilled_lab() {
     let dir = tempfile::tempdir().unwrap();
     let run_dir = dir.path().join("run");
-    let mut lab = lab_up(&run_dir, &[]);
-    let file = wait_topology(&run_dir, &mut lab);
+    let mut lab = lab_up(&run_dir, &["--mode", "async"]);
+    let file = wait_topology(&run_dir, &mut lab, 5);
+    assert_eq!(file.services[0].name, "nats");
+    assert_eq!(file.nats_url.as_deref(), Some(format!("nats://{}", file.services[0].address).as_str()));
     let pids: Vec<u32> = file.services.iter().map(|s| s.pid).collect();
-    // A paused service too: SIGTERM could not reach it, SIGKILL does.
-    kill(Pid::from_raw(pids[1] as i32), Signal::SIGSTOP).unwrap();
+    // A paused process too: SIGTERM could not reach it, SIGKILL does.
+    kill(Pid::from_raw(pids[2] as i32), Signal::SIGSTOP).unwrap();
     lab.kill().unwrap();
     lab.wait().unwrap();
     wait_dead(&pids);

@@ -13,6 +13,27 @@ use tonic::{
     transport::{server::TcpIncoming, Server},
 };
 
+/// What tonic's router needs of a generated gRPC server.
+pub trait GrpcService:
+    Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
+    + NamedService
+    + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<S> GrpcService for S where
+    S: Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
+        + NamedService
+        + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
+
 const HEALTH_SERVICE: &str = "grpc.health.v1.Health";
 const REFLECTION_SERVICE: &str = "grpc.reflection.v1.ServerReflection";
 
@@ -32,19 +53,13 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 /// listener until `shutdown` is cancelled. Health says SERVING from the start, which is
 /// true because the listener is bound: connections made now wait in its backlog.
 /// If `addr_file` is given, the bound address is written there once serving starts.
-pub async fn run<S>(
+async fn run<S: GrpcService>(
     listener: TcpListener,
     service: S,
     addr_file: Option<&Path>,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError>
 where
-    S: Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
-        + NamedService
-        + Clone
-        + Send
-        + Sync
-        + 'static,
     S::Future: Send + 'static,
 {
     let addr = listener.local_addr()?;
@@ -75,7 +90,7 @@ where
 
 /// A service's whole life after binding: serve until `shutdown`, then stop its event
 /// tasks (if any) and flush its store (if it has one), whatever ended the serving.
-pub async fn run_service<S>(
+pub async fn run_service<S: GrpcService>(
     listener: TcpListener,
     service: S,
     args: &crate::config::ServiceArgs,
@@ -84,12 +99,6 @@ pub async fn run_service<S>(
     shutdown: CancellationToken,
 ) -> Result<(), ServeError>
 where
-    S: Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
-        + NamedService
-        + Clone
-        + Send
-        + Sync
-        + 'static,
     S::Future: Send + 'static,
 {
     let served = run(listener, service, args.addr_file.as_deref(), shutdown.clone()).await;
