@@ -1,6 +1,10 @@
 //! Cascade's measuring tools: latency recording with HDR histograms and outcomes by
-//! gRPC status code. The lab's commands drive load and hand every result to a
-//! [`Recorder`]; its [`Summary`] is what reports print and store.
+//! gRPC status code ([`Recorder`], [`Summary`]), the open- and closed-loop load
+//! engines with their timeline ([`load`]), and finding or provisioning `nats-server`
+//! ([`nats`]). The lab's commands drive the Cascade workload through these.
+
+pub mod load;
+pub mod nats;
 
 use std::{collections::BTreeMap, time::Duration};
 
@@ -10,18 +14,26 @@ use serde::{Deserialize, Serialize};
 /// Latencies are recorded in microseconds, from 1 µs to 10 minutes, 3 significant digits.
 const MAX_MICROS: u64 = 600_000_000;
 
-/// Latencies of the successful requests of one operation, and every outcome by code.
+/// Latencies of one operation (successes and failures apart) and every outcome by code.
+#[derive(Clone)]
 pub struct Recorder {
     latencies: Histogram<u64>,
+    /// How long failures took: a failure at the deadline and a fast refusal differ.
+    failures: Histogram<u64>,
     outcomes: BTreeMap<String, u64>,
+}
+
+pub(crate) fn histogram(significant_digits: u8) -> Histogram<u64> {
+    Histogram::new_with_bounds(1, MAX_MICROS, significant_digits).expect("constant histogram bounds are valid")
+}
+
+pub(crate) fn micros(d: Duration) -> u64 {
+    (d.as_micros() as u64).clamp(1, MAX_MICROS)
 }
 
 impl Default for Recorder {
     fn default() -> Self {
-        Self {
-            latencies: Histogram::new_with_bounds(1, MAX_MICROS, 3).expect("constant histogram bounds are valid"),
-            outcomes: BTreeMap::new(),
-        }
+        Self { latencies: histogram(3), failures: histogram(2), outcomes: BTreeMap::new() }
     }
 }
 
@@ -58,10 +70,20 @@ impl Recorder {
     /// cannot make a mode look quick) and its outcome.
     pub fn record(&mut self, latency: Duration, outcome: &str) {
         if outcome == "OK" {
-            let micros = (latency.as_micros() as u64).clamp(1, MAX_MICROS);
-            self.latencies.saturating_record(micros);
+            self.latencies.saturating_record(micros(latency));
+        } else {
+            self.failures.saturating_record(micros(latency));
         }
         *self.outcomes.entry(outcome.to_owned()).or_default() += 1;
+    }
+
+    /// Adds everything `other` recorded.
+    pub fn merge(&mut self, other: &Recorder) {
+        self.latencies.add(&other.latencies).expect("same bounds");
+        self.failures.add(&other.failures).expect("same bounds");
+        for (k, v) in &other.outcomes {
+            *self.outcomes.entry(k.clone()).or_default() += v;
+        }
     }
 
     pub fn summary(&self) -> Summary {
@@ -77,6 +99,9 @@ impl Recorder {
             p999_us: at(0.999),
             max_us: if h.is_empty() { 0 } else { h.max() },
             mean_us: if h.is_empty() { 0.0 } else { h.mean() },
+            failed_p50_us: quantile(&self.failures, 0.5),
+            failed_p99_us: quantile(&self.failures, 0.99),
+            failed_max_us: if self.failures.is_empty() { 0 } else { self.failures.max() },
         }
     }
 }
@@ -94,6 +119,32 @@ pub struct Summary {
     pub p999_us: u64,
     pub max_us: u64,
     pub mean_us: f64,
+    /// How long the failed requests took (0 when none failed).
+    #[serde(default)]
+    pub failed_p50_us: u64,
+    #[serde(default)]
+    pub failed_p99_us: u64,
+    #[serde(default)]
+    pub failed_max_us: u64,
+}
+
+impl Summary {
+    /// Successful / attempted (1.0 when nothing was attempted).
+    pub fn availability(&self) -> f64 {
+        if self.attempted == 0 {
+            1.0
+        } else {
+            self.ok as f64 / self.attempted as f64
+        }
+    }
+}
+
+pub(crate) fn quantile(h: &Histogram<u64>, q: f64) -> u64 {
+    if h.is_empty() {
+        0
+    } else {
+        h.value_at_quantile(q)
+    }
 }
 
 #[cfg(test)]
@@ -101,7 +152,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn failures_are_counted_but_not_timed() {
+    fn failures_are_timed_apart_from_successes() {
         let mut r = Recorder::default();
         for ms in 1..=100 {
             r.record(Duration::from_millis(ms), "OK");
@@ -114,6 +165,7 @@ mod tests {
         assert!((49_500..=50_500).contains(&s.p50_us), "{}", s.p50_us);
         assert!((99_000..=100_500).contains(&s.p99_us), "{}", s.p99_us);
         assert!(s.max_us < 30_000_000);
+        assert!((29_000_000..=30_100_000).contains(&s.failed_max_us), "{}", s.failed_max_us);
     }
 
     #[test]

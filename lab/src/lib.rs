@@ -1,14 +1,12 @@
 //! The Cascade lab: starts a topology of the four services as real processes, fills it
 //! through the public API, injects faults with real signals, and measures.
 //!
-//! - [`broker`]: finding or provisioning nats-server.
 //! - [`topology`]: start, stop, kill, pause, resume, restart; `topology.json`.
 //! - [`client`]: clients of a running topology; health waiting.
 //! - [`convergence`]: waiting for the replicas to settle; the view against the truth.
 //! - [`seed`]: deterministic data through the public API.
 //! - [`latency`]: sequential request latency with HDR histograms.
 
-pub mod broker;
 pub mod client;
 pub mod convergence;
 pub mod latency;

@@ -268,7 +268,7 @@ async fn compare(
         cores: std::thread::available_parallelism().map_or(0, usize::from),
         build_profile: if cfg!(debug_assertions) { "debug" } else { "release" },
         commit: git_commit(),
-        nats_server: modes.contains(&Mode::Async).then(lab::broker::nats_server).transpose()?.map(|n| n.version),
+        nats_server: modes.contains(&Mode::Async).then(bench::nats::nats_server).transpose()?.map(|n| n.version),
         command: std::env::args().collect::<Vec<_>>().join(" "),
     };
     let mut results = Vec::new();

@@ -57,7 +57,7 @@ pub enum TopologyError {
     #[error("cannot signal {service}: {source}")]
     Signal { service: String, source: nix::Error },
     #[error(transparent)]
-    Broker(#[from] crate::broker::BrokerError),
+    Broker(#[from] bench::nats::BrokerError),
 }
 
 type Result<T, E = TopologyError> = std::result::Result<T, E>;
@@ -207,7 +207,7 @@ impl Topology {
         fs::create_dir_all(&config.run_dir).map_err(io_err(format!("cannot create {}", config.run_dir.display())))?;
         let mut topology = Topology { config, services: Vec::new() };
         if topology.config.mode == Mode::Async {
-            let nats = crate::broker::nats_server()?;
+            let nats = bench::nats::nats_server()?;
             let dir = topology.config.run_dir.join(NATS);
             let data_dir = dir.join("store");
             fs::create_dir_all(&data_dir).map_err(io_err(format!("cannot create {}", data_dir.display())))?;

@@ -1,0 +1,416 @@
+//! Load engines.
+//!
+//! [`open_loop`] issues requests on a fixed schedule (request *i* is due at
+//! `start + i / rate`) whatever the server does, and measures each latency from the
+//! request's *intended* send time. A server that stalls therefore cannot hide its
+//! queue behind a generator that politely waits (no coordinated omission): every
+//! request that should have been sent during the stall is charged the time it waited.
+//! [`closed_loop`] runs N clients that each send their next request when the previous
+//! one returns: the way to find the maximum throughput, not to measure latency under a
+//! given load.
+//!
+//! Both record per-operation [`Recorder`]s and a [`Timeline`] of fixed buckets by
+//! intended send time, so a fault window shows up where it happened.
+
+use std::{
+    collections::BTreeMap,
+    future::Future,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+use tokio::{sync::mpsc, time::Instant};
+
+use crate::{histogram, micros, quantile, Recorder, Summary};
+
+/// One finished request, as the engine reports it to its collector.
+struct Done {
+    op: &'static str,
+    outcome: &'static str,
+    /// Intended send time, from the start of the run.
+    intended: Duration,
+    /// From the intended send time to the answer.
+    latency: Duration,
+    /// How late the request actually left.
+    lag: Duration,
+}
+
+/// Counts and tail latency of one bucket of the timeline.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Bucket {
+    /// Start of the bucket from the start of the run.
+    pub t_ms: u64,
+    pub ok: u64,
+    /// Failures by outcome.
+    pub errors: BTreeMap<String, u64>,
+    /// p99 of the successful requests intended in this bucket (0 if none).
+    pub p99_us: u64,
+}
+
+/// Requests by intended send time in fixed buckets.
+pub struct Timeline {
+    width: Duration,
+    buckets: Vec<(u64, BTreeMap<String, u64>, Histogram<u64>)>,
+}
+
+impl Timeline {
+    pub fn new(width: Duration) -> Self {
+        Self { width, buckets: Vec::new() }
+    }
+
+    fn record(&mut self, at: Duration, latency: Duration, outcome: &str) {
+        let i = (at.as_nanos() / self.width.as_nanos().max(1)) as usize;
+        while self.buckets.len() <= i {
+            self.buckets.push((0, BTreeMap::new(), histogram(2)));
+        }
+        let (ok, errors, h) = &mut self.buckets[i];
+        if outcome == "OK" {
+            *ok += 1;
+            h.saturating_record(micros(latency));
+        } else {
+            *errors.entry(outcome.to_owned()).or_default() += 1;
+        }
+    }
+
+    pub fn buckets(&self) -> Vec<Bucket> {
+        self.buckets
+            .iter()
+            .enumerate()
+            .map(|(i, (ok, errors, h))| Bucket {
+                t_ms: (self.width * i as u32).as_millis() as u64,
+                ok: *ok,
+                errors: errors.clone(),
+                p99_us: quantile(h, 0.99),
+            })
+            .collect()
+    }
+}
+
+/// How well the generator kept its schedule.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct SendLag {
+    pub p50_us: u64,
+    pub p99_us: u64,
+    pub max_us: u64,
+    /// Requests that left more than 1 ms after their intended time.
+    pub late_over_1ms: u64,
+}
+
+/// What one load run measured.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LoadReport {
+    /// "open" or "closed".
+    pub kind: String,
+    /// Requests per second asked for (open loop).
+    pub target_rate: Option<f64>,
+    /// Concurrent clients (closed loop).
+    pub concurrency: Option<usize>,
+    pub duration_ms: u64,
+    /// Requests scheduled (open loop) or sent (closed loop).
+    pub scheduled: u64,
+    /// Successful requests per second over the run.
+    pub ok_per_s: f64,
+    /// Every operation together, then each.
+    pub all: Summary,
+    pub ops: BTreeMap<String, Summary>,
+    pub send_lag: SendLag,
+    /// Most requests in flight at once.
+    pub max_in_flight: usize,
+    pub timeline_bucket_ms: u64,
+    pub timeline: Vec<Bucket>,
+}
+
+/// Open-loop settings.
+#[derive(Debug, Clone, Copy)]
+pub struct OpenLoop {
+    /// Requests per second.
+    pub rate: f64,
+    pub duration: Duration,
+    /// Beyond this many in flight the engine sheds new requests (outcome `SHED`,
+    /// charged no latency) rather than grow without bound.
+    pub max_in_flight: usize,
+    pub bucket: Duration,
+}
+
+impl OpenLoop {
+    pub fn new(rate: f64, duration: Duration) -> Self {
+        Self { rate, duration, max_in_flight: 20_000, bucket: Duration::from_millis(100) }
+    }
+}
+
+/// Collects finished requests; `live` (if any) gets each whole second of completions
+/// as it passes, for a live view.
+struct Collector {
+    ops: BTreeMap<&'static str, Recorder>,
+    all: Recorder,
+    timeline: Timeline,
+    lag: Histogram<u64>,
+    late: u64,
+}
+
+impl Collector {
+    fn new(bucket: Duration) -> Self {
+        Self {
+            ops: BTreeMap::new(),
+            all: Recorder::default(),
+            timeline: Timeline::new(bucket),
+            lag: histogram(2),
+            late: 0,
+        }
+    }
+
+    fn add(&mut self, done: &Done) {
+        self.ops.entry(done.op).or_default().record(done.latency, done.outcome);
+        self.all.record(done.latency, done.outcome);
+        self.timeline.record(done.intended, done.latency, done.outcome);
+        self.lag.saturating_record(micros(done.lag));
+        if done.lag > Duration::from_millis(1) {
+            self.late += 1;
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn report(
+        self,
+        kind: &str,
+        target_rate: Option<f64>,
+        concurrency: Option<usize>,
+        duration: Duration,
+        scheduled: u64,
+        max_in_flight: usize,
+        bucket: Duration,
+    ) -> LoadReport {
+        let all = self.all.summary();
+        LoadReport {
+            kind: kind.to_owned(),
+            target_rate,
+            concurrency,
+            duration_ms: duration.as_millis() as u64,
+            scheduled,
+            ok_per_s: all.ok as f64 / duration.as_secs_f64().max(1e-9),
+            all,
+            ops: self.ops.iter().map(|(k, r)| (k.to_string(), r.summary())).collect(),
+            send_lag: SendLag {
+                p50_us: quantile(&self.lag, 0.5),
+                p99_us: quantile(&self.lag, 0.99),
+                max_us: if self.lag.is_empty() { 0 } else { self.lag.max() },
+                late_over_1ms: self.late,
+            },
+            max_in_flight,
+            timeline_bucket_ms: bucket.as_millis() as u64,
+            timeline: self.timeline.buckets(),
+        }
+    }
+}
+
+/// A second of completions, for a live view.
+#[derive(Debug, Clone)]
+pub struct Second {
+    pub second: u64,
+    pub summary: Summary,
+}
+
+/// Runs `config.rate` requests per second for `config.duration`. `next(i)` makes
+/// request *i*: its operation name and the future that sends it, resolving to its
+/// outcome (`"OK"` or a gRPC code name). `live`, if given, receives each second of
+/// completions as it ends.
+pub async fn open_loop<F, Fut>(config: OpenLoop, mut next: F, live: Option<mpsc::UnboundedSender<Second>>) -> LoadReport
+where
+    F: FnMut(u64) -> (&'static str, Fut),
+    Fut: Future<Output = &'static str> + Send + 'static,
+{
+    let (tx, rx) = mpsc::unbounded_channel::<Done>();
+    let collector = tokio::spawn(collect(rx, config.bucket, live));
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let mut max_in_flight = 0;
+    let interval = Duration::from_secs_f64(1.0 / config.rate.max(1e-6));
+    let start = Instant::now();
+    let mut i: u64 = 0;
+    loop {
+        let intended_offset = interval.mul_f64(i as f64);
+        if intended_offset >= config.duration {
+            break;
+        }
+        let intended = start + intended_offset;
+        tokio::time::sleep_until(intended).await;
+        let (op, request) = next(i);
+        i += 1;
+        let now = in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+        max_in_flight = max_in_flight.max(now);
+        let (tx, in_flight) = (tx.clone(), in_flight.clone());
+        if now > config.max_in_flight {
+            in_flight.fetch_sub(1, Ordering::Relaxed);
+            let done =
+                Done { op, outcome: "SHED", intended: intended_offset, latency: Duration::ZERO, lag: Duration::ZERO };
+            if tx.send(done).is_err() {
+                break;
+            }
+            continue;
+        }
+        tokio::spawn(async move {
+            let lag = intended.elapsed();
+            let outcome = request.await;
+            let latency = intended.elapsed();
+            in_flight.fetch_sub(1, Ordering::Relaxed);
+            // The collector outlives every request (it ends when all senders are gone).
+            tx.send(Done { op, outcome, intended: intended_offset, latency, lag }).ok();
+        });
+    }
+    drop(tx);
+    let collector = collector.await.expect("collector task");
+    let elapsed = config.duration.max(start.elapsed());
+    collector.report("open", Some(config.rate), None, elapsed, i, max_in_flight, config.bucket)
+}
+
+/// Runs `concurrency` clients back to back for `duration`: the throughput ceiling.
+/// Latency is measured from each actual send (there is no schedule to miss).
+pub async fn closed_loop<F, Fut>(concurrency: usize, duration: Duration, next: F) -> LoadReport
+where
+    F: Fn(u64) -> (&'static str, Fut) + Send + Sync + 'static,
+    Fut: Future<Output = &'static str> + Send + 'static,
+{
+    let bucket = Duration::from_millis(100);
+    let (tx, rx) = mpsc::unbounded_channel::<Done>();
+    let collector = tokio::spawn(collect(rx, bucket, None));
+    let next = Arc::new(next);
+    let counter = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let start = Instant::now();
+    let mut workers = Vec::with_capacity(concurrency);
+    for _ in 0..concurrency {
+        let (tx, next, counter) = (tx.clone(), next.clone(), counter.clone());
+        workers.push(tokio::spawn(async move {
+            while start.elapsed() < duration {
+                let i = counter.fetch_add(1, Ordering::Relaxed);
+                let (op, request) = next(i);
+                let sent = Instant::now();
+                let outcome = request.await;
+                let done = Done { op, outcome, intended: sent - start, latency: sent.elapsed(), lag: Duration::ZERO };
+                if tx.send(done).is_err() {
+                    return;
+                }
+            }
+        }));
+    }
+    drop(tx);
+    for worker in workers {
+        worker.await.expect("closed-loop worker");
+    }
+    let elapsed = start.elapsed();
+    let scheduled = counter.load(Ordering::Relaxed);
+    collector.await.expect("collector task").report(
+        "closed",
+        None,
+        Some(concurrency),
+        elapsed,
+        scheduled,
+        concurrency,
+        bucket,
+    )
+}
+
+async fn collect(
+    mut rx: mpsc::UnboundedReceiver<Done>,
+    bucket: Duration,
+    live: Option<mpsc::UnboundedSender<Second>>,
+) -> Collector {
+    let mut collector = Collector::new(bucket);
+    let start = Instant::now();
+    let mut second = Recorder::default();
+    let mut current = 0;
+    while let Some(done) = rx.recv().await {
+        collector.add(&done);
+        if let Some(live) = &live {
+            let now = start.elapsed().as_secs();
+            if now != current {
+                // A closed live view just means nobody is watching any more.
+                live.send(Second { second: current, summary: second.summary() }).ok();
+                second = Recorder::default();
+                current = now;
+            }
+            second.record(done.latency, done.outcome);
+        }
+    }
+    collector
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A server that freezes for 300 ms in the middle of the run: the requests due
+    /// during the freeze are charged their wait, so the tail shows the stall, and the
+    /// timeline puts it where it happened.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_injected_stall_shows_up_in_the_latencies() {
+        let start = std::time::Instant::now();
+        let stall_from = Duration::from_millis(400);
+        let stall_to = Duration::from_millis(700);
+        let report = open_loop(
+            OpenLoop::new(500.0, Duration::from_secs(1)),
+            move |_| {
+                ("op", async move {
+                    // Every request sent while the server is frozen waits until it thaws.
+                    let now = start.elapsed();
+                    if now >= stall_from && now < stall_to {
+                        tokio::time::sleep(stall_to - now).await;
+                    }
+                    "OK"
+                })
+            },
+            None,
+        )
+        .await;
+        assert_eq!(report.scheduled, 500);
+        assert_eq!(report.all.ok, 500);
+        // 30 % of requests were due during the stall; they waited up to 300 ms.
+        assert!(report.all.max_us >= 250_000, "max {}", report.all.max_us);
+        assert!(report.all.p90_us >= 50_000, "p90 {}", report.all.p90_us);
+        assert!(report.all.p50_us < 50_000, "p50 {}", report.all.p50_us);
+        let stalled: Vec<&Bucket> = report.timeline.iter().filter(|b| b.p99_us >= 100_000).collect();
+        assert!(!stalled.is_empty());
+        assert!(stalled.iter().all(|b| (300..=700).contains(&b.t_ms)), "{stalled:?}");
+    }
+
+    /// The same stall measured closed-loop hides in a handful of slow requests: the
+    /// reason the latency figures come from the open loop.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_closed_loop_hides_the_same_stall() {
+        let start = std::time::Instant::now();
+        let report = closed_loop(1, Duration::from_secs(1), move |_| {
+            ("op", async move {
+                let now = start.elapsed();
+                if now >= Duration::from_millis(400) && now < Duration::from_millis(700) {
+                    tokio::time::sleep(Duration::from_millis(700) - now).await;
+                } else {
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+                "OK"
+            })
+        })
+        .await;
+        assert!(report.all.max_us >= 250_000);
+        assert!(report.all.p90_us < 50_000, "closed loop p90 {}", report.all.p90_us);
+    }
+
+    #[tokio::test]
+    async fn outcomes_are_counted_per_operation_and_bucket() {
+        let report = open_loop(
+            OpenLoop { bucket: Duration::from_millis(100), ..OpenLoop::new(100.0, Duration::from_millis(500)) },
+            |i| {
+                let (op, outcome) = if i % 2 == 0 { ("read", "OK") } else { ("write", "UNAVAILABLE") };
+                (op, async move { outcome })
+            },
+            None,
+        )
+        .await;
+        assert_eq!(report.ops["read"].ok, 25);
+        assert_eq!(report.ops["write"].outcomes["UNAVAILABLE"], 25);
+        assert_eq!(report.timeline.len(), 5);
+        assert!(report.timeline.iter().all(|b| b.ok == 5 && b.errors["UNAVAILABLE"] == 5), "{:?}", report.timeline);
+    }
+}
