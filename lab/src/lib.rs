@@ -4,10 +4,12 @@
 //! - [`topology`]: start, stop, kill, pause, resume, restart; `topology.json`.
 //! - [`client`]: clients of a running topology; health waiting.
 //! - [`convergence`]: waiting for the replicas to settle; the view against the truth.
+//! - [`proxy`]: the TCP fault proxy (latency, jitter, black-hole, reset).
 //! - [`seed`]: deterministic data through the public API.
 //! - [`latency`]: sequential request latency with HDR histograms.
 
 pub mod client;
+pub mod proxy;
 pub mod convergence;
 pub mod latency;
 pub mod seed;
