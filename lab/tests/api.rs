@@ -226,11 +226,11 @@ async fn health_and_reflection() {
         let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
             panic!("unexpected reflection answer: {response:?}");
         };
-        let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
-        let mut names = names;
+        let mut names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
         names.sort();
         let mut want = vec![
             expected.to_owned(),
+            "cascade.v1.Admin".to_owned(),
             "grpc.health.v1.Health".to_owned(),
             "grpc.reflection.v1.ServerReflection".to_owned(),
         ];

@@ -5,7 +5,7 @@ use std::{env, path::PathBuf};
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
     let out = PathBuf::from(env::var("OUT_DIR")?);
-    let protos: Vec<PathBuf> = ["users", "products", "orders", "query", "events"]
+    let protos: Vec<PathBuf> = ["users", "products", "orders", "query", "events", "admin"]
         .iter()
         .map(|name| root.join(format!("{name}.proto")))
         .collect();

@@ -80,6 +80,7 @@ impl Events {
 
     /// Publishes `outbox` to the stream until shutdown (see [`crate::outbox`]).
     pub fn relay(&mut self, outbox: Outbox) {
+        crate::stats::watch_outbox(&outbox);
         self.tasks.spawn(crate::outbox::relay(outbox, self.jetstream(), self.shutdown.clone()));
     }
 

@@ -118,6 +118,7 @@ async fn apply_batch<P: Projection>(name: &str, projection: &P, batch: Vec<jetst
         match projection.apply(&envelope) {
             Ok(fresh) => {
                 tracing::trace!(event_id = %envelope.event_id, fresh, "applied");
+                crate::stats::event_applied(fresh);
                 done.push(message);
             }
             Err(error) => {

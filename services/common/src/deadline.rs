@@ -101,6 +101,7 @@ where
     }
     let mut request = Request::new(message);
     request.set_timeout(remaining);
+    crate::stats::rpc_sent(&what);
     match tokio::time::timeout(remaining, make_call(request)).await {
         Ok(Ok(response)) => Ok(response.into_inner()),
         Ok(Err(status)) => Err(blame(&what, dependency, status)),

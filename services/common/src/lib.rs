@@ -11,6 +11,7 @@
 //! - [`events`], [`outbox`], [`consumer`], [`broker`]: async mode's events, the
 //!   transactional outbox and its relay, the idempotent consumer loop, NATS set-up.
 //! - [`store`]: opening a service's own sled database and flushing it.
+//! - [`stats`]: per-process counters behind the `Admin.Stats` RPC.
 //! - [`shutdown`]: one cancellation signal for SIGTERM and SIGINT alike.
 //! - [`telemetry`]: `tracing` set-up.
 
@@ -25,6 +26,7 @@ pub mod names;
 pub mod outbox;
 pub mod serve;
 pub mod shutdown;
+pub mod stats;
 pub mod store;
 pub mod telemetry;
 

@@ -150,6 +150,7 @@ pub async fn publish_pending(outbox: &Outbox, js: &jetstream::Context) -> Result
                 tracing::debug!(%event_id, "broker already had this event");
             }
             outbox.tree.remove(&key)?;
+            crate::stats::events_published(1);
             published += 1;
         }
     }

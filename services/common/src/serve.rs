@@ -34,6 +34,7 @@ impl<S> GrpcService for S where
 {
 }
 
+const ADMIN_SERVICE: &str = "cascade.v1.Admin";
 const HEALTH_SERVICE: &str = "grpc.health.v1.Health";
 const REFLECTION_SERVICE: &str = "grpc.reflection.v1.ServerReflection";
 
@@ -49,7 +50,7 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     })
 }
 
-/// Serves `service` (plus `grpc.health.v1` and server reflection) on an already-bound
+/// Serves `service` (plus `grpc.health.v1`, server reflection and `Admin.Stats`) on an already-bound
 /// listener until `shutdown` is cancelled. Health says SERVING from the start, which is
 /// true because the listener is bound: connections made now wait in its backlog.
 /// If `addr_file` is given, the bound address is written there once serving starts.
@@ -71,6 +72,7 @@ where
         .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .with_service_name(S::NAME)
+        .with_service_name(ADMIN_SERVICE)
         .with_service_name(HEALTH_SERVICE)
         .with_service_name(REFLECTION_SERVICE)
         .build_v1()?;
@@ -81,6 +83,7 @@ where
     Server::builder()
         .add_service(health)
         .add_service(reflection)
+        .add_service(crate::proto::admin_server::AdminServer::new(crate::stats::AdminApi))
         .add_service(service)
         .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), shutdown.cancelled_owned())
         .await?;
