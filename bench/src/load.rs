@@ -221,50 +221,83 @@ pub struct Second {
 /// completions as it ends.
 pub async fn open_loop<F, Fut>(config: OpenLoop, mut next: F, live: Option<mpsc::UnboundedSender<Second>>) -> LoadReport
 where
-    F: FnMut(u64) -> (&'static str, Fut),
+    F: FnMut(u64) -> (&'static str, Fut) + Send + 'static,
     Fut: Future<Output = &'static str> + Send + 'static,
 {
     let (tx, rx) = mpsc::unbounded_channel::<Done>();
     let collector = tokio::spawn(collect(rx, config.bucket, live));
-    let in_flight = Arc::new(AtomicUsize::new(0));
-    let mut max_in_flight = 0;
-    let interval = Duration::from_secs_f64(1.0 / config.rate.max(1e-6));
+    let runtime = tokio::runtime::Handle::current();
     let start = Instant::now();
-    let mut i: u64 = 0;
-    loop {
-        let intended_offset = interval.mul_f64(i as f64);
-        if intended_offset >= config.duration {
-            break;
-        }
-        let intended = start + intended_offset;
-        tokio::time::sleep_until(intended).await;
-        let (op, request) = next(i);
-        i += 1;
-        let now = in_flight.fetch_add(1, Ordering::Relaxed) + 1;
-        max_in_flight = max_in_flight.max(now);
-        let (tx, in_flight) = (tx.clone(), in_flight.clone());
-        if now > config.max_in_flight {
-            in_flight.fetch_sub(1, Ordering::Relaxed);
-            let done =
-                Done { op, outcome: "SHED", intended: intended_offset, latency: Duration::ZERO, lag: Duration::ZERO };
-            if tx.send(done).is_err() {
+    // The schedule is kept by a thread of its own: tokio's timer ticks in whole
+    // milliseconds, which would make every request up to 1 ms late at any rate, and
+    // that lateness would be charged to the server. A thread sleeping with a fine timer
+    // slack wakes within tens of microseconds of the intended time; the requests still
+    // run on the runtime.
+    let scheduler = std::thread::Builder::new().name("open-loop".into()).spawn(move || {
+        fine_timer_slack();
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let mut max_in_flight = 0;
+        let interval = Duration::from_secs_f64(1.0 / config.rate.max(1e-6));
+        let mut i: u64 = 0;
+        loop {
+            let intended_offset = interval.mul_f64(i as f64);
+            if intended_offset >= config.duration || tx.is_closed() {
                 break;
             }
-            continue;
+            let intended = start + intended_offset;
+            let now = Instant::now();
+            if intended > now {
+                std::thread::sleep(intended - now);
+            }
+            let (op, request) = next(i);
+            i += 1;
+            let count = in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+            max_in_flight = max_in_flight.max(count);
+            let (tx, in_flight) = (tx.clone(), in_flight.clone());
+            if count > config.max_in_flight {
+                in_flight.fetch_sub(1, Ordering::Relaxed);
+                let done = Done {
+                    op,
+                    outcome: "SHED",
+                    intended: intended_offset,
+                    latency: Duration::ZERO,
+                    lag: Duration::ZERO,
+                };
+                if tx.send(done).is_err() {
+                    break;
+                }
+                continue;
+            }
+            runtime.spawn(async move {
+                let lag = intended.elapsed();
+                let outcome = request.await;
+                let latency = intended.elapsed();
+                in_flight.fetch_sub(1, Ordering::Relaxed);
+                // The collector outlives every request (it ends when all senders are gone).
+                tx.send(Done { op, outcome, intended: intended_offset, latency, lag }).ok();
+            });
         }
-        tokio::spawn(async move {
-            let lag = intended.elapsed();
-            let outcome = request.await;
-            let latency = intended.elapsed();
-            in_flight.fetch_sub(1, Ordering::Relaxed);
-            // The collector outlives every request (it ends when all senders are gone).
-            tx.send(Done { op, outcome, intended: intended_offset, latency, lag }).ok();
-        });
-    }
-    drop(tx);
+        (i, max_in_flight)
+    });
+    let scheduler = scheduler.expect("cannot start the open-loop scheduler thread");
+    let (scheduled, max_in_flight) =
+        tokio::task::spawn_blocking(move || scheduler.join().expect("open-loop scheduler panicked"))
+            .await
+            .expect("open-loop scheduler join");
     let collector = collector.await.expect("collector task");
     let elapsed = config.duration.max(start.elapsed());
-    collector.report("open", Some(config.rate), None, elapsed, i, max_in_flight, config.bucket)
+    collector.report("open", Some(config.rate), None, elapsed, scheduled, max_in_flight, config.bucket)
+}
+
+/// Asks Linux to wake this thread's sleeps within 1 µs of their deadline instead of
+/// the default 50 µs slack.
+#[allow(unsafe_code)]
+fn fine_timer_slack() {
+    // SAFETY: prctl(PR_SET_TIMERSLACK) takes plain integers and touches no memory.
+    let rc = unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1_000 as libc::c_ulong) };
+    if rc != 0 {
+        tracing::debug!("PR_SET_TIMERSLACK refused; sleeps keep the default slack");
+    }
 }
 
 /// Runs `concurrency` clients back to back for `duration`: the throughput ceiling.

@@ -2,6 +2,8 @@
 //! through the public API, injects faults with real signals, and measures.
 //!
 //! - [`topology`]: start, stop, kill, pause, resume, restart; `topology.json`.
+//! - [`control`]: the control socket through which `lab kill|pause|…` reach `lab up`.
+//! - [`workload`]: the request mix of load runs.
 //! - [`client`]: clients of a running topology; health waiting.
 //! - [`convergence`]: waiting for the replicas to settle; the view against the truth.
 //! - [`proxy`]: the TCP fault proxy (latency, jitter, black-hole, reset).
@@ -9,8 +11,10 @@
 //! - [`latency`]: sequential request latency with HDR histograms.
 
 pub mod client;
-pub mod proxy;
+pub mod control;
 pub mod convergence;
 pub mod latency;
+pub mod proxy;
 pub mod seed;
 pub mod topology;
+pub mod workload;

@@ -6,13 +6,16 @@ use std::{
 };
 
 use anyhow::Context;
+use bench::load::OpenLoop;
 use clap::{Parser, Subcommand};
 use common::config::Mode;
 use lab::{
     client::Clients,
+    control::Action,
     latency::{self, Latencies},
     seed::{self, SeedConfig, Seeded, SEED_FILE},
     topology::{Config, Topology, TopologyFile},
+    workload::{Mix, Workload},
 };
 
 const DEFAULT_RUN_DIR: &str = "runs/latest";
@@ -48,6 +51,46 @@ enum Command {
         #[arg(long, default_value_t = 7)]
         seed: u64,
     },
+    /// Against a running `lab up`: open-loop load at a fixed rate with a live
+    /// per-second view (throughput, errors by code, p99), until Ctrl-C.
+    Load {
+        #[arg(long, default_value = DEFAULT_RUN_DIR)]
+        run_dir: PathBuf,
+        /// Requests per second.
+        #[arg(long, default_value_t = 200.0)]
+        rate: f64,
+        /// Stop after this many seconds (default: at Ctrl-C).
+        #[arg(long)]
+        seconds: Option<u64>,
+        /// Per-request deadline.
+        #[arg(long, default_value_t = 1000)]
+        deadline_ms: u64,
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+    },
+    /// SIGKILL a component of a running `lab up` (users, products, orders, query, nats).
+    Kill(Target),
+    /// SIGSTOP a component: it freezes with its sockets open.
+    Pause(Target),
+    /// SIGCONT a paused component.
+    Resume(Target),
+    /// Start a killed component again (same address, same data).
+    Restart(Target),
+    /// Add latency (and jitter) on a service's fault proxy (`lab up --proxy NAME`).
+    Slow {
+        #[command(flatten)]
+        target: Target,
+        #[arg(long, default_value_t = 50)]
+        latency_ms: u64,
+        #[arg(long, default_value_t = 0)]
+        jitter_ms: u64,
+    },
+    /// Make a service's proxy swallow every byte (callers can only time out).
+    Blackhole(Target),
+    /// Reset every connection through a service's proxy, and new ones.
+    Reset(Target),
+    /// Remove every proxy fault of a service.
+    Heal(Target),
     /// The modes side by side: for each round, each mode on a fresh topology (seeded
     /// alike), then sequential UserOrders and PlaceOrder latency and the propagation
     /// delay (write acknowledged → visible in UserOrders). Writes results JSON.
@@ -72,6 +115,14 @@ enum Command {
 }
 
 #[derive(clap::Args)]
+struct Target {
+    /// users, products, orders, query, or nats.
+    component: String,
+    #[arg(long, default_value = DEFAULT_RUN_DIR)]
+    run_dir: PathBuf,
+}
+
+#[derive(clap::Args)]
 struct StartArgs {
     #[arg(long, value_enum, default_value_t = Mode::Sync)]
     mode: Mode,
@@ -88,6 +139,10 @@ struct StartArgs {
     /// Deadline the services apply to requests that carry none.
     #[arg(long)]
     default_deadline_ms: Option<u64>,
+    /// Put a fault proxy in front of this service (repeatable; `all` for every one),
+    /// for `lab slow|blackhole|reset|heal`.
+    #[arg(long = "proxy")]
+    proxies: Vec<String>,
 }
 
 #[derive(clap::Args)]
@@ -128,6 +183,21 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             print_latencies(&file.mode, &latencies);
             Ok(())
         }
+        Command::Load { run_dir, rate, seconds, deadline_ms, seed } => {
+            load(&run_dir, rate, seconds, Duration::from_millis(deadline_ms), seed).await
+        }
+        Command::Kill(t) => control(&t, Action::Kill).await,
+        Command::Pause(t) => control(&t, Action::Pause).await,
+        Command::Resume(t) => control(&t, Action::Resume).await,
+        Command::Restart(t) => control(&t, Action::Restart).await,
+        Command::Slow { target, latency_ms, jitter_ms } => {
+            let slow =
+                Action::Slow { latency: Duration::from_millis(latency_ms), jitter: Duration::from_millis(jitter_ms) };
+            control(&target, slow).await
+        }
+        Command::Blackhole(t) => control(&t, Action::Blackhole).await,
+        Command::Reset(t) => control(&t, Action::Reset).await,
+        Command::Heal(t) => control(&t, Action::Heal).await,
         Command::Compare { modes, rounds, runs, amounts, requests, writes } => {
             compare(&modes, rounds, &runs, &amounts, requests, writes).await
         }
@@ -152,6 +222,16 @@ async fn start(args: &StartArgs) -> anyhow::Result<Topology> {
     let mut config = Config::new(args.mode, &args.run_dir);
     config.base_port = args.base_port;
     config.default_deadline_ms = args.default_deadline_ms;
+    config.proxied = if args.proxies.iter().any(|p| p == "all") {
+        common::names::SERVICES.iter().map(|s| s.to_string()).collect()
+    } else {
+        for p in &args.proxies {
+            if !common::names::SERVICES.contains(&p.as_str()) {
+                anyhow::bail!("--proxy {p}: no such service (users, products, orders, query, or all)");
+            }
+        }
+        args.proxies.clone()
+    };
     eprintln!("starting the {} topology in {} …", args.mode, args.run_dir.display());
     Ok(Topology::start(config).await?)
 }
@@ -164,11 +244,23 @@ async fn up(args: StartArgs) -> anyhow::Result<()> {
         println!("  {:<9} {}  pid {:<7} log {}", s.name, s.address, s.pid().unwrap_or(0), s.log.display());
     }
     println!("topology file: {}", args.run_dir.join(lab::topology::TOPOLOGY_FILE).display());
-    println!("Ctrl-C stops every service.");
+    println!(
+        "Ctrl-C stops every service; `lab kill|pause|resume|restart|slow … --run-dir {}` act on them.",
+        args.run_dir.display()
+    );
+    let control = lab::control::bind(&args.run_dir)?;
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
+            accepted = control.accept() => match accepted {
+                Ok((stream, _)) => {
+                    if let Err(error) = lab::control::handle(&mut topology, stream).await {
+                        tracing::warn!(%error, "control connection failed");
+                    }
+                }
+                Err(error) => tracing::warn!(%error, "control socket accept failed"),
+            },
             _ = tick.tick() => {
                 for (name, status) in topology.reap_exited() {
                     tracing::warn!(service = name, %status, "service exited");
@@ -178,7 +270,44 @@ async fn up(args: StartArgs) -> anyhow::Result<()> {
     }
     eprintln!("stopping …");
     topology.stop()?;
+    if let Err(error) = std::fs::remove_file(args.run_dir.join(lab::control::CONTROL_SOCKET)) {
+        tracing::debug!(%error, "control socket already gone");
+    }
     eprintln!("all services stopped");
+    Ok(())
+}
+
+async fn control(target: &Target, action: Action) -> anyhow::Result<()> {
+    lab::control::send(&target.run_dir, &action.line(&target.component)).await?;
+    println!("{}: done", action.line(&target.component));
+    Ok(())
+}
+
+async fn load(run_dir: &Path, rate: f64, seconds: Option<u64>, deadline: Duration, seed: u64) -> anyhow::Result<()> {
+    let file = TopologyFile::read(run_dir)?;
+    let seeded = std::sync::Arc::new(read_seeded(run_dir)?);
+    let mut workload = Workload::new(Clients::for_topology(&file)?, seeded, Mix::default(), deadline, seed);
+    let shutdown = common::shutdown::on_signal()?;
+    let duration = seconds.map_or(Duration::from_secs(365 * 24 * 3600), Duration::from_secs);
+    let (live, mut seconds_rx) = tokio::sync::mpsc::unbounded_channel::<bench::load::Second>();
+    println!("{} load at {rate}/s on the {} topology in {}; Ctrl-C stops", "open-loop", file.mode, run_dir.display());
+    println!("{:>5} {:>8} {:>10} {:>10}  errors", "t (s)", "ok/s", "p50 µs", "p99 µs");
+    let printer = tokio::spawn(async move {
+        while let Some(second) = seconds_rx.recv().await {
+            let s = second.summary;
+            let errors: Vec<String> =
+                s.outcomes.iter().filter(|(k, _)| k.as_str() != "OK").map(|(k, v)| format!("{k}={v}")).collect();
+            println!("{:>5} {:>8} {:>10} {:>10}  {}", second.second, s.ok, s.p50_us, s.p99_us, errors.join(" "));
+        }
+    });
+    let run = bench::load::open_loop(OpenLoop::new(rate, duration), move |_| workload.next(), Some(live));
+    tokio::select! {
+        report = run => {
+            println!("total: {} scheduled, {:?}", report.scheduled, report.all.outcomes);
+        }
+        _ = shutdown.cancelled() => println!("stopped"),
+    }
+    printer.abort();
     Ok(())
 }
 
@@ -277,8 +406,14 @@ async fn compare(
         for &mode in modes {
             eprintln!("[{}/{total}] round {round}, {mode} mode", results.len() + 1);
             let run_dir = dir.join(format!("round-{round}-{mode}"));
-            let args =
-                StartArgs { mode, run_dir: run_dir.clone(), fresh: true, base_port: None, default_deadline_ms: None };
+            let args = StartArgs {
+                mode,
+                run_dir: run_dir.clone(),
+                fresh: true,
+                base_port: None,
+                default_deadline_ms: None,
+                proxies: Vec::new(),
+            };
             let mut topology = start(&args).await?;
             let clients = Clients::for_topology(&topology.file())?;
             let work = async {

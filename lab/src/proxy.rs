@@ -39,6 +39,12 @@ pub struct Proxy {
     task: JoinHandle<()>,
 }
 
+impl std::fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proxy").field("addr", &self.addr).field("upstream", &self.upstream).finish()
+    }
+}
+
 impl Drop for Proxy {
     fn drop(&mut self) {
         self.task.abort();
@@ -157,7 +163,11 @@ async fn connection(client: TcpStream, upstream: SocketAddr, mut faults: watch::
                 if f.blackhole {
                     continue;
                 }
-                let jitter = if f.jitter.is_zero() { Duration::ZERO } else { rand::rng().random_range(Duration::ZERO..=f.jitter) };
+                let jitter = if f.jitter.is_zero() {
+                    Duration::ZERO
+                } else {
+                    rand::rng().random_range(Duration::ZERO..=f.jitter)
+                };
                 last_due = last_due.max(Instant::now() + f.latency + jitter);
                 if queue.send((last_due, buf[..n].to_vec())).is_err() {
                     return Ok(());

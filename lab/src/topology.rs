@@ -31,6 +31,8 @@ use nix::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::proxy::{Faults, Proxy};
+
 /// How long a service may take from spawn to SERVING.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long a service may take to exit after SIGTERM before it gets SIGKILL.
@@ -50,6 +52,8 @@ pub enum TopologyError {
     StartTimeout { service: String, secs: u64, log: String },
     #[error("no component named {0:?}; they are users, products, orders, query (and nats in async mode)")]
     UnknownService(String),
+    #[error("{0} has no fault proxy: start the topology with --proxy {0} (or --proxy all)")]
+    NotProxied(String),
     #[error("{service} is not running")]
     NotRunning { service: String },
     #[error("{context}: {source}")]
@@ -82,7 +86,11 @@ pub struct TopologyFile {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ServiceRecord {
     pub name: String,
+    /// Where callers reach it.
     pub address: SocketAddr,
+    /// Where it really listens, when a fault proxy stands in front of it.
+    #[serde(default)]
+    pub direct_address: Option<SocketAddr>,
     pub pid: u32,
     pub data_dir: PathBuf,
     pub log: PathBuf,
@@ -130,11 +138,20 @@ pub struct Config {
     pub base_port: Option<u16>,
     /// Passed to every service as `--default-deadline-ms`.
     pub default_deadline_ms: Option<u64>,
+    /// Services that get a fault proxy in front of them.
+    pub proxied: Vec<String>,
 }
 
 impl Config {
     pub fn new(mode: Mode, run_dir: impl Into<PathBuf>) -> Self {
-        Self { mode, run_dir: run_dir.into(), bin_dir: default_bin_dir(), base_port: None, default_deadline_ms: None }
+        Self {
+            mode,
+            run_dir: run_dir.into(),
+            bin_dir: default_bin_dir(),
+            base_port: None,
+            default_deadline_ms: None,
+            proxied: Vec::new(),
+        }
     }
 }
 
@@ -175,11 +192,18 @@ pub struct ServiceProcess {
     args: Vec<String>,
     child: Option<Child>,
     paused: bool,
+    /// The fault proxy callers go through, if this service has one.
+    proxy: Option<Proxy>,
 }
 
 impl ServiceProcess {
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
+    }
+
+    /// Where callers reach it: its proxy if it has one, else itself.
+    pub fn public_address(&self) -> SocketAddr {
+        self.proxy.as_ref().map_or(self.address, Proxy::addr)
     }
 }
 
@@ -227,6 +251,7 @@ impl Topology {
                 args,
                 child: None,
                 paused: false,
+                proxy: None,
             };
             spawn_and_wait(&mut broker).await?;
             topology.services.push(broker);
@@ -235,7 +260,10 @@ impl Topology {
             let dir = topology.config.run_dir.join(name);
             let data_dir = dir.join("data");
             fs::create_dir_all(&data_dir).map_err(io_err(format!("cannot create {}", data_dir.display())))?;
-            let listen = SocketAddr::from(([127, 0, 0, 1], topology.config.base_port.map_or(0, |p| p + i as u16)));
+            let public = SocketAddr::from(([127, 0, 0, 1], topology.config.base_port.map_or(0, |p| p + i as u16)));
+            let proxied = topology.config.proxied.iter().any(|p| p == name);
+            // A proxied service listens anywhere; its proxy takes the public address.
+            let listen = if proxied { SocketAddr::from(([127, 0, 0, 1], 0)) } else { public };
             let mut args = vec!["--data-dir".to_owned(), data_dir.display().to_string()];
             if let Some(ms) = topology.config.default_deadline_ms {
                 args.extend(["--default-deadline-ms".to_owned(), ms.to_string()]);
@@ -251,8 +279,15 @@ impl Topology {
                 args,
                 child: None,
                 paused: false,
+                proxy: None,
             };
             spawn_and_wait(&mut service).await?;
+            if proxied {
+                let proxy = Proxy::start(public, service.address)
+                    .await
+                    .map_err(io_err(format!("cannot start the fault proxy of {name} on {public}")))?;
+                service.proxy = Some(proxy);
+            }
             topology.services.push(service);
         }
         topology.write_file()?;
@@ -271,7 +306,7 @@ impl Topology {
                     _ => &[],
                 };
                 for (flag, dep) in deps {
-                    args.extend([flag.to_string(), self.service(dep)?.address.to_string()]);
+                    args.extend([flag.to_string(), self.service(dep)?.public_address().to_string()]);
                 }
             }
             Mode::Async => args.extend(["--nats-url".to_owned(), self.nats_url().expect("the broker starts first")]),
@@ -292,8 +327,16 @@ impl Topology {
         self.services.iter_mut().find(|s| s.name == name).ok_or_else(|| TopologyError::UnknownService(name.to_owned()))
     }
 
+    /// Where callers reach `name` (through its proxy, if it has one).
     pub fn address(&self, name: &str) -> Result<SocketAddr> {
-        Ok(self.service(name)?.address)
+        Ok(self.service(name)?.public_address())
+    }
+
+    /// Sets the faults of `name`'s proxy.
+    pub fn set_faults(&mut self, name: &str, faults: Faults) -> Result<()> {
+        let proxy = self.service(name)?.proxy.as_ref().ok_or_else(|| TopologyError::NotProxied(name.to_owned()))?;
+        proxy.set(faults);
+        Ok(())
     }
 
     /// What `topology.json` holds for this topology.
@@ -308,7 +351,8 @@ impl Topology {
                 .iter()
                 .map(|s| ServiceRecord {
                     name: s.name.to_owned(),
-                    address: s.address,
+                    address: s.public_address(),
+                    direct_address: s.proxy.as_ref().map(|_| s.address),
                     pid: s.pid().unwrap_or(0),
                     data_dir: s.data_dir.clone(),
                     log: s.log.clone(),
