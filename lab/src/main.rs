@@ -300,7 +300,7 @@ async fn load(run_dir: &Path, rate: f64, seconds: Option<u64>, deadline: Duratio
             println!("{:>5} {:>8} {:>10} {:>10}  {}", second.second, s.ok, s.p50_us, s.p99_us, errors.join(" "));
         }
     });
-    let run = bench::load::open_loop(OpenLoop::new(rate, duration), move |_| workload.next(), Some(live));
+    let run = bench::load::open_loop(OpenLoop::new(rate, duration), move |_| workload.next_request(), Some(live));
     tokio::select! {
         report = run => {
             println!("total: {} scheduled, {:?}", report.scheduled, report.all.outcomes);

@@ -61,7 +61,7 @@ impl Workload {
     }
 
     /// The next request: its operation and the future that sends it.
-    pub fn next(&mut self) -> (&'static str, Request) {
+    pub fn next_request(&mut self) -> (&'static str, Request) {
         let total = self.mix.user_orders + self.mix.place_order + self.mix.update_price;
         let pick = self.rng.random_range(0..total.max(1));
         let user_id = self.seeded.user_ids[self.rng.random_range(0..self.seeded.user_ids.len())].clone();
