@@ -290,7 +290,7 @@ async fn load(run_dir: &Path, rate: f64, seconds: Option<u64>, deadline: Duratio
     let shutdown = common::shutdown::on_signal()?;
     let duration = seconds.map_or(Duration::from_secs(365 * 24 * 3600), Duration::from_secs);
     let (live, mut seconds_rx) = tokio::sync::mpsc::unbounded_channel::<bench::load::Second>();
-    println!("{} load at {rate}/s on the {} topology in {}; Ctrl-C stops", "open-loop", file.mode, run_dir.display());
+    println!("open-loop load at {rate}/s on the {} topology in {}; Ctrl-C stops", file.mode, run_dir.display());
     println!("{:>5} {:>8} {:>10} {:>10}  errors", "t (s)", "ok/s", "p50 µs", "p99 µs");
     let printer = tokio::spawn(async move {
         while let Some(second) = seconds_rx.recv().await {
