@@ -7,6 +7,7 @@
 //! - [`client`]: clients of a running topology; health waiting.
 //! - [`convergence`]: waiting for the replicas to settle; the view against the truth.
 //! - [`proxy`]: the TCP fault proxy (latency, jitter, black-hole, reset).
+//! - [`suite`]: `lab bench`, the benchmark suite and its results.
 //! - [`seed`]: deterministic data through the public API.
 //! - [`latency`]: sequential request latency with HDR histograms.
 
@@ -16,5 +17,6 @@ pub mod convergence;
 pub mod latency;
 pub mod proxy;
 pub mod seed;
+pub mod suite;
 pub mod topology;
 pub mod workload;

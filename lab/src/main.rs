@@ -91,6 +91,25 @@ enum Command {
     Reset(Target),
     /// Remove every proxy fault of a service.
     Heal(Target),
+    /// The benchmark suite: every scenario in each mode, the same seed and workload;
+    /// results JSON under --runs (quick: about 5 minutes on 2 cores).
+    Bench {
+        /// Longer runs, more rates, more data.
+        #[arg(long)]
+        full: bool,
+        /// Run only this scenario (repeatable): floor, steady, slow-dependency,
+        /// kill-dependency, pause-dependency, kill-broker, kill-query, chaos, storage,
+        /// fan-out.
+        #[arg(long = "scenario")]
+        scenarios: Vec<String>,
+        #[arg(long, value_enum, value_delimiter = ',', default_value = "sync,async")]
+        modes: Vec<Mode>,
+        /// Parent folder of the run's topologies and results.
+        #[arg(long, default_value = "runs")]
+        runs: PathBuf,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
     /// The modes side by side: for each round, each mode on a fresh topology (seeded
     /// alike), then sequential UserOrders and PlaceOrder latency and the propagation
     /// delay (write acknowledged → visible in UserOrders). Writes results JSON.
@@ -198,6 +217,24 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Blackhole(t) => control(&t, Action::Blackhole).await,
         Command::Reset(t) => control(&t, Action::Reset).await,
         Command::Heal(t) => control(&t, Action::Heal).await,
+        Command::Bench { full, scenarios, modes, runs, seed } => {
+            for s in &scenarios {
+                if !lab::suite::SCENARIOS.contains(&s.as_str()) {
+                    anyhow::bail!("--scenario {s}: no such scenario; they are {}", lab::suite::SCENARIOS.join(", "));
+                }
+            }
+            let profile = if full { lab::suite::Profile::full(seed) } else { lab::suite::Profile::quick(seed) };
+            let command = std::env::args().collect::<Vec<_>>().join(" ");
+            let config = lab::suite::SuiteConfig { profile, scenarios, modes, runs, command };
+            let shutdown = common::shutdown::on_signal()?;
+            let (results, path) = tokio::select! {
+                done = lab::suite::run(config) => done?,
+                _ = shutdown.cancelled() => anyhow::bail!("interrupted; the scenarios finished so far are in the run's results.json"),
+            };
+            print!("{}", lab::suite::summary::text(&results));
+            println!("results: {}", path.display());
+            Ok(())
+        }
         Command::Compare { modes, rounds, runs, amounts, requests, writes } => {
             compare(&modes, rounds, &runs, &amounts, requests, writes).await
         }

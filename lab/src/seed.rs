@@ -18,7 +18,7 @@ const DEADLINE: Duration = Duration::from_secs(10);
 /// The file a seed run writes its ids to, inside the run dir.
 pub const SEED_FILE: &str = "seed.json";
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct SeedConfig {
     pub users: usize,
     pub products: usize,

@@ -411,6 +411,23 @@ impl Topology {
         Ok(())
     }
 
+    /// Undoes every fault: restarts what is dead, resumes what is paused, heals proxies.
+    pub async fn recover(&mut self) -> Result<()> {
+        let names: Vec<&'static str> = self.services.iter().map(|s| s.name).collect();
+        for name in names {
+            let service = self.service(name)?;
+            if service.child.is_none() {
+                self.restart(name).await?;
+            } else if service.paused {
+                self.resume(name)?;
+            }
+            if let Some(proxy) = &self.service(name)?.proxy {
+                proxy.heal();
+            }
+        }
+        Ok(())
+    }
+
     /// SIGTERM one service, SIGKILL if it has not exited within the grace period.
     pub fn stop_one(&mut self, name: &str) -> Result<()> {
         let service = self.service_mut(name)?;

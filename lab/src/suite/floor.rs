@@ -1,0 +1,205 @@
+//! The floor: what the machine itself costs, measured in the same run as everything
+//! else, so every other figure can be read as a multiple of it. All sequential, one
+//! request at a time:
+//!
+//! - `tcp_rtt`: 64 bytes to an echo task and back on loopback (tokio, in process);
+//! - `grpc_echo`: a gRPC health check of the users service (a real process, no
+//!   storage touched): one bare tonic hop;
+//! - `js_publish_ack`: a JetStream publish until its PubAck, on the topology's broker
+//!   (a stream of its own);
+//! - `js_delivery`: from the start of a publish until a durable pull consumer holds the
+//!   message (then acked): one hop through the broker;
+//! - `sled_flush`: an insert and a flush; `sled_txn2_flush`: a two-tree transaction
+//!   and a flush (what an outbox write and an event apply cost).
+//!
+//! And the generator's own ceiling: how many health checks 64 concurrent closed-loop
+//! clients get through, then the open-loop generator asked for that rate.
+
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, consumer::pull, stream};
+use bench::{
+    load::{closed_loop, open_loop, LoadReport, OpenLoop},
+    Recorder, Summary,
+};
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use sled::Transactional;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpListener, TcpStream},
+};
+use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Floor {
+    pub tcp_rtt: Summary,
+    pub grpc_echo: Summary,
+    pub js_publish_ack: Summary,
+    pub js_delivery: Summary,
+    pub sled_flush: Summary,
+    pub sled_txn2_flush: Summary,
+    /// Health checks per second with 64 in flight (closed loop).
+    pub echo_64_in_flight_per_s: f64,
+    /// The open-loop generator asked for `echo_64_in_flight_per_s`.
+    pub generator: LoadReport,
+}
+
+async fn time<F, Fut>(n: usize, mut f: F) -> anyhow::Result<Summary>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let mut recorder = Recorder::default();
+    for _ in 0..n {
+        let start = Instant::now();
+        f().await?;
+        recorder.record(start.elapsed(), "OK");
+    }
+    Ok(recorder.summary())
+}
+
+pub async fn measure(grpc: std::net::SocketAddr, nats_url: &str, n: usize, ceiling_time: Duration) -> anyhow::Result<Floor> {
+    // Raw TCP.
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let echo = tokio::spawn(async move {
+        if let Ok((mut s, _)) = listener.accept().await {
+            let mut buf = [0u8; 64];
+            while s.read_exact(&mut buf).await.is_ok() {
+                if s.write_all(&buf).await.is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    let mut stream = TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    let mut recorder = Recorder::default();
+    for _ in 0..n {
+        let start = Instant::now();
+        let mut buf = [7u8; 64];
+        stream.write_all(&buf).await?;
+        stream.read_exact(&mut buf).await?;
+        recorder.record(start.elapsed(), "OK");
+    }
+    let tcp_rtt = recorder.summary();
+    drop(stream);
+    echo.abort();
+
+    // One bare gRPC hop.
+    let health = HealthClient::new(common::channel(grpc));
+    let check = |mut client: HealthClient<tonic::transport::Channel>| async move {
+        client.check(HealthCheckRequest { service: String::new() }).await.map(|_| ())
+    };
+    let grpc_echo = time(n, || {
+        let client = health.clone();
+        async move { Ok(check(client).await?) }
+    })
+    .await?;
+
+    // JetStream.
+    let js = jetstream::new(async_nats::connect(nats_url).await?);
+    let floor_stream = js
+        .get_or_create_stream(stream::Config {
+            name: "FLOOR".into(),
+            subjects: vec!["floor.>".into()],
+            storage: stream::StorageType::File,
+            ..Default::default()
+        })
+        .await?;
+    let payload = bytes::Bytes::from(vec![1u8; 128]);
+    let js_publish_ack = time(n, || {
+        let (js, payload) = (js.clone(), payload.clone());
+        async move {
+            js.publish("floor.ack", payload).await?.await?;
+            Ok(())
+        }
+    })
+    .await?;
+    let consumer: pull::Stream = floor_stream
+        .get_or_create_consumer(
+            "floor",
+            pull::Config { durable_name: Some("floor".into()), filter_subject: "floor.delivery".into(), ..Default::default() },
+        )
+        .await?
+        .messages()
+        .await?;
+    let mut consumer = consumer;
+    let mut recorder = Recorder::default();
+    for _ in 0..n {
+        let start = Instant::now();
+        let ack = js.publish("floor.delivery", payload.clone()).await?;
+        let message = consumer.next().await.ok_or_else(|| anyhow::anyhow!("floor consumer ended"))??;
+        message.ack().await.map_err(|e| anyhow::anyhow!("ack: {e}"))?;
+        recorder.record(start.elapsed(), "OK");
+        ack.await?;
+    }
+    let js_delivery = recorder.summary();
+
+    // sled.
+    let dir = tempfile::tempdir()?;
+    let db = sled::open(dir.path())?;
+    let (a, b) = (db.open_tree("a")?, db.open_tree("b")?);
+    let mut key = 0u64;
+    let value = [9u8; 96];
+    let sled_flush = time(n, || {
+        key += 1;
+        let (a, db) = (&a, &db);
+        async move {
+            a.insert(key.to_be_bytes(), &value[..])?;
+            common::store::flush(db).await?;
+            Ok(())
+        }
+    })
+    .await?;
+    let sled_txn2_flush = time(n, || {
+        key += 1;
+        let (a, b, db) = (&a, &b, &db);
+        async move {
+            (a, b).transaction(|(a, b)| {
+                a.insert(&key.to_be_bytes(), &value[..])?;
+                b.insert(&key.to_be_bytes(), &value[..])?;
+                Ok::<_, sled::transaction::ConflictableTransactionError<()>>(())
+            })
+            .map_err(|e| anyhow::anyhow!("transaction: {e:?}"))?;
+            common::store::flush(db).await?;
+            Ok(())
+        }
+    })
+    .await?;
+    drop((a, b, db));
+
+    // The generator's ceiling.
+    let saturated = {
+        let health = health.clone();
+        closed_loop(64, ceiling_time, move |_| {
+            let client = health.clone();
+            ("echo", async move { bench::outcome(&check(client).await) })
+        })
+        .await
+    };
+    let echo_64_in_flight_per_s = saturated.ok_per_s;
+    let generator = {
+        let health = health.clone();
+        open_loop(
+            OpenLoop::new(echo_64_in_flight_per_s.max(1.0), ceiling_time),
+            move |_| {
+                let client = health.clone();
+                ("echo", async move { bench::outcome(&check(client).await) })
+            },
+            None,
+        )
+        .await
+    };
+    Ok(Floor { tcp_rtt, grpc_echo, js_publish_ack, js_delivery, sled_flush, sled_txn2_flush, echo_64_in_flight_per_s, generator })
+}
+
+/// `value` as a multiple of `floor` (0 when the floor is 0).
+pub fn multiple(value: u64, floor: u64) -> f64 {
+    if floor == 0 {
+        0.0
+    } else {
+        value as f64 / floor as f64
+    }
+}

@@ -1,0 +1,427 @@
+//! `lab bench`: the benchmark suite. Every scenario runs in each mode on a fresh
+//! topology, seeded alike, under the same workload; modes alternate scenario by
+//! scenario so a drifting machine hits both. Results are one versioned JSON file.
+
+pub mod floor;
+pub mod probe;
+pub mod resources;
+pub mod scenarios;
+pub mod summary;
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use anyhow::Context;
+use bench::load::LoadReport;
+use common::config::Mode;
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    client::Clients,
+    convergence::Diff,
+    latency::Latencies,
+    seed::{SeedConfig, Seeded},
+    topology::{Config, Topology},
+};
+
+/// Every scenario, in the order the suite runs them.
+pub const SCENARIOS: [&str; 10] = [
+    "floor",
+    "steady",
+    "slow-dependency",
+    "kill-dependency",
+    "pause-dependency",
+    "kill-broker",
+    "kill-query",
+    "chaos",
+    "storage",
+    "fan-out",
+];
+
+/// Bumped when the meaning of a field changes.
+pub const RESULTS_VERSION: u32 = 1;
+
+/// How big and how long: `quick` (the default) or `full`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Profile {
+    pub name: String,
+    /// Open-loop rates of the steady scenario, requests per second.
+    pub steady_rates: Vec<f64>,
+    /// Length of each steady rate and of the saturation run.
+    pub steady_secs: f64,
+    /// Rate of the fault scenarios.
+    pub fault_rate: f64,
+    /// Scale of the fault scenarios' timelines (1.0 = quick).
+    pub stretch: f64,
+    /// Length of the chaos scenario.
+    pub chaos_secs: f64,
+    /// Concurrent clients of the saturation run.
+    pub saturation_clients: usize,
+    /// Sequential requests of the floor and of the sequential latency figures.
+    pub sequential: usize,
+    pub seed: SeedConfig,
+    pub storage_seed: SeedConfig,
+    /// Per-request deadline of the workload.
+    pub deadline_ms: u64,
+}
+
+impl Profile {
+    pub fn quick(seed: u64) -> Self {
+        Self {
+            name: "quick".into(),
+            steady_rates: vec![200.0, 1000.0],
+            steady_secs: 3.0,
+            fault_rate: 200.0,
+            stretch: 1.0,
+            chaos_secs: 10.0,
+            saturation_clients: 64,
+            sequential: 1000,
+            seed: SeedConfig { users: 100, products: 50, orders: 500, seed },
+            storage_seed: SeedConfig { users: 500, products: 100, orders: 3000, seed },
+            deadline_ms: 500,
+        }
+    }
+
+    pub fn full(seed: u64) -> Self {
+        Self {
+            name: "full".into(),
+            steady_rates: vec![100.0, 500.0, 1000.0, 2000.0, 4000.0],
+            steady_secs: 10.0,
+            fault_rate: 500.0,
+            stretch: 3.0,
+            chaos_secs: 60.0,
+            saturation_clients: 64,
+            sequential: 5000,
+            seed: SeedConfig { users: 1000, products: 200, orders: 5000, seed },
+            storage_seed: SeedConfig { users: 5000, products: 500, orders: 30000, seed },
+            deadline_ms: 500,
+        }
+    }
+
+    pub fn deadline(&self) -> Duration {
+        Duration::from_millis(self.deadline_ms)
+    }
+
+    fn secs(&self, s: f64) -> Duration {
+        Duration::from_secs_f64(s * self.stretch)
+    }
+}
+
+/// A fault as the suite applied it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FaultEvent {
+    /// From the start of the scenario's load.
+    pub t_ms: u64,
+    pub action: String,
+    /// "ok", or why it could not be done.
+    pub result: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Convergence {
+    pub diff: Diff,
+    /// From the end of the load (all faults repaired) until the view equalled the truth.
+    pub time_ms: u64,
+    pub converged: bool,
+}
+
+/// The checker's verdict on acknowledged writes.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Losses {
+    pub acknowledged_orders: usize,
+    /// Acknowledged orders missing from the view (must be 0).
+    pub lost: usize,
+    /// Orders the view shows more than once (must be 0).
+    pub duplicated: usize,
+    /// Rows of the view that the owners do not have (must be 0).
+    pub phantom: usize,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Fanout {
+    /// Requests sent per operation.
+    pub requests: BTreeMap<String, u64>,
+    /// Inter-service gRPC calls per client request, per operation, counted by the
+    /// services themselves.
+    pub rpcs_per_request: BTreeMap<String, f64>,
+    /// The same by hop ("users.GetUser", …).
+    pub rpcs_by_hop: BTreeMap<String, BTreeMap<String, f64>>,
+    /// Events published per write, and applied by consumers per write.
+    pub events_published_per_write: f64,
+    pub events_applied_per_write: f64,
+}
+
+/// One scenario in one mode.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ScenarioResult {
+    pub scenario: String,
+    pub mode: String,
+    pub seconds: f64,
+    /// Load runs by name ("rate-200", "saturation", "baseline", "slowed", "run").
+    pub loads: BTreeMap<String, LoadReport>,
+    pub sequential: Option<Latencies>,
+    pub faults: Vec<FaultEvent>,
+    pub staleness: Option<probe::Staleness>,
+    pub convergence: Option<Convergence>,
+    pub losses: Option<Losses>,
+    /// CPU seconds and peak RSS per component during the scenario.
+    pub resources: BTreeMap<String, resources::Usage>,
+    /// Bytes on disk per component (storage scenario).
+    pub storage: Option<BTreeMap<String, u64>>,
+    pub fanout: Option<Fanout>,
+    pub note: Option<String>,
+}
+
+/// A target of the issue that set up the suite, and where this run stands.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TargetCheck {
+    pub target: String,
+    pub measured: f64,
+    pub limit: f64,
+    pub met: bool,
+    pub how: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Environment {
+    pub cores: usize,
+    pub build_profile: String,
+    pub commit: String,
+    pub nats_server: Option<String>,
+    /// Versions of the crates that matter, from Cargo.lock.
+    pub crates: BTreeMap<String, String>,
+    pub cpu_pinning: bool,
+    pub target: String,
+    pub command: String,
+    pub started_unix_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Results {
+    pub version: u32,
+    pub environment: Environment,
+    pub profile: Profile,
+    pub modes: Vec<String>,
+    pub floor: Option<floor::Floor>,
+    pub scenarios: Vec<ScenarioResult>,
+    pub targets: Vec<TargetCheck>,
+}
+
+/// What `lab bench` was asked to do.
+#[derive(Debug, Clone)]
+pub struct SuiteConfig {
+    pub profile: Profile,
+    pub scenarios: Vec<String>,
+    pub modes: Vec<Mode>,
+    pub runs: PathBuf,
+    pub command: String,
+}
+
+/// Everything a scenario needs from the suite.
+pub struct Ctx {
+    pub profile: Profile,
+    pub dir: PathBuf,
+}
+
+/// A fresh topology of `mode` in its own run dir, seeded with `seed`, with its
+/// replicas settled.
+pub struct Prepared {
+    pub topology: Topology,
+    pub clients: Clients,
+    pub seeded: Arc<Seeded>,
+}
+
+impl Ctx {
+    pub async fn prepare(&self, name: &str, mode: Mode, proxied: &[&str], seed: SeedConfig) -> anyhow::Result<Prepared> {
+        let run_dir = self.dir.join(format!("{name}-{mode}"));
+        let mut config = Config::new(mode, &run_dir);
+        config.proxied = proxied.iter().map(|s| s.to_string()).collect();
+        let topology = Topology::start(config).await?;
+        let clients = Clients::for_topology(&topology.file())?;
+        let seeded = crate::seed::seed(&clients, seed, |_, _| {}).await?;
+        if let Some(url) = topology.nats_url() {
+            let events = (seed.users + seed.products + seed.orders) as u64;
+            crate::convergence::wait_settled(&url, events, Duration::from_secs(60)).await?;
+        }
+        Ok(Prepared { topology, clients, seeded: Arc::new(seeded) })
+    }
+}
+
+/// Runs the suite, printing progress; returns the results and where they were written.
+pub async fn run(config: SuiteConfig) -> anyhow::Result<(Results, PathBuf)> {
+    let started = common::ids::now_unix_ms();
+    let dir = config.runs.join(format!("bench-{started}"));
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let environment = Environment {
+        cores: std::thread::available_parallelism().map_or(0, usize::from),
+        build_profile: if cfg!(debug_assertions) { "debug" } else { "release" }.into(),
+        commit: git_commit(),
+        nats_server: bench::nats::nats_server().ok().map(|n| n.version),
+        crates: crate_versions(),
+        cpu_pinning: false,
+        target: "process".into(),
+        command: config.command.clone(),
+        started_unix_ms: started,
+    };
+    let ctx = Ctx { profile: config.profile.clone(), dir: dir.clone() };
+    let steps: Vec<(&str, Option<Mode>)> = SCENARIOS
+        .iter()
+        .filter(|s| config.scenarios.is_empty() || config.scenarios.iter().any(|c| c == *s))
+        .flat_map(|&s| {
+            if s == "floor" {
+                vec![(s, None)]
+            } else {
+                config.modes.iter().map(|&m| (s, Some(m))).collect()
+            }
+        })
+        .collect();
+    let mut results = Results {
+        version: RESULTS_VERSION,
+        environment,
+        profile: config.profile.clone(),
+        modes: config.modes.iter().map(|m| m.to_string()).collect(),
+        floor: None,
+        scenarios: Vec::new(),
+        targets: Vec::new(),
+    };
+    let suite_start = Instant::now();
+    for (i, (scenario, mode)) in steps.iter().enumerate() {
+        progress(i, steps.len(), scenario, *mode, suite_start);
+        let start = Instant::now();
+        match mode {
+            None => results.floor = Some(scenarios::floor(&ctx).await.with_context(|| "scenario floor")?),
+            Some(mode) => {
+                let mut result =
+                    scenarios::run(&ctx, scenario, *mode).await.with_context(|| format!("scenario {scenario} ({mode})"))?;
+                result.seconds = start.elapsed().as_secs_f64();
+                results.scenarios.push(result);
+            }
+        }
+        // Keep what is done so far: a later failure or Ctrl-C loses only the rest.
+        write(&dir, &results)?;
+    }
+    progress(steps.len(), steps.len(), "done", None, suite_start);
+    eprintln!();
+    results.targets = targets(&results);
+    let path = write(&dir, &results)?;
+    Ok((results, path))
+}
+
+fn write(dir: &Path, results: &Results) -> anyhow::Result<PathBuf> {
+    let path = dir.join("results.json");
+    std::fs::write(&path, serde_json::to_string_pretty(results)?).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(path)
+}
+
+fn progress(done: usize, total: usize, scenario: &str, mode: Option<Mode>, start: Instant) {
+    const WIDTH: usize = 30;
+    let filled = WIDTH * done / total.max(1);
+    let what = mode.map_or(scenario.to_owned(), |m| format!("{scenario} ({m})"));
+    eprint!(
+        "\r[{}{}] {done}/{total} {:>4}s  {what:<32}",
+        "#".repeat(filled),
+        ".".repeat(WIDTH - filled),
+        start.elapsed().as_secs()
+    );
+    if done < total {
+        eprintln!();
+    }
+}
+
+pub fn git_commit() -> String {
+    std::process::Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map_or_else(|| "unknown".to_owned(), |o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+}
+
+/// Versions of the crates the figures depend on, from the Cargo.lock built with.
+fn crate_versions() -> BTreeMap<String, String> {
+    const LOCK: &str = include_str!("../../../Cargo.lock");
+    const WANTED: [&str; 7] = ["tonic", "prost", "async-nats", "sled", "tokio", "hdrhistogram", "h2"];
+    let mut versions = BTreeMap::new();
+    let mut name = None;
+    for line in LOCK.lines() {
+        if let Some(n) = line.strip_prefix("name = ") {
+            name = Some(n.trim_matches('"').to_owned());
+        } else if let (Some(v), Some(n)) = (line.strip_prefix("version = "), name.take()) {
+            if WANTED.contains(&n.as_str()) {
+                versions.insert(n, v.trim_matches('"').to_owned());
+            }
+        }
+    }
+    versions
+}
+
+fn scenario<'a>(results: &'a Results, name: &str, mode: &str) -> Option<&'a ScenarioResult> {
+    results.scenarios.iter().find(|s| s.scenario == name && s.mode == mode)
+}
+
+/// Where the run stands against the issue's targets.
+pub fn targets(results: &Results) -> Vec<TargetCheck> {
+    let mut checks = Vec::new();
+    let Some(floor) = &results.floor else { return checks };
+    let echo = floor.grpc_echo.p50_us as f64;
+    let seq = |mode: &str| scenario(results, "steady", mode).and_then(|s| s.sequential.as_ref());
+    if let Some(l) = seq("async") {
+        checks.push(TargetCheck {
+            target: "async UserOrders p50 <= 1.25 x gRPC echo p50".into(),
+            measured: l.user_orders.p50_us as f64,
+            limit: 1.25 * echo,
+            met: l.user_orders.p50_us as f64 <= 1.25 * echo,
+            how: format!("sequential UserOrders (steady) vs the floor's health-check echo ({} µs)", floor.grpc_echo.p50_us),
+        });
+    }
+    if let Some(l) = seq("sync") {
+        checks.push(TargetCheck {
+            target: "sync UserOrders p50 <= 1.25 x 4 gRPC echoes".into(),
+            measured: l.user_orders.p50_us as f64,
+            limit: 1.25 * 4.0 * echo,
+            met: l.user_orders.p50_us as f64 <= 5.0 * echo,
+            how: "sequential UserOrders (steady): client→query plus three hops".into(),
+        });
+    }
+    let floor_sum = (floor.js_publish_ack.p50_us + floor.js_delivery.p50_us + floor.sled_txn2_flush.p50_us) as f64;
+    if let Some(p) = seq("async").and_then(|l| l.propagation.as_ref()) {
+        checks.push(TargetCheck {
+            target: "async propagation p50 <= 2 x (publish+ack + delivery + 2-tree txn flush)".into(),
+            measured: p.p50_us as f64,
+            limit: 2.0 * floor_sum,
+            met: p.p50_us as f64 <= 2.0 * floor_sum,
+            how: "sequential PlaceOrder → visible in UserOrders (steady), vs the floor's JetStream and sled figures".into(),
+        });
+    }
+    if let Some(s) = scenario(results, "steady", "async").and_then(|s| s.staleness.as_ref()) {
+        checks.push(TargetCheck {
+            target: "async propagation p99 <= 20 ms at steady load".into(),
+            measured: s.visible.p99_us as f64,
+            limit: 20_000.0,
+            met: s.visible.p99_us <= 20_000,
+            how: "staleness probe during the steady rates".into(),
+        });
+    }
+    let gen = &floor.generator;
+    let achieved = gen.ok_per_s;
+    checks.push(TargetCheck {
+        target: "generator ceiling >= 0.9 x 64-in-flight echo throughput".into(),
+        measured: achieved,
+        limit: 0.9 * floor.echo_64_in_flight_per_s,
+        met: achieved >= 0.9 * floor.echo_64_in_flight_per_s,
+        how: "open loop asked for the closed-loop echo rate, against the same echo".into(),
+    });
+    let late = gen.send_lag.late_over_1ms as f64 / gen.scheduled.max(1) as f64;
+    checks.push(TargetCheck {
+        target: "generator send-time error <= 1 % of the schedule".into(),
+        measured: 100.0 * late,
+        limit: 1.0,
+        met: late <= 0.01,
+        how: "share of requests sent more than 1 ms after their intended time, at the ceiling rate".into(),
+    });
+    checks
+}

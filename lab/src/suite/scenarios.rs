@@ -1,0 +1,339 @@
+//! The scenarios of `lab bench`. Most are one shape: a seeded topology, open-loop load
+//! with the staleness probe, faults at fixed offsets ([`with_faults`]), then repair,
+//! convergence and the loss checker.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use bench::load::{closed_loop, open_loop, OpenLoop};
+use common::{
+    config::Mode,
+    names::{NATS, ORDERS, PRODUCTS, QUERY, USERS},
+    proto::{admin_client::AdminClient, StatsRequest, StatsResponse},
+};
+use rand::{rngs::StdRng, Rng, SeedableRng};
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    floor::Floor, probe, resources::Sampler, Convergence, Ctx, Fanout, FaultEvent, Losses, Prepared, ScenarioResult,
+};
+use crate::{
+    control::{self, Action},
+    workload::{Mix, Workload},
+};
+
+/// How long the view may take to equal the truth after the faults end.
+const CONVERGE_WITHIN: Duration = Duration::from_secs(60);
+
+pub async fn run(ctx: &Ctx, name: &str, mode: Mode) -> anyhow::Result<ScenarioResult> {
+    let p = &ctx.profile;
+    let at = |s: f64| p.secs(s);
+    let mut result = match name {
+        "steady" => steady(ctx, mode).await?,
+        "slow-dependency" => slow_dependency(ctx, mode).await?,
+        "kill-dependency" => {
+            let faults = vec![
+                (at(2.0), Action::Kill, USERS),
+                (at(4.0), Action::Restart, USERS),
+                (at(5.0), Action::Kill, PRODUCTS),
+                (at(7.0), Action::Restart, PRODUCTS),
+            ];
+            with_faults(ctx, name, mode, &[], faults, at(9.0)).await?
+        }
+        "pause-dependency" => {
+            let faults = vec![(at(2.0), Action::Pause, PRODUCTS), (at(4.5), Action::Resume, PRODUCTS)];
+            with_faults(ctx, name, mode, &[], faults, at(7.0)).await?
+        }
+        "kill-broker" => {
+            let faults = vec![(at(2.0), Action::Kill, NATS), (at(4.0), Action::Restart, NATS)];
+            with_faults(ctx, name, mode, &[], faults, at(7.0)).await?
+        }
+        "kill-query" => {
+            let faults = vec![(at(2.0), Action::Kill, QUERY), (at(4.0), Action::Restart, QUERY)];
+            with_faults(ctx, name, mode, &[], faults, at(7.0)).await?
+        }
+        "chaos" => {
+            let length = Duration::from_secs_f64(p.chaos_secs);
+            with_faults(ctx, name, mode, &[], chaos_schedule(mode, length, p.seed.seed), length).await?
+        }
+        "storage" => storage(ctx, mode).await?,
+        "fan-out" => fan_out(ctx, mode).await?,
+        other => anyhow::bail!("no scenario named {other:?}; they are {}", super::SCENARIOS.join(", ")),
+    };
+    result.scenario = name.to_owned();
+    result.mode = mode.to_string();
+    Ok(result)
+}
+
+pub async fn floor(ctx: &Ctx) -> anyhow::Result<Floor> {
+    // A topology gives a real service process for the gRPC echo and a real broker.
+    let run_dir = ctx.dir.join("floor");
+    let topology = crate::topology::Topology::start(crate::topology::Config::new(Mode::Async, &run_dir)).await?;
+    let url = topology.nats_url().expect("async topology has a broker");
+    let ceiling = Duration::from_secs_f64(ctx.profile.steady_secs.min(3.0));
+    let floor = super::floor::measure(topology.address(USERS)?, &url, ctx.profile.sequential, ceiling).await;
+    let mut topology = topology;
+    topology.stop()?;
+    floor
+}
+
+/// Random kills of any component (the broker too, in async mode): every 0.8–2 s one
+/// is SIGKILLed and restarted 0.3–1 s later. The same seed gives the same schedule.
+fn chaos_schedule(mode: Mode, length: Duration, seed: u64) -> Vec<(Duration, Action, &'static str)> {
+    let mut rng = StdRng::seed_from_u64(seed ^ 0xC4A05);
+    let mut victims = vec![USERS, PRODUCTS, ORDERS, QUERY];
+    if mode == Mode::Async {
+        victims.push(NATS);
+    }
+    let mut faults = Vec::new();
+    let mut t = Duration::from_millis(500);
+    while t + Duration::from_secs(1) < length {
+        let victim = victims[rng.random_range(0..victims.len())];
+        let down = Duration::from_millis(rng.random_range(300..1000));
+        faults.push((t, Action::Kill, victim));
+        faults.push((t + down, Action::Restart, victim));
+        t += down + Duration::from_millis(rng.random_range(500..1000));
+    }
+    faults
+}
+
+/// Load at the fault rate for `length`, the faults at their offsets, then repair,
+/// convergence and the checker.
+async fn with_faults(
+    ctx: &Ctx,
+    name: &str,
+    mode: Mode,
+    proxied: &[&str],
+    faults: Vec<(Duration, Action, &'static str)>,
+    length: Duration,
+) -> anyhow::Result<ScenarioResult> {
+    let p = &ctx.profile;
+    let mut prepared = ctx.prepare(name, mode, proxied, p.seed).await?;
+    let workload = Workload::new(prepared.clients.clone(), prepared.seeded.clone(), Mix::default(), p.deadline(), p.seed.seed);
+    let acked = workload.acked_orders();
+    let mut result = ScenarioResult::default();
+    let mut sampler = Sampler::default();
+    let (stop_probe, probe) = start_probe(&prepared);
+    let (report, events) = load_during(&mut prepared, workload, OpenLoop::new(p.fault_rate, length), faults, &mut sampler).await;
+    result.loads.insert("run".into(), report);
+    result.faults = events;
+    // The probe in flight finishes once the faults are repaired, so an order stuck
+    // behind a dead component is timed until it shows.
+    prepared.topology.recover().await?;
+    stop_probe.cancel();
+    result.staleness = Some(probe.await?);
+    let (convergence, losses) = check(&prepared, &acked.lock().unwrap_or_else(|e| e.into_inner())).await?;
+    sampler.sample(&prepared.topology.file());
+    result.resources = sampler.usage();
+    result.convergence = Some(convergence);
+    result.losses = Some(losses);
+    if mode == Mode::Sync && name == "kill-broker" {
+        result.note = Some("sync mode has no broker: the fault has nothing to act on".into());
+    }
+    prepared.topology.stop()?;
+    Ok(result)
+}
+
+/// Starts the staleness probe; cancel the token, then await the handle for its figures.
+fn start_probe(prepared: &Prepared) -> (CancellationToken, tokio::task::JoinHandle<probe::Staleness>) {
+    let stop = CancellationToken::new();
+    (stop.clone(), tokio::spawn(probe::run(prepared.clients.clone(), prepared.seeded.clone(), stop)))
+}
+
+/// Runs the workload open-loop while applying `faults` at their offsets and sampling
+/// resources; returns the load report and what was done.
+async fn load_during(
+    prepared: &mut Prepared,
+    mut workload: Workload,
+    config: OpenLoop,
+    mut faults: Vec<(Duration, Action, &'static str)>,
+    sampler: &mut Sampler,
+) -> (bench::load::LoadReport, Vec<FaultEvent>) {
+    let start = tokio::time::Instant::now();
+    let load = tokio::spawn(open_loop(config, move |_| workload.next_request(), None));
+    faults.sort_by_key(|f| f.0);
+    let mut events = Vec::new();
+    let mut pending = faults.into_iter().peekable();
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    while !load.is_finished() {
+        tokio::select! {
+            _ = tick.tick() => sampler.sample(&prepared.topology.file()),
+            _ = tokio::time::sleep_until(pending.peek().map_or(start + config.duration, |f| start + f.0)) => {
+                if let Some((_, action, target)) = pending.next() {
+                    let outcome = if target == NATS && prepared.topology.nats_url().is_none() {
+                        "skipped: no broker in this mode".to_owned()
+                    } else {
+                        match control::apply(&mut prepared.topology, &action, target).await {
+                            Ok(()) => "ok".to_owned(),
+                            Err(e) => format!("error: {e}"),
+                        }
+                    };
+                    events.push(FaultEvent { t_ms: start.elapsed().as_millis() as u64, action: action.line(target), result: outcome });
+                }
+            }
+        }
+    }
+    (load.await.expect("load task"), events)
+}
+
+/// After the faults: how long until the view equals the truth, and whether any
+/// acknowledged order was lost or applied twice.
+async fn check(prepared: &Prepared, acked: &[String]) -> anyhow::Result<(Convergence, Losses)> {
+    let t = &prepared.topology;
+    let truth = query::sync::GrpcSource::new(t.address(USERS)?, t.address(ORDERS)?, t.address(PRODUCTS)?);
+    let start = tokio::time::Instant::now();
+    let diff = loop {
+        let diff = crate::convergence::compare(&prepared.clients, &truth, &prepared.seeded.user_ids).await;
+        match diff {
+            Ok(diff) if diff.is_clean() || start.elapsed() > CONVERGE_WITHIN => break diff,
+            Err(e) if start.elapsed() > CONVERGE_WITHIN => return Err(e),
+            _ => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    };
+    let convergence = Convergence { converged: diff.is_clean(), time_ms: start.elapsed().as_millis() as u64, diff };
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    let mut query = prepared.clients.query.clone();
+    for user_id in &prepared.seeded.user_ids {
+        let request = crate::workload::timed(common::proto::UserOrdersRequest { user_id: user_id.clone() }, Duration::from_secs(5));
+        for item in query.user_orders(request).await?.into_inner().items {
+            *seen.entry(item.order_id).or_default() += 1;
+        }
+    }
+    let losses = Losses {
+        acknowledged_orders: acked.len(),
+        lost: acked.iter().filter(|id| !seen.contains_key(*id)).count(),
+        duplicated: seen.values().filter(|&&n| n > 1).count(),
+        phantom: convergence.diff.extra,
+    };
+    Ok((convergence, losses))
+}
+
+async fn steady(ctx: &Ctx, mode: Mode) -> anyhow::Result<ScenarioResult> {
+    let p = &ctx.profile;
+    let mut prepared = ctx.prepare("steady", mode, &[], p.seed).await?;
+    let mut result = ScenarioResult::default();
+    let mut sampler = Sampler::default();
+    let mut sequential = crate::latency::sequential(&prepared.clients, &prepared.seeded, p.sequential, 7).await?;
+    sequential.propagation = Some(crate::latency::propagation(&prepared.clients, &prepared.seeded, p.sequential / 5, 11).await?);
+    result.sequential = Some(sequential);
+    let (stop_probe, probe) = start_probe(&prepared);
+    for (i, &rate) in p.steady_rates.iter().enumerate() {
+        let workload =
+            Workload::new(prepared.clients.clone(), prepared.seeded.clone(), Mix::default(), p.deadline(), p.seed.seed + i as u64);
+        let config = OpenLoop::new(rate, Duration::from_secs_f64(p.steady_secs));
+        let (report, _) = load_during(&mut prepared, workload, config, Vec::new(), &mut sampler).await;
+        result.loads.insert(format!("rate-{rate}"), report);
+    }
+    stop_probe.cancel();
+    result.staleness = Some(probe.await?);
+    let workload = std::sync::Mutex::new(Workload::new(
+        prepared.clients.clone(),
+        prepared.seeded.clone(),
+        Mix::default(),
+        p.deadline(),
+        p.seed.seed + 99,
+    ));
+    let saturation = closed_loop(p.saturation_clients, Duration::from_secs_f64(p.steady_secs), move |_| {
+        workload.lock().unwrap_or_else(|e| e.into_inner()).next_request()
+    })
+    .await;
+    sampler.sample(&prepared.topology.file());
+    result.loads.insert("saturation".into(), saturation);
+    result.resources = sampler.usage();
+    prepared.topology.stop()?;
+    Ok(result)
+}
+
+async fn slow_dependency(ctx: &Ctx, mode: Mode) -> anyhow::Result<ScenarioResult> {
+    let p = &ctx.profile;
+    let mut prepared = ctx.prepare("slow-dependency", mode, &[PRODUCTS], p.seed).await?;
+    let mut result = ScenarioResult::default();
+    let mut sampler = Sampler::default();
+    let added = Duration::from_millis(20);
+    for (phase, latency) in [("baseline", Duration::ZERO), ("slowed", added)] {
+        let slow = Action::Slow { latency, jitter: Duration::ZERO };
+        control::apply(&mut prepared.topology, &slow, PRODUCTS).await?;
+        let workload = Workload::new(prepared.clients.clone(), prepared.seeded.clone(), Mix::default(), p.deadline(), p.seed.seed);
+        let config = OpenLoop::new(p.fault_rate, p.secs(2.5));
+        let (report, _) = load_during(&mut prepared, workload, config, Vec::new(), &mut sampler).await;
+        result.loads.insert(phase.into(), report);
+    }
+    result.faults = vec![FaultEvent { t_ms: 0, action: format!("slow products {} 0 (phase slowed)", added.as_millis()), result: "ok".into() }];
+    result.resources = sampler.usage();
+    prepared.topology.stop()?;
+    Ok(result)
+}
+
+async fn storage(ctx: &Ctx, mode: Mode) -> anyhow::Result<ScenarioResult> {
+    let mut prepared = ctx.prepare("storage", mode, &[], ctx.profile.storage_seed).await?;
+    // Stopped first, so every store is flushed and closed.
+    prepared.topology.stop()?;
+    let mut bytes = BTreeMap::new();
+    for s in &prepared.topology.services {
+        bytes.insert(s.name.to_string(), super::resources::disk_bytes(&s.data_dir));
+    }
+    let s = ctx.profile.storage_seed;
+    Ok(ScenarioResult {
+        storage: Some(bytes),
+        note: Some(format!("{} users, {} products, {} orders, then stopped and measured", s.users, s.products, s.orders)),
+        ..Default::default()
+    })
+}
+
+async fn stats(prepared: &Prepared) -> anyhow::Result<BTreeMap<String, StatsResponse>> {
+    let mut all = BTreeMap::new();
+    for name in common::names::SERVICES {
+        let mut admin = AdminClient::new(common::channel(prepared.topology.address(name)?));
+        all.insert(name.to_string(), admin.stats(StatsRequest {}).await?.into_inner());
+    }
+    Ok(all)
+}
+
+/// Inter-service calls made between two snapshots, by hop.
+fn rpcs_between(before: &BTreeMap<String, StatsResponse>, after: &BTreeMap<String, StatsResponse>) -> BTreeMap<String, u64> {
+    let mut hops = BTreeMap::new();
+    for (service, now) in after {
+        for (hop, n) in &now.rpcs_sent {
+            let was = before.get(service).and_then(|b| b.rpcs_sent.get(hop)).copied().unwrap_or(0);
+            *hops.entry(hop.clone()).or_default() += n - was;
+        }
+    }
+    hops
+}
+
+async fn fan_out(ctx: &Ctx, mode: Mode) -> anyhow::Result<ScenarioResult> {
+    let p = &ctx.profile;
+    let mut prepared = ctx.prepare("fan-out", mode, &[], p.seed).await?;
+    let n = (p.sequential / 5).max(50) as u64;
+    let mut fanout = Fanout::default();
+    let mut events = (0u64, 0u64, 0u64);
+    for (op, mix) in [
+        (crate::workload::USER_ORDERS, Mix { user_orders: 1, place_order: 0, update_price: 0 }),
+        (crate::workload::PLACE_ORDER, Mix { user_orders: 0, place_order: 1, update_price: 0 }),
+        (crate::workload::UPDATE_PRICE, Mix { user_orders: 0, place_order: 0, update_price: 1 }),
+    ] {
+        let before = stats(&prepared).await?;
+        let mut workload = Workload::new(prepared.clients.clone(), prepared.seeded.clone(), mix, Duration::from_secs(5), p.seed.seed);
+        for _ in 0..n {
+            workload.next_request().1.await;
+        }
+        if let Some(url) = prepared.topology.nats_url() {
+            crate::convergence::wait_settled(&url, 0, Duration::from_secs(30)).await?;
+        }
+        let after = stats(&prepared).await?;
+        let hops = rpcs_between(&before, &after);
+        let total: u64 = hops.values().sum();
+        fanout.requests.insert(op.into(), n);
+        fanout.rpcs_per_request.insert(op.into(), total as f64 / n as f64);
+        fanout.rpcs_by_hop.insert(op.into(), hops.into_iter().map(|(h, c)| (h, c as f64 / n as f64)).collect());
+        if op != crate::workload::USER_ORDERS {
+            let sum = |s: &BTreeMap<String, StatsResponse>, f: fn(&StatsResponse) -> u64| s.values().map(f).sum::<u64>();
+            events.0 += n;
+            events.1 += sum(&after, |s| s.events_published) - sum(&before, |s| s.events_published);
+            events.2 += sum(&after, |s| s.events_applied) - sum(&before, |s| s.events_applied);
+        }
+    }
+    fanout.events_published_per_write = events.1 as f64 / events.0 as f64;
+    fanout.events_applied_per_write = events.2 as f64 / events.0 as f64;
+    prepared.topology.stop()?;
+    Ok(ScenarioResult { fanout: Some(fanout), ..Default::default() })
+}

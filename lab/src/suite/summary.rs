@@ -1,0 +1,95 @@
+//! The headline figures of a results file, as plain text for the terminal.
+
+use std::fmt::Write;
+
+use super::Results;
+
+fn ms(us: u64) -> String {
+    format!("{:.2} ms", us as f64 / 1000.0)
+}
+
+pub fn text(r: &Results) -> String {
+    let mut out = String::new();
+    let e = &r.environment;
+    writeln!(
+        out,
+        "\n{} suite, {} cores, {} build, commit {}, nats-server {}",
+        r.profile.name,
+        e.cores,
+        e.build_profile,
+        e.commit,
+        e.nats_server.as_deref().unwrap_or("-")
+    )
+    .ok();
+    if let Some(f) = &r.floor {
+        writeln!(
+            out,
+            "floor (p50): tcp {}  gRPC echo {}  JetStream publish+ack {}  delivery {}  sled flush {}  2-tree txn+flush {}",
+            ms(f.tcp_rtt.p50_us),
+            ms(f.grpc_echo.p50_us),
+            ms(f.js_publish_ack.p50_us),
+            ms(f.js_delivery.p50_us),
+            ms(f.sled_flush.p50_us),
+            ms(f.sled_txn2_flush.p50_us)
+        )
+        .ok();
+        writeln!(
+            out,
+            "generator: echo with 64 in flight {:.0}/s; open loop asked for that got {:.0}/s, {} of {} sent >1 ms late",
+            f.echo_64_in_flight_per_s, f.generator.ok_per_s, f.generator.send_lag.late_over_1ms, f.generator.scheduled
+        )
+        .ok();
+    }
+    for s in &r.scenarios {
+        write!(out, "{:<17} {:<5}", s.scenario, s.mode).ok();
+        if let Some(l) = &s.sequential {
+            write!(
+                out,
+                " seq UserOrders p50 {} p99 {} | PlaceOrder p50 {} p99 {}",
+                ms(l.user_orders.p50_us),
+                ms(l.user_orders.p99_us),
+                ms(l.place_order.p50_us),
+                ms(l.place_order.p99_us)
+            )
+            .ok();
+            if let Some(p) = &l.propagation {
+                write!(out, " | visible p50 {} p99 {}", ms(p.p50_us), ms(p.p99_us)).ok();
+            }
+        }
+        for (name, load) in &s.loads {
+            let reads = load.ops.get("UserOrders");
+            let writes = load.ops.get("PlaceOrder");
+            write!(
+                out,
+                " | {name}: {:.0} ok/s, UserOrders {:.1}% p99 {}, PlaceOrder {:.1}%",
+                load.ok_per_s,
+                100.0 * reads.map_or(1.0, |x| x.availability()),
+                ms(reads.map_or(0, |x| x.p99_us)),
+                100.0 * writes.map_or(1.0, |x| x.availability()),
+            )
+            .ok();
+        }
+        if let Some(st) = &s.staleness {
+            write!(out, " | staleness p50 {} p99 {} never {}", ms(st.visible.p50_us), ms(st.visible.p99_us), st.never_visible)
+                .ok();
+        }
+        if let Some(c) = &s.convergence {
+            write!(out, " | converged {} in {} ms", c.converged, c.time_ms).ok();
+        }
+        if let Some(l) = &s.losses {
+            write!(out, " | lost {} dup {} phantom {} of {} acked", l.lost, l.duplicated, l.phantom, l.acknowledged_orders).ok();
+        }
+        if let Some(b) = &s.storage {
+            let total: u64 = b.values().sum();
+            write!(out, " | disk {:.1} MB: {:?}", total as f64 / 1e6, b).ok();
+        }
+        if let Some(f) = &s.fanout {
+            write!(out, " | RPCs/request {:?}, events published/write {:.2}, applied/write {:.2}", f.rpcs_per_request, f.events_published_per_write, f.events_applied_per_write).ok();
+        }
+        writeln!(out).ok();
+    }
+    for t in &r.targets {
+        writeln!(out, "target {} — {}: measured {:.1}, limit {:.1}", if t.met { "met   " } else { "MISSED" }, t.target, t.measured, t.limit).ok();
+    }
+    out
+}
