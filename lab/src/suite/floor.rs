@@ -41,8 +41,21 @@ pub struct Floor {
     pub sled_txn2_flush: Summary,
     /// Health checks per second with 64 in flight (closed loop).
     pub echo_64_in_flight_per_s: f64,
-    /// The open-loop generator asked for `echo_64_in_flight_per_s`.
-    pub generator: LoadReport,
+    /// The open-loop generator against the same echo at rising shares of that rate
+    /// (25, 50, 75, 90 %): where it keeps its schedule and where it stops.
+    pub generator_ladder: Vec<LoadReport>,
+    /// The highest rate of the ladder kept: ≥ 99 % of the asked rate answered OK and
+    /// ≤ 1 % of requests sent more than 1 ms late.
+    pub generator_ceiling_per_s: f64,
+    /// The open-loop generator against a no-op (no network): its own dispatch ceiling.
+    pub generator_noop: LoadReport,
+}
+
+/// Whether an open-loop run kept its schedule.
+pub fn kept_schedule(report: &LoadReport) -> bool {
+    let asked = report.target_rate.unwrap_or(0.0);
+    let late = report.send_lag.late_over_1ms as f64 / report.scheduled.max(1) as f64;
+    report.ok_per_s >= 0.99 * asked && late <= 0.01
 }
 
 async fn time<F, Fut>(n: usize, mut f: F) -> anyhow::Result<Summary>
@@ -180,19 +193,39 @@ pub async fn measure(grpc: std::net::SocketAddr, nats_url: &str, n: usize, ceili
         .await
     };
     let echo_64_in_flight_per_s = saturated.ok_per_s;
-    let generator = {
+    let mut generator_ladder = Vec::new();
+    let mut generator_ceiling_per_s = 0.0;
+    for share in [0.25, 0.5, 0.75, 0.9] {
         let health = health.clone();
-        open_loop(
-            OpenLoop::new(echo_64_in_flight_per_s.max(1.0), ceiling_time),
+        let rate = (share * echo_64_in_flight_per_s).max(1.0);
+        let report = open_loop(
+            OpenLoop::new(rate, ceiling_time),
             move |_| {
                 let client = health.clone();
                 ("echo", async move { bench::outcome(&check(client).await) })
             },
             None,
         )
-        .await
-    };
-    Ok(Floor { tcp_rtt, grpc_echo, js_publish_ack, js_delivery, sled_flush, sled_txn2_flush, echo_64_in_flight_per_s, generator })
+        .await;
+        if kept_schedule(&report) {
+            generator_ceiling_per_s = rate;
+        }
+        generator_ladder.push(report);
+    }
+    let generator_noop =
+        open_loop(OpenLoop::new(echo_64_in_flight_per_s.max(1.0), ceiling_time), |_| ("noop", async { "OK" }), None).await;
+    Ok(Floor {
+        tcp_rtt,
+        grpc_echo,
+        js_publish_ack,
+        js_delivery,
+        sled_flush,
+        sled_txn2_flush,
+        echo_64_in_flight_per_s,
+        generator_ladder,
+        generator_ceiling_per_s,
+        generator_noop,
+    })
 }
 
 /// `value` as a multiple of `floor` (0 when the floor is 0).

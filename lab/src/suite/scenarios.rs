@@ -22,7 +22,7 @@ use crate::{
 };
 
 /// How long the view may take to equal the truth after the faults end.
-const CONVERGE_WITHIN: Duration = Duration::from_secs(60);
+pub const CONVERGE_WITHIN: Duration = Duration::from_secs(60);
 
 pub async fn run(ctx: &Ctx, name: &str, mode: Mode) -> anyhow::Result<ScenarioResult> {
     let p = &ctx.profile;
@@ -121,7 +121,8 @@ async fn with_faults(
     prepared.topology.recover().await?;
     stop_probe.cancel();
     result.staleness = Some(probe.await?);
-    let (convergence, losses) = check(&prepared, &acked.lock().unwrap_or_else(|e| e.into_inner())).await?;
+    let acked = acked.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let (convergence, losses) = check(&prepared, &acked, CONVERGE_WITHIN).await?;
     sampler.sample(&prepared.topology.file());
     result.resources = sampler.usage();
     result.convergence = Some(convergence);
@@ -177,15 +178,15 @@ async fn load_during(
 
 /// After the faults: how long until the view equals the truth, and whether any
 /// acknowledged order was lost or applied twice.
-async fn check(prepared: &Prepared, acked: &[String]) -> anyhow::Result<(Convergence, Losses)> {
+pub async fn check(prepared: &Prepared, acked: &[String], within: Duration) -> anyhow::Result<(Convergence, Losses)> {
     let t = &prepared.topology;
     let truth = query::sync::GrpcSource::new(t.address(USERS)?, t.address(ORDERS)?, t.address(PRODUCTS)?);
     let start = tokio::time::Instant::now();
     let diff = loop {
         let diff = crate::convergence::compare(&prepared.clients, &truth, &prepared.seeded.user_ids).await;
         match diff {
-            Ok(diff) if diff.is_clean() || start.elapsed() > CONVERGE_WITHIN => break diff,
-            Err(e) if start.elapsed() > CONVERGE_WITHIN => return Err(e),
+            Ok(diff) if diff.is_clean() || start.elapsed() > within => break diff,
+            Err(e) if start.elapsed() > within => return Err(e),
             _ => tokio::time::sleep(Duration::from_millis(50)).await,
         }
     };

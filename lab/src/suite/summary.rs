@@ -33,10 +33,18 @@ pub fn text(r: &Results) -> String {
             ms(f.sled_txn2_flush.p50_us)
         )
         .ok();
+        let ladder: Vec<String> = f
+            .generator_ladder
+            .iter()
+            .map(|l| format!("{:.0}→{:.0} ({}% late)", l.target_rate.unwrap_or(0.0), l.ok_per_s, 100 * l.send_lag.late_over_1ms / l.scheduled.max(1)))
+            .collect();
         writeln!(
             out,
-            "generator: echo with 64 in flight {:.0}/s; open loop asked for that got {:.0}/s, {} of {} sent >1 ms late",
-            f.echo_64_in_flight_per_s, f.generator.ok_per_s, f.generator.send_lag.late_over_1ms, f.generator.scheduled
+            "generator: echo with 64 in flight {:.0}/s; open loop asked→got {}; kept up to {:.0}/s; no-op {:.0}/s",
+            f.echo_64_in_flight_per_s,
+            ladder.join(", "),
+            f.generator_ceiling_per_s,
+            f.generator_noop.ok_per_s
         )
         .ok();
     }

@@ -1,0 +1,84 @@
+//! The suite's own instruments, against real processes: the loss checker catches an
+//! event that was really dropped, and the fan-out counts come from the services.
+
+mod support;
+
+use std::{sync::Arc, time::Duration};
+
+use common::{
+    config::Mode,
+    events::{ORDER_PLACED, STREAM},
+    proto::PlaceOrderRequest,
+};
+use lab::{seed::Seeded, suite::Prepared};
+use support::{populate, req, settle};
+
+/// An acknowledged order whose event is deleted from the stream before the query
+/// service could read it: the checker must report it lost, and the view unconverged.
+#[tokio::test]
+async fn the_checker_detects_a_dropped_event() {
+    let mut lab = support::start(Mode::Async).await;
+    let (users, products) = populate(&lab, 2, 1).await;
+    // (The checker gets 2 s to see the view converge; it never will.)
+    settle(&lab, 3).await;
+    let mut c = lab.clients.clone();
+    let kept = c.orders.place_order(req(PlaceOrderRequest { user_id: users[0].clone(), product_id: products[0].clone(), quantity: 1 }, Duration::from_secs(5))).await.unwrap().into_inner();
+    settle(&lab, 4).await;
+
+    lab.topology.kill("query").unwrap();
+    let dropped = c.orders.place_order(req(PlaceOrderRequest { user_id: users[1].clone(), product_id: products[0].clone(), quantity: 1 }, Duration::from_secs(5))).await.unwrap().into_inner();
+    let js = async_nats::jetstream::new(async_nats::connect(lab.topology.nats_url().unwrap()).await.unwrap());
+    let stream = js.get_stream(STREAM).await.unwrap();
+    // Wait for the relay to publish it, then take it out of the stream.
+    let seq = loop {
+        match stream.get_last_raw_message_by_subject(ORDER_PLACED).await {
+            Ok(m) if m.sequence >= 5 => break m.sequence,
+            _ => tokio::time::sleep(Duration::from_millis(10)).await,
+        }
+    };
+    assert!(stream.delete_message(seq).await.unwrap());
+    lab.topology.restart("query").await.unwrap();
+
+    let support::Lab { topology, clients, dir: _dir } = lab;
+    let seeded = Arc::new(Seeded { user_ids: users, product_ids: products, order_ids: Vec::new() });
+    let prepared = Prepared { topology, clients, seeded };
+    let acked = [kept.id.clone(), dropped.id.clone()];
+    let (convergence, losses) = lab::suite::scenarios::check(&prepared, &acked, Duration::from_secs(2)).await.unwrap();
+    assert_eq!(losses.acknowledged_orders, 2);
+    assert_eq!(losses.lost, 1, "{losses:?}");
+    assert_eq!((losses.duplicated, losses.phantom), (0, 0));
+    assert!(!convergence.converged);
+    assert_eq!(convergence.diff.missing, 1);
+    assert!(convergence.diff.examples[0].contains(&dropped.id), "{:?}", convergence.diff.examples);
+}
+
+/// `lab bench --scenario fan-out`: the inter-service calls per request are what the
+/// code does (sync UserOrders = 3 hops, PlaceOrder = 2; async none), counted by the
+/// services, and async publishes one event per write.
+#[test]
+fn fan_out_is_counted_by_the_services() {
+    let runs = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lab"))
+        .args(["bench", "--scenario", "fan-out", "--runs"])
+        .arg(runs.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let dir = std::fs::read_dir(runs.path()).unwrap().next().unwrap().unwrap().path();
+    let results: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("results.json")).unwrap()).unwrap();
+    assert_eq!(results["version"], 1);
+    let scenarios = results["scenarios"].as_array().unwrap();
+    let fanout = |mode: &str| scenarios.iter().find(|s| s["mode"] == mode).unwrap()["fanout"].clone();
+    let (sync, r#async) = (fanout("sync"), fanout("async"));
+    assert_eq!(sync["rpcs_per_request"]["UserOrders"], 3.0);
+    assert_eq!(sync["rpcs_per_request"]["PlaceOrder"], 2.0);
+    assert_eq!(sync["rpcs_per_request"]["UpdatePrice"], 0.0);
+    assert_eq!(sync["rpcs_by_hop"]["UserOrders"]["products.GetProducts"], 1.0);
+    assert_eq!(sync["events_published_per_write"], 0.0);
+    for op in ["UserOrders", "PlaceOrder", "UpdatePrice"] {
+        assert_eq!(r#async["rpcs_per_request"][op], 0.0, "{op}");
+    }
+    assert_eq!(r#async["events_published_per_write"], 1.0);
+    // PlaceOrder reaches query only; UpdatePrice reaches orders and query.
+    assert_eq!(r#async["events_applied_per_write"], 1.5);
+}
