@@ -56,6 +56,27 @@ fn apply(c: &mut Criterion) {
             view.db().flush().expect("flush");
         })
     });
+    // What the async read costs without the network: the user and their 5 orders.
+    let user = common::proto::User {
+        id: order(0).user_id,
+        name: "Ada".into(),
+        email: "ada@example.test".into(),
+        created_at_unix_ms: 1,
+    };
+    view.apply(&events::user_created(&user)).expect("applies");
+    for n in 1..=5 {
+        let mut o = order(n * 100);
+        o.product_id = product.id.clone();
+        view.apply(&events::order_placed(&o)).expect("applies");
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+    group.bench_function("UserOrders read (5 orders, no network)", |b| {
+        b.iter(|| {
+            let deadline = common::deadline::Deadline::after(Duration::from_secs(1));
+            let answer = runtime.block_on(query::Source::user_orders(&view, &user.id, deadline)).expect("answers");
+            assert_eq!(answer.items.len(), 5);
+        })
+    });
     group.finish();
 }
 
@@ -115,9 +136,7 @@ fn relay(c: &mut Criterion) {
             for _ in 0..iters {
                 next += 1;
                 let envelope = events::order_placed(&order(next));
-                (&scratch, outbox.tree())
-                    .transaction(|(_, o)| outbox.stage(o, &envelope))
-                    .expect("stages");
+                (&scratch, outbox.tree()).transaction(|(_, o)| outbox.stage(o, &envelope)).expect("stages");
             }
             let start = Instant::now();
             let published = runtime.block_on(common::outbox::publish_pending(&outbox, &js)).expect("publishes");
@@ -145,7 +164,9 @@ fn grpc(c: &mut Criterion) {
     c.bench_function("grpc round trip (health check, loopback)", |b| {
         b.iter(|| {
             let mut client = client.clone();
-            runtime.block_on(async move { client.check(HealthCheckRequest { service: String::new() }).await.expect("answers") })
+            runtime.block_on(async move {
+                client.check(HealthCheckRequest { service: String::new() }).await.expect("answers")
+            })
         })
     });
 }

@@ -77,6 +77,11 @@ impl Recorder {
         *self.outcomes.entry(outcome.to_owned()).or_default() += 1;
     }
 
+    /// Counts an outcome without a latency (a request that was never sent).
+    pub fn count(&mut self, outcome: &str) {
+        *self.outcomes.entry(outcome.to_owned()).or_default() += 1;
+    }
+
     /// Adds everything `other` recorded.
     pub fn merge(&mut self, other: &Recorder) {
         self.latencies.add(&other.latencies).expect("same bounds");

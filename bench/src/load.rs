@@ -28,6 +28,9 @@ use tokio::{sync::mpsc, time::Instant};
 
 use crate::{histogram, micros, quantile, Recorder, Summary};
 
+/// The outcome of a request the open loop did not send because too many were in flight.
+pub const SHED: &str = "SHED";
+
 /// One finished request, as the engine reports it to its collector.
 struct Done {
     op: &'static str,
@@ -165,6 +168,13 @@ impl Collector {
     }
 
     fn add(&mut self, done: &Done) {
+        if done.outcome == SHED {
+            // Never sent: counted, not timed.
+            self.ops.entry(done.op).or_default().count(SHED);
+            self.all.count(SHED);
+            self.timeline.record(done.intended, Duration::ZERO, SHED);
+            return;
+        }
         self.ops.entry(done.op).or_default().record(done.latency, done.outcome);
         self.all.record(done.latency, done.outcome);
         self.timeline.record(done.intended, done.latency, done.outcome);
@@ -285,8 +295,9 @@ where
             .await
             .expect("open-loop scheduler join");
     let collector = collector.await.expect("collector task");
-    let elapsed = config.duration.max(start.elapsed());
-    collector.report("open", Some(config.rate), None, elapsed, scheduled, max_in_flight, config.bucket)
+    // Throughput over the schedule's length: the last answers draining after it are
+    // the same requests, not extra time.
+    collector.report("open", Some(config.rate), None, config.duration, scheduled, max_in_flight, config.bucket)
 }
 
 /// Asks Linux to wake this thread's sleeps within 1 µs of their deadline instead of

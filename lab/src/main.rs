@@ -184,7 +184,8 @@ impl SeedArgs {
 
 #[tokio::main]
 async fn main() {
-    common::telemetry::init();
+    // The lab's own chatter stays out of its progress output unless RUST_LOG asks.
+    common::telemetry::init_with_default("warn");
     common::exit_on_error(dispatch(Cli::parse()).await);
 }
 
@@ -292,8 +293,12 @@ async fn up(args: StartArgs) -> anyhow::Result<()> {
             _ = shutdown.cancelled() => break,
             accepted = control.accept() => match accepted {
                 Ok((stream, _)) => {
-                    if let Err(error) = lab::control::handle(&mut topology, stream).await {
-                        tracing::warn!(%error, "control connection failed");
+                    // A client that never finishes its line must not hold the lab (a
+                    // restart takes at most 20 s).
+                    match tokio::time::timeout(Duration::from_secs(30), lab::control::handle(&mut topology, stream)).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(error)) => tracing::warn!(%error, "control connection failed"),
+                        Err(_) => tracing::warn!("control connection timed out"),
                     }
                 }
                 Err(error) => tracing::warn!(%error, "control socket accept failed"),
@@ -323,6 +328,12 @@ async fn control(target: &Target, action: Action) -> anyhow::Result<()> {
 async fn load(run_dir: &Path, rate: f64, seconds: Option<u64>, deadline: Duration, seed: u64) -> anyhow::Result<()> {
     let file = TopologyFile::read(run_dir)?;
     let seeded = std::sync::Arc::new(read_seeded(run_dir)?);
+    if seeded.user_ids.is_empty() || seeded.product_ids.is_empty() {
+        anyhow::bail!(
+            "the seed in {} has no users or products: run `lab seed` with --users and --products > 0",
+            run_dir.display()
+        );
+    }
     let mut workload = Workload::new(Clients::for_topology(&file)?, seeded, Mix::default(), deadline, seed);
     let shutdown = common::shutdown::on_signal()?;
     let duration = seconds.map_or(Duration::from_secs(365 * 24 * 3600), Duration::from_secs);

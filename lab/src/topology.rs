@@ -155,6 +155,45 @@ impl Config {
     }
 }
 
+/// A free loopback port *below* the kernel's ephemeral range. Ports in that range are
+/// also handed out as the local ports of outgoing connections, so a service killed
+/// for a while could find its port taken by some client's connection and fail to
+/// restart on it; below the range, only a deliberate bind can take it.
+fn reserve_port() -> Result<u16> {
+    let low = fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let (from, to) = (1024u16.max(low / 2), low.saturating_sub(1));
+    let mut rng = rand::rng();
+    for _ in 0..200 {
+        let port = rand::Rng::random_range(&mut rng, from..=to);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    Err(TopologyError::Io {
+        context: format!("no free port between {from} and {to}"),
+        source: std::io::Error::from(std::io::ErrorKind::AddrInUse),
+    })
+}
+
+/// Spawns `service`; when its port was chosen here and another process took it in
+/// the meantime (tests start topologies in parallel), tries again with a new one.
+async fn spawn_on_chosen_port(service: &mut ServiceProcess, chosen: bool) -> Result<()> {
+    let mut attempts = 0;
+    loop {
+        match spawn_and_wait(service).await {
+            Err(TopologyError::DiedAtStart { tail, .. }) if chosen && attempts < 5 && tail.contains("in use") => {
+                attempts += 1;
+                tracing::info!(service = service.name, port = service.address.port(), "port taken meanwhile; another");
+                service.address.set_port(reserve_port()?);
+            }
+            other => return other,
+        }
+    }
+}
+
 /// The folder of the service binaries: `CASCADE_BIN_DIR` if set, else the folder of the
 /// running executable (for a test binary in `target/<profile>/deps`, its parent).
 pub fn default_bin_dir() -> PathBuf {
@@ -235,7 +274,10 @@ impl Topology {
             let dir = topology.config.run_dir.join(NATS);
             let data_dir = dir.join("store");
             fs::create_dir_all(&data_dir).map_err(io_err(format!("cannot create {}", data_dir.display())))?;
-            let port = topology.config.base_port.map_or(0, |p| p + SERVICES.len() as u16);
+            let port = match topology.config.base_port {
+                Some(p) => p + SERVICES.len() as u16,
+                None => reserve_port()?,
+            };
             let args = ["-a", "127.0.0.1", "-js", "-sd"]
                 .map(String::from)
                 .into_iter()
@@ -253,17 +295,22 @@ impl Topology {
                 paused: false,
                 proxy: None,
             };
-            spawn_and_wait(&mut broker).await?;
+            spawn_on_chosen_port(&mut broker, topology.config.base_port.is_none()).await?;
             topology.services.push(broker);
         }
         for (i, name) in SERVICES.into_iter().enumerate() {
             let dir = topology.config.run_dir.join(name);
             let data_dir = dir.join("data");
             fs::create_dir_all(&data_dir).map_err(io_err(format!("cannot create {}", data_dir.display())))?;
-            let public = SocketAddr::from(([127, 0, 0, 1], topology.config.base_port.map_or(0, |p| p + i as u16)));
+            let chosen = topology.config.base_port.is_none();
+            let public_port = match topology.config.base_port {
+                Some(p) => p + i as u16,
+                None => reserve_port()?,
+            };
+            let public = SocketAddr::from(([127, 0, 0, 1], public_port));
             let proxied = topology.config.proxied.iter().any(|p| p == name);
-            // A proxied service listens anywhere; its proxy takes the public address.
-            let listen = if proxied { SocketAddr::from(([127, 0, 0, 1], 0)) } else { public };
+            // A proxied service listens on a port of its own; its proxy takes the public one.
+            let listen = if proxied { SocketAddr::from(([127, 0, 0, 1], reserve_port()?)) } else { public };
             let mut args = vec!["--data-dir".to_owned(), data_dir.display().to_string()];
             if let Some(ms) = topology.config.default_deadline_ms {
                 args.extend(["--default-deadline-ms".to_owned(), ms.to_string()]);
@@ -281,7 +328,7 @@ impl Topology {
                 paused: false,
                 proxy: None,
             };
-            spawn_and_wait(&mut service).await?;
+            spawn_on_chosen_port(&mut service, chosen || proxied).await?;
             if proxied {
                 let proxy = Proxy::start(public, service.address)
                     .await
@@ -372,9 +419,10 @@ impl Topology {
     /// SIGKILL: the process dies at once, whatever it was doing.
     pub fn kill(&mut self, name: &str) -> Result<()> {
         let service = self.service_mut(name)?;
-        let mut child = service.child.take().ok_or_else(|| TopologyError::NotRunning { service: name.to_owned() })?;
-        signal(name, &child, Signal::SIGKILL)?;
+        let child = service.child.as_mut().ok_or_else(|| TopologyError::NotRunning { service: name.to_owned() })?;
+        signal(name, child, Signal::SIGKILL)?;
         child.wait().map_err(io_err(format!("cannot reap {name}")))?;
+        service.child = None;
         service.paused = false;
         tracing::info!(service = name, "killed (SIGKILL)");
         Ok(())
@@ -413,6 +461,9 @@ impl Topology {
 
     /// Undoes every fault: restarts what is dead, resumes what is paused, heals proxies.
     pub async fn recover(&mut self) -> Result<()> {
+        for (name, status) in self.reap_exited() {
+            tracing::warn!(service = name, %status, "had exited by itself");
+        }
         let names: Vec<&'static str> = self.services.iter().map(|s| s.name).collect();
         for name in names {
             let service = self.service(name)?;
@@ -431,10 +482,11 @@ impl Topology {
     /// SIGTERM one service, SIGKILL if it has not exited within the grace period.
     pub fn stop_one(&mut self, name: &str) -> Result<()> {
         let service = self.service_mut(name)?;
-        let Some(mut child) = service.child.take() else {
+        let Some(child) = service.child.as_mut() else {
             return Ok(());
         };
-        terminate(name, &mut child, service.paused)?;
+        terminate(name, child, service.paused)?;
+        service.child = None;
         service.paused = false;
         Ok(())
     }
@@ -458,9 +510,13 @@ impl Topology {
         let mut exited = Vec::new();
         for service in &mut self.services {
             if let Some(child) = &mut service.child {
-                if let Ok(Some(status)) = child.try_wait() {
-                    exited.push((service.name, status.to_string()));
-                    service.child = None;
+                match child.try_wait() {
+                    Ok(Some(status)) => {
+                        exited.push((service.name, status.to_string()));
+                        service.child = None;
+                    }
+                    Ok(None) => {}
+                    Err(error) => tracing::warn!(service = service.name, %error, "cannot check on the process"),
                 }
             }
         }

@@ -22,11 +22,27 @@ async fn the_checker_detects_a_dropped_event() {
     // (The checker gets 2 s to see the view converge; it never will.)
     settle(&lab, 3).await;
     let mut c = lab.clients.clone();
-    let kept = c.orders.place_order(req(PlaceOrderRequest { user_id: users[0].clone(), product_id: products[0].clone(), quantity: 1 }, Duration::from_secs(5))).await.unwrap().into_inner();
+    let kept = c
+        .orders
+        .place_order(req(
+            PlaceOrderRequest { user_id: users[0].clone(), product_id: products[0].clone(), quantity: 1 },
+            Duration::from_secs(5),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
     settle(&lab, 4).await;
 
     lab.topology.kill("query").unwrap();
-    let dropped = c.orders.place_order(req(PlaceOrderRequest { user_id: users[1].clone(), product_id: products[0].clone(), quantity: 1 }, Duration::from_secs(5))).await.unwrap().into_inner();
+    let dropped = c
+        .orders
+        .place_order(req(
+            PlaceOrderRequest { user_id: users[1].clone(), product_id: products[0].clone(), quantity: 1 },
+            Duration::from_secs(5),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
     let js = async_nats::jetstream::new(async_nats::connect(lab.topology.nats_url().unwrap()).await.unwrap());
     let stream = js.get_stream(STREAM).await.unwrap();
     // Wait for the relay to publish it, then take it out of the stream.
@@ -43,7 +59,10 @@ async fn the_checker_detects_a_dropped_event() {
     let seeded = Arc::new(Seeded { user_ids: users, product_ids: products, order_ids: Vec::new() });
     let prepared = Prepared { topology, clients, seeded };
     let acked = [kept.id.clone(), dropped.id.clone()];
-    let (convergence, losses) = lab::suite::scenarios::check(&prepared, &acked, Duration::from_secs(2)).await.unwrap();
+    let (convergence, losses) =
+        lab::suite::scenarios::check(&prepared, &acked, tokio::time::Instant::now(), Duration::from_secs(2))
+            .await
+            .unwrap();
     assert_eq!(losses.acknowledged_orders, 2);
     assert_eq!(losses.lost, 1, "{losses:?}");
     assert_eq!((losses.duplicated, losses.phantom), (0, 0));

@@ -72,7 +72,12 @@ where
     Ok(recorder.summary())
 }
 
-pub async fn measure(grpc: std::net::SocketAddr, nats_url: &str, n: usize, ceiling_time: Duration) -> anyhow::Result<Floor> {
+pub async fn measure(
+    grpc: std::net::SocketAddr,
+    nats_url: &str,
+    n: usize,
+    ceiling_time: Duration,
+) -> anyhow::Result<Floor> {
     // Raw TCP.
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
@@ -133,7 +138,11 @@ pub async fn measure(grpc: std::net::SocketAddr, nats_url: &str, n: usize, ceili
     let consumer: pull::Stream = floor_stream
         .get_or_create_consumer(
             "floor",
-            pull::Config { durable_name: Some("floor".into()), filter_subject: "floor.delivery".into(), ..Default::default() },
+            pull::Config {
+                durable_name: Some("floor".into()),
+                filter_subject: "floor.delivery".into(),
+                ..Default::default()
+            },
         )
         .await?
         .messages()
@@ -170,12 +179,13 @@ pub async fn measure(grpc: std::net::SocketAddr, nats_url: &str, n: usize, ceili
         key += 1;
         let (a, b, db) = (&a, &b, &db);
         async move {
-            (a, b).transaction(|(a, b)| {
-                a.insert(&key.to_be_bytes(), &value[..])?;
-                b.insert(&key.to_be_bytes(), &value[..])?;
-                Ok::<_, sled::transaction::ConflictableTransactionError<()>>(())
-            })
-            .map_err(|e| anyhow::anyhow!("transaction: {e:?}"))?;
+            (a, b)
+                .transaction(|(a, b)| {
+                    a.insert(&key.to_be_bytes(), &value[..])?;
+                    b.insert(&key.to_be_bytes(), &value[..])?;
+                    Ok::<_, sled::transaction::ConflictableTransactionError<()>>(())
+                })
+                .map_err(|e| anyhow::anyhow!("transaction: {e:?}"))?;
             common::store::flush(db).await?;
             Ok(())
         }
@@ -213,7 +223,8 @@ pub async fn measure(grpc: std::net::SocketAddr, nats_url: &str, n: usize, ceili
         generator_ladder.push(report);
     }
     let generator_noop =
-        open_loop(OpenLoop::new(echo_64_in_flight_per_s.max(1.0), ceiling_time), |_| ("noop", async { "OK" }), None).await;
+        open_loop(OpenLoop::new(echo_64_in_flight_per_s.max(1.0), ceiling_time), |_| ("noop", async { "OK" }), None)
+            .await;
     Ok(Floor {
         tcp_rtt,
         grpc_echo,

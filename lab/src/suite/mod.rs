@@ -135,7 +135,9 @@ pub struct Losses {
     pub acknowledged_orders: usize,
     /// Acknowledged orders missing from the view (must be 0).
     pub lost: usize,
-    /// Orders the view shows more than once (must be 0).
+    /// Orders the view shows more than once (must be 0). The async view is keyed by
+    /// order id and every consumer skips events it applied before, so a duplicate
+    /// delivery cannot add a row; this count is what would catch a view that did.
     pub duplicated: usize,
     /// Rows of the view that the owners do not have (must be 0).
     pub phantom: usize,
@@ -236,7 +238,13 @@ pub struct Prepared {
 }
 
 impl Ctx {
-    pub async fn prepare(&self, name: &str, mode: Mode, proxied: &[&str], seed: SeedConfig) -> anyhow::Result<Prepared> {
+    pub async fn prepare(
+        &self,
+        name: &str,
+        mode: Mode,
+        proxied: &[&str],
+        seed: SeedConfig,
+    ) -> anyhow::Result<Prepared> {
         let run_dir = self.dir.join(format!("{name}-{mode}"));
         let mut config = Config::new(mode, &run_dir);
         config.proxied = proxied.iter().map(|s| s.to_string()).collect();
@@ -271,13 +279,15 @@ pub async fn run(config: SuiteConfig) -> anyhow::Result<(Results, PathBuf)> {
     let steps: Vec<(&str, Option<Mode>)> = SCENARIOS
         .iter()
         .filter(|s| config.scenarios.is_empty() || config.scenarios.iter().any(|c| c == *s))
-        .flat_map(|&s| {
-            if s == "floor" {
-                vec![(s, None)]
-            } else {
-                config.modes.iter().map(|&m| (s, Some(m))).collect()
-            }
-        })
+        .flat_map(
+            |&s| {
+                if s == "floor" {
+                    vec![(s, None)]
+                } else {
+                    config.modes.iter().map(|&m| (s, Some(m))).collect()
+                }
+            },
+        )
         .collect();
     let mut results = Results {
         version: RESULTS_VERSION,
@@ -295,8 +305,9 @@ pub async fn run(config: SuiteConfig) -> anyhow::Result<(Results, PathBuf)> {
         match mode {
             None => results.floor = Some(scenarios::floor(&ctx).await.with_context(|| "scenario floor")?),
             Some(mode) => {
-                let mut result =
-                    scenarios::run(&ctx, scenario, *mode).await.with_context(|| format!("scenario {scenario} ({mode})"))?;
+                let mut result = scenarios::run(&ctx, scenario, *mode)
+                    .await
+                    .with_context(|| format!("scenario {scenario} ({mode})"))?;
                 result.seconds = start.elapsed().as_secs_f64();
                 results.scenarios.push(result);
             }
@@ -313,7 +324,8 @@ pub async fn run(config: SuiteConfig) -> anyhow::Result<(Results, PathBuf)> {
 
 fn write(dir: &Path, results: &Results) -> anyhow::Result<PathBuf> {
     let path = dir.join("results.json");
-    std::fs::write(&path, serde_json::to_string_pretty(results)?).with_context(|| format!("cannot write {}", path.display()))?;
+    std::fs::write(&path, serde_json::to_string_pretty(results)?)
+        .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(path)
 }
 
@@ -375,7 +387,10 @@ pub fn targets(results: &Results) -> Vec<TargetCheck> {
             measured: l.user_orders.p50_us as f64,
             limit: 1.25 * echo,
             met: l.user_orders.p50_us as f64 <= 1.25 * echo,
-            how: format!("sequential UserOrders (steady) vs the floor's health-check echo ({} µs)", floor.grpc_echo.p50_us),
+            how: format!(
+                "sequential UserOrders (steady) vs the floor's health-check echo ({} µs)",
+                floor.grpc_echo.p50_us
+            ),
         });
     }
     if let Some(l) = seq("sync") {
@@ -394,7 +409,8 @@ pub fn targets(results: &Results) -> Vec<TargetCheck> {
             measured: p.p50_us as f64,
             limit: 2.0 * floor_sum,
             met: p.p50_us as f64 <= 2.0 * floor_sum,
-            how: "sequential PlaceOrder → visible in UserOrders (steady), vs the floor's JetStream and sled figures".into(),
+            how: "sequential PlaceOrder → visible in UserOrders (steady), vs the floor's JetStream and sled figures"
+                .into(),
         });
     }
     if let Some(s) = scenario(results, "steady", "async").and_then(|s| s.staleness.as_ref()) {
@@ -411,7 +427,8 @@ pub fn targets(results: &Results) -> Vec<TargetCheck> {
         measured: floor.generator_ceiling_per_s,
         limit: 0.9 * floor.echo_64_in_flight_per_s,
         met: floor.generator_ceiling_per_s >= 0.9 * floor.echo_64_in_flight_per_s * 0.999,
-        how: "highest rate of the open-loop ladder (25/50/75/90 % of the closed-loop echo rate) kept on schedule".into(),
+        how: "highest rate of the open-loop ladder (25/50/75/90 % of the closed-loop echo rate) kept on schedule"
+            .into(),
     });
     let noop = &floor.generator_noop;
     let late = noop.send_lag.late_over_1ms as f64 / noop.scheduled.max(1) as f64;

@@ -40,14 +40,22 @@ pub async fn run(clients: Clients, seeded: Arc<Seeded>, stop: CancellationToken)
         i += 1;
         let user_id = seeded.user_ids[i % seeded.user_ids.len()].clone();
         let product_id = seeded.product_ids[i % seeded.product_ids.len()].clone();
-        let placed = orders.place_order(timed(PlaceOrderRequest { user_id: user_id.clone(), product_id, quantity: 1 }, Duration::from_secs(1))).await;
+        let placed = orders
+            .place_order(timed(
+                PlaceOrderRequest { user_id: user_id.clone(), product_id, quantity: 1 },
+                Duration::from_secs(1),
+            ))
+            .await;
         let acknowledged = Instant::now();
         match placed {
             Err(_) => failed += 1,
             Ok(order) => {
                 let order_id = order.into_inner().id;
                 loop {
-                    match query.user_orders(timed(UserOrdersRequest { user_id: user_id.clone() }, Duration::from_secs(1))).await {
+                    match query
+                        .user_orders(timed(UserOrdersRequest { user_id: user_id.clone() }, Duration::from_secs(1)))
+                        .await
+                    {
                         Ok(answer) if answer.get_ref().items.iter().any(|item| item.order_id == order_id) => {
                             recorder.record(acknowledged.elapsed(), "OK");
                             break;

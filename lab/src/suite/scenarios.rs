@@ -108,21 +108,25 @@ async fn with_faults(
 ) -> anyhow::Result<ScenarioResult> {
     let p = &ctx.profile;
     let mut prepared = ctx.prepare(name, mode, proxied, p.seed).await?;
-    let workload = Workload::new(prepared.clients.clone(), prepared.seeded.clone(), Mix::default(), p.deadline(), p.seed.seed);
+    let workload =
+        Workload::new(prepared.clients.clone(), prepared.seeded.clone(), Mix::default(), p.deadline(), p.seed.seed);
     let acked = workload.acked_orders();
     let mut result = ScenarioResult::default();
     let mut sampler = Sampler::default();
     let (stop_probe, probe) = start_probe(&prepared);
-    let (report, events) = load_during(&mut prepared, workload, OpenLoop::new(p.fault_rate, length), faults, &mut sampler).await;
+    let (report, events) =
+        load_during(&mut prepared, workload, OpenLoop::new(p.fault_rate, length), faults, &mut sampler).await;
     result.loads.insert("run".into(), report);
     result.faults = events;
+    // Convergence is timed from here: the load is over and the faults get repaired.
+    let load_ended = tokio::time::Instant::now();
+    prepared.topology.recover().await?;
     // The probe in flight finishes once the faults are repaired, so an order stuck
     // behind a dead component is timed until it shows.
-    prepared.topology.recover().await?;
     stop_probe.cancel();
     result.staleness = Some(probe.await?);
     let acked = acked.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    let (convergence, losses) = check(&prepared, &acked, CONVERGE_WITHIN).await?;
+    let (convergence, losses) = check(&prepared, &acked, load_ended, CONVERGE_WITHIN).await?;
     sampler.sample(&prepared.topology.file());
     result.resources = sampler.usage();
     result.convergence = Some(convergence);
@@ -150,16 +154,19 @@ async fn load_during(
     sampler: &mut Sampler,
 ) -> (bench::load::LoadReport, Vec<FaultEvent>) {
     let start = tokio::time::Instant::now();
-    let load = tokio::spawn(open_loop(config, move |_| workload.next_request(), None));
+    let mut load = tokio::spawn(open_loop(config, move |_| workload.next_request(), None));
     faults.sort_by_key(|f| f.0);
     let mut events = Vec::new();
     let mut pending = faults.into_iter().peekable();
     let mut tick = tokio::time::interval(Duration::from_millis(200));
-    while !load.is_finished() {
+    let report = loop {
+        let next_fault = pending.peek().map(|f| start + f.0);
         tokio::select! {
+            report = &mut load => break report.expect("load task"),
             _ = tick.tick() => sampler.sample(&prepared.topology.file()),
-            _ = tokio::time::sleep_until(pending.peek().map_or(start + config.duration, |f| start + f.0)) => {
+            _ = async { match next_fault { Some(at) => tokio::time::sleep_until(at).await, None => std::future::pending().await } } => {
                 if let Some((_, action, target)) = pending.next() {
+                    let t_ms = start.elapsed().as_millis() as u64;
                     let outcome = if target == NATS && prepared.topology.nats_url().is_none() {
                         "skipped: no broker in this mode".to_owned()
                     } else {
@@ -168,20 +175,26 @@ async fn load_during(
                             Err(e) => format!("error: {e}"),
                         }
                     };
-                    events.push(FaultEvent { t_ms: start.elapsed().as_millis() as u64, action: action.line(target), result: outcome });
+                    events.push(FaultEvent { t_ms, action: action.line(target), result: outcome });
                 }
             }
         }
-    }
-    (load.await.expect("load task"), events)
+    };
+    (report, events)
 }
 
 /// After the faults: how long until the view equals the truth, and whether any
 /// acknowledged order was lost or applied twice.
-pub async fn check(prepared: &Prepared, acked: &[String], within: Duration) -> anyhow::Result<(Convergence, Losses)> {
+/// Convergence is timed from `since`; the checker gives up `within` after it.
+pub async fn check(
+    prepared: &Prepared,
+    acked: &[String],
+    since: tokio::time::Instant,
+    within: Duration,
+) -> anyhow::Result<(Convergence, Losses)> {
     let t = &prepared.topology;
     let truth = query::sync::GrpcSource::new(t.address(USERS)?, t.address(ORDERS)?, t.address(PRODUCTS)?);
-    let start = tokio::time::Instant::now();
+    let start = since;
     let diff = loop {
         let diff = crate::convergence::compare(&prepared.clients, &truth, &prepared.seeded.user_ids).await;
         match diff {
@@ -194,9 +207,19 @@ pub async fn check(prepared: &Prepared, acked: &[String], within: Duration) -> a
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
     let mut query = prepared.clients.query.clone();
     for user_id in &prepared.seeded.user_ids {
-        let request = crate::workload::timed(common::proto::UserOrdersRequest { user_id: user_id.clone() }, Duration::from_secs(5));
-        for item in query.user_orders(request).await?.into_inner().items {
-            *seen.entry(item.order_id).or_default() += 1;
+        let request = crate::workload::timed(
+            common::proto::UserOrdersRequest { user_id: user_id.clone() },
+            Duration::from_secs(5),
+        );
+        match query.user_orders(request).await {
+            Ok(answer) => {
+                for item in answer.into_inner().items {
+                    *seen.entry(item.order_id).or_default() += 1;
+                }
+            }
+            // A user the view does not have (yet): none of their orders are there.
+            Err(status) if status.code() == tonic::Code::NotFound => {}
+            Err(status) => anyhow::bail!("the checker cannot read the view of {user_id}: {status}"),
         }
     }
     let losses = Losses {
@@ -214,12 +237,18 @@ async fn steady(ctx: &Ctx, mode: Mode) -> anyhow::Result<ScenarioResult> {
     let mut result = ScenarioResult::default();
     let mut sampler = Sampler::default();
     let mut sequential = crate::latency::sequential(&prepared.clients, &prepared.seeded, p.sequential, 7).await?;
-    sequential.propagation = Some(crate::latency::propagation(&prepared.clients, &prepared.seeded, p.sequential / 5, 11).await?);
+    sequential.propagation =
+        Some(crate::latency::propagation(&prepared.clients, &prepared.seeded, p.sequential / 5, 11).await?);
     result.sequential = Some(sequential);
     let (stop_probe, probe) = start_probe(&prepared);
     for (i, &rate) in p.steady_rates.iter().enumerate() {
-        let workload =
-            Workload::new(prepared.clients.clone(), prepared.seeded.clone(), Mix::default(), p.deadline(), p.seed.seed + i as u64);
+        let workload = Workload::new(
+            prepared.clients.clone(),
+            prepared.seeded.clone(),
+            Mix::default(),
+            p.deadline(),
+            p.seed.seed + i as u64,
+        );
         let config = OpenLoop::new(rate, Duration::from_secs_f64(p.steady_secs));
         let (report, _) = load_during(&mut prepared, workload, config, Vec::new(), &mut sampler).await;
         result.loads.insert(format!("rate-{rate}"), report);
@@ -253,12 +282,17 @@ async fn slow_dependency(ctx: &Ctx, mode: Mode) -> anyhow::Result<ScenarioResult
     for (phase, latency) in [("baseline", Duration::ZERO), ("slowed", added)] {
         let slow = Action::Slow { latency, jitter: Duration::ZERO };
         control::apply(&mut prepared.topology, &slow, PRODUCTS).await?;
-        let workload = Workload::new(prepared.clients.clone(), prepared.seeded.clone(), Mix::default(), p.deadline(), p.seed.seed);
+        let workload =
+            Workload::new(prepared.clients.clone(), prepared.seeded.clone(), Mix::default(), p.deadline(), p.seed.seed);
         let config = OpenLoop::new(p.fault_rate, p.secs(2.5));
         let (report, _) = load_during(&mut prepared, workload, config, Vec::new(), &mut sampler).await;
         result.loads.insert(phase.into(), report);
     }
-    result.faults = vec![FaultEvent { t_ms: 0, action: format!("slow products {} 0 (phase slowed)", added.as_millis()), result: "ok".into() }];
+    result.faults = vec![FaultEvent {
+        t_ms: 0,
+        action: format!("slow products {} 0 (phase slowed)", added.as_millis()),
+        result: "ok".into(),
+    }];
     result.resources = sampler.usage();
     prepared.topology.stop()?;
     Ok(result)
@@ -275,7 +309,10 @@ async fn storage(ctx: &Ctx, mode: Mode) -> anyhow::Result<ScenarioResult> {
     let s = ctx.profile.storage_seed;
     Ok(ScenarioResult {
         storage: Some(bytes),
-        note: Some(format!("{} users, {} products, {} orders, then stopped and measured", s.users, s.products, s.orders)),
+        note: Some(format!(
+            "{} users, {} products, {} orders, then stopped and measured",
+            s.users, s.products, s.orders
+        )),
         ..Default::default()
     })
 }
@@ -290,7 +327,10 @@ async fn stats(prepared: &Prepared) -> anyhow::Result<BTreeMap<String, StatsResp
 }
 
 /// Inter-service calls made between two snapshots, by hop.
-fn rpcs_between(before: &BTreeMap<String, StatsResponse>, after: &BTreeMap<String, StatsResponse>) -> BTreeMap<String, u64> {
+fn rpcs_between(
+    before: &BTreeMap<String, StatsResponse>,
+    after: &BTreeMap<String, StatsResponse>,
+) -> BTreeMap<String, u64> {
     let mut hops = BTreeMap::new();
     for (service, now) in after {
         for (hop, n) in &now.rpcs_sent {
@@ -313,21 +353,31 @@ async fn fan_out(ctx: &Ctx, mode: Mode) -> anyhow::Result<ScenarioResult> {
         (crate::workload::UPDATE_PRICE, Mix { user_orders: 0, place_order: 0, update_price: 1 }),
     ] {
         let before = stats(&prepared).await?;
-        let mut workload = Workload::new(prepared.clients.clone(), prepared.seeded.clone(), mix, Duration::from_secs(5), p.seed.seed);
+        let mut workload =
+            Workload::new(prepared.clients.clone(), prepared.seeded.clone(), mix, Duration::from_secs(5), p.seed.seed);
         for _ in 0..n {
             workload.next_request().1.await;
         }
-        if let Some(url) = prepared.topology.nats_url() {
+        let after = if let Some(url) = prepared.topology.nats_url() {
+            // Every outbox published, then every consumer caught up.
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+            while stats(&prepared).await?.values().any(|s| s.outbox_pending > 0) {
+                anyhow::ensure!(tokio::time::Instant::now() < deadline, "outboxes did not drain within 30 s");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
             crate::convergence::wait_settled(&url, 0, Duration::from_secs(30)).await?;
-        }
-        let after = stats(&prepared).await?;
+            stats(&prepared).await?
+        } else {
+            stats(&prepared).await?
+        };
         let hops = rpcs_between(&before, &after);
         let total: u64 = hops.values().sum();
         fanout.requests.insert(op.into(), n);
         fanout.rpcs_per_request.insert(op.into(), total as f64 / n as f64);
         fanout.rpcs_by_hop.insert(op.into(), hops.into_iter().map(|(h, c)| (h, c as f64 / n as f64)).collect());
         if op != crate::workload::USER_ORDERS {
-            let sum = |s: &BTreeMap<String, StatsResponse>, f: fn(&StatsResponse) -> u64| s.values().map(f).sum::<u64>();
+            let sum =
+                |s: &BTreeMap<String, StatsResponse>, f: fn(&StatsResponse) -> u64| s.values().map(f).sum::<u64>();
             events.0 += n;
             events.1 += sum(&after, |s| s.events_published) - sum(&before, |s| s.events_published);
             events.2 += sum(&after, |s| s.events_applied) - sum(&before, |s| s.events_applied);

@@ -36,7 +36,14 @@ pub fn text(r: &Results) -> String {
         let ladder: Vec<String> = f
             .generator_ladder
             .iter()
-            .map(|l| format!("{:.0}→{:.0} ({}% late)", l.target_rate.unwrap_or(0.0), l.ok_per_s, 100 * l.send_lag.late_over_1ms / l.scheduled.max(1)))
+            .map(|l| {
+                format!(
+                    "{:.0}→{:.0} ({}% late)",
+                    l.target_rate.unwrap_or(0.0),
+                    l.ok_per_s,
+                    100 * l.send_lag.late_over_1ms / l.scheduled.max(1)
+                )
+            })
             .collect();
         writeln!(
             out,
@@ -78,26 +85,50 @@ pub fn text(r: &Results) -> String {
             .ok();
         }
         if let Some(st) = &s.staleness {
-            write!(out, " | staleness p50 {} p99 {} never {}", ms(st.visible.p50_us), ms(st.visible.p99_us), st.never_visible)
-                .ok();
+            write!(
+                out,
+                " | staleness p50 {} p99 {} never {}",
+                ms(st.visible.p50_us),
+                ms(st.visible.p99_us),
+                st.never_visible
+            )
+            .ok();
         }
         if let Some(c) = &s.convergence {
             write!(out, " | converged {} in {} ms", c.converged, c.time_ms).ok();
         }
         if let Some(l) = &s.losses {
-            write!(out, " | lost {} dup {} phantom {} of {} acked", l.lost, l.duplicated, l.phantom, l.acknowledged_orders).ok();
+            write!(
+                out,
+                " | lost {} dup {} phantom {} of {} acked",
+                l.lost, l.duplicated, l.phantom, l.acknowledged_orders
+            )
+            .ok();
         }
         if let Some(b) = &s.storage {
             let total: u64 = b.values().sum();
             write!(out, " | disk {:.1} MB: {:?}", total as f64 / 1e6, b).ok();
         }
         if let Some(f) = &s.fanout {
-            write!(out, " | RPCs/request {:?}, events published/write {:.2}, applied/write {:.2}", f.rpcs_per_request, f.events_published_per_write, f.events_applied_per_write).ok();
+            write!(
+                out,
+                " | RPCs/request {:?}, events published/write {:.2}, applied/write {:.2}",
+                f.rpcs_per_request, f.events_published_per_write, f.events_applied_per_write
+            )
+            .ok();
         }
         writeln!(out).ok();
     }
     for t in &r.targets {
-        writeln!(out, "target {} — {}: measured {:.1}, limit {:.1}", if t.met { "met   " } else { "MISSED" }, t.target, t.measured, t.limit).ok();
+        writeln!(
+            out,
+            "target {} — {}: measured {:.1}, limit {:.1}",
+            if t.met { "met   " } else { "MISSED" },
+            t.target,
+            t.measured,
+            t.limit
+        )
+        .ok();
     }
     out
 }

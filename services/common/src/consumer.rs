@@ -26,6 +26,8 @@ const BATCH: usize = 128;
 /// Idle heartbeat of the pull requests: how fast a lost broker is noticed.
 const HEARTBEAT: Duration = Duration::from_secs(2);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// Deliveries of one event before the consumer gives up on it.
+const MAX_DELIVER: i64 = 100;
 
 /// A local store that events are applied to.
 pub trait Projection: Send + Sync + 'static {
@@ -86,6 +88,7 @@ pub async fn consume<P: Projection>(
                     // Missed heartbeats while the broker is away, and the like: the
                     // stream recovers by itself when the connection does.
                     tracing::warn!(%error, consumer = name, "consumer stream error");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
                 None => break,
@@ -154,6 +157,9 @@ async fn consumer(js: &jetstream::Context, name: &str, subjects: &[&str]) -> Res
         filter_subjects: subjects.iter().map(|s| s.to_string()).collect(),
         ack_policy: AckPolicy::Explicit,
         ack_wait: Duration::from_secs(10),
+        // An event that fails to apply this often is given up on (and logged by the
+        // broker as an advisory) rather than retried forever ahead of the rest.
+        max_deliver: MAX_DELIVER,
         ..Default::default()
     };
     Ok(stream.get_or_create_consumer(name, config).await?)

@@ -31,6 +31,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(2);
 #[derive(Clone)]
 pub struct Outbox {
     tree: sled::Tree,
+    /// Records that could not be decoded, kept for inspection.
+    dead: sled::Tree,
     enabled: bool,
     /// Wakes the relay after a commit, so no polling interval hides in the propagation delay.
     notify: Arc<Notify>,
@@ -38,7 +40,12 @@ pub struct Outbox {
 
 impl Outbox {
     pub fn open(db: &sled::Db, enabled: bool) -> sled::Result<Self> {
-        Ok(Self { tree: db.open_tree("outbox")?, enabled, notify: Arc::new(Notify::new()) })
+        Ok(Self {
+            tree: db.open_tree("outbox")?,
+            dead: db.open_tree("outbox_dead")?,
+            enabled,
+            notify: Arc::new(Notify::new()),
+        })
     }
 
     pub fn tree(&self) -> &sled::Tree {
@@ -106,6 +113,11 @@ pub async fn relay(outbox: Outbox, js: jetstream::Context, shutdown: Cancellatio
             }
             Err(error) => {
                 tracing::warn!(%error, pending = outbox.pending(), retry_in_ms = backoff.as_millis() as u64, "outbox relay failed; will retry");
+                // The stream may be missing (no consumer has created it yet, or the
+                // broker lost its store): publishers make sure of it too.
+                if let Err(error) = crate::broker::ensure_stream(&js).await {
+                    tracing::debug!(%error, "cannot ensure the stream yet");
+                }
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
                     _ = shutdown.cancelled() => return,
@@ -124,8 +136,16 @@ pub async fn publish_pending(outbox: &Outbox, js: &jetstream::Context) -> Result
         let mut batch = Vec::with_capacity(BATCH);
         for entry in outbox.tree.iter().take(BATCH) {
             let (key, value) = entry?;
-            let envelope = Envelope::decode(value.as_ref()).map_err(StoreError::from)?;
-            batch.push((key, value, envelope));
+            match Envelope::decode(value.as_ref()) {
+                Ok(envelope) => batch.push((key, value, envelope)),
+                Err(error) => {
+                    // Retrying cannot fix it, and it must not block the records behind
+                    // it: set it aside where a person can look at it.
+                    tracing::error!(%error, "undecodable outbox record moved to outbox_dead");
+                    outbox.dead.insert(&key, value)?;
+                    outbox.tree.remove(&key)?;
+                }
+            }
         }
         if batch.is_empty() {
             return Ok(published);
