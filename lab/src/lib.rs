@@ -8,6 +8,7 @@
 //! - [`convergence`]: waiting for the replicas to settle; the view against the truth.
 //! - [`proxy`]: the TCP fault proxy (latency, jitter, black-hole, reset).
 //! - [`suite`]: `lab bench`, the benchmark suite and its results.
+//! - [`report`]: the comparison report (Markdown, HTML, charts, verdicts).
 //! - [`seed`]: deterministic data through the public API.
 //! - [`latency`]: sequential request latency with HDR histograms.
 
@@ -16,6 +17,7 @@ pub mod control;
 pub mod convergence;
 pub mod latency;
 pub mod proxy;
+pub mod report;
 pub mod seed;
 pub mod suite;
 pub mod topology;

@@ -110,6 +110,18 @@ enum Command {
         #[arg(long, default_value_t = 42)]
         seed: u64,
     },
+    /// Render a results JSON as report.md and report.html (beside it, or in --out);
+    /// with --compare, show what changed between two results files.
+    Report {
+        /// The results file (`runs/bench-<time>/results.json`).
+        results: PathBuf,
+        /// A newer results file to compare `results` with.
+        #[arg(long)]
+        compare: Option<PathBuf>,
+        /// Where to write the report (default: beside the results file).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// The modes side by side: for each round, each mode on a fresh topology (seeded
     /// alike), then sequential UserOrders and PlaceOrder latency and the propagation
     /// delay (write acknowledged → visible in UserOrders). Writes results JSON.
@@ -234,6 +246,23 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             };
             print!("{}", lab::suite::summary::text(&results));
             println!("results: {}", path.display());
+            let dir = path.parent().unwrap_or(Path::new("."));
+            let (_, html) = lab::report::write(&results, dir)
+                .with_context(|| format!("cannot write the report in {}", dir.display()))?;
+            println!("report: {}", html.display());
+            Ok(())
+        }
+        Command::Report { results, compare, out } => {
+            let old = read_results(&results)?;
+            if let Some(newer) = compare {
+                print!("{}", lab::report::compare(&old, &read_results(&newer)?));
+                return Ok(());
+            }
+            let dir = out.unwrap_or_else(|| results.parent().unwrap_or(Path::new(".")).to_path_buf());
+            std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            let (md, html) = lab::report::write(&old, &dir)
+                .with_context(|| format!("cannot write the report in {}", dir.display()))?;
+            println!("report: {}\nreport: {}", md.display(), html.display());
             Ok(())
         }
         Command::Compare { modes, rounds, runs, amounts, requests, writes } => {
@@ -370,6 +399,21 @@ async fn run_seed(run_dir: &Path, clients: &Clients, config: SeedConfig) -> anyh
         .with_context(|| format!("cannot write {}", path.display()))?;
     eprintln!("seeded; ids in {}", path.display());
     Ok(seeded)
+}
+
+fn read_results(path: &Path) -> anyhow::Result<lab::suite::Results> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read {}: pass the results.json a `lab bench` run printed", path.display()))?;
+    let results: lab::suite::Results =
+        serde_json::from_str(&text).with_context(|| format!("{} is not a Cascade results file", path.display()))?;
+    anyhow::ensure!(
+        results.version == lab::suite::RESULTS_VERSION,
+        "{} has results version {}; this lab reads version {}",
+        path.display(),
+        results.version,
+        lab::suite::RESULTS_VERSION
+    );
+    Ok(results)
 }
 
 fn read_seeded(run_dir: &Path) -> anyhow::Result<Seeded> {

@@ -211,6 +211,51 @@ pub struct Results {
     pub floor: Option<floor::Floor>,
     pub scenarios: Vec<ScenarioResult>,
     pub targets: Vec<TargetCheck>,
+    /// Lines of code that exist only for each mode's way of communicating.
+    #[serde(default)]
+    pub complexity: Complexity,
+}
+
+/// How much code each mode's communication takes: the files that exist for it alone,
+/// counted without blank lines, comments and tests.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Complexity {
+    pub lines: BTreeMap<String, usize>,
+    pub files: BTreeMap<String, Vec<String>>,
+}
+
+impl Complexity {
+    pub fn of_this_build() -> Self {
+        macro_rules! files {
+            ($($path:literal),* $(,)?) => { vec![$(($path, include_str!(concat!("../../../", $path)))),*] };
+        }
+        let sync =
+            files!["services/common/src/deadline.rs", "services/orders/src/sync.rs", "services/query/src/sync.rs"];
+        let r#async = files![
+            "proto/events.proto",
+            "services/common/src/events.rs",
+            "services/common/src/outbox.rs",
+            "services/common/src/consumer.rs",
+            "services/common/src/broker.rs",
+            "services/orders/src/events.rs",
+            "services/query/src/events.rs",
+        ];
+        let mut c = Complexity::default();
+        for (mode, files) in [("sync", sync), ("async", r#async)] {
+            c.lines.insert(mode.into(), files.iter().map(|(_, text)| code_lines(text)).sum());
+            c.files.insert(mode.into(), files.iter().map(|(path, _)| path.to_string()).collect());
+        }
+        c
+    }
+}
+
+/// Lines of code before any test module, without blank lines and comments.
+fn code_lines(text: &str) -> usize {
+    text.lines()
+        .take_while(|l| !l.trim_start().starts_with("#[cfg(test)]"))
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("//"))
+        .count()
 }
 
 /// What `lab bench` was asked to do.
@@ -297,6 +342,7 @@ pub async fn run(config: SuiteConfig) -> anyhow::Result<(Results, PathBuf)> {
         floor: None,
         scenarios: Vec::new(),
         targets: Vec::new(),
+        complexity: Complexity::of_this_build(),
     };
     let suite_start = Instant::now();
     for (i, (scenario, mode)) in steps.iter().enumerate() {

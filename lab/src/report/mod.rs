@@ -1,0 +1,516 @@
+//! The comparison report: `report.md` (reads as plain Markdown, charts as SVG files
+//! beside it) and a self-contained `report.html` (inline CSS and SVG, no fetches),
+//! both rendered from a results JSON. `lab report` re-renders any run; `lab report
+//! --compare OLD NEW` shows what changed.
+
+pub mod charts;
+pub mod verdicts;
+
+use std::{
+    fmt::Write,
+    path::{Path, PathBuf},
+};
+
+use crate::suite::{Results, ScenarioResult};
+
+/// What each scenario shows, for the reader.
+fn describe(scenario: &str) -> &'static str {
+    match scenario {
+        "steady" => "Latency and throughput at fixed open-loop rates, sequential latency, the saturation point (64 closed-loop clients), and the staleness probe.",
+        "slow-dependency" => "20 ms added in front of `products` by a fault proxy: how much of it reaches the client.",
+        "kill-dependency" => "`users` SIGKILLed, then `products`, under load: availability during the faults, staleness, recovery and convergence.",
+        "pause-dependency" => "`products` frozen with SIGSTOP (a grey failure): do callers fail at their deadline or pile up?",
+        "kill-broker" => "`nats-server` SIGKILLed under load and restarted (sync mode has no broker: the control).",
+        "kill-query" => "The query service itself SIGKILLed: both modes lose reads; how fast async catches up.",
+        "chaos" => "Random SIGKILLs of any component (the broker too) under load, then the checker.",
+        "storage" => "Bytes on disk per component for the same data: the price of duplication.",
+        "fan-out" => "Inter-service calls per client request and events per write, counted by the services.",
+        _ => "",
+    }
+}
+
+fn ms(us: u64) -> String {
+    format!("{:.2}", us as f64 / 1000.0)
+}
+
+/// A rendered report: Markdown, HTML, and the charts as (file name, SVG).
+pub struct Rendered {
+    pub markdown: String,
+    pub html: String,
+    pub charts: Vec<(String, String)>,
+}
+
+/// Collects the document once, then writes it as Markdown and as HTML.
+enum Block {
+    Heading(u8, String),
+    Para(String),
+    Table(Vec<String>, Vec<Vec<String>>),
+    Chart(String, String),
+    Code(String),
+}
+
+pub fn render(r: &Results) -> Rendered {
+    let blocks = document(r);
+    let mut md = String::new();
+    let mut body = String::new();
+    let mut charts = Vec::new();
+    for block in &blocks {
+        match block {
+            Block::Heading(level, text) => {
+                writeln!(md, "{} {text}\n", "#".repeat(*level as usize)).ok();
+                writeln!(body, "<h{level}>{}</h{level}>", inline_html(text)).ok();
+            }
+            Block::Para(text) => {
+                writeln!(md, "{text}\n").ok();
+                writeln!(body, "<p>{}</p>", inline_html(text)).ok();
+            }
+            Block::Table(head, rows) => {
+                writeln!(md, "| {} |", head.join(" | ")).ok();
+                writeln!(md, "|{}", " --- |".repeat(head.len())).ok();
+                for row in rows {
+                    writeln!(md, "| {} |", row.join(" | ")).ok();
+                }
+                writeln!(md).ok();
+                body.push_str("<table><thead><tr>");
+                for h in head {
+                    write!(body, "<th>{}</th>", inline_html(h)).ok();
+                }
+                body.push_str("</tr></thead><tbody>");
+                for row in rows {
+                    body.push_str("<tr>");
+                    for cell in row {
+                        write!(body, "<td>{}</td>", inline_html(cell)).ok();
+                    }
+                    body.push_str("</tr>");
+                }
+                body.push_str("</tbody></table>\n");
+            }
+            Block::Chart(name, svg) => {
+                writeln!(md, "![{name}](charts/{name}.svg)\n").ok();
+                writeln!(body, "<figure>{svg}</figure>").ok();
+                charts.push((format!("{name}.svg"), svg.clone()));
+            }
+            Block::Code(text) => {
+                writeln!(md, "```\n{text}\n```\n").ok();
+                writeln!(body, "<pre>{}</pre>", escape(text)).ok();
+            }
+        }
+    }
+    let html = format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Cascade report</title><style>{CSS}</style></head><body>\n{body}</body></html>\n"
+    );
+    Rendered { markdown: md, html, charts }
+}
+
+const CSS: &str = "body{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;padding:0 1em;color:#222;line-height:1.45}\
+table{border-collapse:collapse;margin:1em 0;font-size:14px}th,td{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}\
+th{background:#f3f3f3}figure{margin:1em 0}pre{background:#f6f6f6;padding:8px;overflow-x:auto}code{background:#f3f3f3;padding:0 3px}\
+.confirmed{color:#1a7f37;font-weight:600}.refuted{color:#c62828;font-weight:600}.inconclusive{color:#8a6d00;font-weight:600}";
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+/// Markdown's `code` and **bold** as HTML, the rest escaped; verdict words coloured.
+fn inline_html(text: &str) -> String {
+    let mut out = String::new();
+    for (i, part) in escape(text).split('`').enumerate() {
+        if i % 2 == 1 {
+            write!(out, "<code>{part}</code>").ok();
+        } else {
+            let mut bold = false;
+            for (j, piece) in part.split("**").enumerate() {
+                if j > 0 {
+                    out.push_str(if bold { "</b>" } else { "<b>" });
+                    bold = !bold;
+                }
+                out.push_str(piece);
+            }
+        }
+    }
+    for word in ["confirmed", "refuted", "inconclusive"] {
+        out = out.replace(&format!("<b>{word}"), &format!("<b class=\"{word}\">{word}"));
+    }
+    out
+}
+
+fn find<'a>(r: &'a Results, scenario: &str, mode: &str) -> Option<&'a ScenarioResult> {
+    r.scenarios.iter().find(|s| s.scenario == scenario && s.mode == mode)
+}
+
+fn scenario_names(r: &Results) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for s in &r.scenarios {
+        if !names.contains(&s.scenario) {
+            names.push(s.scenario.clone());
+        }
+    }
+    names
+}
+
+fn document(r: &Results) -> Vec<Block> {
+    use Block::*;
+    let mut d = Vec::new();
+    let e = &r.environment;
+    d.push(Heading(1, "Cascade: synchronous chains vs asynchronous events, measured".into()));
+    d.push(Para(format!(
+        "The same shop built twice and run side by side on one machine ({} cores, {} build, target `{}`, commit `{}`, {} profile). Every figure below was measured by this run; every verdict is computed from those figures.",
+        e.cores, e.build_profile, e.target, e.commit, r.profile.name
+    )));
+
+    d.push(Heading(2, "Summary: the claims, judged".into()));
+    let claims = verdicts::judge(r);
+    d.push(Table(
+        vec!["claim".into(), "sync".into(), "async".into(), "verdict".into()],
+        claims
+            .iter()
+            .map(|c| vec![c.claim.into(), c.sync.clone(), c.r#async.clone(), format!("**{}**", c.verdict.word())])
+            .collect(),
+    ));
+    for c in &claims {
+        d.push(Para(format!("**{}** — {} ({})", c.verdict.word(), c.sentence, c.scenario)));
+    }
+
+    d.push(Heading(2, "Scenarios".into()));
+    for name in scenario_names(r) {
+        d.push(Heading(3, name.clone()));
+        d.push(Para(describe(&name).into()));
+        let (s, a) = (find(r, &name, "sync"), find(r, &name, "async"));
+        let modes: Vec<(&str, &ScenarioResult)> =
+            [("sync", s), ("async", a)].into_iter().filter_map(|(m, x)| Some((m, x?))).collect();
+        let rows = figures(&modes);
+        if !rows.is_empty() {
+            let mut head = vec!["figure".to_string()];
+            head.extend(modes.iter().map(|(m, _)| m.to_string()));
+            d.push(Table(head, rows));
+        }
+        scenario_charts(&name, &modes, &mut d);
+        for (mode, x) in &modes {
+            if let Some(note) = &x.note {
+                d.push(Para(format!("{mode}: {note}")));
+            }
+        }
+    }
+
+    if !r.targets.is_empty() {
+        d.push(Heading(2, "Targets".into()));
+        d.push(Table(
+            vec!["target".into(), "measured".into(), "limit".into(), "".into(), "how".into()],
+            r.targets
+                .iter()
+                .map(|t| {
+                    vec![
+                        t.target.clone(),
+                        format!("{:.1}", t.measured),
+                        format!("{:.1}", t.limit),
+                        if t.met { "met".into() } else { "**missed**".into() },
+                        t.how.clone(),
+                    ]
+                })
+                .collect(),
+        ));
+    }
+
+    d.push(Heading(2, "Method".into()));
+    let p = &r.profile;
+    d.push(Para(format!(
+        "Workload: 80% `UserOrders`, 15% `PlaceOrder`, 5% `UpdatePrice` over {} users, {} products and {} seeded orders (seed {}), per-request deadline {} ms, one reused HTTP/2 connection per service. Open-loop load: requests leave on a fixed schedule and every latency is counted from the intended send time (no coordinated omission); HDR histograms; timelines in 100 ms buckets. Steady rates {:?}/s for {} s each; fault scenarios at {}/s; chaos for {} s. Every scenario runs in each mode on a fresh topology of real processes (and a real nats-server), modes alternating.",
+        p.seed.users, p.seed.products, p.seed.orders, p.seed.seed, p.deadline_ms, p.steady_rates, p.steady_secs, p.fault_rate, p.chaos_secs
+    )));
+    d.push(Para(format!(
+        "Machine: {} cores, CPU pinning {}; build {}; nats-server {} (JetStream file storage, acknowledges before fsync: a killed broker loses nothing, a crashed host could lose its last writes); crates {}.",
+        e.cores,
+        if e.cpu_pinning { "on" } else { "off" },
+        e.build_profile,
+        e.nats_server.as_deref().unwrap_or("-"),
+        e.crates.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ")
+    )));
+    if let Some(f) = &r.floor {
+        d.push(Para(format!(
+            "Floor, same run (p50): loopback TCP round trip {} ms, one gRPC hop {} ms, JetStream publish+ack {} ms, delivery to a consumer {} ms, sled insert+flush {} ms, two-tree transaction+flush {} ms. Load generator: a bare echo takes {:.0} requests/s from 64 closed-loop clients; the open loop kept its schedule up to {:.0}/s against it (it shares the 2 cores with the server), and {:.0}/s against a no-op.",
+            ms(f.tcp_rtt.p50_us), ms(f.grpc_echo.p50_us), ms(f.js_publish_ack.p50_us), ms(f.js_delivery.p50_us), ms(f.sled_flush.p50_us), ms(f.sled_txn2_flush.p50_us),
+            f.echo_64_in_flight_per_s, f.generator_ceiling_per_s, f.generator_noop.ok_per_s
+        )));
+    }
+    d.push(Para("Reproduce:".into()));
+    d.push(Code(format!("cargo build --release --workspace && {}", e.command)));
+    d
+}
+
+/// The side-by-side figures of one scenario.
+fn figures(modes: &[(&str, &ScenarioResult)]) -> Vec<Vec<String>> {
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    let mut row = |label: &str, f: &dyn Fn(&ScenarioResult) -> Option<String>| {
+        let cells: Vec<Option<String>> = modes.iter().map(|(_, s)| f(s)).collect();
+        if cells.iter().any(Option::is_some) {
+            let mut r = vec![label.to_string()];
+            r.extend(cells.into_iter().map(|c| c.unwrap_or_else(|| "-".into())));
+            rows.push(r);
+        }
+    };
+    row("sequential UserOrders p50 / p99 (ms)", &|s| {
+        s.sequential.as_ref().map(|l| format!("{} / {}", ms(l.user_orders.p50_us), ms(l.user_orders.p99_us)))
+    });
+    row("sequential PlaceOrder p50 / p99 (ms)", &|s| {
+        s.sequential.as_ref().map(|l| format!("{} / {}", ms(l.place_order.p50_us), ms(l.place_order.p99_us)))
+    });
+    row("acknowledged → visible p50 / p99 (ms)", &|s| {
+        s.sequential.as_ref()?.propagation.as_ref().map(|p| format!("{} / {}", ms(p.p50_us), ms(p.p99_us)))
+    });
+    let mut loads: Vec<String> = modes.iter().flat_map(|(_, s)| s.loads.keys().cloned()).collect();
+    loads.sort_by_key(|k| {
+        (k == "saturation", k.trim_start_matches("rate-").parse::<f64>().map(|x| x as u64).unwrap_or(0), k.clone())
+    });
+    loads.dedup();
+    for name in &loads {
+        row(&format!("{name}: OK/s"), &|s| s.loads.get(name).map(|l| format!("{:.0}", l.ok_per_s)));
+        for op in ["UserOrders", "PlaceOrder"] {
+            row(&format!("{name}: {op} p50 / p99 / p99.9 (ms)"), &|s| {
+                s.loads
+                    .get(name)?
+                    .ops
+                    .get(op)
+                    .map(|o| format!("{} / {} / {}", ms(o.p50_us), ms(o.p99_us), ms(o.p999_us)))
+            });
+            row(&format!("{name}: {op} availability"), &|s| {
+                s.loads.get(name)?.ops.get(op).map(|o| format!("{:.1}%", 100.0 * o.availability()))
+            });
+        }
+        row(&format!("{name}: errors"), &|s| {
+            let l = s.loads.get(name)?;
+            let errors: Vec<String> =
+                l.all.outcomes.iter().filter(|(k, _)| k.as_str() != "OK").map(|(k, v)| format!("{k} {v}")).collect();
+            Some(if errors.is_empty() { "none".into() } else { errors.join(", ") })
+        });
+        row(&format!("{name}: failures took p50 / max (ms)"), &|s| {
+            let l = s.loads.get(name)?;
+            (l.all.ok < l.all.attempted).then(|| format!("{} / {}", ms(l.all.failed_p50_us), ms(l.all.failed_max_us)))
+        });
+        row(&format!("{name}: most in flight"), &|s| s.loads.get(name).map(|l| l.max_in_flight.to_string()));
+    }
+    row("availability while the first fault lasted", &|s| {
+        let (from, to, what) = verdicts::fault_windows(s).into_iter().next()?;
+        verdicts::availability_between(s, from, to).map(|a| format!("{:.1}% ({what})", 100.0 * a))
+    });
+    row("staleness p50 / p99 (ms)", &|s| {
+        s.staleness.as_ref().map(|st| format!("{} / {}", ms(st.visible.p50_us), ms(st.visible.p99_us)))
+    });
+    row("probe writes never visible", &|s| s.staleness.as_ref().map(|st| st.never_visible.to_string()));
+    row("converged (time after the load)", &|s| {
+        s.convergence.as_ref().map(|c| format!("{} ({} ms)", c.converged, c.time_ms))
+    });
+    row("missing / extra / wrong rows", &|s| {
+        s.convergence.as_ref().map(|c| format!("{} / {} / {}", c.diff.missing, c.diff.extra, c.diff.wrong))
+    });
+    row("acknowledged orders lost / duplicated / phantom", &|s| {
+        s.losses.as_ref().map(|l| format!("{} / {} / {} of {}", l.lost, l.duplicated, l.phantom, l.acknowledged_orders))
+    });
+    row("RPCs per UserOrders / PlaceOrder / UpdatePrice", &|s| {
+        let f = s.fanout.as_ref()?;
+        let g = |op: &str| f.rpcs_per_request.get(op).copied().unwrap_or(0.0);
+        Some(format!("{:.2} / {:.2} / {:.2}", g("UserOrders"), g("PlaceOrder"), g("UpdatePrice")))
+    });
+    row("events published / applied per write", &|s| {
+        s.fanout.as_ref().map(|f| format!("{:.2} / {:.2}", f.events_published_per_write, f.events_applied_per_write))
+    });
+    row("bytes on disk", &|s| {
+        s.storage.as_ref().map(|b| {
+            format!(
+                "{} ({})",
+                b.values().sum::<u64>(),
+                b.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ")
+            )
+        })
+    });
+    row("CPU seconds (all processes)", &|s| {
+        (!s.resources.is_empty()).then(|| format!("{:.2}", s.resources.values().map(|u| u.cpu_s).sum::<f64>()))
+    });
+    row("peak RSS per process (MiB)", &|s| {
+        (!s.resources.is_empty()).then(|| {
+            s.resources
+                .iter()
+                .map(|(k, u)| format!("{k} {:.0}", u.peak_rss_kib as f64 / 1024.0))
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+    });
+    row("faults applied", &|s| {
+        (!s.faults.is_empty()).then(|| {
+            s.faults
+                .iter()
+                .map(|f| format!("{} at {:.1} s ({})", f.action, f.t_ms as f64 / 1000.0, f.result))
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+    });
+    rows
+}
+
+fn scenario_charts(name: &str, modes: &[(&str, &ScenarioResult)], d: &mut Vec<Block>) {
+    let with_run: Vec<(&str, &ScenarioResult)> =
+        modes.iter().copied().filter(|(_, s)| s.loads.contains_key("run")).collect();
+    if !with_run.is_empty() {
+        let timelines: Vec<(&str, u64, &[bench::load::Bucket])> = with_run
+            .iter()
+            .map(|(m, s)| {
+                let l = &s.loads["run"];
+                (*m, l.timeline_bucket_ms, l.timeline.as_slice())
+            })
+            .collect();
+        let windows: Vec<(f64, f64, String)> = with_run
+            .iter()
+            .find(|(_, s)| !verdicts::fault_windows(s).is_empty())
+            .map(|(_, s)| {
+                verdicts::fault_windows(s)
+                    .into_iter()
+                    .map(|(a, b, w)| (a as f64 / 1000.0, b as f64 / 1000.0, w))
+                    .collect()
+            })
+            .unwrap_or_default();
+        d.push(Block::Chart(
+            format!("{name}-throughput"),
+            charts::timeline(&format!("{name}: successes and errors per second (faults shaded)"), &timelines, &windows),
+        ));
+        d.push(Block::Chart(
+            format!("{name}-p99"),
+            charts::p99_timeline(&format!("{name}: p99 latency per 100 ms"), &timelines, &windows),
+        ));
+    }
+    if name == "steady" {
+        let mut series = Vec::new();
+        for (m, s) in modes {
+            if let Some(l) = &s.sequential {
+                series.push((format!("{m} UserOrders"), *m, &l.user_orders));
+                series.push((format!("{m} PlaceOrder"), *m, &l.place_order));
+            }
+        }
+        if !series.is_empty() {
+            d.push(Block::Chart(
+                "steady-spectrum".into(),
+                charts::spectrum("steady: sequential latency by percentile", &series),
+            ));
+        }
+        let staleness: Vec<(String, &str, &bench::Summary)> = modes
+            .iter()
+            .filter_map(|(m, s)| Some((format!("{m} acknowledged → visible"), *m, &s.staleness.as_ref()?.visible)))
+            .collect();
+        if !staleness.is_empty() {
+            d.push(Block::Chart(
+                "steady-staleness".into(),
+                charts::spectrum("steady: staleness seen by the probe, by percentile", &staleness),
+            ));
+        }
+    }
+    if name == "storage" {
+        let mut components: Vec<String> =
+            modes.iter().flat_map(|(_, s)| s.storage.iter().flat_map(|b| b.keys().cloned())).collect();
+        components.sort();
+        components.dedup();
+        let values: Vec<(&str, Vec<f64>)> = modes
+            .iter()
+            .filter_map(|(m, s)| {
+                let b = s.storage.as_ref()?;
+                Some((*m, components.iter().map(|c| b.get(c).copied().unwrap_or(0) as f64 / 1e6).collect()))
+            })
+            .collect();
+        if !values.is_empty() {
+            d.push(Block::Chart(
+                "storage".into(),
+                charts::bars("storage: bytes on disk per component", &components, &values, "MB"),
+            ));
+        }
+    }
+}
+
+/// Writes `report.md`, `report.html` and `charts/*.svg` into `dir`.
+pub fn write(r: &Results, dir: &Path) -> std::io::Result<(PathBuf, PathBuf)> {
+    let rendered = render(r);
+    let charts = dir.join("charts");
+    std::fs::create_dir_all(&charts)?;
+    for (name, svg) in &rendered.charts {
+        std::fs::write(charts.join(name), svg)?;
+    }
+    let (md, html) = (dir.join("report.md"), dir.join("report.html"));
+    std::fs::write(&md, &rendered.markdown)?;
+    std::fs::write(&html, &rendered.html)?;
+    Ok((md, html))
+}
+
+/// What changed between two runs: the headline latencies, availabilities and losses
+/// side by side, with regressions (more than 20 % worse, or any new loss) flagged.
+pub fn compare(old: &Results, new: &Results) -> String {
+    let mut out = String::new();
+    writeln!(out, "# Cascade: {} → {}\n", old.environment.commit, new.environment.commit).ok();
+    writeln!(out, "| scenario | mode | figure | old | new | change |\n| --- | --- | --- | --- | --- | --- |").ok();
+    let mut regressions = 0;
+    for n in &new.scenarios {
+        let Some(o) = old.scenarios.iter().find(|o| o.scenario == n.scenario && o.mode == n.mode) else { continue };
+        let mut line = |figure: &str, old: Option<f64>, new: Option<f64>, lower_is_better: bool| {
+            let (Some(a), Some(b)) = (old, new) else { return };
+            let change = if a == 0.0 { 0.0 } else { (b - a) / a };
+            let worse = if lower_is_better { change > 0.2 } else { change < -0.2 };
+            if worse {
+                regressions += 1;
+            }
+            writeln!(
+                out,
+                "| {} | {} | {figure} | {a:.2} | {b:.2} | {:+.0}%{} |",
+                n.scenario,
+                n.mode,
+                100.0 * change,
+                if worse { " **regression**" } else { "" }
+            )
+            .ok();
+        };
+        let seq = |s: &ScenarioResult, f: fn(&crate::latency::Latencies) -> u64| {
+            s.sequential.as_ref().map(|l| f(l) as f64 / 1000.0)
+        };
+        line(
+            "sequential UserOrders p50 (ms)",
+            seq(o, |l| l.user_orders.p50_us),
+            seq(n, |l| l.user_orders.p50_us),
+            true,
+        );
+        line(
+            "sequential PlaceOrder p50 (ms)",
+            seq(o, |l| l.place_order.p50_us),
+            seq(n, |l| l.place_order.p50_us),
+            true,
+        );
+        for (name, load) in &n.loads {
+            if let Some(before) = o.loads.get(name) {
+                line(
+                    &format!("{name}: p99 (ms)"),
+                    Some(before.all.p99_us as f64 / 1000.0),
+                    Some(load.all.p99_us as f64 / 1000.0),
+                    true,
+                );
+                line(
+                    &format!("{name}: availability"),
+                    Some(before.all.availability()),
+                    Some(load.all.availability()),
+                    false,
+                );
+            }
+        }
+        if let (Some(a), Some(b)) = (&o.losses, &n.losses) {
+            if b.lost > a.lost || b.phantom > a.phantom || b.duplicated > a.duplicated {
+                regressions += 1;
+            }
+            writeln!(
+                out,
+                "| {} | {} | lost / phantom | {} / {} | {} / {} | {} |",
+                n.scenario,
+                n.mode,
+                a.lost,
+                a.phantom,
+                b.lost,
+                b.phantom,
+                if b.lost > a.lost || b.phantom > a.phantom { "**regression**" } else { "" }
+            )
+            .ok();
+        }
+    }
+    writeln!(out, "\n{regressions} regression(s) flagged (20 % worse, or any new loss).").ok();
+    out
+}

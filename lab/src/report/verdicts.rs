@@ -1,0 +1,302 @@
+//! The claims of the learner's notes (and the design's table), each judged from the
+//! measured figures. No verdict is written by hand: change the data and the words
+//! change.
+
+use crate::suite::{Results, ScenarioResult};
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    Confirmed,
+    Refuted,
+    Inconclusive(String),
+}
+
+impl Verdict {
+    pub fn word(&self) -> String {
+        match self {
+            Verdict::Confirmed => "confirmed".into(),
+            Verdict::Refuted => "refuted".into(),
+            Verdict::Inconclusive(why) => format!("inconclusive ({why})"),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Claim {
+    pub claim: &'static str,
+    /// Which scenario measured it.
+    pub scenario: &'static str,
+    pub sync: String,
+    pub r#async: String,
+    pub verdict: Verdict,
+    /// One sentence with the numbers.
+    pub sentence: String,
+}
+
+fn find<'a>(r: &'a Results, scenario: &str, mode: &str) -> Option<&'a ScenarioResult> {
+    r.scenarios.iter().find(|s| s.scenario == scenario && s.mode == mode)
+}
+
+fn pct(x: f64) -> String {
+    format!("{:.1}%", 100.0 * x)
+}
+
+fn ms(us: f64) -> String {
+    if us >= 10_000.0 {
+        format!("{:.0} ms", us / 1000.0)
+    } else {
+        format!("{:.2} ms", us / 1000.0)
+    }
+}
+
+/// The window in which `target` was down (from its kill/pause to its restart/resume),
+/// in ms from the start of the load.
+pub fn fault_windows(s: &ScenarioResult) -> Vec<(u64, u64, String)> {
+    let mut windows = Vec::new();
+    for (i, e) in s.faults.iter().enumerate() {
+        let mut words = e.action.split_whitespace();
+        let (Some(verb), Some(target)) = (words.next(), words.next()) else { continue };
+        if !matches!(verb, "kill" | "pause") || e.result != "ok" {
+            continue;
+        }
+        let end = s.faults[i + 1..]
+            .iter()
+            .find(|f| {
+                f.action.split_whitespace().nth(1) == Some(target)
+                    && matches!(f.action.split_whitespace().next(), Some("restart" | "resume"))
+            })
+            .map_or_else(|| s.loads.get("run").map_or(e.t_ms, |l| l.duration_ms), |f| f.t_ms);
+        windows.push((e.t_ms, end, format!("{target} {}", if verb == "kill" { "killed" } else { "paused" })));
+    }
+    windows
+}
+
+/// Share of requests intended inside [from, to) ms that succeeded.
+pub fn availability_between(s: &ScenarioResult, from: u64, to: u64) -> Option<f64> {
+    let run = s.loads.get("run")?;
+    let (mut ok, mut all) = (0u64, 0u64);
+    for b in run.timeline.iter().filter(|b| b.t_ms >= from && b.t_ms + run.timeline_bucket_ms <= to) {
+        ok += b.ok;
+        all += b.ok + b.errors.values().sum::<u64>();
+    }
+    (all > 0).then(|| ok as f64 / all as f64)
+}
+
+/// Availability while the first fault of a scenario lasted.
+fn first_window_availability(s: &ScenarioResult) -> Option<(f64, String, u64)> {
+    let (from, to, what) = fault_windows(s).into_iter().next()?;
+    Some((availability_between(s, from, to)?, what, to - from))
+}
+
+pub fn judge(r: &Results) -> Vec<Claim> {
+    let mut claims = Vec::new();
+
+    // 1. A failing dependency fails the whole sync request.
+    let (ks, ka) = (find(r, "kill-dependency", "sync"), find(r, "kill-dependency", "async"));
+    claims.push(match (ks.and_then(first_window_availability), ka.and_then(first_window_availability)) {
+        (Some((s, what, len)), Some((a, _, _))) => {
+            let reads = |x: Option<&ScenarioResult>| x.and_then(|x| x.loads.get("run")?.ops.get("UserOrders").map(|o| o.availability()));
+            Claim {
+                claim: "sync: if any inter-service request fails, the whole request fails",
+                scenario: "kill-dependency",
+                sync: format!("{} served while {what}", pct(s)),
+                r#async: format!("{} served", pct(a)),
+                verdict: if s <= 0.2 && a >= 0.95 {
+                    Verdict::Confirmed
+                } else if s >= 0.95 {
+                    Verdict::Refuted
+                } else {
+                    Verdict::Inconclusive("the modes did not separate clearly".into())
+                },
+                sentence: format!(
+                    "While {what} for {:.1} s, sync served {} of all requests (UpdatePrice, which needs no other service, is what got through) and async {}; over the whole run UserOrders succeeded {} (sync) vs {} (async).",
+                    len as f64 / 1000.0,
+                    pct(s),
+                    pct(a),
+                    reads(ks).map_or("-".into(), pct),
+                    reads(ka).map_or("-".into(), pct)
+                ),
+            }
+        }
+        _ => missing("sync: if any inter-service request fails, the whole request fails", "kill-dependency"),
+    });
+
+    // 2. A request is only as fast as its slowest hop.
+    let delta = |mode: &str| {
+        let s = find(r, "slow-dependency", mode)?;
+        let p50 = |phase: &str| s.loads.get(phase)?.ops.get("UserOrders").map(|o| o.p50_us as f64);
+        Some(p50("slowed")? - p50("baseline")?)
+    };
+    let added = 20_000.0;
+    claims.push(match (delta("sync"), delta("async")) {
+        (Some(s), Some(a)) => Claim {
+            claim: "sync: a request is only as fast as its slowest hop",
+            scenario: "slow-dependency",
+            sync: format!("UserOrders p50 +{}", ms(s)),
+            r#async: format!("UserOrders p50 {:+.2} ms", a / 1000.0),
+            verdict: if s >= 0.8 * added && a.abs() < 0.2 * added {
+                Verdict::Confirmed
+            } else if s < 0.2 * added {
+                Verdict::Refuted
+            } else {
+                Verdict::Inconclusive("the added latency only partly reached sync".into())
+            },
+            sentence: format!(
+                "With {} added in front of products, sync UserOrders p50 rose by {} ({:.0}% of it); async changed by {:+.2} ms.",
+                ms(added),
+                ms(s),
+                100.0 * s / added,
+                a / 1000.0
+            ),
+        },
+        _ => missing("sync: a request is only as fast as its slowest hop", "slow-dependency"),
+    });
+
+    // 3. A web of requests.
+    let rpcs = |mode: &str, op: &str| find(r, "fan-out", mode)?.fanout.as_ref()?.rpcs_per_request.get(op).copied();
+    claims.push(match (rpcs("sync", "UserOrders"), rpcs("async", "UserOrders"), rpcs("sync", "PlaceOrder")) {
+        (Some(s), Some(a), Some(sp)) => {
+            let echo = r.floor.as_ref().map(|f| f.grpc_echo.p50_us as f64);
+            let seq = |mode: &str| find(r, "steady", mode)?.sequential.as_ref().map(|l| l.user_orders.p50_us as f64);
+            let depth = match (seq("sync"), echo) {
+                (Some(p), Some(e)) if e > 0.0 => format!(" Sync UserOrders took {:.1} gRPC echoes ({}).", p / e, ms(p)),
+                _ => String::new(),
+            };
+            Claim {
+                claim: "sync: a web of requests grows",
+                scenario: "fan-out",
+                sync: format!("{s:.1} RPCs per UserOrders, {sp:.1} per PlaceOrder"),
+                r#async: format!("{a:.1} RPCs per UserOrders"),
+                verdict: if s >= 2.0 && s > a { Verdict::Confirmed } else { Verdict::Refuted },
+                sentence: format!("Counted in the services: each sync UserOrders made {s:.1} inter-service calls and each PlaceOrder {sp:.1}; async made {a:.1}.{depth}"),
+            }
+        }
+        _ => missing("sync: a web of requests grows", "fan-out"),
+    });
+
+    // 4. The async query service has no runtime dependency and is fast.
+    let seq = |mode: &str| find(r, "steady", mode)?.sequential.as_ref().map(|l| l.user_orders.p50_us as f64);
+    claims.push(match (ka.and_then(first_window_availability), seq("sync"), seq("async")) {
+        (Some((a, what, _)), Some(ps), Some(pa)) => Claim {
+            claim: "async: the query service has zero runtime dependencies and is fast",
+            scenario: "kill-dependency, steady",
+            sync: format!("UserOrders p50 {}", ms(ps)),
+            r#async: format!("{} served while {what}; UserOrders p50 {}", pct(a), ms(pa)),
+            verdict: if a >= 0.99 && pa < ps {
+                Verdict::Confirmed
+            } else if a < 0.9 {
+                Verdict::Refuted
+            } else {
+                Verdict::Inconclusive("available but not faster".into())
+            },
+            sentence: format!(
+                "Async answered {} of requests while {what}, and its UserOrders took {} at p50 against {} for the sync chain ({:.1}× faster).",
+                pct(a),
+                ms(pa),
+                ms(ps),
+                ps / pa.max(1.0)
+            ),
+        },
+        _ => missing("async: the query service has zero runtime dependencies and is fast", "kill-dependency, steady"),
+    });
+
+    // 5. Duplicated data.
+    let disk = |mode: &str| find(r, "storage", mode)?.storage.as_ref().map(|b| b.values().sum::<u64>() as f64);
+    claims.push(match (disk("sync"), disk("async")) {
+        (Some(s), Some(a)) if s > 0.0 => Claim {
+            claim: "async: data is duplicated (extra storage, extra db)",
+            scenario: "storage",
+            sync: format!("{:.1} MB on disk", s / 1e6),
+            r#async: format!("{:.1} MB on disk", a / 1e6),
+            verdict: if a > 1.2 * s { Verdict::Confirmed } else { Verdict::Refuted },
+            sentence: format!(
+                "For the same data async kept {:.1}× the bytes of sync ({:.1} MB vs {:.1} MB, broker store included).",
+                a / s,
+                a / 1e6,
+                s / 1e6
+            ),
+        },
+        _ => missing("async: data is duplicated (extra storage, extra db)", "storage"),
+    });
+
+    // 6. The sync querying service needs no database.
+    let query_disk = |mode: &str| find(r, "storage", mode)?.storage.as_ref()?.get("query").copied();
+    claims.push(match (query_disk("sync"), query_disk("async")) {
+        (Some(s), Some(a)) => Claim {
+            claim: "sync: the service that asks others needs no database of its own",
+            scenario: "storage",
+            sync: format!("query: {s} bytes"),
+            r#async: format!("query: {:.1} MB", a as f64 / 1e6),
+            verdict: if s == 0 { Verdict::Confirmed } else { Verdict::Refuted },
+            sentence: format!(
+                "The sync query service wrote {s} bytes; the async one kept its own copy of {:.1} MB.",
+                a as f64 / 1e6
+            ),
+        },
+        _ => missing("sync: the service that asks others needs no database of its own", "storage"),
+    });
+
+    // 7. Harder to understand (by proxy).
+    let lines = |m: &str| r.complexity.lines.get(m).copied();
+    let processes = |m: &str| find(r, "steady", m).map(|s| s.resources.len());
+    let stale = find(r, "steady", "async").and_then(|s| s.staleness.as_ref()).map(|s| s.visible.p99_us as f64);
+    claims.push(match (lines("sync"), lines("async"), processes("sync"), processes("async")) {
+        (Some(ls), Some(la), Some(ps), Some(pa)) => Claim {
+            claim: "async: harder to understand",
+            scenario: "steady (processes, staleness); code",
+            sync: format!("{ls} lines of communication code, {ps} processes"),
+            r#async: format!("{la} lines, {pa} processes"),
+            verdict: if la > ls && pa > ps {
+                Verdict::Inconclusive(format!("understanding is not measurable; its proxies are larger in async: {:.1}× the code, one more process, and a reader sees data up to {} old at p99", la as f64 / ls.max(1) as f64, stale.map_or("-".into(), ms)))
+            } else {
+                Verdict::Inconclusive("understanding is not measurable, and its proxies do not favour sync".into())
+            },
+            sentence: format!("Communication code: {ls} lines in sync, {la} in async (outbox, relay, consumers, events); processes: {ps} vs {pa}."),
+        },
+        _ => missing("async: harder to understand", "steady"),
+    });
+
+    // 8. Nothing acknowledged is lost.
+    let chaos = |mode: &str| find(r, "chaos", mode).and_then(|s| Some((s.losses.clone()?, s.convergence.clone()?)));
+    claims.push(match (chaos("sync"), chaos("async")) {
+        (Some((ls, cs)), Some((la, ca))) => {
+            let clean = |l: &crate::suite::Losses, c: &crate::suite::Convergence| l.lost == 0 && l.duplicated == 0 && l.phantom == 0 && c.converged;
+            Claim {
+                claim: "an acknowledged write is never lost (both modes, under random kills)",
+                scenario: "chaos",
+                sync: format!("{} lost of {}, converged {}", ls.lost, ls.acknowledged_orders, cs.converged),
+                r#async: format!("{} lost of {}, converged in {} ms", la.lost, la.acknowledged_orders, ca.time_ms),
+                verdict: if clean(&ls, &cs) && clean(&la, &ca) { Verdict::Confirmed } else { Verdict::Refuted },
+                sentence: format!(
+                    "Under random SIGKILLs, async lost {} of {} acknowledged orders, duplicated {}, showed {} phantom rows, and its view equalled the truth {} ms after the faults; sync lost {} of {}.",
+                    la.lost, la.acknowledged_orders, la.duplicated, la.phantom, ca.time_ms, ls.lost, ls.acknowledged_orders
+                ),
+            }
+        }
+        _ => missing("an acknowledged write is never lost (both modes, under random kills)", "chaos"),
+    });
+
+    // 9. The event bus as request/reply.
+    claims.push(Claim {
+        claim: "an event bus used as request/reply is \"basically sync\"",
+        scenario: "-",
+        sync: "-".into(),
+        r#async: "-".into(),
+        verdict: Verdict::Inconclusive("not measured: the bus-rpc variant is not built yet".into()),
+        sentence:
+            "Not measured yet: the NATS request/reply variant of the sync call graph does not exist in this build."
+                .into(),
+    });
+    claims
+}
+
+fn missing(claim: &'static str, scenario: &'static str) -> Claim {
+    Claim {
+        claim,
+        scenario,
+        sync: "-".into(),
+        r#async: "-".into(),
+        verdict: Verdict::Inconclusive(format!("scenario {scenario} was not in this run")),
+        sentence: format!("Not measured in this run: it needs scenario {scenario} in both modes."),
+    }
+}
