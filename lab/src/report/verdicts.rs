@@ -253,7 +253,7 @@ pub fn judge(r: &Results) -> Vec<Claim> {
             },
             sentence: format!("Communication code: {ls} lines in sync, {la} in async (outbox, relay, consumers, events); processes: {ps} vs {pa}."),
         },
-        _ => missing("async: harder to understand", "steady"),
+        _ => missing("async: harder to understand", "steady (and code counts)"),
     });
 
     // 8. Nothing acknowledged is lost.

@@ -1,0 +1,146 @@
+//! The report, rendered from a recorded results file (`fixtures/results.json`, a real
+//! quick run): every section is there, the verdicts follow the figures, the HTML is
+//! self-contained and opens in headless Chromium, and `--compare` flags regressions.
+
+use std::path::Path;
+
+use lab::{
+    report::{self, verdicts::Verdict},
+    suite::Results,
+};
+
+fn fixture() -> Results {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/results.json");
+    serde_json::from_slice(&std::fs::read(path).expect("fixture")).expect("fixture parses")
+}
+
+fn verdict(r: &Results, claim_starts: &str) -> Verdict {
+    report::verdicts::judge(r).into_iter().find(|c| c.claim.starts_with(claim_starts)).expect("claim").verdict
+}
+
+fn scenario<'a>(r: &'a mut Results, name: &str, mode: &str) -> &'a mut lab::suite::ScenarioResult {
+    r.scenarios.iter_mut().find(|s| s.scenario == name && s.mode == mode).expect("scenario in fixture")
+}
+
+#[test]
+fn every_section_is_there_and_the_html_is_self_contained() {
+    let r = fixture();
+    let rendered = report::render(&r);
+    let md = &rendered.markdown;
+    for section in
+        ["# Cascade", "## Summary: the claims, judged", "## Scenarios", "## Targets", "## Method", "Reproduce:"]
+    {
+        assert!(md.contains(section), "missing {section}");
+    }
+    for s in &r.scenarios {
+        assert!(md.contains(&format!("### {}", s.scenario)), "missing scenario {}", s.scenario);
+    }
+    for claim in report::verdicts::judge(&r) {
+        assert!(md.contains(claim.claim), "missing claim {}", claim.claim);
+    }
+    assert!(md.contains("![kill-dependency-throughput](charts/kill-dependency-throughput.svg)"));
+    assert!(md.contains(&r.environment.command));
+
+    let html = &rendered.html;
+    assert!(html.starts_with("<!doctype html>"));
+    assert!(html.matches("<svg").count() >= 10, "charts are inline");
+    for fetch in ["<script", "<link", "src=\"http", "href=\"http", "url(http", "@import"] {
+        assert!(!html.contains(fetch), "the page would fetch: {fetch}");
+    }
+    // Charts have axes with units, and legends.
+    for needle in [
+        "time (s)",
+        "requests/s",
+        "latency (ms)",
+        "p99 of successes (ms)",
+        "sync OK/s",
+        "async OK/s",
+        "users killed",
+        "MB",
+    ] {
+        assert!(html.contains(needle), "no {needle:?} in any chart");
+    }
+}
+
+#[test]
+fn verdicts_follow_the_figures() {
+    let r = fixture();
+    assert_eq!(verdict(&r, "sync: if any inter-service"), Verdict::Confirmed);
+    assert_eq!(verdict(&r, "sync: a request is only as fast"), Verdict::Confirmed);
+    assert_eq!(verdict(&r, "async: data is duplicated"), Verdict::Confirmed);
+    assert_eq!(verdict(&r, "an acknowledged write is never lost"), Verdict::Confirmed);
+
+    // Had sync kept serving while users was down, the claim would be refuted.
+    let mut flipped = fixture();
+    for bucket in &mut scenario(&mut flipped, "kill-dependency", "sync").loads.get_mut("run").unwrap().timeline {
+        bucket.ok += bucket.errors.values().sum::<u64>();
+        bucket.errors.clear();
+    }
+    assert_eq!(verdict(&flipped, "sync: if any inter-service"), Verdict::Refuted);
+
+    // Had the added latency not reached sync UserOrders…
+    let mut flipped = fixture();
+    let slow = scenario(&mut flipped, "slow-dependency", "sync");
+    let baseline = slow.loads["baseline"].ops["UserOrders"].p50_us;
+    slow.loads.get_mut("slowed").unwrap().ops.get_mut("UserOrders").unwrap().p50_us = baseline;
+    assert_eq!(verdict(&flipped, "sync: a request is only as fast"), Verdict::Refuted);
+
+    // Had async stored less than sync…
+    let mut flipped = fixture();
+    for bytes in scenario(&mut flipped, "storage", "async").storage.as_mut().unwrap().values_mut() {
+        *bytes = 1;
+    }
+    assert_eq!(verdict(&flipped, "async: data is duplicated"), Verdict::Refuted);
+
+    // Had chaos lost an acknowledged order…
+    let mut flipped = fixture();
+    scenario(&mut flipped, "chaos", "async").losses.as_mut().unwrap().lost = 1;
+    assert_eq!(verdict(&flipped, "an acknowledged write is never lost"), Verdict::Refuted);
+    let md = report::render(&flipped).markdown;
+    assert!(md.contains("async lost 1 of"), "the words follow the data");
+
+    // A scenario missing from the run makes its claim inconclusive, saying why.
+    let mut partial = fixture();
+    partial.scenarios.retain(|s| s.scenario != "storage");
+    assert!(
+        matches!(verdict(&partial, "async: data is duplicated"), Verdict::Inconclusive(why) if why.contains("storage"))
+    );
+}
+
+#[test]
+fn compare_flags_regressions() {
+    let old = fixture();
+    let mut new = fixture();
+    let run = scenario(&mut new, "kill-query", "async").loads.get_mut("run").unwrap();
+    run.all.p99_us *= 3;
+    let same = report::compare(&old, &old);
+    assert!(same.contains("0 regression(s)"), "{same}");
+    let changed = report::compare(&old, &new);
+    assert!(changed.contains("**regression**"), "{changed}");
+    assert!(changed.contains("1 regression(s)"), "{changed}");
+}
+
+/// The HTML opens in headless Chromium (Debian's `chromium`, installed by `.ci/run`)
+/// and a screenshot of it is produced.
+#[test]
+fn the_html_opens_in_headless_chromium() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, html) = report::write(&fixture(), dir.path()).unwrap();
+    let shot = dir.path().join("report.png");
+    let browser = ["chromium", "chromium-browser"]
+        .into_iter()
+        .find(|b| std::process::Command::new(b).arg("--version").output().is_ok_and(|o| o.status.success()))
+        .expect("chromium is not installed: `apt-get install chromium` (.ci/run does)");
+    let out = std::process::Command::new(browser)
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1100,3000"])
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg(format!("file://{}", html.display()))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("Uncaught") && !stderr.contains("CONSOLE"), "page errors: {stderr}");
+    let png = std::fs::read(&shot).expect("screenshot written");
+    assert_eq!(&png[1..4], b"PNG");
+    assert!(png.len() > 50_000, "a blank page would be tiny: {} bytes", png.len());
+}
