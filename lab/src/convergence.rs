@@ -83,6 +83,13 @@ impl Diff {
     }
 }
 
+/// The truth: the answer the sync chain assembles from the owners of `topology`.
+pub fn truth(topology: &crate::topology::Topology) -> Result<query::sync::GrpcSource, crate::topology::TopologyError> {
+    use common::names::{ORDERS, PRODUCTS, USERS};
+    let addr = |name| topology.address(name).map(common::config::PeerAddr::from);
+    Ok(query::sync::GrpcSource::new(&addr(USERS)?, &addr(ORDERS)?, &addr(PRODUCTS)?))
+}
+
 /// Compares `UserOrders` from the query service with the answer assembled from users,
 /// orders and products directly, for each of `user_ids`.
 pub async fn compare(clients: &Clients, truth: &query::sync::GrpcSource, user_ids: &[String]) -> anyhow::Result<Diff> {

@@ -192,8 +192,7 @@ pub async fn check(
     since: tokio::time::Instant,
     within: Duration,
 ) -> anyhow::Result<(Convergence, Losses)> {
-    let t = &prepared.topology;
-    let truth = query::sync::GrpcSource::new(t.address(USERS)?, t.address(ORDERS)?, t.address(PRODUCTS)?);
+    let truth = crate::convergence::truth(&prepared.topology)?;
     let start = since;
     let diff = loop {
         let diff = crate::convergence::compare(&prepared.clients, &truth, &prepared.seeded.user_ids).await;

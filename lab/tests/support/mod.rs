@@ -58,12 +58,7 @@ pub async fn settle(lab: &Lab, events: u64) {
 
 /// The truth for convergence checks: the sync chain's answer, from the owners.
 pub fn truth(lab: &Lab) -> query::sync::GrpcSource {
-    let t = &lab.topology;
-    query::sync::GrpcSource::new(
-        t.address("users").unwrap(),
-        t.address("orders").unwrap(),
-        t.address("products").unwrap(),
-    )
+    lab::convergence::truth(&lab.topology).expect("owners have addresses")
 }
 
 /// Waits until the query view equals the truth for `user_ids` (async mode: settles

@@ -64,3 +64,50 @@ impl std::fmt::Display for Mode {
         f.write_str(self.as_str())
     }
 }
+
+/// Where a dependency listens: `HOST:PORT`, with HOST an IP address or a DNS name (a
+/// Compose service name, say).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerAddr(String);
+
+impl std::str::FromStr for PeerAddr {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (host, port) = s.rsplit_once(':').ok_or_else(|| format!("{s:?} is not HOST:PORT"))?;
+        port.parse::<u16>().map_err(|_| format!("{s:?}: {port:?} is not a port number"))?;
+        let host_ok = !host.is_empty()
+            && host.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '[' | ']' | ':'));
+        if !host_ok {
+            return Err(format!("{s:?}: {host:?} is not a host name or IP address"));
+        }
+        Ok(Self(s.to_owned()))
+    }
+}
+
+impl std::fmt::Display for PeerAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<std::net::SocketAddr> for PeerAddr {
+    fn from(addr: std::net::SocketAddr) -> Self {
+        Self(addr.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PeerAddr;
+
+    #[test]
+    fn peer_addresses_take_names_and_ips() {
+        for ok in ["users:50051", "127.0.0.1:7000", "[::1]:80", "cascade-users-1:50051"] {
+            assert_eq!(ok.parse::<PeerAddr>().unwrap().to_string(), ok);
+        }
+        for bad in ["users", ":50051", "users:port", "us ers:1", "http://users:1"] {
+            assert!(bad.parse::<PeerAddr>().is_err(), "{bad}");
+        }
+    }
+}

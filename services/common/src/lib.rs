@@ -39,11 +39,12 @@ pub mod proto {
     pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("cascade_descriptor");
 }
 
-/// A lazily connecting gRPC channel to `addr`: a dependency that is down at start-up
-/// is not an error until a request needs it, and every call retries the connection.
-pub fn channel(addr: std::net::SocketAddr) -> tonic::transport::Channel {
+/// A lazily connecting gRPC channel to `addr` (`HOST:PORT`, already validated as a
+/// socket address or a [`config::PeerAddr`]): a dependency that is down at start-up is
+/// not an error until a request needs it, and every call retries the connection.
+pub fn channel(addr: impl std::fmt::Display) -> tonic::transport::Channel {
     tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .expect("an http URI made from a socket address is valid")
+        .expect("an http URI made from a validated HOST:PORT is valid")
         .tcp_nodelay(true)
         .connect_timeout(std::time::Duration::from_secs(1))
         .connect_lazy()

@@ -10,11 +10,11 @@ pub mod events;
 pub mod store;
 pub mod sync;
 
-use std::{future::Future, net::SocketAddr};
+use std::future::Future;
 
 use common::{
     broker::Events,
-    config::{Mode, ServiceArgs},
+    config::{Mode, PeerAddr, ServiceArgs},
     deadline::Deadline,
     error::ApiError,
     events::{ORDERS_CONSUMER, ORDERS_SUBJECTS},
@@ -34,10 +34,10 @@ pub trait Directory: Send + Sync + 'static {
 }
 
 /// Where the sync-mode dependencies listen.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Peers {
-    pub users: Option<SocketAddr>,
-    pub products: Option<SocketAddr>,
+    pub users: Option<PeerAddr>,
+    pub products: Option<PeerAddr>,
 }
 
 /// Opens the store in `args.data_dir` and serves on `listener` until `shutdown`.
@@ -53,7 +53,7 @@ pub async fn run(
             let (Some(users), Some(products)) = (peers.users, peers.products) else {
                 anyhow::bail!("sync mode needs --users-addr and --products-addr");
             };
-            let directory = sync::GrpcDirectory::new(users, products);
+            let directory = sync::GrpcDirectory::new(&users, &products);
             Ok(serve(listener, args, &store, directory, None, shutdown).await?)
         }
         Some(mut events) => {

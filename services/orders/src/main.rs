@@ -1,9 +1,8 @@
 //! The orders service binary: parse options, bind, serve until SIGTERM/Ctrl-C.
 
-use std::net::SocketAddr;
 
 use clap::Parser;
-use common::config::ServiceArgs;
+use common::config::{PeerAddr, ServiceArgs};
 
 #[derive(Parser)]
 #[command(about = "Cascade orders service (C): PlaceOrder, ListOrdersByUser")]
@@ -12,17 +11,17 @@ struct Args {
     service: ServiceArgs,
     /// The users service (sync mode).
     #[arg(long, env = "CASCADE_USERS_ADDR")]
-    users_addr: Option<SocketAddr>,
+    users_addr: Option<PeerAddr>,
     /// The products service (sync mode).
     #[arg(long, env = "CASCADE_PRODUCTS_ADDR")]
-    products_addr: Option<SocketAddr>,
+    products_addr: Option<PeerAddr>,
 }
 
 fn main() {
     common::serve::main(
         |args: &Args| args.service.listen,
         |args, listener, shutdown| async move {
-            let peers = orders::Peers { users: args.users_addr, products: args.products_addr };
+            let peers = orders::Peers { users: args.users_addr.clone(), products: args.products_addr.clone() };
             orders::run(listener, &args.service, peers, shutdown).await
         },
     );

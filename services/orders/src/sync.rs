@@ -2,7 +2,7 @@
 //! If either is down or slow, placing an order fails: the dependency the learner's
 //! notes warn about, made measurable.
 
-use std::net::SocketAddr;
+use common::config::PeerAddr;
 
 use common::{
     deadline::{call, Deadline},
@@ -21,7 +21,7 @@ pub struct GrpcDirectory {
 }
 
 impl GrpcDirectory {
-    pub fn new(users: SocketAddr, products: SocketAddr) -> Self {
+    pub fn new(users: &PeerAddr, products: &PeerAddr) -> Self {
         Self {
             users: UsersClient::new(common::channel(users)),
             products: ProductsClient::new(common::channel(products)),

@@ -9,11 +9,11 @@ pub mod api;
 pub mod events;
 pub mod sync;
 
-use std::{collections::HashMap, future::Future, net::SocketAddr};
+use std::{collections::HashMap, future::Future};
 
 use common::{
     broker::Events,
-    config::ServiceArgs,
+    config::{PeerAddr, ServiceArgs},
     deadline::Deadline,
     error::ApiError,
     events::{QUERY_CONSUMER, QUERY_SUBJECTS},
@@ -66,11 +66,11 @@ pub fn assemble(
 }
 
 /// Where the sync-mode dependencies listen.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Peers {
-    pub users: Option<SocketAddr>,
-    pub orders: Option<SocketAddr>,
-    pub products: Option<SocketAddr>,
+    pub users: Option<PeerAddr>,
+    pub orders: Option<PeerAddr>,
+    pub products: Option<PeerAddr>,
 }
 
 /// Serves on `listener` until `shutdown`.
@@ -85,7 +85,7 @@ pub async fn run(
             let (Some(users), Some(orders), Some(products)) = (peers.users, peers.orders, peers.products) else {
                 anyhow::bail!("sync mode needs --users-addr, --orders-addr and --products-addr");
             };
-            let source = sync::GrpcSource::new(users, orders, products);
+            let source = sync::GrpcSource::new(&users, &orders, &products);
             Ok(serve(listener, args, source, None, None, shutdown).await?)
         }
         Some(mut events) => {

@@ -1,9 +1,8 @@
 //! The query service binary: parse options, bind, serve until SIGTERM/Ctrl-C.
 
-use std::net::SocketAddr;
 
 use clap::Parser;
-use common::config::ServiceArgs;
+use common::config::{PeerAddr, ServiceArgs};
 
 #[derive(Parser)]
 #[command(about = "Cascade query service (D): UserOrders")]
@@ -12,20 +11,20 @@ struct Args {
     service: ServiceArgs,
     /// The users service (sync mode).
     #[arg(long, env = "CASCADE_USERS_ADDR")]
-    users_addr: Option<SocketAddr>,
+    users_addr: Option<PeerAddr>,
     /// The orders service (sync mode).
     #[arg(long, env = "CASCADE_ORDERS_ADDR")]
-    orders_addr: Option<SocketAddr>,
+    orders_addr: Option<PeerAddr>,
     /// The products service (sync mode).
     #[arg(long, env = "CASCADE_PRODUCTS_ADDR")]
-    products_addr: Option<SocketAddr>,
+    products_addr: Option<PeerAddr>,
 }
 
 fn main() {
     common::serve::main(
         |args: &Args| args.service.listen,
         |args, listener, shutdown| async move {
-            let peers = query::Peers { users: args.users_addr, orders: args.orders_addr, products: args.products_addr };
+            let peers = query::Peers { users: args.users_addr.clone(), orders: args.orders_addr.clone(), products: args.products_addr.clone() };
             query::run(listener, &args.service, peers, shutdown).await
         },
     );

@@ -3,7 +3,9 @@
 //! the distinct products. Each hop gets only what is left of the client's deadline, and
 //! the answer fails if any hop fails.
 
-use std::{collections::HashMap, net::SocketAddr};
+use std::collections::HashMap;
+
+use common::config::PeerAddr;
 
 use common::{
     deadline::{call, Deadline},
@@ -25,7 +27,7 @@ pub struct GrpcSource {
 }
 
 impl GrpcSource {
-    pub fn new(users: SocketAddr, orders: SocketAddr, products: SocketAddr) -> Self {
+    pub fn new(users: &PeerAddr, orders: &PeerAddr, products: &PeerAddr) -> Self {
         Self {
             users: UsersClient::new(common::channel(users)),
             orders: OrdersClient::new(common::channel(orders)),
