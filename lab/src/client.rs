@@ -39,7 +39,7 @@ impl Clients {
 }
 
 /// Waits until the gRPC health service at `addr` says SERVING.
-pub async fn wait_serving(addr: SocketAddr, timeout: Duration) -> Result<(), String> {
+pub async fn wait_serving(addr: impl std::fmt::Display, timeout: Duration) -> Result<(), String> {
     let mut client = HealthClient::new(common::channel(addr));
     let start = tokio::time::Instant::now();
     let mut last = String::new();

@@ -29,6 +29,9 @@ pub enum Action {
     Blackhole,
     Reset,
     Heal,
+    /// Cut off the network of the others (compose target).
+    Partition,
+    Reconnect,
 }
 
 impl Action {
@@ -43,6 +46,8 @@ impl Action {
             Action::Blackhole => format!("blackhole {target}"),
             Action::Reset => format!("reset {target}"),
             Action::Heal => format!("heal {target}"),
+            Action::Partition => format!("partition {target}"),
+            Action::Reconnect => format!("reconnect {target}"),
         }
     }
 
@@ -68,6 +73,8 @@ impl Action {
             "blackhole" => Action::Blackhole,
             "reset" => Action::Reset,
             "heal" => Action::Heal,
+            "partition" => Action::Partition,
+            "reconnect" => Action::Reconnect,
             other => return Err(format!("unknown action {other:?}")),
         };
         Ok((action, target))
@@ -91,6 +98,8 @@ pub async fn apply(
         Action::Blackhole => topology.set_faults(target, Faults { blackhole: true, ..Default::default() }),
         Action::Reset => topology.set_faults(target, Faults { reset: true, ..Default::default() }),
         Action::Heal => topology.set_faults(target, Faults::default()),
+        Action::Partition => topology.partition(target),
+        Action::Reconnect => topology.reconnect(target),
     }
 }
 

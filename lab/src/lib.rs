@@ -2,6 +2,7 @@
 //! through the public API, injects faults with real signals, and measures.
 //!
 //! - [`topology`]: start, stop, kill, pause, resume, restart; `topology.json`.
+//! - [`compose`]: the Compose target: image, project, faults the container way.
 //! - [`control`]: the control socket through which `lab kill|pause|…` reach `lab up`.
 //! - [`workload`]: the request mix of load runs.
 //! - [`client`]: clients of a running topology; health waiting.
@@ -13,6 +14,7 @@
 //! - [`latency`]: sequential request latency with HDR histograms.
 
 pub mod client;
+pub mod compose;
 pub mod control;
 pub mod convergence;
 pub mod latency;

@@ -91,6 +91,26 @@ enum Command {
     Reset(Target),
     /// Remove every proxy fault of a service.
     Heal(Target),
+    /// Cut a component off the others' network (compose target).
+    Partition(Target),
+    /// Undo `lab partition`.
+    Reconnect(Target),
+    /// Build the container image of the compose target from the built binaries.
+    Image {
+        /// Build FROM scratch with the binaries' libraries copied from this machine,
+        /// for an engine that cannot pull (no registry); otherwise FROM
+        /// debian:bookworm-slim.
+        #[arg(long)]
+        offline: bool,
+        #[arg(long, default_value = lab::compose::DEFAULT_IMAGE)]
+        tag: String,
+    },
+    /// Exit 0 if the gRPC health service at ADDR says SERVING (the image's health check).
+    Health {
+        addr: String,
+        #[arg(long, default_value_t = 2)]
+        timeout_s: u64,
+    },
     /// The benchmark suite: every scenario in each mode, the same seed and workload;
     /// results JSON under --runs (quick: about 5 minutes on 2 cores).
     Bench {
@@ -98,8 +118,8 @@ enum Command {
         #[arg(long)]
         full: bool,
         /// Run only this scenario (repeatable): floor, steady, slow-dependency,
-        /// kill-dependency, pause-dependency, kill-broker, kill-query, chaos, storage,
-        /// fan-out.
+        /// kill-dependency, pause-dependency, kill-broker, kill-query, partition
+        /// (compose target), chaos, storage, fan-out.
         #[arg(long = "scenario")]
         scenarios: Vec<String>,
         #[arg(long, value_enum, value_delimiter = ',', default_value = "sync,async")]
@@ -109,6 +129,8 @@ enum Command {
         runs: PathBuf,
         #[arg(long, default_value_t = 42)]
         seed: u64,
+        #[command(flatten)]
+        deploy: DeployArgs,
     },
     /// Render a results JSON as report.md and report.html (beside it, or in --out);
     /// with --compare, show what changed between two results files.
@@ -174,6 +196,44 @@ struct StartArgs {
     /// for `lab slow|blackhole|reset|heal`.
     #[arg(long = "proxy")]
     proxies: Vec<String>,
+    #[command(flatten)]
+    deploy: DeployArgs,
+}
+
+#[derive(clap::Args, Clone)]
+struct DeployArgs {
+    /// Local processes, or containers under Docker Compose (build the image first with
+    /// `lab image`).
+    #[arg(long, value_enum, default_value_t = TargetKind::Process)]
+    target: TargetKind,
+    /// The image of the compose target.
+    #[arg(long, default_value = lab::compose::DEFAULT_IMAGE)]
+    image: String,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, PartialEq, Eq)]
+enum TargetKind {
+    Process,
+    Compose,
+}
+
+impl DeployArgs {
+    /// The target, with a Compose project name unique to this run.
+    fn target(&self, label: &str) -> lab::topology::Target {
+        match self.target {
+            TargetKind::Process => lab::topology::Target::Process,
+            TargetKind::Compose => lab::topology::Target::Compose {
+                image: self.image.clone(),
+                project: format!("{}{label}{}", compose_prefix(), std::process::id()),
+            },
+        }
+    }
+}
+
+/// Compose project names start with this (`CASCADE_COMPOSE_PREFIX`, default "cascade"),
+/// so every container, network and volume of the lab can be found and removed.
+fn compose_prefix() -> String {
+    std::env::var("CASCADE_COMPOSE_PREFIX").unwrap_or_else(|_| "cascade".into())
 }
 
 #[derive(clap::Args)]
@@ -230,7 +290,26 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Blackhole(t) => control(&t, Action::Blackhole).await,
         Command::Reset(t) => control(&t, Action::Reset).await,
         Command::Heal(t) => control(&t, Action::Heal).await,
-        Command::Bench { full, scenarios, modes, runs, seed } => {
+        Command::Partition(t) => control(&t, Action::Partition).await,
+        Command::Reconnect(t) => control(&t, Action::Reconnect).await,
+        Command::Image { offline, tag } => {
+            eprintln!(
+                "building image {tag} ({}) …",
+                if offline { "FROM scratch, offline" } else { "FROM debian:bookworm-slim" }
+            );
+            let bin_dir = lab::topology::default_bin_dir();
+            let size = tokio::task::spawn_blocking(move || {
+                lab::compose::build_image(&bin_dir, &tag, offline).map(|s| (s, tag))
+            })
+            .await??;
+            println!("image {}: {:.1} MB", size.1, size.0 as f64 / 1e6);
+            Ok(())
+        }
+        Command::Health { addr, timeout_s } => {
+            let addr: common::config::PeerAddr = addr.parse().map_err(anyhow::Error::msg)?;
+            lab::client::wait_serving(addr, Duration::from_secs(timeout_s)).await.map_err(anyhow::Error::msg)
+        }
+        Command::Bench { full, scenarios, modes, runs, seed, deploy } => {
             for s in &scenarios {
                 if !lab::suite::SCENARIOS.contains(&s.as_str()) {
                     anyhow::bail!("--scenario {s}: no such scenario; they are {}", lab::suite::SCENARIOS.join(", "));
@@ -238,7 +317,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             }
             let profile = if full { lab::suite::Profile::full(seed) } else { lab::suite::Profile::quick(seed) };
             let command = std::env::args().collect::<Vec<_>>().join(" ");
-            let config = lab::suite::SuiteConfig { profile, scenarios, modes, runs, command };
+            let target = deploy.target("bench");
+            if let lab::topology::Target::Compose { image, .. } = &target {
+                lab::compose::preflight(image.as_str())?;
+            }
+            let config = lab::suite::SuiteConfig { profile, scenarios, modes, runs, command, target };
             let shutdown = common::shutdown::on_signal()?;
             let (results, path) = tokio::select! {
                 done = lab::suite::run(config) => done?,
@@ -287,6 +370,7 @@ async fn start(args: &StartArgs) -> anyhow::Result<Topology> {
         std::fs::remove_dir_all(&args.run_dir).with_context(|| format!("cannot delete {}", args.run_dir.display()))?;
     }
     let mut config = Config::new(args.mode, &args.run_dir);
+    config.target = args.deploy.target(args.mode.as_str());
     config.base_port = args.base_port;
     config.default_deadline_ms = args.default_deadline_ms;
     config.proxied = if args.proxies.iter().any(|p| p == "all") {
@@ -505,6 +589,7 @@ async fn compare(
                 base_port: None,
                 default_deadline_ms: None,
                 proxies: Vec::new(),
+                deploy: DeployArgs { target: TargetKind::Process, image: lab::compose::DEFAULT_IMAGE.into() },
             };
             let mut topology = start(&args).await?;
             let clients = Clients::for_topology(&topology.file())?;

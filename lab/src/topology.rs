@@ -31,7 +31,10 @@ use nix::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::proxy::{Faults, Proxy};
+use crate::{
+    compose::{Compose, ComposeError},
+    proxy::{Faults, Proxy},
+};
 
 /// How long a service may take from spawn to SERVING.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -62,6 +65,10 @@ pub enum TopologyError {
     Signal { service: String, source: nix::Error },
     #[error(transparent)]
     Broker(#[from] bench::nats::BrokerError),
+    #[error(transparent)]
+    Compose(#[from] ComposeError),
+    #[error("{0} needs the compose target (`--target compose`): processes on one host share one network")]
+    NeedsCompose(String),
 }
 
 type Result<T, E = TopologyError> = std::result::Result<T, E>;
@@ -75,6 +82,11 @@ fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Topology
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TopologyFile {
     pub mode: String,
+    /// "process" or "compose".
+    #[serde(default)]
+    pub target: String,
+    #[serde(default)]
+    pub compose_project: Option<String>,
     /// The broker's client URL (async mode).
     pub nats_url: Option<String>,
     pub run_dir: PathBuf,
@@ -140,6 +152,26 @@ pub struct Config {
     pub default_deadline_ms: Option<u64>,
     /// Services that get a fault proxy in front of them.
     pub proxied: Vec<String>,
+    /// Local processes, or containers under Compose.
+    pub target: Target,
+}
+
+/// Where the topology runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// Every component a process of this machine, started by the lab.
+    Process,
+    /// Containers of `image`, under Compose project `project`.
+    Compose { image: String, project: String },
+}
+
+impl Target {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Target::Process => "process",
+            Target::Compose { .. } => "compose",
+        }
+    }
 }
 
 impl Config {
@@ -151,6 +183,7 @@ impl Config {
             base_port: None,
             default_deadline_ms: None,
             proxied: Vec::new(),
+            target: Target::Process,
         }
     }
 }
@@ -233,11 +266,13 @@ pub struct ServiceProcess {
     paused: bool,
     /// The fault proxy callers go through, if this service has one.
     proxy: Option<Proxy>,
+    /// Host pid of the component's process when the lab did not start it (a container).
+    pid_hint: u32,
 }
 
 impl ServiceProcess {
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
+        self.child.as_ref().map(Child::id).or((self.pid_hint != 0).then_some(self.pid_hint))
     }
 
     /// Where callers reach it: its proxy if it has one, else itself.
@@ -251,6 +286,8 @@ impl ServiceProcess {
 pub struct Topology {
     pub config: Config,
     pub services: Vec<ServiceProcess>,
+    /// The Compose project, on the compose target.
+    compose: Option<Compose>,
 }
 
 impl Topology {
@@ -268,7 +305,11 @@ impl Topology {
             }
         }
         fs::create_dir_all(&config.run_dir).map_err(io_err(format!("cannot create {}", config.run_dir.display())))?;
-        let mut topology = Topology { config, services: Vec::new() };
+        if let Target::Compose { image, project } = &config.target {
+            let (image, project) = (image.clone(), project.clone());
+            return Self::start_compose(config, &image, &project).await;
+        }
+        let mut topology = Topology { config, services: Vec::new(), compose: None };
         if topology.config.mode == Mode::Async {
             let nats = bench::nats::nats_server()?;
             let dir = topology.config.run_dir.join(NATS);
@@ -294,6 +335,7 @@ impl Topology {
                 child: None,
                 paused: false,
                 proxy: None,
+                pid_hint: 0,
             };
             spawn_on_chosen_port(&mut broker, topology.config.base_port.is_none()).await?;
             topology.services.push(broker);
@@ -327,6 +369,7 @@ impl Topology {
                 child: None,
                 paused: false,
                 proxy: None,
+                pid_hint: 0,
             };
             spawn_on_chosen_port(&mut service, chosen || proxied).await?;
             if proxied {
@@ -339,6 +382,72 @@ impl Topology {
         }
         topology.write_file()?;
         Ok(topology)
+    }
+
+    /// Starts the topology as a Compose project and records it like the process one.
+    async fn start_compose(config: Config, image: &str, project: &str) -> Result<Self> {
+        let mut names: Vec<&'static str> = Vec::new();
+        if config.mode == Mode::Async {
+            names.push(NATS);
+        }
+        names.extend(SERVICES);
+        let mut ports = Vec::new();
+        for name in &names {
+            ports.push((*name, reserve_port()?));
+        }
+        let (run_dir, image, project, mode) =
+            (config.run_dir.clone(), image.to_owned(), project.to_owned(), config.mode.to_string());
+        let ports_for_up = ports.clone();
+        let compose =
+            tokio::task::spawn_blocking(move || Compose::up(&run_dir, &project, &image, &mode, &ports_for_up))
+                .await
+                .map_err(|e| TopologyError::Io { context: "compose up".into(), source: std::io::Error::other(e) })?;
+        let compose = match compose {
+            Ok(c) => c,
+            Err(e) => {
+                // Whatever came up must not outlive the failure.
+                if let Target::Compose { project, .. } = &config.target {
+                    let partial = Compose::existing(&config.run_dir, project);
+                    if let Err(down) = partial.down() {
+                        tracing::warn!(error = %down, "cleanup after a failed compose up");
+                    }
+                }
+                return Err(e.into());
+            }
+        };
+        let services = ports
+            .iter()
+            .map(|(name, port)| ServiceProcess {
+                name,
+                kind: if *name == NATS { Kind::Broker } else { Kind::Service },
+                program: PathBuf::new(),
+                address: SocketAddr::from(([127, 0, 0, 1], *port)),
+                data_dir: PathBuf::from(format!("volume {}_{name}-data", compose.project)),
+                log: PathBuf::from(format!("docker logs {}", compose.container(name))),
+                args: Vec::new(),
+                child: None,
+                paused: false,
+                proxy: None,
+                pid_hint: compose.pid(name),
+            })
+            .collect();
+        let topology = Topology { config, services, compose: Some(compose) };
+        topology.write_file()?;
+        Ok(topology)
+    }
+
+    /// Cuts `name` off the network of the others (compose target).
+    pub fn partition(&mut self, name: &str) -> Result<()> {
+        self.service(name)?;
+        let compose = self.compose.as_ref().ok_or_else(|| TopologyError::NeedsCompose("a partition".into()))?;
+        Ok(compose.partition(name)?)
+    }
+
+    /// Undoes [`Topology::partition`].
+    pub fn reconnect(&mut self, name: &str) -> Result<()> {
+        self.service(name)?;
+        let compose = self.compose.as_ref().ok_or_else(|| TopologyError::NeedsCompose("a partition".into()))?;
+        Ok(compose.reconnect(name)?)
     }
 
     /// The arguments that tell `name` its mode and where its dependencies are: the
@@ -389,6 +498,8 @@ impl Topology {
     /// What `topology.json` holds for this topology.
     pub fn file(&self) -> TopologyFile {
         TopologyFile {
+            target: self.config.target.name().to_owned(),
+            compose_project: self.compose.as_ref().map(|c| c.project.clone()),
             mode: self.config.mode.to_string(),
             nats_url: self.nats_url(),
             run_dir: self.config.run_dir.clone(),
@@ -418,6 +529,10 @@ impl Topology {
 
     /// SIGKILL: the process dies at once, whatever it was doing.
     pub fn kill(&mut self, name: &str) -> Result<()> {
+        if let Some(compose) = &self.compose {
+            self.service(name)?;
+            return Ok(compose.kill(name)?);
+        }
         let service = self.service_mut(name)?;
         let child = service.child.as_mut().ok_or_else(|| TopologyError::NotRunning { service: name.to_owned() })?;
         signal(name, child, Signal::SIGKILL)?;
@@ -430,6 +545,10 @@ impl Topology {
 
     /// SIGSTOP: the process freezes with its sockets open (a grey failure).
     pub fn pause(&mut self, name: &str) -> Result<()> {
+        if let Some(compose) = &self.compose {
+            self.service(name)?;
+            return Ok(compose.pause(name)?);
+        }
         let service = self.service_mut(name)?;
         let child = service.child.as_ref().ok_or_else(|| TopologyError::NotRunning { service: name.to_owned() })?;
         signal(name, child, Signal::SIGSTOP)?;
@@ -440,6 +559,10 @@ impl Topology {
 
     /// SIGCONT after [`Topology::pause`].
     pub fn resume(&mut self, name: &str) -> Result<()> {
+        if let Some(compose) = &self.compose {
+            self.service(name)?;
+            return Ok(compose.unpause(name)?);
+        }
         let service = self.service_mut(name)?;
         let child = service.child.as_ref().ok_or_else(|| TopologyError::NotRunning { service: name.to_owned() })?;
         signal(name, child, Signal::SIGCONT)?;
@@ -450,6 +573,17 @@ impl Topology {
 
     /// Starts a killed (or stopped) service again on its old address and data dir.
     pub async fn restart(&mut self, name: &str) -> Result<()> {
+        if let Some(compose) = &self.compose {
+            let port = self.service(name)?.address.port();
+            let (compose, owned) = (compose.clone(), name.to_owned());
+            tokio::task::spawn_blocking(move || compose.start(&owned, port)).await.map_err(|e| {
+                TopologyError::Io { context: "docker start".into(), source: std::io::Error::other(e) }
+            })??;
+            let pid = self.compose.as_ref().map_or(0, |c| c.pid(name));
+            self.service_mut(name)?.pid_hint = pid;
+            self.write_file()?;
+            return Ok(());
+        }
         if self.service(name)?.child.is_some() {
             self.stop_one(name)?;
         }
@@ -461,6 +595,20 @@ impl Topology {
 
     /// Undoes every fault: restarts what is dead, resumes what is paused, heals proxies.
     pub async fn recover(&mut self) -> Result<()> {
+        if let Some(compose) = self.compose.clone() {
+            let names: Vec<&'static str> = self.services.iter().map(|s| s.name).collect();
+            for name in names {
+                match compose.state(name).as_str() {
+                    "paused" => compose.unpause(name)?,
+                    "running" => {}
+                    _ => self.restart(name).await?,
+                }
+                if !compose.connected(name) {
+                    compose.reconnect(name)?;
+                }
+            }
+            return Ok(());
+        }
         for (name, status) in self.reap_exited() {
             tracing::warn!(service = name, %status, "had exited by itself");
         }
@@ -494,6 +642,9 @@ impl Topology {
     /// Stops every process, callers before callees (the broker last), so nothing logs
     /// needless errors.
     pub fn stop(&mut self) -> Result<()> {
+        if let Some(compose) = self.compose.take() {
+            return Ok(compose.down()?);
+        }
         let names: Vec<&'static str> = self.services.iter().rev().map(|s| s.name).collect();
         let mut first_error = None;
         for name in names {
@@ -526,6 +677,11 @@ impl Topology {
 
 impl Drop for Topology {
     fn drop(&mut self) {
+        if let Some(compose) = self.compose.take() {
+            if let Err(e) = compose.down() {
+                tracing::warn!(project = compose.project, error = %e, "could not take the compose project down on drop");
+            }
+        }
         for service in &mut self.services {
             if let Some(mut child) = service.child.take() {
                 if let Err(e) = child.kill().and_then(|()| child.wait().map(|_| ())) {

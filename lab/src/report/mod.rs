@@ -22,6 +22,7 @@ fn describe(scenario: &str) -> &'static str {
         "pause-dependency" => "`products` frozen with SIGSTOP (a grey failure): do callers fail at their deadline or pile up?",
         "kill-broker" => "`nats-server` SIGKILLed under load and restarted (sync mode has no broker: the control).",
         "kill-query" => "The query service itself SIGKILLed: both modes lose reads; how fast async catches up.",
+        "partition" => "`users` cut off the others' network (`docker network disconnect`, compose target): its callers cannot reach it, though it runs.",
         "chaos" => "Random SIGKILLs of any component (the broker too) under load, then the checker.",
         "storage" => "Bytes on disk per component for the same data: the price of duplication.",
         "fan-out" => "Inter-service calls per client request and events per write, counted by the services.",

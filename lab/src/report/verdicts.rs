@@ -56,7 +56,7 @@ pub fn fault_windows(s: &ScenarioResult) -> Vec<(u64, u64, String)> {
     for (i, e) in s.faults.iter().enumerate() {
         let mut words = e.action.split_whitespace();
         let (Some(verb), Some(target)) = (words.next(), words.next()) else { continue };
-        if !matches!(verb, "kill" | "pause") || e.result != "ok" {
+        if !matches!(verb, "kill" | "pause" | "partition") || e.result != "ok" {
             continue;
         }
         let end = s.faults[i + 1..]
@@ -66,7 +66,12 @@ pub fn fault_windows(s: &ScenarioResult) -> Vec<(u64, u64, String)> {
                     && matches!(f.action.split_whitespace().next(), Some("restart" | "resume"))
             })
             .map_or_else(|| s.loads.get("run").map_or(e.t_ms, |l| l.duration_ms), |f| f.t_ms);
-        windows.push((e.t_ms, end, format!("{target} {}", if verb == "kill" { "killed" } else { "paused" })));
+        let how = match verb {
+            "kill" => "killed",
+            "pause" => "paused",
+            _ => "partitioned",
+        };
+        windows.push((e.t_ms, end, format!("{target} {how}")));
     }
     windows
 }

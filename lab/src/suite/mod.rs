@@ -29,7 +29,7 @@ use crate::{
 };
 
 /// Every scenario, in the order the suite runs them.
-pub const SCENARIOS: [&str; 10] = [
+pub const SCENARIOS: [&str; 11] = [
     "floor",
     "steady",
     "slow-dependency",
@@ -37,6 +37,7 @@ pub const SCENARIOS: [&str; 10] = [
     "pause-dependency",
     "kill-broker",
     "kill-query",
+    "partition",
     "chaos",
     "storage",
     "fan-out",
@@ -266,12 +267,15 @@ pub struct SuiteConfig {
     pub modes: Vec<Mode>,
     pub runs: PathBuf,
     pub command: String,
+    /// Processes or Compose.
+    pub target: crate::topology::Target,
 }
 
 /// Everything a scenario needs from the suite.
 pub struct Ctx {
     pub profile: Profile,
     pub dir: PathBuf,
+    pub target: crate::topology::Target,
 }
 
 /// A fresh topology of `mode` in its own run dir, seeded with `seed`, with its
@@ -293,6 +297,12 @@ impl Ctx {
         let run_dir = self.dir.join(format!("{name}-{mode}"));
         let mut config = Config::new(mode, &run_dir);
         config.proxied = proxied.iter().map(|s| s.to_string()).collect();
+        if let crate::topology::Target::Compose { image, project } = &self.target {
+            // One project per scenario and mode: names must differ, as projects of one
+            // run are taken down and up in turn.
+            let project = format!("{project}{}{mode}", name.replace('-', ""));
+            config.target = crate::topology::Target::Compose { image: image.clone(), project };
+        }
         let topology = Topology::start(config).await?;
         let clients = Clients::for_topology(&topology.file())?;
         let seeded = crate::seed::seed(&clients, seed, |_, _| {}).await?;
@@ -316,14 +326,19 @@ pub async fn run(config: SuiteConfig) -> anyhow::Result<(Results, PathBuf)> {
         nats_server: bench::nats::nats_server().ok().map(|n| n.version),
         crates: crate_versions(),
         cpu_pinning: false,
-        target: "process".into(),
+        target: config.target.name().into(),
         command: config.command.clone(),
         started_unix_ms: started,
     };
-    let ctx = Ctx { profile: config.profile.clone(), dir: dir.clone() };
+    let ctx = Ctx { profile: config.profile.clone(), dir: dir.clone(), target: config.target.clone() };
+    let compose = matches!(config.target, crate::topology::Target::Compose { .. });
+    // By default each target runs what it can: partitions need containers; the floor,
+    // the proxy and on-disk sizes need local processes.
+    let runs_here =
+        |s: &str| if compose { !matches!(s, "floor" | "slow-dependency" | "storage") } else { s != "partition" };
     let steps: Vec<(&str, Option<Mode>)> = SCENARIOS
         .iter()
-        .filter(|s| config.scenarios.is_empty() || config.scenarios.iter().any(|c| c == *s))
+        .filter(|s| if config.scenarios.is_empty() { runs_here(s) } else { config.scenarios.iter().any(|c| c == *s) })
         .flat_map(
             |&s| {
                 if s == "floor" {

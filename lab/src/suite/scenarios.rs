@@ -47,6 +47,18 @@ pub async fn run(ctx: &Ctx, name: &str, mode: Mode) -> anyhow::Result<ScenarioRe
             let faults = vec![(at(2.0), Action::Kill, NATS), (at(4.0), Action::Restart, NATS)];
             with_faults(ctx, name, mode, &[], faults, at(7.0)).await?
         }
+        "partition" => {
+            if ctx.target == crate::topology::Target::Process {
+                return Ok(ScenarioResult {
+                    scenario: name.into(),
+                    mode: mode.to_string(),
+                    note: Some("a partition needs the compose target (`--target compose`)".into()),
+                    ..Default::default()
+                });
+            }
+            let faults = vec![(at(2.0), Action::Partition, USERS), (at(4.0), Action::Reconnect, USERS)];
+            with_faults(ctx, name, mode, &[], faults, at(7.0)).await?
+        }
         "kill-query" => {
             let faults = vec![(at(2.0), Action::Kill, QUERY), (at(4.0), Action::Restart, QUERY)];
             with_faults(ctx, name, mode, &[], faults, at(7.0)).await?

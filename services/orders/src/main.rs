@@ -1,6 +1,5 @@
 //! The orders service binary: parse options, bind, serve until SIGTERM/Ctrl-C.
 
-
 use clap::Parser;
 use common::config::{PeerAddr, ServiceArgs};
 

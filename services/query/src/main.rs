@@ -1,6 +1,5 @@
 //! The query service binary: parse options, bind, serve until SIGTERM/Ctrl-C.
 
-
 use clap::Parser;
 use common::config::{PeerAddr, ServiceArgs};
 
@@ -24,7 +23,11 @@ fn main() {
     common::serve::main(
         |args: &Args| args.service.listen,
         |args, listener, shutdown| async move {
-            let peers = query::Peers { users: args.users_addr.clone(), orders: args.orders_addr.clone(), products: args.products_addr.clone() };
+            let peers = query::Peers {
+                users: args.users_addr.clone(),
+                orders: args.orders_addr.clone(),
+                products: args.products_addr.clone(),
+            };
             query::run(listener, &args.service, peers, shutdown).await
         },
     );

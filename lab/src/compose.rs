@@ -1,0 +1,266 @@
+//! The Compose target: the same topology as containers, built from `docker/Dockerfile`
+//! and run from `docker/compose.yml`, with faults done the container way: `docker
+//! kill` (SIGKILL), `docker start`, `docker pause/unpause`, and a fault only containers
+//! give, a network partition (`docker network disconnect/connect`).
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use common::names::NATS;
+
+/// The files of `docker/`, built into the lab so it works from any folder.
+pub const DOCKERFILE: &str = include_str!("../../docker/Dockerfile");
+pub const COMPOSE_FILE: &str = include_str!("../../docker/compose.yml");
+/// The image `lab image` builds and the compose target runs, unless told otherwise.
+pub const DEFAULT_IMAGE: &str = "cascade:latest";
+/// Where each service listens inside its container.
+pub const SERVICE_PORT: u16 = 50051;
+const HEALTHY_WITHIN: Duration = Duration::from_secs(90);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ComposeError {
+    #[error("no Docker engine answers (`docker version`: {0}); install Docker and start its daemon, or use the process target")]
+    NoEngine(String),
+    #[error("image {0} is not built: run `lab image --offline` (no registry) or `lab image`, or pass --image")]
+    NoImage(String),
+    #[error("docker-compose is not installed (it is Debian's docker-compose package)")]
+    NoCompose,
+    #[error("`{command}` failed: {detail}")]
+    Failed { command: String, detail: String },
+    #[error("{0} did not become healthy within {1} s")]
+    Unhealthy(String, u64),
+}
+
+/// Runs a command; its stdout on success, a `Failed` with its stderr otherwise.
+fn run(program: &str, args: &[&str], env: &[(String, String)]) -> Result<String, ComposeError> {
+    let shown = format!("{program} {}", args.join(" "));
+    let out = Command::new(program).args(args).envs(env.iter().map(|(k, v)| (k, v))).output().map_err(|e| {
+        if program == "docker-compose" {
+            ComposeError::NoCompose
+        } else {
+            ComposeError::Failed { command: shown.clone(), detail: e.to_string() }
+        }
+    })?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    } else {
+        Err(ComposeError::Failed { command: shown, detail: String::from_utf8_lossy(&out.stderr).trim().to_owned() })
+    }
+}
+
+/// Fails clearly when there is no engine or no image.
+pub fn preflight(image: &str) -> Result<(), ComposeError> {
+    run("docker", &["version", "--format", "{{.Server.Version}}"], &[])
+        .map_err(|e| ComposeError::NoEngine(e.to_string()))?;
+    run("docker", &["image", "inspect", "--format", "{{.Id}}", image], &[])
+        .map_err(|_| ComposeError::NoImage(image.to_owned()))?;
+    Ok(())
+}
+
+/// A deployment of the topology under Compose.
+#[derive(Debug, Clone)]
+pub struct Compose {
+    pub project: String,
+    file: PathBuf,
+    env: Vec<(String, String)>,
+    profiles: Vec<String>,
+}
+
+impl Compose {
+    /// Writes the compose file into `run_dir` and starts the project with the given
+    /// host ports; waits until every service is healthy.
+    pub fn up(
+        run_dir: &Path,
+        project: &str,
+        image: &str,
+        mode: &str,
+        ports: &[(&str, u16)],
+    ) -> Result<Self, ComposeError> {
+        preflight(image)?;
+        let file = run_dir.join("compose.yml");
+        std::fs::write(&file, COMPOSE_FILE).map_err(|e| ComposeError::Failed {
+            command: format!("write {}", file.display()),
+            detail: e.to_string(),
+        })?;
+        let mut env =
+            vec![("CASCADE_IMAGE".to_owned(), image.to_owned()), ("CASCADE_MODE".to_owned(), mode.to_owned())];
+        for (name, port) in ports {
+            env.push((format!("{}_PORT", name.to_uppercase()), port.to_string()));
+        }
+        let profiles = if mode == "async" { vec!["async".to_owned()] } else { Vec::new() };
+        let compose = Self { project: project.to_owned(), file, env, profiles };
+        compose.compose(&["up", "-d"])?;
+        for (name, port) in ports {
+            compose.wait_ready(name, *port)?;
+        }
+        Ok(compose)
+    }
+
+    /// A handle on a project started from `run_dir` (to take it down).
+    pub fn existing(run_dir: &Path, project: &str) -> Self {
+        Self {
+            project: project.to_owned(),
+            file: run_dir.join("compose.yml"),
+            env: Vec::new(),
+            profiles: vec!["async".to_owned()],
+        }
+    }
+
+    fn compose(&self, args: &[&str]) -> Result<String, ComposeError> {
+        let file = self.file.display().to_string();
+        let mut all = vec!["-p", &self.project, "-f", &file];
+        for p in &self.profiles {
+            all.extend(["--profile", p]);
+        }
+        all.extend_from_slice(args);
+        run("docker-compose", &all, &self.env)
+    }
+
+    /// Compose v1 names containers `<project>_<service>_1`.
+    pub fn container(&self, name: &str) -> String {
+        format!("{}_{name}_1", self.project)
+    }
+
+    fn network(&self) -> String {
+        format!("{}_default", self.project)
+    }
+
+    /// Healthy (services), or accepting TCP (the broker).
+    pub fn wait_ready(&self, name: &str, port: u16) -> Result<(), ComposeError> {
+        let start = Instant::now();
+        while start.elapsed() < HEALTHY_WITHIN {
+            let ready = if name == NATS {
+                std::net::TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], port))).is_ok()
+            } else {
+                run("docker", &["inspect", "--format", "{{.State.Health.Status}}", &self.container(name)], &[])
+                    .is_ok_and(|s| s == "healthy")
+            };
+            if ready {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Err(ComposeError::Unhealthy(name.to_owned(), HEALTHY_WITHIN.as_secs()))
+    }
+
+    /// The host pid of a component's main process (0 if it is not running).
+    pub fn pid(&self, name: &str) -> u32 {
+        run("docker", &["inspect", "--format", "{{.State.Pid}}", &self.container(name)], &[])
+            .ok()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0)
+    }
+
+    pub fn kill(&self, name: &str) -> Result<(), ComposeError> {
+        run("docker", &["kill", "--signal", "KILL", &self.container(name)], &[]).map(drop)
+    }
+
+    pub fn start(&self, name: &str, port: u16) -> Result<(), ComposeError> {
+        run("docker", &["start", &self.container(name)], &[])?;
+        self.wait_ready(name, port)
+    }
+
+    pub fn pause(&self, name: &str) -> Result<(), ComposeError> {
+        run("docker", &["pause", &self.container(name)], &[]).map(drop)
+    }
+
+    pub fn unpause(&self, name: &str) -> Result<(), ComposeError> {
+        run("docker", &["unpause", &self.container(name)], &[]).map(drop)
+    }
+
+    /// Cuts the container off the project's network: its peers can no longer reach it
+    /// (nor it them); its published port still reaches it from the host.
+    pub fn partition(&self, name: &str) -> Result<(), ComposeError> {
+        run("docker", &["network", "disconnect", &self.network(), &self.container(name)], &[]).map(drop)
+    }
+
+    /// Undoes [`Compose::partition`], restoring the service-name alias.
+    pub fn reconnect(&self, name: &str) -> Result<(), ComposeError> {
+        run("docker", &["network", "connect", "--alias", name, &self.network(), &self.container(name)], &[]).map(drop)
+    }
+
+    /// Whether the container is attached to the project's network.
+    pub fn connected(&self, name: &str) -> bool {
+        run("docker", &["inspect", "--format", "{{json .NetworkSettings.Networks}}", &self.container(name)], &[])
+            .is_ok_and(|n| n.contains(&self.network()))
+    }
+
+    /// Whether the container is running (and not paused).
+    pub fn state(&self, name: &str) -> String {
+        run("docker", &["inspect", "--format", "{{.State.Status}}", &self.container(name)], &[]).unwrap_or_default()
+    }
+
+    /// Removes the containers, the network and the volumes.
+    pub fn down(&self) -> Result<(), ComposeError> {
+        self.compose(&["down", "-v", "--remove-orphans", "-t", "5"]).map(drop)
+    }
+}
+
+/// Builds the image: stages the binaries (debug info stripped) and nats-server in a
+/// context next to the binaries, and with `offline` also their shared libraries, then
+/// `docker build`s `docker/Dockerfile` with BASE=scratch (offline) or the public base.
+pub fn build_image(bin_dir: &Path, tag: &str, offline: bool) -> anyhow::Result<u64> {
+    run("docker", &["version", "--format", "{{.Server.Version}}"], &[])
+        .map_err(|e| ComposeError::NoEngine(e.to_string()))?;
+    let context = bin_dir.join("docker-context");
+    if context.exists() {
+        std::fs::remove_dir_all(&context)?;
+    }
+    let bin = context.join("rootfs/usr/local/bin");
+    std::fs::create_dir_all(&bin)?;
+    std::fs::create_dir_all(context.join("rootfs/data"))?;
+    let nats = bench::nats::nats_server()?;
+    let mut programs: Vec<PathBuf> =
+        ["users", "products", "orders", "query", "lab"].iter().map(|n| bin_dir.join(n)).collect();
+    programs.push(nats.path.clone());
+    for program in &programs {
+        anyhow::ensure!(
+            program.is_file(),
+            "{} not found: build with `cargo build --release --workspace` first",
+            program.display()
+        );
+        let target = bin.join(program.file_name().expect("a file name"));
+        // Debug info is most of a binary's size and of no use in the image.
+        let stripped = Command::new("objcopy").arg("--strip-debug").arg(program).arg(&target).status();
+        if !stripped.is_ok_and(|s| s.success()) {
+            std::fs::copy(program, &target)?;
+        }
+    }
+    if offline {
+        for program in &programs {
+            for lib in shared_libraries(program)? {
+                let target = context.join("rootfs").join(lib.strip_prefix("/").unwrap_or(&lib));
+                std::fs::create_dir_all(target.parent().expect("a parent"))?;
+                std::fs::copy(&lib, &target)?;
+            }
+        }
+    }
+    std::fs::write(context.join("Dockerfile"), DOCKERFILE)?;
+    let context_arg = context.display().to_string();
+    let mut args = vec!["build", "-q", "-t", tag];
+    if offline {
+        args.extend(["--build-arg", "BASE=scratch"]);
+    }
+    args.push(&context_arg);
+    run("docker", &args, &[])?;
+    let size = run("docker", &["image", "inspect", "--format", "{{.Size}}", tag], &[])?;
+    Ok(size.parse().unwrap_or(0))
+}
+
+/// The shared libraries `ldd` lists for `program` (none for a static binary).
+fn shared_libraries(program: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let out = Command::new("ldd").arg(program).output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    Ok(text
+        .lines()
+        .filter_map(|line| {
+            // "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x…)" or "/lib64/ld-linux-x86-64.so.2 (0x…)"
+            let path = line.split("=>").last()?.split_whitespace().next()?;
+            path.starts_with('/').then(|| PathBuf::from(path))
+        })
+        .collect())
+}

@@ -1,0 +1,123 @@
+//! The compose target on this machine's Docker engine: the image built by the offline
+//! path (FROM scratch, nothing pulled), the topology in containers in each mode, a
+//! kill-dependency and a partition scenario through `lab --target compose`, the same
+//! invariants as the process target, and everything torn down even when it fails.
+
+use std::process::{Command, Output};
+
+use lab::{
+    report::verdicts::{availability_between, fault_windows},
+    suite::Results,
+};
+
+const LAB: &str = env!("CARGO_BIN_EXE_lab");
+
+fn lab(args: &[&str], prefix: &str) -> Output {
+    Command::new(LAB).args(args).env("CASCADE_COMPOSE_PREFIX", prefix).output().expect("lab runs")
+}
+
+fn docker(args: &[&str]) -> String {
+    let out = Command::new("docker").args(args).output().expect("docker runs");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Removes every container, network and volume whose name starts with the prefix,
+/// and the image: on success and on failure alike.
+struct Cleanup {
+    prefix: String,
+    image: String,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let filter = format!("name={}", self.prefix);
+        for id in docker(&["ps", "-aq", "--filter", &filter]).split_whitespace() {
+            docker(&["rm", "-f", "-v", id]);
+        }
+        for net in docker(&["network", "ls", "-q", "--filter", &filter]).split_whitespace() {
+            docker(&["network", "rm", net]);
+        }
+        for vol in docker(&["volume", "ls", "-q", "--filter", &filter]).split_whitespace() {
+            docker(&["volume", "rm", "-f", vol]);
+        }
+        docker(&["rmi", "-f", &self.image]);
+    }
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn kill_and_partition_under_compose_keep_the_invariants() {
+    let prefix = format!("cascadetest{}", std::process::id());
+    let image = format!("cascade:test-{}", std::process::id());
+    let _cleanup = Cleanup { prefix: prefix.clone(), image: image.clone() };
+
+    let built = lab(&["image", "--offline", "--tag", &image], &prefix);
+    assert!(built.status.success(), "image build: {}", stderr(&built));
+
+    let runs = tempfile::tempdir().unwrap();
+    let runs_arg = runs.path().to_str().unwrap();
+    let args = [
+        "bench",
+        "--target",
+        "compose",
+        "--image",
+        &image,
+        "--scenario",
+        "kill-dependency",
+        "--scenario",
+        "partition",
+        "--runs",
+        runs_arg,
+    ];
+    let out = lab(&args, &prefix);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(docker(&["ps", "-aq", "--filter", &format!("name={prefix}")]).trim().is_empty(), "containers left behind");
+
+    let dir = std::fs::read_dir(runs.path()).unwrap().next().unwrap().unwrap().path();
+    let results: Results = serde_json::from_slice(&std::fs::read(dir.join("results.json")).unwrap()).unwrap();
+    assert_eq!(results.environment.target, "compose");
+    assert!(dir.join("report.html").is_file());
+    for scenario in ["kill-dependency", "partition"] {
+        let find = |mode: &str| {
+            results.scenarios.iter().find(|s| s.scenario == scenario && s.mode == mode).expect("scenario ran")
+        };
+        let window = |mode: &str| {
+            let s = find(mode);
+            let (from, to, what) = fault_windows(s).into_iter().next().expect("a fault window");
+            (availability_between(s, from, to).expect("requests in the window"), what)
+        };
+        let (sync, what) = window("sync");
+        let (r#async, _) = window("async");
+        assert!(sync <= 0.5, "{scenario}: sync served {sync} while {what}: it should lose availability");
+        assert!(r#async >= 0.95, "{scenario}: async served {async} while {what}: it should keep serving");
+        let a = find("async");
+        let losses = a.losses.as_ref().unwrap();
+        assert_eq!((losses.lost, losses.duplicated, losses.phantom), (0, 0, 0), "{scenario}: {losses:?}");
+        assert!(a.convergence.as_ref().unwrap().converged, "{scenario}: async converged");
+        assert!(a.staleness.as_ref().unwrap().never_visible == 0);
+    }
+}
+
+#[test]
+fn the_compose_target_says_what_is_missing() {
+    let prefix = format!("cascadeerr{}", std::process::id());
+    let run_dir = tempfile::tempdir().unwrap();
+    let out = Command::new(LAB)
+        .args(["up", "--target", "compose", "--run-dir"])
+        .arg(run_dir.path())
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .env("CASCADE_COMPOSE_PREFIX", &prefix)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("no Docker engine"), "{}", stderr(&out));
+
+    let out =
+        lab(&["bench", "--target", "compose", "--image", "cascade:never-built", "--scenario", "partition"], &prefix);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("cascade:never-built is not built") && err.contains("lab image"), "{err}");
+}
