@@ -572,7 +572,7 @@ async fn compare(
     let environment = Environment {
         cores: std::thread::available_parallelism().map_or(0, usize::from),
         build_profile: if cfg!(debug_assertions) { "debug" } else { "release" },
-        commit: git_commit(),
+        commit: lab::suite::git_commit(),
         nats_server: modes.contains(&Mode::Async).then(bench::nats::nats_server).transpose()?.map(|n| n.version),
         command: std::env::args().collect::<Vec<_>>().join(" "),
     };
@@ -621,13 +621,4 @@ async fn compare(
     std::fs::write(&path, serde_json::to_string_pretty(&json)?)?;
     println!("results: {}", path.display());
     Ok(())
-}
-
-fn git_commit() -> String {
-    std::process::Command::new("git")
-        .args(["rev-parse", "--short", "HEAD"])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map_or_else(|| "unknown".to_owned(), |o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
 }

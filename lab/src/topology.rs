@@ -545,29 +545,24 @@ impl Topology {
 
     /// SIGSTOP: the process freezes with its sockets open (a grey failure).
     pub fn pause(&mut self, name: &str) -> Result<()> {
-        if let Some(compose) = &self.compose {
-            self.service(name)?;
-            return Ok(compose.pause(name)?);
-        }
-        let service = self.service_mut(name)?;
-        let child = service.child.as_ref().ok_or_else(|| TopologyError::NotRunning { service: name.to_owned() })?;
-        signal(name, child, Signal::SIGSTOP)?;
-        service.paused = true;
-        tracing::info!(service = name, "paused (SIGSTOP)");
-        Ok(())
+        self.freeze(name, true)
     }
 
     /// SIGCONT after [`Topology::pause`].
     pub fn resume(&mut self, name: &str) -> Result<()> {
+        self.freeze(name, false)
+    }
+
+    fn freeze(&mut self, name: &str, frozen: bool) -> Result<()> {
         if let Some(compose) = &self.compose {
             self.service(name)?;
-            return Ok(compose.unpause(name)?);
+            return Ok(if frozen { compose.pause(name)? } else { compose.unpause(name)? });
         }
         let service = self.service_mut(name)?;
         let child = service.child.as_ref().ok_or_else(|| TopologyError::NotRunning { service: name.to_owned() })?;
-        signal(name, child, Signal::SIGCONT)?;
-        service.paused = false;
-        tracing::info!(service = name, "resumed (SIGCONT)");
+        signal(name, child, if frozen { Signal::SIGSTOP } else { Signal::SIGCONT })?;
+        service.paused = frozen;
+        tracing::info!(service = name, frozen, "SIGSTOP/SIGCONT");
         Ok(())
     }
 
