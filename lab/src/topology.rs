@@ -556,7 +556,8 @@ impl Topology {
     fn freeze(&mut self, name: &str, frozen: bool) -> Result<()> {
         if let Some(compose) = &self.compose {
             self.service(name)?;
-            return Ok(if frozen { compose.pause(name)? } else { compose.unpause(name)? });
+            let done = if frozen { compose.pause(name) } else { compose.unpause(name) };
+            return Ok(done?);
         }
         let service = self.service_mut(name)?;
         let child = service.child.as_ref().ok_or_else(|| TopologyError::NotRunning { service: name.to_owned() })?;
