@@ -271,6 +271,30 @@ pub struct ServiceProcess {
 }
 
 impl ServiceProcess {
+    /// A process not started yet.
+    fn new(
+        name: &'static str,
+        kind: Kind,
+        program: PathBuf,
+        address: SocketAddr,
+        data_dir: PathBuf,
+        log: PathBuf,
+    ) -> Self {
+        Self {
+            name,
+            kind,
+            program,
+            address,
+            data_dir,
+            log,
+            args: Vec::new(),
+            child: None,
+            paused: false,
+            proxy: None,
+            pid_hint: 0,
+        }
+    }
+
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id).or((self.pid_hint != 0).then_some(self.pid_hint))
     }
@@ -324,19 +348,9 @@ impl Topology {
                 .into_iter()
                 .chain([data_dir.display().to_string()])
                 .collect();
-            let mut broker = ServiceProcess {
-                name: NATS,
-                kind: Kind::Broker,
-                program: nats.path,
-                address: SocketAddr::from(([127, 0, 0, 1], port)),
-                data_dir,
-                log: dir.join("log"),
-                args,
-                child: None,
-                paused: false,
-                proxy: None,
-                pid_hint: 0,
-            };
+            let address = SocketAddr::from(([127, 0, 0, 1], port));
+            let mut broker = ServiceProcess::new(NATS, Kind::Broker, nats.path, address, data_dir, dir.join("log"));
+            broker.args = args;
             spawn_on_chosen_port(&mut broker, topology.config.base_port.is_none()).await?;
             topology.services.push(broker);
         }
@@ -358,19 +372,9 @@ impl Topology {
                 args.extend(["--default-deadline-ms".to_owned(), ms.to_string()]);
             }
             args.extend(topology.peer_args(name)?);
-            let mut service = ServiceProcess {
-                name,
-                kind: Kind::Service,
-                program: topology.config.bin_dir.join(name),
-                address: listen,
-                data_dir,
-                log: dir.join("log"),
-                args,
-                child: None,
-                paused: false,
-                proxy: None,
-                pid_hint: 0,
-            };
+            let program = topology.config.bin_dir.join(name);
+            let mut service = ServiceProcess::new(name, Kind::Service, program, listen, data_dir, dir.join("log"));
+            service.args = args;
             spawn_on_chosen_port(&mut service, chosen || proxied).await?;
             if proxied {
                 let proxy = Proxy::start(public, service.address)
@@ -417,18 +421,14 @@ impl Topology {
         };
         let services = ports
             .iter()
-            .map(|(name, port)| ServiceProcess {
-                name,
-                kind: if *name == NATS { Kind::Broker } else { Kind::Service },
-                program: PathBuf::new(),
-                address: SocketAddr::from(([127, 0, 0, 1], *port)),
-                data_dir: PathBuf::from(format!("volume {}_{name}-data", compose.project)),
-                log: PathBuf::from(format!("docker logs {}", compose.container(name))),
-                args: Vec::new(),
-                child: None,
-                paused: false,
-                proxy: None,
-                pid_hint: compose.pid(name),
+            .map(|(name, port)| {
+                let kind = if *name == NATS { Kind::Broker } else { Kind::Service };
+                let address = SocketAddr::from(([127, 0, 0, 1], *port));
+                let volume = PathBuf::from(format!("volume {}_{name}-data", compose.project));
+                let log = PathBuf::from(format!("docker logs {}", compose.container(name)));
+                let mut service = ServiceProcess::new(name, kind, PathBuf::new(), address, volume, log);
+                service.pid_hint = compose.pid(name);
+                service
             })
             .collect();
         let topology = Topology { config, services, compose: Some(compose) };
@@ -438,16 +438,18 @@ impl Topology {
 
     /// Cuts `name` off the network of the others (compose target).
     pub fn partition(&mut self, name: &str) -> Result<()> {
-        self.service(name)?;
-        let compose = self.compose.as_ref().ok_or_else(|| TopologyError::NeedsCompose("a partition".into()))?;
-        Ok(compose.partition(name)?)
+        Ok(self.compose_of(name)?.partition(name)?)
     }
 
     /// Undoes [`Topology::partition`].
     pub fn reconnect(&mut self, name: &str) -> Result<()> {
+        Ok(self.compose_of(name)?.reconnect(name)?)
+    }
+
+    /// The Compose project, for a fault only containers give.
+    fn compose_of(&self, name: &str) -> Result<&Compose> {
         self.service(name)?;
-        let compose = self.compose.as_ref().ok_or_else(|| TopologyError::NeedsCompose("a partition".into()))?;
-        Ok(compose.reconnect(name)?)
+        self.compose.as_ref().ok_or_else(|| TopologyError::NeedsCompose("a partition".into()))
     }
 
     /// The arguments that tell `name` its mode and where its dependencies are: the
