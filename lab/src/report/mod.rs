@@ -441,7 +441,10 @@ pub fn write(r: &Results, dir: &Path) -> std::io::Result<(PathBuf, PathBuf)> {
 /// side by side, with regressions (more than 20 % worse, or any new loss) flagged.
 pub fn compare(old: &Results, new: &Results) -> String {
     let mut out = String::new();
-    writeln!(out, "# Cascade: {} → {}\n", old.environment.commit, new.environment.commit).ok();
+    let e = |r: &Results| {
+        format!("{} ({} target, {} build)", r.environment.commit, r.environment.target, r.environment.build_profile)
+    };
+    writeln!(out, "# Cascade: {} → {}\n", e(old), e(new)).ok();
     writeln!(out, "| scenario | mode | figure | old | new | change |\n| --- | --- | --- | --- | --- | --- |").ok();
     let mut regressions = 0;
     for n in &new.scenarios {
