@@ -68,6 +68,9 @@ pub struct Compose {
     file: PathBuf,
     env: Vec<(String, String)>,
     profiles: Vec<String>,
+    /// Container ids by service, resolved once after `up` (names differ between
+    /// Compose v1 and v2; ids survive `docker start`).
+    containers: std::collections::BTreeMap<String, String>,
 }
 
 impl Compose {
@@ -92,8 +95,21 @@ impl Compose {
             env.push((format!("{}_PORT", name.to_uppercase()), port.to_string()));
         }
         let profiles = if mode == "async" { vec!["async".to_owned()] } else { Vec::new() };
-        let compose = Self { project: project.to_owned(), file, env, profiles };
+        let mut compose = Self { project: project.to_owned(), file, env, profiles, containers: Default::default() };
+        // A project of the same name left by a crashed run must not lend its data.
+        compose.compose(&["down", "-v", "--remove-orphans", "-t", "1"])?;
         compose.compose(&["up", "-d"])?;
+        for (name, _) in ports {
+            let id = compose.compose(&["ps", "-q", name])?;
+            let id = id.lines().next().unwrap_or_default().trim().to_owned();
+            if id.is_empty() {
+                return Err(ComposeError::Failed {
+                    command: format!("docker-compose ps -q {name}"),
+                    detail: "no container".into(),
+                });
+            }
+            compose.containers.insert(name.to_string(), id);
+        }
         for (name, port) in ports {
             compose.wait_ready(name, *port)?;
         }
@@ -107,6 +123,7 @@ impl Compose {
             file: run_dir.join("compose.yml"),
             env: Vec::new(),
             profiles: vec!["async".to_owned()],
+            containers: Default::default(),
         }
     }
 
@@ -120,9 +137,9 @@ impl Compose {
         run("docker-compose", &all, &self.env)
     }
 
-    /// Compose v1 names containers `<project>_<service>_1`.
+    /// The container of a service (its id once resolved; v1's name before that).
     pub fn container(&self, name: &str) -> String {
-        format!("{}_{name}_1", self.project)
+        self.containers.get(name).cloned().unwrap_or_else(|| format!("{}_{name}_1", self.project))
     }
 
     fn network(&self) -> String {
@@ -134,7 +151,7 @@ impl Compose {
         let start = Instant::now();
         while start.elapsed() < HEALTHY_WITHIN {
             let ready = if name == NATS {
-                std::net::TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], port))).is_ok()
+                nats_greets(port)
             } else {
                 run("docker", &["inspect", "--format", "{{.State.Health.Status}}", &self.container(name)], &[])
                     .is_ok_and(|s| s == "healthy")
@@ -172,8 +189,8 @@ impl Compose {
         run("docker", &["unpause", &self.container(name)], &[]).map(drop)
     }
 
-    /// Cuts the container off the project's network: its peers can no longer reach it
-    /// (nor it them); its published port still reaches it from the host.
+    /// Cuts the container off the project's network: its peers can no longer reach it,
+    /// nor it them.
     pub fn partition(&self, name: &str) -> Result<(), ComposeError> {
         run("docker", &["network", "disconnect", &self.network(), &self.container(name)], &[]).map(drop)
     }
@@ -198,6 +215,19 @@ impl Compose {
     pub fn down(&self) -> Result<(), ComposeError> {
         self.compose(&["down", "-v", "--remove-orphans", "-t", "5"]).map(drop)
     }
+}
+
+/// Whether a NATS server answers on the host port: its first bytes are `INFO `. (A
+/// bare TCP connect would also succeed against Docker's port proxy before the server
+/// listens.)
+fn nats_greets(port: u16) -> bool {
+    use std::io::Read;
+    let Ok(mut stream) = std::net::TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], port))) else { return false };
+    if stream.set_read_timeout(Some(Duration::from_millis(500))).is_err() {
+        return false;
+    }
+    let mut greeting = [0u8; 5];
+    stream.read_exact(&mut greeting).is_ok() && &greeting == b"INFO "
 }
 
 /// Builds the image: stages the binaries (debug info stripped) and nats-server in a

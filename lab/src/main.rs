@@ -224,7 +224,12 @@ impl DeployArgs {
             TargetKind::Process => lab::topology::Target::Process,
             TargetKind::Compose => lab::topology::Target::Compose {
                 image: self.image.clone(),
-                project: format!("{}{label}{}", compose_prefix(), std::process::id()),
+                project: format!(
+                    "{}{label}{}t{}",
+                    compose_prefix(),
+                    std::process::id(),
+                    common::ids::now_unix_ms() % 1_000_000
+                ),
             },
         }
     }

@@ -402,23 +402,22 @@ impl Topology {
         let (run_dir, image, project, mode) =
             (config.run_dir.clone(), image.to_owned(), project.to_owned(), config.mode.to_string());
         let ports_for_up = ports.clone();
-        let compose =
-            tokio::task::spawn_blocking(move || Compose::up(&run_dir, &project, &image, &mode, &ports_for_up))
-                .await
-                .map_err(|e| TopologyError::Io { context: "compose up".into(), source: std::io::Error::other(e) })?;
-        let compose = match compose {
-            Ok(c) => c,
-            Err(e) => {
-                // Whatever came up must not outlive the failure.
-                if let Target::Compose { project, .. } = &config.target {
-                    let partial = Compose::existing(&config.run_dir, project);
-                    if let Err(down) = partial.down() {
-                        tracing::warn!(error = %down, "cleanup after a failed compose up");
-                    }
-                }
-                return Err(e.into());
+        // If this future is dropped (Ctrl-C) or `up` fails, the guard takes down
+        // whatever came up; an `up` still running then takes itself down when it ends.
+        let mut guard =
+            UpGuard { project: Compose::existing(&run_dir, &project), armed: true, cancelled: Default::default() };
+        let cancelled = guard.cancelled.clone();
+        let compose = tokio::task::spawn_blocking(move || {
+            let compose = Compose::up(&run_dir, &project, &image, &mode, &ports_for_up)?;
+            if cancelled.load(std::sync::atomic::Ordering::SeqCst) {
+                compose.down()?;
+                return Err(ComposeError::Failed { command: "compose up".into(), detail: "cancelled".into() });
             }
-        };
+            Ok(compose)
+        })
+        .await
+        .map_err(|e| TopologyError::Io { context: "compose up".into(), source: std::io::Error::other(e) })??;
+        guard.armed = false;
         let services = ports
             .iter()
             .map(|(name, port)| {
@@ -640,8 +639,11 @@ impl Topology {
     /// Stops every process, callers before callees (the broker last), so nothing logs
     /// needless errors.
     pub fn stop(&mut self) -> Result<()> {
-        if let Some(compose) = self.compose.take() {
-            return Ok(compose.down()?);
+        if let Some(compose) = &self.compose {
+            compose.down()?;
+            // Taken only once down: a failed `down` is tried again on drop.
+            self.compose = None;
+            return Ok(());
         }
         let names: Vec<&'static str> = self.services.iter().rev().map(|s| s.name).collect();
         let mut first_error = None;
@@ -670,6 +672,24 @@ impl Topology {
             }
         }
         exited
+    }
+}
+
+/// Takes a Compose project down unless disarmed (see `Topology::start_compose`).
+struct UpGuard {
+    project: Compose,
+    armed: bool,
+    cancelled: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Drop for UpGuard {
+    fn drop(&mut self) {
+        if self.armed {
+            self.cancelled.store(true, std::sync::atomic::Ordering::SeqCst);
+            if let Err(e) = self.project.down() {
+                tracing::warn!(project = self.project.project, error = %e, "cleanup after an unfinished compose up");
+            }
+        }
     }
 }
 

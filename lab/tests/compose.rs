@@ -50,7 +50,8 @@ fn stderr(out: &Output) -> String {
 
 #[test]
 fn kill_and_partition_under_compose_keep_the_invariants() {
-    let prefix = format!("cascadetest{}", std::process::id());
+    // The trailing "x" keeps this run's prefix from matching another run's names.
+    let prefix = format!("cascadetest{}x", std::process::id());
     let image = format!("cascade:test-{}", std::process::id());
     let _cleanup = Cleanup { prefix: prefix.clone(), image: image.clone() };
 
@@ -74,7 +75,12 @@ fn kill_and_partition_under_compose_keep_the_invariants() {
     ];
     let out = lab(&args, &prefix);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(docker(&["ps", "-aq", "--filter", &format!("name={prefix}")]).trim().is_empty(), "containers left behind");
+    for kind in [&["ps", "-aq"][..], &["network", "ls", "-q"][..], &["volume", "ls", "-q"][..]] {
+        let mut args = kind.to_vec();
+        let filter = format!("name={prefix}");
+        args.extend(["--filter", &filter]);
+        assert!(docker(&args).trim().is_empty(), "{kind:?} left behind");
+    }
 
     let dir = std::fs::read_dir(runs.path()).unwrap().next().unwrap().unwrap().path();
     let results: Results = serde_json::from_slice(&std::fs::read(dir.join("results.json")).unwrap()).unwrap();
@@ -103,7 +109,7 @@ fn kill_and_partition_under_compose_keep_the_invariants() {
 
 #[test]
 fn the_compose_target_says_what_is_missing() {
-    let prefix = format!("cascadeerr{}", std::process::id());
+    let prefix = format!("cascadeerr{}x", std::process::id());
     let run_dir = tempfile::tempdir().unwrap();
     let out = Command::new(LAB)
         .args(["up", "--target", "compose", "--run-dir"])

@@ -26,7 +26,8 @@ fn svg(draw: impl FnOnce(DrawingArea<SVGBackend, plotters::coord::Shift>) -> Dra
         let root = SVGBackend::with_string(&mut out, (W, H)).into_drawing_area();
         let drawn = root.fill(&WHITE).map_err(|e| e.to_string().into()).and_then(|()| draw(root.clone()));
         if let Err(e) = drawn.and_then(|()| root.present().map_err(|e| e.to_string().into())) {
-            return format!("<p>chart could not be drawn: {e}</p>");
+            let e = e.to_string().replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+            return format!("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"40\"><text x=\"10\" y=\"25\">chart could not be drawn: {e}</text></svg>");
         }
     }
     out

@@ -66,10 +66,12 @@ pub fn render(r: &Results) -> Rendered {
                 writeln!(body, "<p>{}</p>", inline_html(text)).ok();
             }
             Block::Table(head, rows) => {
-                writeln!(md, "| {} |", head.join(" | ")).ok();
+                // A cell must not end its row early: pipes escaped, line breaks folded.
+                let cell = |c: &String| c.replace('|', "\\|").replace(['\n', '\r'], " ");
+                writeln!(md, "| {} |", head.iter().map(cell).collect::<Vec<_>>().join(" | ")).ok();
                 writeln!(md, "|{}", " --- |".repeat(head.len())).ok();
                 for row in rows {
-                    writeln!(md, "| {} |", row.join(" | ")).ok();
+                    writeln!(md, "| {} |", row.iter().map(cell).collect::<Vec<_>>().join(" | ")).ok();
                 }
                 writeln!(md).ok();
                 body.push_str("<table><thead><tr>");
@@ -115,11 +117,11 @@ fn escape(text: &str) -> String {
 /// Markdown's `code` and **bold** as HTML, the rest escaped; verdict words coloured.
 fn inline_html(text: &str) -> String {
     let mut out = String::new();
+    let mut bold = false;
     for (i, part) in escape(text).split('`').enumerate() {
         if i % 2 == 1 {
             write!(out, "<code>{part}</code>").ok();
         } else {
-            let mut bold = false;
             for (j, piece) in part.split("**").enumerate() {
                 if j > 0 {
                     out.push_str(if bold { "</b>" } else { "<b>" });
@@ -128,6 +130,9 @@ fn inline_html(text: &str) -> String {
                 out.push_str(piece);
             }
         }
+    }
+    if bold {
+        out.push_str("</b>");
     }
     for word in ["confirmed", "refuted", "inconclusive"] {
         out = out.replace(&format!("<b>{word}"), &format!("<b class=\"{word}\">{word}"));
@@ -452,7 +457,14 @@ pub fn compare(old: &Results, new: &Results) -> String {
         let mut line = |figure: &str, old: Option<f64>, new: Option<f64>, lower_is_better: bool| {
             let (Some(a), Some(b)) = (old, new) else { return };
             let change = if a == 0.0 { 0.0 } else { (b - a) / a };
-            let worse = if lower_is_better { change > 0.2 } else { change < -0.2 };
+            let worse = if a == 0.0 {
+                // From nothing, any growth of a cost is a regression.
+                lower_is_better && b > 0.0
+            } else if lower_is_better {
+                change > 0.2
+            } else {
+                change < -0.2
+            };
             if worse {
                 regressions += 1;
             }

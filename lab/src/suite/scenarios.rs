@@ -310,6 +310,12 @@ async fn slow_dependency(ctx: &Ctx, mode: Mode) -> anyhow::Result<ScenarioResult
 }
 
 async fn storage(ctx: &Ctx, mode: Mode) -> anyhow::Result<ScenarioResult> {
+    if ctx.target != crate::topology::Target::Process {
+        return Ok(ScenarioResult {
+            note: Some("on-disk sizes are measured on the process target".into()),
+            ..Default::default()
+        });
+    }
     let mut prepared = ctx.prepare("storage", mode, &[], ctx.profile.storage_seed).await?;
     // Stopped first, so every store is flushed and closed.
     prepared.topology.stop()?;
