@@ -177,7 +177,12 @@ async fn connection(client: TcpStream, upstream: SocketAddr, mut faults: watch::
     };
     let to_client = async move {
         while let Some((at, bytes)) = due.recv().await {
-            tokio::time::sleep_until(at).await;
+            // tokio's timer ticks in whole milliseconds, even for a deadline already
+            // passed: without this check a proxy with no latency set would add up to
+            // a millisecond to every answer.
+            if at > Instant::now() {
+                tokio::time::sleep_until(at).await;
+            }
             client_write.write_all(&bytes).await?;
         }
         client_write.shutdown().await
