@@ -50,6 +50,7 @@ pub fn snapshot() -> StatsResponse {
         events_applied: EVENTS_APPLIED.load(Ordering::Relaxed),
         events_skipped: EVENTS_SKIPPED.load(Ordering::Relaxed),
         outbox_pending: OUTBOX.get().map_or(0, |o| o.pending() as u64),
+        ..Default::default()
     }
 }
 
