@@ -154,6 +154,9 @@ pub struct Config {
     pub proxied: Vec<String>,
     /// Local processes, or containers under Compose.
     pub target: Target,
+    /// Extra environment of one service's process (service name, variable, value): how
+    /// tests set a [`common::failpoint`] on one service only (process target).
+    pub env: Vec<(String, String, String)>,
 }
 
 /// Where the topology runs.
@@ -184,6 +187,7 @@ impl Config {
             default_deadline_ms: None,
             proxied: Vec::new(),
             target: Target::Process,
+            env: Vec::new(),
         }
     }
 }
@@ -262,6 +266,8 @@ pub struct ServiceProcess {
     pub log: PathBuf,
     /// Arguments apart from where to listen, reused on restart.
     args: Vec<String>,
+    /// Extra environment, reused on restart.
+    env: Vec<(String, String)>,
     child: Option<Child>,
     paused: bool,
     /// The fault proxy callers go through, if this service has one.
@@ -288,6 +294,7 @@ impl ServiceProcess {
             data_dir,
             log,
             args: Vec::new(),
+            env: Vec::new(),
             child: None,
             paused: false,
             proxy: None,
@@ -375,6 +382,10 @@ impl Topology {
             let program = topology.config.bin_dir.join(name);
             let mut service = ServiceProcess::new(name, Kind::Service, program, listen, data_dir, dir.join("log"));
             service.args = args;
+            service.env = (topology.config.env.iter())
+                .filter(|(service, _, _)| service == name)
+                .map(|(_, key, value)| (key.clone(), value.clone()))
+                .collect();
             spawn_on_chosen_port(&mut service, chosen || proxied).await?;
             if proxied {
                 let proxy = Proxy::start(public, service.address)
@@ -769,6 +780,7 @@ async fn spawn_and_wait(service: &mut ServiceProcess) -> Result<()> {
     }
     command
         .args(&service.args)
+        .envs(service.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(log_err)

@@ -19,8 +19,15 @@ pub struct Lab {
 }
 
 pub async fn start(mode: Mode) -> Lab {
+    start_with(mode, |_| {}).await
+}
+
+/// Like [`start`], with the topology's configuration adjusted by `adjust` first.
+pub async fn start_with(mode: Mode, adjust: impl FnOnce(&mut Config)) -> Lab {
     let dir = tempfile::tempdir().expect("temp dir");
-    let topology = Topology::start(Config::new(mode, dir.path().join("run"))).await.expect("topology starts");
+    let mut config = Config::new(mode, dir.path().join("run"));
+    adjust(&mut config);
+    let topology = Topology::start(config).await.expect("topology starts");
     let clients = Clients::for_topology(&topology.file()).expect("clients");
     Lab { topology, clients, dir }
 }

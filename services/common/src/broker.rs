@@ -29,16 +29,55 @@ pub async fn connect(url: &str, name: &str) -> Result<async_nats::Client, async_
         .await
 }
 
-/// The stream every event goes to (file storage), created if missing.
-pub async fn ensure_stream(js: &jetstream::Context) -> Result<stream::Stream, jetstream::context::CreateStreamError> {
-    js.get_or_create_stream(stream::Config {
+/// The configuration of the stream every event goes to. File storage, because an
+/// acknowledged event must survive a broker restart.
+pub fn stream_config() -> stream::Config {
+    stream::Config {
         name: events::STREAM.to_owned(),
         subjects: vec![events::STREAM_SUBJECTS.to_owned()],
         storage: stream::StorageType::File,
         duplicate_window: DUPLICATE_WINDOW,
         ..Default::default()
-    })
-    .await
+    }
+}
+
+/// Why the stream or a consumer cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error("cannot create the stream: {0}")]
+    Create(#[from] jetstream::context::CreateStreamError),
+    #[error("cannot update the stream: {0}")]
+    Update(jetstream::context::UpdateStreamError),
+    #[error("{0}")]
+    Misconfigured(String),
+}
+
+/// The stream, created if missing (the broker may have come back without its data),
+/// and brought back to [`stream_config`] if someone changed its subjects or duplicate
+/// window. Storage cannot change in place: a stream kept in memory is refused with a
+/// clear error rather than used, since it would lose acknowledged events on a restart.
+pub async fn ensure_stream(js: &jetstream::Context) -> Result<stream::Stream, BrokerError> {
+    let wanted = stream_config();
+    let stream = js.get_or_create_stream(wanted.clone()).await?;
+    let have = &stream.cached_info().config;
+    if have.storage != wanted.storage {
+        return Err(BrokerError::Misconfigured(format!(
+            "stream {} uses {:?} storage, but Cascade needs {:?} (an acknowledged event must survive a broker \
+             restart); delete the stream and restart the services to recreate it",
+            wanted.name, have.storage, wanted.storage
+        )));
+    }
+    if have.subjects != wanted.subjects || have.duplicate_window != wanted.duplicate_window {
+        tracing::warn!(
+            stream = %wanted.name,
+            subjects = ?have.subjects,
+            duplicate_window_ms = have.duplicate_window.as_millis() as u64,
+            "stream found with another configuration; updating it"
+        );
+        js.update_stream(&wanted).await.map_err(BrokerError::Update)?;
+        return js.get_stream(&wanted.name).await.map_err(|e| BrokerError::Misconfigured(e.to_string()));
+    }
+    Ok(stream)
 }
 
 /// A service's connection to the broker and the background tasks (relay, consumer)

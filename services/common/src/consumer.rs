@@ -7,6 +7,14 @@
 //! not yet durable). A redelivered or duplicate event finds its id already applied
 //! and changes nothing. Events that are available together are applied as a batch
 //! with one flush, which costs nothing at low load and saves flushes at high load.
+//!
+//! Nothing is dropped silently: an event that does not decode, or fails to apply on
+//! [`MAX_ATTEMPTS`] deliveries, goes to the projection's dead letters with the reason
+//! (flushed) before the broker is told to stop redelivering it; the consumer's own
+//! `max_deliver` is unlimited, so the broker never gives up on an event by itself.
+//! And the consumer heals: if its durable consumer or the whole stream disappears (a
+//! broker back without its data, someone deleting it), the next subscription recreates
+//! both and the applied markers make the replay from the start harmless.
 
 use std::time::Duration;
 
@@ -19,15 +27,17 @@ use futures::{FutureExt, StreamExt};
 use prost::Message;
 use tokio_util::sync::CancellationToken;
 
-use crate::{proto::Envelope, store::StoreError};
+use crate::{broker::BrokerError, dead_letters::DeadLetters, proto::Envelope, store::StoreError};
 
 /// Most events applied before one flush and their acks.
 const BATCH: usize = 128;
 /// Idle heartbeat of the pull requests: how fast a lost broker is noticed.
 const HEARTBEAT: Duration = Duration::from_secs(2);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
-/// Deliveries of one event before the consumer gives up on it.
-const MAX_DELIVER: i64 = 100;
+/// Deliveries of one event that fails to apply before it becomes a dead letter.
+pub const MAX_ATTEMPTS: i64 = 5;
+/// How long the broker waits for an ack before redelivering.
+const ACK_WAIT: Duration = Duration::from_secs(10);
 
 /// A local store that events are applied to.
 pub trait Projection: Send + Sync + 'static {
@@ -36,6 +46,8 @@ pub trait Projection: Send + Sync + 'static {
     fn apply(&self, envelope: &Envelope) -> Result<bool, StoreError>;
     /// The database to flush before acking.
     fn db(&self) -> &sled::Db;
+    /// Where events that cannot be applied are set aside (in the same database).
+    fn dead_letters(&self) -> &DeadLetters;
 }
 
 /// The key under which an applied event is remembered.
@@ -85,11 +97,11 @@ pub async fn consume<P: Projection>(
             let mut batch = match first {
                 Some(Ok(message)) => vec![message],
                 Some(Err(error)) => {
-                    // Missed heartbeats while the broker is away, and the like: the
-                    // stream recovers by itself when the connection does.
-                    tracing::warn!(%error, consumer = name, "consumer stream error");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
+                    // Missed heartbeats (a broker away, or back without its data), a
+                    // deleted consumer or stream: subscribe again, which recreates
+                    // whatever is missing, with backoff while the broker is away.
+                    tracing::warn!(%error, consumer = name, "consumer stream error; resubscribing");
+                    break;
                 }
                 None => break,
             };
@@ -102,35 +114,43 @@ pub async fn consume<P: Projection>(
             }
             apply_batch(name, &projection, batch).await;
         }
-        tracing::warn!(consumer = name, "consumer stream ended; resubscribing");
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = shutdown.cancelled() => return,
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
     }
 }
 
 async fn apply_batch<P: Projection>(name: &str, projection: &P, batch: Vec<jetstream::Message>) {
     let mut done = Vec::with_capacity(batch.len());
+    let mut dead = Vec::new();
     for message in batch {
-        let envelope = match Envelope::decode(message.payload.as_ref()) {
-            Ok(envelope) => envelope,
-            Err(error) => {
-                // Redelivering an undecodable event would fail forever: terminate it.
-                tracing::error!(%error, subject = %message.subject, consumer = name, "undecodable event; terminated");
-                ack(name, &message, AckKind::Term).await;
-                continue;
-            }
+        let (key, reason) = match Envelope::decode(message.payload.as_ref()) {
+            Ok(envelope) => match projection.apply(&envelope) {
+                Ok(fresh) => {
+                    tracing::trace!(event_id = %envelope.event_id, fresh, "applied");
+                    crate::stats::event_applied(fresh);
+                    done.push(message);
+                    continue;
+                }
+                Err(error) if deliveries(&message) < MAX_ATTEMPTS => {
+                    tracing::warn!(%error, event_id = %envelope.event_id, consumer = name, "cannot apply; redelivery later");
+                    ack(name, &message, AckKind::Nak(Some(Duration::from_secs(1)))).await;
+                    continue;
+                }
+                Err(error) => (envelope.event_id, format!("cannot apply after {MAX_ATTEMPTS} deliveries: {error}")),
+            },
+            // Redelivering an undecodable event would fail forever.
+            Err(error) => (stream_position(&message), format!("undecodable event on {}: {error}", message.subject)),
         };
-        match projection.apply(&envelope) {
-            Ok(fresh) => {
-                tracing::trace!(event_id = %envelope.event_id, fresh, "applied");
-                crate::stats::event_applied(fresh);
-                done.push(message);
-            }
-            Err(error) => {
-                tracing::error!(%error, event_id = %envelope.event_id, consumer = name, "cannot apply; redelivery later");
-                ack(name, &message, AckKind::Nak(Some(Duration::from_secs(1)))).await;
-            }
+        if let Err(error) = projection.dead_letters().put(key.as_bytes(), &reason, &message.payload) {
+            tracing::error!(%error, consumer = name, "cannot keep a dead letter; redelivery later");
+            continue;
         }
+        dead.push(message);
     }
-    if done.is_empty() {
+    if done.is_empty() && dead.is_empty() {
         return;
     }
     if let Err(error) = crate::store::flush(projection.db()).await {
@@ -141,6 +161,21 @@ async fn apply_batch<P: Projection>(name: &str, projection: &P, batch: Vec<jetst
     for message in &done {
         ack(name, message, AckKind::Ack).await;
     }
+    for message in &dead {
+        ack(name, message, AckKind::Term).await;
+    }
+}
+
+/// How many times the broker has delivered `message` (1 the first time).
+fn deliveries(message: &jetstream::Message) -> i64 {
+    message.info().map_or(1, |info| info.delivered)
+}
+
+/// The key of a dead letter whose event id is unknown: its place in the stream.
+fn stream_position(message: &jetstream::Message) -> String {
+    message
+        .info()
+        .map_or_else(|_| format!("{}@unknown", message.subject), |i| format!("stream-seq-{}", i.stream_sequence))
 }
 
 async fn ack(name: &str, message: &jetstream::Message, kind: AckKind) {
@@ -150,19 +185,42 @@ async fn ack(name: &str, message: &jetstream::Message, kind: AckKind) {
     }
 }
 
+/// The durable consumer `name`, created if missing and brought back to this
+/// configuration if it was changed; one whose configuration cannot be updated in
+/// place is refused with a clear error rather than used as it is.
 async fn consumer(js: &jetstream::Context, name: &str, subjects: &[&str]) -> Result<PullConsumer, async_nats::Error> {
     let stream = crate::broker::ensure_stream(js).await?;
-    let config = pull::Config {
+    let wanted = pull::Config {
         durable_name: Some(name.to_owned()),
         filter_subjects: subjects.iter().map(|s| s.to_string()).collect(),
         ack_policy: AckPolicy::Explicit,
-        ack_wait: Duration::from_secs(10),
-        // An event that fails to apply this often is given up on (and logged by the
-        // broker as an advisory) rather than retried forever ahead of the rest.
-        max_deliver: MAX_DELIVER,
+        ack_wait: ACK_WAIT,
+        // Unlimited: the consumer decides when an event becomes a dead letter, and
+        // keeps it; a broker giving up on its own would drop it without a trace.
+        max_deliver: -1,
         ..Default::default()
     };
-    Ok(stream.get_or_create_consumer(name, config).await?)
+    let mut consumer: PullConsumer = stream.get_or_create_consumer(name, wanted.clone()).await?;
+    let have = &consumer.cached_info().config;
+    let mut have_subjects = have.filter_subjects.clone();
+    if !have.filter_subject.is_empty() {
+        have_subjects.push(have.filter_subject.clone());
+    }
+    let same = have.ack_policy == wanted.ack_policy
+        && have.ack_wait == wanted.ack_wait
+        && have.max_deliver == wanted.max_deliver
+        && have_subjects == wanted.filter_subjects;
+    if !same {
+        tracing::warn!(consumer = name, "durable consumer found with another configuration; updating it");
+        stream.update_consumer(wanted).await.map_err(|error| {
+            BrokerError::Misconfigured(format!(
+                "durable consumer {name} has another configuration and cannot be updated ({error}); delete it \
+                 and restart the service to recreate it"
+            ))
+        })?;
+        consumer = stream.get_consumer(name).await?;
+    }
+    Ok(consumer)
 }
 
 /// Inside a projection's transaction: true if `envelope` was applied before;

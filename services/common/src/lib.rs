@@ -10,7 +10,9 @@
 //! - [`serve`]: binding, health, reflection, the addr-file handshake with the lab.
 //! - [`events`], [`outbox`], [`consumer`], [`broker`]: async mode's events, the
 //!   transactional outbox and its relay, the idempotent consumer loop, NATS set-up.
+//! - [`dead_letters`]: what a service gave up on, kept with the reason and counted.
 //! - [`store`]: opening a service's own sled database and flushing it.
+//! - [`failpoint`]: fault injection that holds a crash window open for tests.
 //! - [`stats`]: per-process counters behind the `Admin.Stats` RPC.
 //! - [`shutdown`]: one cancellation signal for SIGTERM and SIGINT alike.
 //! - [`telemetry`]: `tracing` set-up.
@@ -18,9 +20,11 @@
 pub mod broker;
 pub mod config;
 pub mod consumer;
+pub mod dead_letters;
 pub mod deadline;
 pub mod error;
 pub mod events;
+pub mod failpoint;
 pub mod ids;
 pub mod names;
 pub mod outbox;

@@ -1,15 +1,31 @@
 //! The transactional outbox and its relay: how a write reaches JetStream without a
-//! dual-write gap.
+//! dual-write gap, and without ever publishing a write that a crash could still erase.
 //!
-//! A write commits its entity and an outbox record in one sled transaction and flushes
-//! before replying, so an acknowledged write always has its event on disk, even if the
-//! process is SIGKILLed the next instant. The relay then publishes outbox records in
-//! key order with `Nats-Msg-Id` = event id, awaits each PubAck, and only then deletes
-//! the record. A crash between PubAck and delete publishes the record again on restart:
-//! the stream drops it as a duplicate within its window, and consumers skip events
-//! they have already applied, so the effect is exactly once.
+//! A write commits its entity and an outbox record in one sled transaction, then
+//! [`Outbox::make_durable`] flushes before the write is acknowledged. sled commits in
+//! memory first, so between commit and flush the record is visible to anyone reading
+//! the tree, the relay included, while a SIGKILL would still erase it (and the
+//! restarted service would hand its entity version, so its event id, to the next
+//! write: the broker would then drop that acknowledged write as a duplicate). Hence the
+//! relay's rule: **read a batch, flush, then publish** — everything read before a
+//! successful flush is on disk, so only durable facts leave the service. If a write's
+//! own flush fails, the outbox is poisoned: the relay publishes nothing more and the
+//! service must be restarted (what is on disk then is the truth).
+//!
+//! The relay publishes records in key order with `Nats-Msg-Id` = event id, awaits each
+//! PubAck, and only then deletes the record. A crash between PubAck and delete
+//! publishes the record again on restart: the stream drops it as a duplicate within
+//! its window, and consumers skip events they have already applied, so the effect is
+//! exactly once. A record that cannot be published (it does not decode, or has no
+//! payload) is moved to the `outbox_dead` dead letters with the reason.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 
 use async_nats::{jetstream, HeaderMap};
 use bytes::Bytes;
@@ -18,7 +34,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::{events, proto::Envelope, store::StoreError};
+use crate::{dead_letters::DeadLetters, events, proto::Envelope, store::StoreError};
 
 /// Records published per round; their PubAcks are awaited together (pipelined), in order.
 const BATCH: usize = 256;
@@ -30,21 +46,26 @@ const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// nothing, so the same write path serves both modes.
 #[derive(Clone)]
 pub struct Outbox {
+    db: sled::Db,
     tree: sled::Tree,
-    /// Records that could not be decoded, kept for inspection.
-    dead: sled::Tree,
+    /// Records that could not be published, with the reason.
+    dead: DeadLetters,
     enabled: bool,
     /// Wakes the relay after a commit, so no polling interval hides in the propagation delay.
     notify: Arc<Notify>,
+    /// Set when a write's flush failed: nothing more is published until a restart.
+    poisoned: Arc<AtomicBool>,
 }
 
 impl Outbox {
     pub fn open(db: &sled::Db, enabled: bool) -> sled::Result<Self> {
         Ok(Self {
+            db: db.clone(),
             tree: db.open_tree("outbox")?,
-            dead: db.open_tree("outbox_dead")?,
+            dead: DeadLetters::open(db, "outbox_dead")?,
             enabled,
             notify: Arc::new(Notify::new()),
+            poisoned: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -66,11 +87,27 @@ impl Outbox {
         Ok(())
     }
 
-    /// Tells the relay that a transaction that staged events has committed.
-    pub fn committed(&self) {
+    /// Makes a committed write durable before it is acknowledged (in both modes), then
+    /// wakes the relay. A failed flush poisons the outbox: the relay publishes nothing
+    /// more, since it can no longer tell what is on disk.
+    pub async fn make_durable(&self) -> Result<(), StoreError> {
+        crate::failpoint::before_write_flush().await;
+        if let Err(error) = crate::store::flush(&self.db).await {
+            tracing::error!(%error, "a write's flush failed: outbox poisoned, nothing more is published; restart the service");
+            self.poisoned.store(true, Ordering::SeqCst);
+            return Err(error.into());
+        }
         if self.enabled {
             self.notify.notify_one();
         }
+        Ok(())
+    }
+
+    /// Sets a record the relay cannot publish aside, then removes it from the outbox.
+    fn set_aside(&self, key: &[u8], reason: &str, record: &[u8]) -> Result<(), RelayError> {
+        self.dead.put(key, reason, record)?;
+        self.tree.remove(key)?;
+        Ok(())
     }
 
     /// Records not yet acknowledged by the broker.
@@ -86,6 +123,8 @@ pub enum RelayError {
     Store(#[from] StoreError),
     #[error("publish: {0}")]
     Publish(#[from] jetstream::context::PublishError),
+    #[error("a write's flush failed: nothing is published until the service restarts")]
+    Poisoned,
 }
 
 impl From<sled::Error> for RelayError {
@@ -110,6 +149,10 @@ pub async fn relay(outbox: Outbox, js: jetstream::Context, shutdown: Cancellatio
                     _ = tokio::time::sleep(IDLE_CHECK) => {}
                     _ = shutdown.cancelled() => return,
                 }
+            }
+            Err(RelayError::Poisoned) => {
+                tracing::error!(pending = outbox.pending(), "outbox poisoned; relay stopped");
+                return;
             }
             Err(error) => {
                 tracing::warn!(%error, pending = outbox.pending(), retry_in_ms = backoff.as_millis() as u64, "outbox relay failed; will retry");
@@ -136,33 +179,36 @@ pub async fn publish_pending(outbox: &Outbox, js: &jetstream::Context) -> Result
         let mut batch = Vec::with_capacity(BATCH);
         for entry in outbox.tree.iter().take(BATCH) {
             let (key, value) = entry?;
-            match Envelope::decode(value.as_ref()) {
-                Ok(envelope) => batch.push((key, value, envelope)),
+            let envelope = match Envelope::decode(value.as_ref()) {
+                Ok(envelope) => envelope,
                 Err(error) => {
-                    // Retrying cannot fix it, and it must not block the records behind
-                    // it: set it aside where a person can look at it.
-                    tracing::error!(%error, "undecodable outbox record moved to outbox_dead");
-                    outbox.dead.insert(&key, value)?;
-                    outbox.tree.remove(&key)?;
+                    // Retrying cannot fix it, and it must not block the records behind it.
+                    outbox.set_aside(&key, &format!("undecodable outbox record: {error}"), &value)?;
+                    continue;
                 }
+            };
+            match events::subject(&envelope) {
+                Some(subject) => batch.push((key, value, envelope.event_id, subject)),
+                None => outbox.set_aside(&key, "outbox record without payload", &value)?,
             }
         }
         if batch.is_empty() {
             return Ok(published);
         }
+        // Only durable facts leave: everything read above was committed before this
+        // flush began, so once it succeeds it is on disk (see the module header).
+        crate::store::flush(&outbox.db).await?;
+        if outbox.poisoned.load(Ordering::SeqCst) {
+            return Err(RelayError::Poisoned);
+        }
         // Send the whole batch, then collect the acks in order. Every ack future is
         // awaited: a dropped one would hide a failed publish.
         let mut acks = Vec::with_capacity(batch.len());
-        for (key, value, envelope) in batch {
-            let Some(subject) = events::subject(&envelope) else {
-                tracing::error!(event_id = %envelope.event_id, "outbox record without payload; dropped");
-                outbox.tree.remove(&key)?;
-                continue;
-            };
+        for (key, value, event_id, subject) in batch {
             let mut headers = HeaderMap::new();
-            headers.insert(events::MSG_ID_HEADER, envelope.event_id.as_str());
+            headers.insert(events::MSG_ID_HEADER, event_id.as_str());
             let ack = js.publish_with_headers(subject, headers, Bytes::copy_from_slice(&value)).await?;
-            acks.push((key, envelope.event_id, ack));
+            acks.push((key, event_id, ack));
         }
         for (key, event_id, ack) in acks {
             let ack = ack.await?;

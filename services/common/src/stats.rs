@@ -12,6 +12,7 @@ use std::{
 use tonic::{Request, Response, Status};
 
 use crate::{
+    dead_letters::DeadLetters,
     outbox::Outbox,
     proto::{admin_server::Admin, StatsRequest, StatsResponse},
 };
@@ -21,6 +22,14 @@ static EVENTS_PUBLISHED: AtomicU64 = AtomicU64::new(0);
 static EVENTS_APPLIED: AtomicU64 = AtomicU64::new(0);
 static EVENTS_SKIPPED: AtomicU64 = AtomicU64::new(0);
 static OUTBOX: OnceLock<Outbox> = OnceLock::new();
+static DEAD_LETTERS: Mutex<Vec<DeadLetters>> = Mutex::new(Vec::new());
+/// The projection's persisted counters (see [`ORDERS_APPLIED_KEY`]).
+static PROJECTION_COUNTS: OnceLock<sled::Tree> = OnceLock::new();
+/// Key, in a projection's `counts` tree, of the number of OrderPlaced events applied
+/// for the first time (a big-endian u64, bumped in the applying transaction).
+pub const ORDERS_APPLIED_KEY: &[u8] = b"orders_applied";
+/// Dead-letter reasons shown in a `Stats` answer.
+const REASONS_SHOWN: usize = 10;
 
 pub fn rpc_sent(what: &str) {
     let mut rpcs = RPCS_SENT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -43,14 +52,41 @@ pub fn watch_outbox(outbox: &Outbox) {
     }
 }
 
+/// Adds `letters` to the dead letters `Stats` counts.
+pub fn watch_dead_letters(letters: &DeadLetters) {
+    DEAD_LETTERS.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(letters.clone());
+}
+
+/// Makes `counts` the projection counters `Stats` reports.
+pub fn watch_projection_counts(counts: &sled::Tree) {
+    if PROJECTION_COUNTS.set(counts.clone()).is_err() {
+        tracing::debug!("projection counts are already watched");
+    }
+}
+
+/// A persisted counter of a projection's `counts` tree (0 if absent).
+pub fn read_count(counts: &sled::Tree, key: &[u8]) -> u64 {
+    match counts.get(key) {
+        Ok(Some(bytes)) => bytes.as_ref().try_into().map_or(0, u64::from_be_bytes),
+        Ok(None) => 0,
+        Err(error) => {
+            tracing::warn!(%error, "cannot read a projection counter");
+            0
+        }
+    }
+}
+
 pub fn snapshot() -> StatsResponse {
+    let dead = DEAD_LETTERS.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
     StatsResponse {
         rpcs_sent: RPCS_SENT.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone().into_iter().collect(),
         events_published: EVENTS_PUBLISHED.load(Ordering::Relaxed),
         events_applied: EVENTS_APPLIED.load(Ordering::Relaxed),
         events_skipped: EVENTS_SKIPPED.load(Ordering::Relaxed),
         outbox_pending: OUTBOX.get().map_or(0, |o| o.pending() as u64),
-        ..Default::default()
+        dead_letters: dead.iter().map(|d| d.count() as u64).sum(),
+        dead_letter_reasons: dead.iter().flat_map(|d| d.reasons(REASONS_SHOWN)).take(REASONS_SHOWN).collect(),
+        orders_applied: PROJECTION_COUNTS.get().map_or(0, |c| read_count(c, ORDERS_APPLIED_KEY)),
     }
 }
 

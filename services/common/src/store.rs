@@ -17,7 +17,11 @@ pub enum OpenError {
 /// Opens (creating if needed) the sled database in `dir`.
 pub fn open(dir: &Path) -> Result<sled::Db, OpenError> {
     let shown = dir.display().to_string();
-    sled::Config::new().path(dir).open().map_err(|source| {
+    let mut config = sled::Config::new().path(dir);
+    if crate::failpoint::write_flush_delay().is_some() {
+        config = config.flush_every_ms(None);
+    }
+    config.open().map_err(|source| {
         let locked = matches!(&source, sled::Error::Io(e) if e.to_string().contains("could not acquire lock"));
         if locked {
             OpenError::Locked { dir: shown, source }

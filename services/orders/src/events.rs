@@ -6,6 +6,7 @@
 
 use common::{
     consumer::{copy_user_or_product, first_time, Projection},
+    dead_letters::DeadLetters,
     deadline::Deadline,
     error::ApiError,
     proto::{Envelope, Product},
@@ -23,6 +24,8 @@ pub struct Replica {
     products: sled::Tree,
     /// event id → nothing: events already applied.
     applied: sled::Tree,
+    /// Events given up on, with the reason.
+    dead: DeadLetters,
 }
 
 impl Replica {
@@ -31,6 +34,7 @@ impl Replica {
             users: db.open_tree("replica_users")?,
             products: db.open_tree("replica_products")?,
             applied: db.open_tree("replica_applied")?,
+            dead: DeadLetters::open(db, "replica_dead_letters")?,
             db: db.clone(),
         })
     }
@@ -57,6 +61,10 @@ impl Projection for Replica {
 
     fn db(&self) -> &sled::Db {
         &self.db
+    }
+
+    fn dead_letters(&self) -> &DeadLetters {
+        &self.dead
     }
 }
 

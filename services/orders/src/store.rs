@@ -75,8 +75,7 @@ impl OrderStore {
             by_user.insert(key.as_slice(), &[])?;
             self.outbox.stage(outbox, &event)
         })?;
-        store::flush(&self.db).await?;
-        self.outbox.committed();
+        self.outbox.make_durable().await?;
         Ok(order)
     }
 

@@ -47,8 +47,7 @@ impl ProductStore {
             products.insert(product.id.as_bytes(), bytes.as_slice())?;
             self.outbox.stage(outbox, &event)
         })?;
-        store::flush(&self.db).await?;
-        self.outbox.committed();
+        self.outbox.make_durable().await?;
         Ok(product)
     }
 
@@ -70,8 +69,7 @@ impl ProductStore {
             Ok(Some(product))
         })?;
         if updated.is_some() {
-            store::flush(&self.db).await?;
-            self.outbox.committed();
+            self.outbox.make_durable().await?;
         }
         Ok(updated)
     }

@@ -7,9 +7,11 @@ use std::{collections::HashMap, path::Path};
 
 use common::{
     consumer::{copy_user_or_product, first_time, Projection},
+    dead_letters::DeadLetters,
     deadline::Deadline,
     error::ApiError,
     proto::{envelope::Payload, Envelope, Order, OrderPlaced, Product, User, UserOrdersResponse},
+    stats::ORDERS_APPLIED_KEY,
     store::{self, OpenError, StoreError},
 };
 use prost::Message;
@@ -31,6 +33,13 @@ pub struct View {
     by_user: sled::Tree,
     /// event id → nothing: events already applied.
     applied: sled::Tree,
+    /// Persisted counters bumped with the effects they count: how many OrderPlaced
+    /// events were applied for the first time ([`common::stats::ORDERS_APPLIED_KEY`]).
+    /// A double apply would make it exceed the distinct orders the view holds, which a
+    /// view keyed by order id could not show otherwise.
+    counts: sled::Tree,
+    /// Events given up on, with the reason.
+    dead: DeadLetters,
 }
 
 impl View {
@@ -44,8 +53,11 @@ impl View {
             orders: tree("orders")?,
             by_user: tree("by_user")?,
             applied: tree("applied")?,
+            counts: tree("counts")?,
+            dead: DeadLetters::open(&db, "dead_letters").map_err(err)?,
             db: db.clone(),
         })
+        .inspect(|view| common::stats::watch_projection_counts(&view.counts))
     }
 }
 
@@ -54,8 +66,8 @@ impl Projection for View {
     /// owners): it is stored anyway and joined at read time, so it appears as soon as
     /// the product does.
     fn apply(&self, envelope: &Envelope) -> Result<bool, StoreError> {
-        let trees = (&self.users, &self.products, &self.orders, &self.by_user, &self.applied);
-        Ok(trees.transaction(|(users, products, orders, by_user, applied)| {
+        let trees = (&self.users, &self.products, &self.orders, &self.by_user, &self.applied, &self.counts);
+        Ok(trees.transaction(|(users, products, orders, by_user, applied, counts)| {
             if !first_time(applied, envelope)? {
                 return Ok(false);
             }
@@ -63,6 +75,10 @@ impl Projection for View {
                 Some(Payload::OrderPlaced(OrderPlaced { order: Some(order) })) => {
                     orders.insert(order.id.as_bytes(), order.encode_to_vec())?;
                     by_user.insert([order.user_id.as_bytes(), order.id.as_bytes()].concat(), &[])?;
+                    let applied_before = counts
+                        .get(ORDERS_APPLIED_KEY)?
+                        .map_or(0, |b| b.as_ref().try_into().map_or(0, u64::from_be_bytes));
+                    counts.insert(ORDERS_APPLIED_KEY, &(applied_before + 1).to_be_bytes())?;
                 }
                 _ => copy_user_or_product(users, products, envelope)?,
             }
@@ -72,6 +88,10 @@ impl Projection for View {
 
     fn db(&self) -> &sled::Db {
         &self.db
+    }
+
+    fn dead_letters(&self) -> &DeadLetters {
+        &self.dead
     }
 }
 

@@ -47,8 +47,7 @@ impl UserStore {
             users.insert(user.id.as_bytes(), bytes.as_slice())?;
             self.outbox.stage(outbox, &event)
         })?;
-        store::flush(&self.db).await?;
-        self.outbox.committed();
+        self.outbox.make_durable().await?;
         Ok(user)
     }
 
