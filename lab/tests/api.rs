@@ -198,15 +198,40 @@ async fn api_contract_async() {
     api_contract(Mode::Async).await;
 }
 
-/// gRPC health and server reflection, so a generic client can list and call services.
-#[tokio::test]
-async fn health_and_reflection() {
-    use tokio_stream::StreamExt;
-    use tonic_reflection::pb::v1::{
-        server_reflection_client::ServerReflectionClient, server_reflection_request::MessageRequest,
-        server_reflection_response::MessageResponse, ServerReflectionRequest,
-    };
+/// Asks the server reflection service of version `$v` (`v1` or `v1alpha`: the two are
+/// the same protocol under two package names, and clients speak one or the other) at
+/// `$addr` to list the services it advertises.
+macro_rules! reflection_list_services {
+    ($v:ident, $addr:expr) => {{
+        use tokio_stream::StreamExt;
+        use tonic_reflection::pb::$v::{
+            server_reflection_client::ServerReflectionClient, server_reflection_request::MessageRequest,
+            server_reflection_response::MessageResponse, ServerReflectionRequest,
+        };
+        let mut client = ServerReflectionClient::new(common::channel($addr));
+        let request = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        async {
+            let mut responses = client.server_reflection_info(tokio_stream::iter([request])).await?.into_inner();
+            let response = responses.next().await.expect("one answer")?;
+            let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
+                panic!("unexpected reflection answer: {response:?}");
+            };
+            let mut names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+            names.sort();
+            Ok::<_, tonic::Status>(names)
+        }
+        .await
+    }};
+}
 
+/// gRPC health and server reflection in both versions (v1 for newer clients such as
+/// grpcurl; v1alpha for Postman, Python's grpcio-reflection and older grpcurl), so a
+/// generic client can list and call services.
+#[tokio::test]
+async fn health_and_reflection_v1_and_v1alpha() {
     let lab = support::start(Mode::Sync).await;
     for (name, expected) in [
         ("users", "cascade.v1.Users"),
@@ -216,25 +241,17 @@ async fn health_and_reflection() {
     ] {
         let addr = lab.topology.address(name).unwrap();
         lab::client::wait_serving(addr, T).await.unwrap();
-        let mut client = ServerReflectionClient::new(common::channel(addr));
-        let request = ServerReflectionRequest {
-            host: String::new(),
-            message_request: Some(MessageRequest::ListServices(String::new())),
-        };
-        let mut responses = client.server_reflection_info(tokio_stream::iter([request])).await.unwrap().into_inner();
-        let response = responses.next().await.unwrap().unwrap();
-        let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
-            panic!("unexpected reflection answer: {response:?}");
-        };
-        let mut names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
-        names.sort();
         let mut want = vec![
             expected.to_owned(),
             "cascade.v1.Admin".to_owned(),
             "grpc.health.v1.Health".to_owned(),
             "grpc.reflection.v1.ServerReflection".to_owned(),
+            "grpc.reflection.v1alpha.ServerReflection".to_owned(),
         ];
         want.sort();
-        assert_eq!(names, want, "{name} advertises what it serves and nothing else");
+        let v1alpha = reflection_list_services!(v1alpha, addr);
+        assert_eq!(v1alpha.as_ref().map_err(|s| (s.code(), s.message())), Ok(&want), "{name} over v1alpha");
+        let v1 = reflection_list_services!(v1, addr);
+        assert_eq!(v1.as_ref().map_err(|s| (s.code(), s.message())), Ok(&want), "{name} over v1");
     }
 }
