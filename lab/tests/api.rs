@@ -7,9 +7,12 @@ use std::time::Duration;
 
 use common::{
     config::Mode,
+    deadline::Deadline,
+    names::{DEFAULT_ORDERS_PAGE_SIZE, MAX_ORDERS_PAGE_SIZE, MAX_PRODUCTS_PER_GET},
     proto::{
-        CreateProductRequest, CreateUserRequest, GetProductRequest, GetProductsRequest, GetUserRequest,
-        ListOrdersByUserRequest, PlaceOrderRequest, UpdatePriceRequest, UserOrdersRequest,
+        admin_client::AdminClient, CreateProductRequest, CreateUserRequest, GetProductRequest, GetProductsRequest,
+        GetUserRequest, ListOrdersByUserRequest, PlaceOrderRequest, StatsRequest, UpdatePriceRequest,
+        UserOrdersRequest,
     },
 };
 use support::{assert_status, req, settle};
@@ -136,15 +139,35 @@ async fn api_contract(mode: Mode) {
     let unknown = if mode == Mode::Sync { Code::NotFound } else { Code::FailedPrecondition };
     assert_status(orders.place_order(req(place(UNKNOWN_USER, &lamp.id, 1), T)).await, unknown, UNKNOWN_USER);
     assert_status(orders.place_order(req(place(&ada.id, UNKNOWN_PRODUCT, 1), T)).await, unknown, UNKNOWN_PRODUCT);
+    // No page fields (a client from before paging): the first page, here all of them.
     let listed = orders
-        .list_orders_by_user(req(ListOrdersByUserRequest { user_id: ada.id.clone() }, T))
+        .list_orders_by_user(req(ListOrdersByUserRequest { user_id: ada.id.clone(), ..Default::default() }, T))
         .await
         .unwrap()
-        .into_inner()
-        .orders;
-    assert_eq!(listed, vec![first.clone(), second.clone(), third.clone()], "oldest first");
+        .into_inner();
+    assert_eq!(listed.orders, vec![first.clone(), second.clone(), third.clone()], "oldest first");
+    assert_eq!(listed.next_page_token, "", "one page holds them all");
+    // Pages of two: the token leads to the rest, and the last page says it is the last.
+    let list = |page_size, page_token: &str| ListOrdersByUserRequest {
+        user_id: ada.id.clone(),
+        page_size,
+        page_token: page_token.to_owned(),
+    };
+    let page = orders.list_orders_by_user(req(list(2, ""), T)).await.unwrap().into_inner();
+    assert_eq!(page.orders, vec![first.clone(), second.clone()]);
+    assert_ne!(page.next_page_token, "");
+    let page = orders.list_orders_by_user(req(list(2, &page.next_page_token), T)).await.unwrap().into_inner();
+    assert_eq!((page.orders, page.next_page_token.as_str()), (vec![third.clone()], ""));
     assert_status(
-        orders.list_orders_by_user(req(ListOrdersByUserRequest { user_id: "x".into() }, T)).await,
+        orders.list_orders_by_user(req(list(MAX_ORDERS_PAGE_SIZE + 1, ""), T)).await,
+        Code::InvalidArgument,
+        "page_size",
+    );
+    for token in ["x", "ord-", &ada.id] {
+        assert_status(orders.list_orders_by_user(req(list(2, token), T)).await, Code::InvalidArgument, "page_token");
+    }
+    assert_status(
+        orders.list_orders_by_user(req(ListOrdersByUserRequest { user_id: "x".into(), ..Default::default() }, T)).await,
         Code::InvalidArgument,
         "user_id",
     );
@@ -198,15 +221,40 @@ async fn api_contract_async() {
     api_contract(Mode::Async).await;
 }
 
-/// gRPC health and server reflection, so a generic client can list and call services.
-#[tokio::test]
-async fn health_and_reflection() {
-    use tokio_stream::StreamExt;
-    use tonic_reflection::pb::v1::{
-        server_reflection_client::ServerReflectionClient, server_reflection_request::MessageRequest,
-        server_reflection_response::MessageResponse, ServerReflectionRequest,
-    };
+/// Asks the server reflection service of version `$v` (`v1` or `v1alpha`: the two are
+/// the same protocol under two package names, and clients speak one or the other) at
+/// `$addr` to list the services it advertises.
+macro_rules! reflection_list_services {
+    ($v:ident, $addr:expr) => {{
+        use tokio_stream::StreamExt;
+        use tonic_reflection::pb::$v::{
+            server_reflection_client::ServerReflectionClient, server_reflection_request::MessageRequest,
+            server_reflection_response::MessageResponse, ServerReflectionRequest,
+        };
+        let mut client = ServerReflectionClient::new(common::channel($addr));
+        let request = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        async {
+            let mut responses = client.server_reflection_info(tokio_stream::iter([request])).await?.into_inner();
+            let response = responses.next().await.expect("one answer")?;
+            let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
+                panic!("unexpected reflection answer: {response:?}");
+            };
+            let mut names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+            names.sort();
+            Ok::<_, tonic::Status>(names)
+        }
+        .await
+    }};
+}
 
+/// gRPC health and server reflection in both versions (v1 for newer clients such as
+/// grpcurl; v1alpha for Postman, Python's grpcio-reflection and older grpcurl), so a
+/// generic client can list and call services.
+#[tokio::test]
+async fn health_and_reflection_v1_and_v1alpha() {
     let lab = support::start(Mode::Sync).await;
     for (name, expected) in [
         ("users", "cascade.v1.Users"),
@@ -216,25 +264,108 @@ async fn health_and_reflection() {
     ] {
         let addr = lab.topology.address(name).unwrap();
         lab::client::wait_serving(addr, T).await.unwrap();
-        let mut client = ServerReflectionClient::new(common::channel(addr));
-        let request = ServerReflectionRequest {
-            host: String::new(),
-            message_request: Some(MessageRequest::ListServices(String::new())),
-        };
-        let mut responses = client.server_reflection_info(tokio_stream::iter([request])).await.unwrap().into_inner();
-        let response = responses.next().await.unwrap().unwrap();
-        let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
-            panic!("unexpected reflection answer: {response:?}");
-        };
-        let mut names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
-        names.sort();
         let mut want = vec![
             expected.to_owned(),
             "cascade.v1.Admin".to_owned(),
             "grpc.health.v1.Health".to_owned(),
             "grpc.reflection.v1.ServerReflection".to_owned(),
+            "grpc.reflection.v1alpha.ServerReflection".to_owned(),
         ];
         want.sort();
-        assert_eq!(names, want, "{name} advertises what it serves and nothing else");
+        let v1alpha = reflection_list_services!(v1alpha, addr);
+        assert_eq!(v1alpha.as_ref().map_err(|s| (s.code(), s.message())), Ok(&want), "{name} over v1alpha");
+        let v1 = reflection_list_services!(v1, addr);
+        assert_eq!(v1.as_ref().map_err(|s| (s.code(), s.message())), Ok(&want), "{name} over v1");
     }
+}
+
+/// One content row of a `UserOrders` item: what must be equal across modes (ids and
+/// times differ between two topologies).
+type Row = (String, i64, i64, u32);
+
+/// In one fresh topology of `mode`: a user with an order for each of
+/// `MAX_PRODUCTS_PER_GET + 5` products, i.e. more distinct products than one
+/// `GetProducts` may ask for and more orders than one `ListOrdersByUser` page may hold.
+/// Asserts `UserOrders` is complete and returns its rows, sorted.
+async fn many_orders(mode: Mode) -> (String, Vec<Row>) {
+    use futures::StreamExt;
+    let n = MAX_PRODUCTS_PER_GET + 5;
+    let lab = support::start(mode).await;
+    let (users, products) = support::populate(&lab, 1, n).await;
+    let user = users[0].clone();
+    settle(&lab, 1 + n as u64).await;
+    // Concurrent, to keep the test short; the order ids then follow completion order.
+    let placed: Vec<(String, String, u32)> = futures::stream::iter(products.iter().enumerate())
+        .map(|(i, product)| {
+            let mut orders = lab.clients.orders.clone();
+            let quantity = 1 + (i % 7) as u32;
+            let message = PlaceOrderRequest { user_id: user.clone(), product_id: product.clone(), quantity };
+            async move {
+                let order = orders.place_order(req(message, T)).await.expect("order placed").into_inner();
+                (order.id, order.product_id, order.quantity)
+            }
+        })
+        .buffer_unordered(8)
+        .collect()
+        .await;
+    settle(&lab, 1 + 2 * n as u64).await;
+
+    // An old client (no page fields) gets the first page and a token, not everything.
+    let first_page = lab
+        .clients
+        .orders
+        .clone()
+        .list_orders_by_user(req(ListOrdersByUserRequest { user_id: user.clone(), ..Default::default() }, T))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(first_page.orders.len(), DEFAULT_ORDERS_PAGE_SIZE as usize);
+    assert_ne!(first_page.next_page_token, "");
+    let all = query::sync::list_orders(&lab.clients.orders, &user, Deadline::after(T)).await.unwrap();
+    assert_eq!(all.len(), n, "{mode:?}: following the pages gives every order");
+    assert_eq!(all[..first_page.orders.len()], first_page.orders[..]);
+    let stats_before = query_rpcs(&lab).await;
+
+    let answer = lab
+        .clients
+        .query
+        .clone()
+        .user_orders(req(UserOrdersRequest { user_id: user.clone() }, Duration::from_secs(20)))
+        .await
+        .unwrap_or_else(|status| panic!("{mode:?}: UserOrders failed: {:?}: {}", status.code(), status.message()))
+        .into_inner();
+    if mode == Mode::Sync {
+        // Each page and each batch is a call of its own, and counted as one.
+        let stats = query_rpcs(&lab).await;
+        let sent = |hop: &str| stats.get(hop).copied().unwrap_or(0) - stats_before.get(hop).copied().unwrap_or(0);
+        let pages = n.div_ceil(MAX_ORDERS_PAGE_SIZE as usize) as u64;
+        let batches = n.div_ceil(MAX_PRODUCTS_PER_GET) as u64;
+        assert_eq!((pages, batches), (2, 2), "the test's size covers more than one of each");
+        assert_eq!(
+            (sent("users.GetUser"), sent("orders.ListOrdersByUser"), sent("products.GetProducts")),
+            (1, pages, batches)
+        );
+    }
+    let mut want: Vec<(String, String, u32)> = placed;
+    want.sort();
+    let got: Vec<(String, String, u32)> =
+        answer.items.iter().map(|i| (i.order_id.clone(), i.product_id.clone(), i.quantity)).collect();
+    assert_eq!(got.len(), n, "{mode:?}: one item per order");
+    assert_eq!(got, want, "{mode:?}: every order, oldest first");
+    let mut rows: Vec<Row> =
+        answer.items.into_iter().map(|i| (i.title, i.unit_price_cents, i.current_price_cents, i.quantity)).collect();
+    rows.sort();
+    (answer.user.expect("the user").name, rows)
+}
+
+/// The calls the query service has made so far, by hop (`Admin.Stats`).
+async fn query_rpcs(lab: &support::Lab) -> std::collections::HashMap<String, u64> {
+    let mut admin = AdminClient::new(common::channel(lab.topology.address("query").unwrap()));
+    admin.stats(req(StatsRequest {}, T)).await.unwrap().into_inner().rpcs_sent
+}
+
+#[tokio::test]
+async fn a_user_with_more_orders_than_a_page_and_more_products_than_a_get_gets_them_all_in_both_modes() {
+    let (sync, asynchronous) = tokio::join!(many_orders(Mode::Sync), many_orders(Mode::Async));
+    assert_eq!(sync, asynchronous, "both modes give the same answer");
 }

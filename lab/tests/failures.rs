@@ -7,9 +7,10 @@ use std::time::{Duration, Instant};
 
 use common::{
     config::Mode,
+    deadline::Deadline,
     proto::{
-        CreateProductRequest, CreateUserRequest, GetProductRequest, GetUserRequest, ListOrdersByUserRequest,
-        PlaceOrderRequest, Product, User, UserOrdersRequest,
+        CreateProductRequest, CreateUserRequest, GetProductRequest, GetUserRequest, PlaceOrderRequest, Product, User,
+        UserOrdersRequest,
     },
 };
 use support::{assert_status, req, Lab};
@@ -61,8 +62,8 @@ async fn killed_users_makes_reads_and_writes_fail_fast_with_unavailable() {
     assert!(write_took < deadline / 2, "PlaceOrder took {write_took:?}");
 
     // What does not need users keeps working.
-    let listed = c.orders.list_orders_by_user(req(ListOrdersByUserRequest { user_id: user.id.clone() }, T)).await;
-    assert_eq!(listed.unwrap().into_inner().orders.len(), 1);
+    let listed = query::sync::list_orders(&c.orders, &user.id, Deadline::after(T)).await;
+    assert_eq!(listed.unwrap().len(), 1);
     c.products.get_product(req(GetProductRequest { id: product.id.clone() }, T)).await.unwrap();
 
     // Back on the same address: callers reconnect by themselves.
@@ -142,13 +143,7 @@ async fn acknowledged_writes_survive_sigkill_of_their_owner() {
     }
     lab.topology.kill("orders").unwrap();
     lab.topology.restart("orders").await.unwrap();
-    let listed = c
-        .orders
-        .list_orders_by_user(req(ListOrdersByUserRequest { user_id: user.id.clone() }, T))
-        .await
-        .unwrap()
-        .into_inner()
-        .orders;
+    let listed = query::sync::list_orders(&c.orders, &user.id, Deadline::after(T)).await.unwrap();
     let listed: Vec<String> = listed.into_iter().map(|o| o.id).collect();
     assert_eq!(listed.len(), N + 1);
     assert_eq!(listed[1..], order_ids[..], "every acknowledged order survived SIGKILL, in order");

@@ -71,16 +71,43 @@ pub fn parse_grpc_timeout(value: &str) -> Option<Duration> {
     })
 }
 
+/// One kind of outbound call: the dependency, the method, and whether a `NOT_FOUND`
+/// from it answers the client's own request.
+#[derive(Clone, Copy, Debug)]
+pub struct Hop {
+    pub dependency: &'static str,
+    pub method: &'static str,
+    /// Whether the call looks up an id the client gave us, so that the dependency's
+    /// `NOT_FOUND` is the client's answer too (an unknown user or product).
+    not_found_is_the_clients: bool,
+}
+
+impl Hop {
+    pub const fn new(dependency: &'static str, method: &'static str) -> Self {
+        Self { dependency, method, not_found_is_the_clients: false }
+    }
+
+    /// This call asks for an id the client sent: its `NOT_FOUND` reaches the client
+    /// unchanged (e.g. users.GetUser for the user whose orders are asked for).
+    pub const fn looking_up_the_clients_id(self) -> Self {
+        Self { not_found_is_the_clients: true, ..self }
+    }
+}
+
+impl std::fmt::Display for Hop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.dependency, self.method)
+    }
+}
+
 /// Makes one call to a dependency within what is left of `deadline`.
 ///
 /// `make_call` receives a request already carrying the remaining time as its
-/// `grpc-timeout`, and must send it. Errors name the dependency and method, and say
-/// whether it was down (`UNAVAILABLE`) or too slow (`DEADLINE_EXCEEDED`); `NOT_FOUND`
-/// and `INVALID_ARGUMENT` from the dependency keep their code, since they are about the
-/// request, not the dependency.
+/// `grpc-timeout`, and must send it. Errors name the hop, and say whether the dependency
+/// was down (`UNAVAILABLE`), too slow (`DEADLINE_EXCEEDED`) or refused the request this
+/// service made (`INTERNAL`; see [`blame`]).
 pub async fn call<Req, Resp, Fut>(
-    dependency: &str,
-    method: &str,
+    hop: Hop,
     deadline: Deadline,
     message: Req,
     make_call: impl FnOnce(Request<Req>) -> Fut,
@@ -92,7 +119,7 @@ where
     // service can still tell its caller which hop ran out before the caller gives up.
     let remaining = deadline.remaining();
     let remaining = remaining.saturating_sub((remaining / 10).min(REPLY_RESERVE));
-    let what = format!("{dependency}.{method}");
+    let what = hop.to_string();
     if remaining.is_zero() {
         return Err(Status::deadline_exceeded(format!(
             "deadline of {} ms used up before calling {what}",
@@ -104,7 +131,7 @@ where
     crate::stats::rpc_sent(&what);
     match tokio::time::timeout(remaining, make_call(request)).await {
         Ok(Ok(response)) => Ok(response.into_inner()),
-        Ok(Err(status)) => Err(blame(&what, dependency, status)),
+        Ok(Err(status)) => Err(blame(hop, status)),
         Err(_elapsed) => Err(Status::deadline_exceeded(format!(
             "{what} did not answer within the remaining {} ms of the {} ms deadline",
             remaining.as_millis(),
@@ -113,12 +140,32 @@ where
     }
 }
 
-/// Rewrites a dependency's error so that the caller's client learns which hop failed.
-fn blame(what: &str, dependency: &str, status: Status) -> Status {
+/// Rewrites a dependency's error so that the caller's client learns which hop failed,
+/// and is not told its own request was wrong when it was this service's request that
+/// the dependency refused. Codes that describe the request (`INVALID_ARGUMENT`,
+/// `OUT_OF_RANGE`, `FAILED_PRECONDITION`, `NOT_FOUND`, and likewise `ALREADY_EXISTS`,
+/// `PERMISSION_DENIED`, `UNAUTHENTICATED`, `UNIMPLEMENTED`) describe the request this
+/// service built: passed on, they would send the client looking for a mistake it did
+/// not make (e.g. "ids has 1005 entries" for a `UserOrders` that named one user), so
+/// they become `INTERNAL`. The one exception is a `NOT_FOUND` for an id the client
+/// itself sent ([`Hop::looking_up_the_clients_id`]).
+fn blame(hop: Hop, status: Status) -> Status {
+    let what = hop.to_string();
     let detail = status.message();
     match status.code() {
-        Code::NotFound | Code::InvalidArgument | Code::FailedPrecondition => status,
-        Code::Unavailable => Status::unavailable(format!("{dependency} is unavailable ({what}: {detail})")),
+        Code::NotFound if hop.not_found_is_the_clients => status,
+        code @ (Code::NotFound
+        | Code::InvalidArgument
+        | Code::OutOfRange
+        | Code::FailedPrecondition
+        | Code::AlreadyExists
+        | Code::PermissionDenied
+        | Code::Unauthenticated
+        | Code::Unimplemented) => {
+            tracing::error!(hop = %what, ?code, detail, "a dependency refused a request this service made");
+            Status::internal(format!("{what} refused the request this service made it ({code:?}: {detail})"))
+        }
+        Code::Unavailable => Status::unavailable(format!("{} is unavailable ({what}: {detail})", hop.dependency)),
         Code::DeadlineExceeded | Code::Cancelled => {
             Status::deadline_exceeded(format!("{what} ran out of time: {detail}"))
         }
@@ -156,7 +203,7 @@ mod tests {
     #[tokio::test]
     async fn a_silent_dependency_costs_the_remaining_deadline_and_no_more() {
         let deadline = Deadline::after(Duration::from_millis(50));
-        let err = call("products", "GetProduct", deadline, (), |_req| async {
+        let err = call(Hop::new("products", "GetProduct"), deadline, (), |_req| async {
             std::future::pending::<Result<tonic::Response<()>, Status>>().await
         })
         .await
@@ -168,7 +215,7 @@ mod tests {
     #[tokio::test]
     async fn the_request_carries_the_remaining_time() {
         let deadline = Deadline::after(Duration::from_secs(10));
-        let seen = call("users", "GetUser", deadline, (), |req| async move {
+        let seen = call(Hop::new("users", "GetUser"), deadline, (), |req| async move {
             let header = req.metadata().get("grpc-timeout").unwrap().to_str().unwrap().to_owned();
             Ok(tonic::Response::new(header))
         })
@@ -181,12 +228,41 @@ mod tests {
     #[tokio::test]
     async fn a_down_dependency_is_named() {
         let deadline = Deadline::after(Duration::from_secs(1));
-        let err = call("users", "GetUser", deadline, (), |_req| async {
+        let err = call(Hop::new("users", "GetUser"), deadline, (), |_req| async {
             Err::<tonic::Response<()>, _>(Status::unavailable("tcp connect error"))
         })
         .await
         .unwrap_err();
         assert_eq!(err.code(), Code::Unavailable);
         assert!(err.message().starts_with("users is unavailable"), "{}", err.message());
+    }
+
+    #[tokio::test]
+    async fn a_dependency_refusing_our_request_is_internal_and_named() {
+        let deadline = Deadline::after(Duration::from_secs(1));
+        let hop = Hop::new("products", "GetProducts");
+        for code in [Code::InvalidArgument, Code::OutOfRange, Code::FailedPrecondition, Code::NotFound] {
+            let err = call(hop, deadline, (), |_req| async move {
+                Err::<tonic::Response<()>, _>(Status::new(code, "ids has 1005 entries; at most 1000 per call"))
+            })
+            .await
+            .unwrap_err();
+            assert_eq!(err.code(), Code::Internal, "{code:?} became {err:?}");
+            assert!(err.message().contains("products.GetProducts"), "{}", err.message());
+            assert!(err.message().contains("ids has 1005 entries"), "{}", err.message());
+        }
+    }
+
+    #[test]
+    fn not_found_for_the_clients_own_id_stays_not_found() {
+        let get_user = Hop::new("users", "GetUser");
+        let unknown = || Status::not_found("no user usr-00000000ffffffff");
+        let err = blame(get_user.looking_up_the_clients_id(), unknown());
+        assert_eq!((err.code(), err.message()), (Code::NotFound, "no user usr-00000000ffffffff"));
+        // Not the client's id: the dependency disagrees with this service, not the client.
+        assert_eq!(blame(get_user, unknown()).code(), Code::Internal);
+        // Even for the client's id, a malformed request is this service's fault.
+        let err = blame(get_user.looking_up_the_clients_id(), Status::invalid_argument("id is malformed"));
+        assert_eq!(err.code(), Code::Internal);
     }
 }

@@ -22,3 +22,7 @@ pub const DEFAULT_DEADLINE_MS: u64 = 2_000;
 pub const MAX_QUANTITY: u32 = 1_000;
 pub const MAX_NAME_LEN: usize = 200;
 pub const MAX_PRODUCTS_PER_GET: usize = 1_000;
+/// `ListOrdersByUser` pages: what a request with no `page_size` (0) gets, and the most
+/// one may ask for, so that no answer grows with a user's history.
+pub const DEFAULT_ORDERS_PAGE_SIZE: u32 = 100;
+pub const MAX_ORDERS_PAGE_SIZE: u32 = 1_000;

@@ -36,7 +36,8 @@ impl<S> GrpcService for S where
 
 const ADMIN_SERVICE: &str = "cascade.v1.Admin";
 const HEALTH_SERVICE: &str = "grpc.health.v1.Health";
-const REFLECTION_SERVICE: &str = "grpc.reflection.v1.ServerReflection";
+const REFLECTION_SERVICES: [&str; 2] =
+    ["grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"];
 
 /// Binds `addr`, with an error that says what to do when the port is taken.
 pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
@@ -66,29 +67,44 @@ where
     let addr = listener.local_addr()?;
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter.set_serving::<S>().await;
-    // Advertise exactly what this process serves (the descriptor set holds all four
-    // Cascade services).
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .with_service_name(S::NAME)
-        .with_service_name(ADMIN_SERVICE)
-        .with_service_name(HEALTH_SERVICE)
-        .with_service_name(REFLECTION_SERVICE)
-        .build_v1()?;
+    let (reflection_v1, reflection_v1alpha) = (reflection::<S>().build_v1()?, reflection::<S>().build_v1alpha()?);
     if let Some(path) = addr_file {
         write_addr_file(path, addr)?;
     }
     tracing::info!(%addr, service = S::NAME, "ready");
     Server::builder()
         .add_service(health)
-        .add_service(reflection)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
         .add_service(crate::proto::admin_server::AdminServer::new(crate::stats::AdminApi))
         .add_service(service)
         .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), shutdown.cancelled_owned())
         .await?;
     tracing::info!(service = S::NAME, "stopped serving");
     Ok(())
+}
+
+/// Server reflection, served in both versions of the protocol: newer clients (grpcurl)
+/// speak `grpc.reflection.v1`, Postman, Python's grpcio-reflection and older grpcurl only
+/// `v1alpha`. A `Builder` is consumed by its `build_*` and is not `Clone`: call this
+/// once per version. Each version advertises exactly what this
+/// process serves, both reflection services included, and can describe them: the
+/// builder would add only its own version's descriptors, so both are registered here
+/// (the crate's own registration of one of them is then skipped as a duplicate file).
+fn reflection<S: NamedService>() -> tonic_reflection::server::Builder<'static> {
+    let mut builder = tonic_reflection::server::Builder::configure()
+        // All four Cascade services: `with_service_name` narrows what is advertised.
+        .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET)
+        .with_service_name(S::NAME)
+        .with_service_name(ADMIN_SERVICE)
+        .with_service_name(HEALTH_SERVICE);
+    for name in REFLECTION_SERVICES {
+        builder = builder.with_service_name(name);
+    }
+    builder
 }
 
 /// A service's whole life after binding: serve until `shutdown`, then stop its event

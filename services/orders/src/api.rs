@@ -6,7 +6,10 @@ use std::time::Duration;
 use common::{
     deadline::Deadline,
     error::{check_id, ApiError},
-    names::{MAX_QUANTITY, PRODUCT_ID_PREFIX, USER_ID_PREFIX},
+    names::{
+        DEFAULT_ORDERS_PAGE_SIZE, MAX_ORDERS_PAGE_SIZE, MAX_QUANTITY, ORDER_ID_PREFIX, PRODUCT_ID_PREFIX,
+        USER_ID_PREFIX,
+    },
     proto::{orders_server::Orders, ListOrdersByUserRequest, ListOrdersByUserResponse, Order, PlaceOrderRequest},
 };
 use tonic::{Request, Response, Status};
@@ -71,9 +74,40 @@ impl<D: Directory> Orders for OrdersApi<D> {
         &self,
         request: Request<ListOrdersByUserRequest>,
     ) -> Result<Response<ListOrdersByUserResponse>, Status> {
-        let user_id = request.into_inner().user_id;
-        check_id("user_id", USER_ID_PREFIX, &user_id)?;
-        let orders = self.store.by_user(&user_id).map_err(ApiError::from)?;
-        Ok(Response::new(ListOrdersByUserResponse { orders }))
+        let req = request.into_inner();
+        check_id("user_id", USER_ID_PREFIX, &req.user_id)?;
+        let limit = page_size(req.page_size)?;
+        let after = page_token(&req.page_token)?;
+        let page = self.store.by_user(&req.user_id, after, limit).map_err(ApiError::from)?;
+        Ok(Response::new(ListOrdersByUserResponse {
+            orders: page.orders,
+            next_page_token: page.next_after.unwrap_or_default(),
+        }))
     }
+}
+
+/// The number of orders a `ListOrdersByUser` page may hold.
+fn page_size(asked: u32) -> Result<usize, ApiError> {
+    match asked {
+        0 => Ok(DEFAULT_ORDERS_PAGE_SIZE as usize),
+        n if n <= MAX_ORDERS_PAGE_SIZE => Ok(n as usize),
+        n => Err(ApiError::InvalidArgument(format!(
+            "page_size {n} is above the maximum of {MAX_ORDERS_PAGE_SIZE}; 0 asks for the default of \
+             {DEFAULT_ORDERS_PAGE_SIZE}"
+        ))),
+    }
+}
+
+/// The order a page starts after. A page token is the id of the last order of the
+/// previous page (the store's position in the user's index); clients treat it as opaque.
+fn page_token(token: &str) -> Result<Option<&str>, ApiError> {
+    if token.is_empty() {
+        return Ok(None);
+    }
+    common::ids::check_id("page_token", ORDER_ID_PREFIX, token).map_err(|_| {
+        ApiError::InvalidArgument(format!(
+            "page_token {token:?} is not a next_page_token of this service; leave it empty for the first page"
+        ))
+    })?;
+    Ok(Some(token))
 }

@@ -5,7 +5,7 @@
 use common::config::PeerAddr;
 
 use common::{
-    deadline::{call, Deadline},
+    deadline::{call, Deadline, Hop},
     error::ApiError,
     names::{PRODUCTS, USERS},
     proto::{products_client::ProductsClient, users_client::UsersClient, GetProductRequest, GetUserRequest, Product},
@@ -29,17 +29,22 @@ impl GrpcDirectory {
     }
 }
 
+/// Both look up an id the client sent: their `NOT_FOUND` is an unknown user or product,
+/// the client's to hear; anything else they refuse is this service's fault (`INTERNAL`).
+const GET_USER: Hop = Hop::new(USERS, "GetUser").looking_up_the_clients_id();
+const GET_PRODUCT: Hop = Hop::new(PRODUCTS, "GetProduct").looking_up_the_clients_id();
+
 impl Directory for GrpcDirectory {
     async fn check_user(&self, user_id: &str, deadline: Deadline) -> Result<(), ApiError> {
         let mut client = self.users.clone();
         let message = GetUserRequest { id: user_id.to_owned() };
-        call(USERS, "GetUser", deadline, message, |req| async move { client.get_user(req).await }).await?;
+        call(GET_USER, deadline, message, |req| async move { client.get_user(req).await }).await?;
         Ok(())
     }
 
     async fn product(&self, product_id: &str, deadline: Deadline) -> Result<Product, ApiError> {
         let mut client = self.products.clone();
         let message = GetProductRequest { id: product_id.to_owned() };
-        Ok(call(PRODUCTS, "GetProduct", deadline, message, |req| async move { client.get_product(req).await }).await?)
+        Ok(call(GET_PRODUCT, deadline, message, |req| async move { client.get_product(req).await }).await?)
     }
 }
