@@ -136,7 +136,8 @@ fn relay(c: &mut Criterion) {
             for _ in 0..iters {
                 next += 1;
                 let envelope = events::order_placed(&order(next));
-                (&scratch, outbox.tree()).transaction(|(_, o)| outbox.stage(o, &envelope)).expect("stages");
+                let key = outbox.next_key().expect("key");
+                (&scratch, outbox.tree()).transaction(|(_, o)| outbox.stage(o, key, &envelope)).expect("stages");
             }
             let start = Instant::now();
             let published = runtime.block_on(common::outbox::publish_pending(&outbox, &js)).expect("publishes");

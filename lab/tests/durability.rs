@@ -182,7 +182,7 @@ async fn a_stream_found_changed_is_restored_and_one_kept_in_memory_is_refused() 
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
         let info = js.get_stream(events::STREAM).await.unwrap().info().await.unwrap().config.clone();
-        if info.duplicate_window == common::broker::DUPLICATE_WINDOW {
+        if info.duplicate_window == common::broker::DEFAULT_DUPLICATE_WINDOW {
             break;
         }
         assert!(std::time::Instant::now() < deadline, "duplicate window left at {:?}", info.duplicate_window);
@@ -196,4 +196,52 @@ async fn a_stream_found_changed_is_restored_and_one_kept_in_memory_is_refused() 
     js.create_stream(memory).await.unwrap();
     let error = common::broker::ensure_stream(&js).await.expect_err("a memory stream is refused");
     assert!(error.to_string().contains("storage"), "{error}");
+}
+
+#[tokio::test]
+async fn a_replay_past_the_duplicate_window_is_applied_once() {
+    const WINDOW_MS: u64 = 1000;
+    let mut lab = support::start_with(Mode::Async, |config| {
+        for service in [USERS, PRODUCTS, ORDERS, QUERY] {
+            config.env.push((service.into(), "CASCADE_DUPLICATE_WINDOW_MS".into(), WINDOW_MS.to_string()));
+        }
+        // No delay, but sled's background flush off: the relay's delete of a published
+        // record stays in memory, so a SIGKILL brings the record back after a restart.
+        config.env.push((ORDERS.into(), WRITE_FLUSH_DELAY_ENV.into(), "0".into()));
+    })
+    .await;
+    let (users, products) = populate(&lab, 1, 1).await;
+    settle(&lab, 2).await;
+    let mut orders = lab.clients.orders.clone();
+    let order = PlaceOrderRequest { user_id: users[0].clone(), product_id: products[0].clone(), quantity: 4 };
+    let placed = orders.place_order(req(order, T)).await.unwrap().into_inner();
+    settle(&lab, 3).await;
+
+    // The owner dies before its delete is on disk; the broker is away for longer than
+    // the duplicate window while the relay's record waits; then both come back and the
+    // relay publishes the record again, past the window, so the stream keeps it.
+    lab.topology.kill(ORDERS).unwrap();
+    lab.topology.kill("nats").unwrap();
+    tokio::time::sleep(Duration::from_millis(WINDOW_MS * 5 / 2)).await;
+    lab.topology.restart("nats").await.unwrap();
+    lab.topology.restart(ORDERS).await.unwrap();
+    settle(&lab, 4).await;
+
+    let js = jetstream(&lab).await;
+    let mut stream = js.get_stream(events::STREAM).await.unwrap();
+    let event_id = events::order_placed(&placed).event_id;
+    let mut copies = 0;
+    for seq in 1..=stream.info().await.unwrap().state.last_sequence {
+        let message = stream.get_raw_message(seq).await.unwrap();
+        if message.headers.get(events::MSG_ID_HEADER).is_some_and(|id| id.as_str() == event_id) {
+            copies += 1;
+        }
+    }
+    assert_eq!(copies, 2, "the replay past the window is in the stream");
+    let diff = support::converge(&lab, 4, &users, Duration::from_secs(30)).await;
+    assert!(diff.is_clean(), "{diff:?}");
+    let query = stats(&lab, QUERY).await;
+    assert_eq!(query.orders_applied, 1, "applied once: {query:?}");
+    assert!(query.events_skipped >= 1, "the replay was seen and skipped: {query:?}");
+    assert_eq!(query.dead_letters, 0);
 }

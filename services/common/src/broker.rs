@@ -1,6 +1,6 @@
 //! Connecting to NATS and making sure the stream exists.
 
-use std::time::Duration;
+use std::{sync::OnceLock, time::Duration};
 
 use async_nats::jetstream::{self, stream};
 use tokio_util::sync::CancellationToken;
@@ -12,8 +12,11 @@ use crate::{
     outbox::Outbox,
 };
 
-/// How long JetStream remembers a `Nats-Msg-Id` to drop a repeated publish.
-pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
+/// How long JetStream remembers a `Nats-Msg-Id` to drop a repeated publish, unless
+/// `--duplicate-window-ms` says otherwise.
+pub const DEFAULT_DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
+/// This process's duplicate window, set once by [`Events::start`].
+static DUPLICATE_WINDOW: OnceLock<Duration> = OnceLock::new();
 
 /// Connects to `url`, starting even if the broker is not there yet (writes then wait
 /// in the outbox) and reconnecting forever, quickly, when it goes away.
@@ -36,7 +39,7 @@ pub fn stream_config() -> stream::Config {
         name: events::STREAM.to_owned(),
         subjects: vec![events::STREAM_SUBJECTS.to_owned()],
         storage: stream::StorageType::File,
-        duplicate_window: DUPLICATE_WINDOW,
+        duplicate_window: *DUPLICATE_WINDOW.get().unwrap_or(&DEFAULT_DUPLICATE_WINDOW),
         ..Default::default()
     }
 }
@@ -109,6 +112,9 @@ impl Events {
             return Ok(None);
         }
         let url = args.nats_url.as_deref().ok_or(EventsError::NoUrl)?;
+        if DUPLICATE_WINDOW.set(Duration::from_millis(args.duplicate_window_ms)).is_err() {
+            tracing::debug!("duplicate window already set");
+        }
         let client = connect(url, service).await?;
         Ok(Some(Self { client, tasks: tokio::task::JoinSet::new(), shutdown: shutdown.clone() }))
     }

@@ -33,6 +33,12 @@ pub struct ServiceArgs {
     /// The NATS server (async mode).
     #[arg(long, env = "CASCADE_NATS_URL")]
     pub nats_url: Option<String>,
+
+    /// How long the stream remembers an event id to drop a repeated publish (async
+    /// mode). Correctness does not depend on it (consumers skip what they applied); tests
+    /// shorten it to show replays past the window.
+    #[arg(long, default_value_t = crate::broker::DEFAULT_DUPLICATE_WINDOW.as_millis() as u64, env = "CASCADE_DUPLICATE_WINDOW_MS")]
+    pub duplicate_window_ms: u64,
 }
 
 impl ServiceArgs {

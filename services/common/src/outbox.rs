@@ -34,7 +34,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::{dead_letters::DeadLetters, events, proto::Envelope, store::StoreError};
+use crate::{dead_letters::DeadLetters, events, ids::IdGen, proto::Envelope, store::StoreError};
 
 /// Records published per round; their PubAcks are awaited together (pipelined), in order.
 const BATCH: usize = 256;
@@ -55,6 +55,8 @@ pub struct Outbox {
     notify: Arc<Notify>,
     /// Set when a write's flush failed: nothing more is published until a restart.
     poisoned: Arc<AtomicBool>,
+    /// Record keys: never handed out twice, so a new record cannot overwrite a pending one.
+    keys: IdGen,
 }
 
 impl Outbox {
@@ -66,6 +68,7 @@ impl Outbox {
             enabled,
             notify: Arc::new(Notify::new()),
             poisoned: Arc::new(AtomicBool::new(false)),
+            keys: IdGen::open(db, "outbox")?,
         })
     }
 
@@ -73,16 +76,27 @@ impl Outbox {
         &self.tree
     }
 
-    /// Adds `envelope` to the outbox inside the caller's transaction (no-op when
-    /// disabled). The key is a monotonic id, so the relay publishes in commit order.
+    /// A key for the next record, drawn before the transaction (whose closure may run
+    /// more than once, and must not flush). Keys grow, so the relay publishes records
+    /// roughly in commit order; consumers do not depend on the order.
+    pub fn next_key(&self) -> sled::Result<u64> {
+        if self.enabled {
+            self.keys.next()
+        } else {
+            Ok(0)
+        }
+    }
+
+    /// Adds `envelope` under `key` to the outbox inside the caller's transaction (no-op
+    /// when disabled).
     pub fn stage(
         &self,
         tx: &TransactionalTree,
+        key: u64,
         envelope: &Envelope,
     ) -> Result<(), ConflictableTransactionError<StoreError>> {
         if self.enabled {
-            let key = tx.generate_id()?.to_be_bytes();
-            tx.insert(&key, envelope.encode_to_vec())?;
+            tx.insert(&key.to_be_bytes(), envelope.encode_to_vec())?;
         }
         Ok(())
     }

@@ -21,14 +21,15 @@ pub fn open(dir: &Path) -> Result<sled::Db, OpenError> {
     if crate::failpoint::write_flush_delay().is_some() {
         config = config.flush_every_ms(None);
     }
-    config.open().map_err(|source| {
+    let db = config.open().map_err(|source| {
         let locked = matches!(&source, sled::Error::Io(e) if e.to_string().contains("could not acquire lock"));
         if locked {
             OpenError::Locked { dir: shown, source }
         } else {
             OpenError::Other { dir: shown, source }
         }
-    })
+    })?;
+    Ok(db)
 }
 
 /// Makes every write so far durable. Called before acknowledging a write.

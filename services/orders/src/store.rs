@@ -7,6 +7,7 @@ use std::{ops::Bound, path::Path};
 
 use common::{
     events,
+    ids::IdGen,
     names::ORDER_ID_PREFIX,
     outbox::Outbox,
     proto::Order,
@@ -20,6 +21,7 @@ pub struct OrderStore {
     db: sled::Db,
     orders: sled::Tree,
     by_user: sled::Tree,
+    ids: IdGen,
     outbox: Outbox,
 }
 
@@ -43,6 +45,7 @@ impl OrderStore {
         Ok(Self {
             orders: db.open_tree("orders").map_err(err)?,
             by_user: db.open_tree("by_user").map_err(err)?,
+            ids: IdGen::open(&db, "orders").map_err(err)?,
             outbox: Outbox::open(&db, events).map_err(err)?,
             db,
         })
@@ -60,7 +63,7 @@ impl OrderStore {
     /// before returning.
     pub async fn place(&self, new: NewOrder) -> Result<Order, StoreError> {
         let order = Order {
-            id: common::ids::new_id(&self.db, ORDER_ID_PREFIX)?,
+            id: self.ids.new_id(ORDER_ID_PREFIX)?,
             user_id: new.user_id,
             product_id: new.product_id,
             quantity: new.quantity,
@@ -70,10 +73,11 @@ impl OrderStore {
         let bytes = order.encode_to_vec();
         let key = index_key(&order.user_id, &order.id);
         let event = events::order_placed(&order);
+        let outbox_key = self.outbox.next_key()?;
         (&self.orders, &self.by_user, self.outbox.tree()).transaction(|(orders, by_user, outbox)| {
             orders.insert(order.id.as_bytes(), bytes.as_slice())?;
             by_user.insert(key.as_slice(), &[])?;
-            self.outbox.stage(outbox, &event)
+            self.outbox.stage(outbox, outbox_key, &event)
         })?;
         self.outbox.make_durable().await?;
         Ok(order)

@@ -6,6 +6,7 @@ use std::path::Path;
 
 use common::{
     events,
+    ids::IdGen,
     names::PRODUCT_ID_PREFIX,
     outbox::Outbox,
     proto::Product,
@@ -18,6 +19,7 @@ use sled::{transaction::ConflictableTransactionError, Transactional};
 pub struct ProductStore {
     db: sled::Db,
     products: sled::Tree,
+    ids: IdGen,
     outbox: Outbox,
 }
 
@@ -28,6 +30,7 @@ impl ProductStore {
         let err = |source| OpenError::Other { dir: dir.display().to_string(), source };
         Ok(Self {
             products: db.open_tree("products").map_err(err)?,
+            ids: IdGen::open(&db, "products").map_err(err)?,
             outbox: Outbox::open(&db, events).map_err(err)?,
             db,
         })
@@ -40,12 +43,13 @@ impl ProductStore {
     /// Stores a new product (version 1) and its event in one transaction, durable
     /// before returning.
     pub async fn create(&self, title: String, price_cents: i64) -> Result<Product, StoreError> {
-        let product = Product { id: common::ids::new_id(&self.db, PRODUCT_ID_PREFIX)?, title, price_cents, version: 1 };
+        let product = Product { id: self.ids.new_id(PRODUCT_ID_PREFIX)?, title, price_cents, version: 1 };
         let bytes = product.encode_to_vec();
         let event = events::product_created(&product);
+        let key = self.outbox.next_key()?;
         (&self.products, self.outbox.tree()).transaction(|(products, outbox)| {
             products.insert(product.id.as_bytes(), bytes.as_slice())?;
-            self.outbox.stage(outbox, &event)
+            self.outbox.stage(outbox, key, &event)
         })?;
         self.outbox.make_durable().await?;
         Ok(product)
@@ -55,6 +59,7 @@ impl ProductStore {
     /// updates (a sled transaction that also stages the event), durable before
     /// returning. `None`: no such product.
     pub async fn update_price(&self, id: &str, price_cents: i64) -> Result<Option<Product>, StoreError> {
+        let key = self.outbox.next_key()?;
         let updated = (&self.products, self.outbox.tree()).transaction(|(products, outbox)| {
             let Some(bytes) = products.get(id.as_bytes())? else {
                 return Ok(None);
@@ -65,7 +70,7 @@ impl ProductStore {
             product.price_cents = price_cents;
             product.version += 1;
             products.insert(id.as_bytes(), product.encode_to_vec())?;
-            self.outbox.stage(outbox, &events::product_price_changed(&product, previous))?;
+            self.outbox.stage(outbox, key, &events::product_price_changed(&product, previous))?;
             Ok(Some(product))
         })?;
         if updated.is_some() {

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use common::{
     events,
+    ids::IdGen,
     names::USER_ID_PREFIX,
     outbox::Outbox,
     proto::User,
@@ -17,6 +18,7 @@ use sled::Transactional;
 pub struct UserStore {
     db: sled::Db,
     users: sled::Tree,
+    ids: IdGen,
     outbox: Outbox,
 }
 
@@ -25,7 +27,12 @@ impl UserStore {
     pub fn open(dir: &Path, events: bool) -> Result<Self, OpenError> {
         let db = store::open(dir)?;
         let err = |source| OpenError::Other { dir: dir.display().to_string(), source };
-        Ok(Self { users: db.open_tree("users").map_err(err)?, outbox: Outbox::open(&db, events).map_err(err)?, db })
+        Ok(Self {
+            users: db.open_tree("users").map_err(err)?,
+            ids: IdGen::open(&db, "users").map_err(err)?,
+            outbox: Outbox::open(&db, events).map_err(err)?,
+            db,
+        })
     }
 
     pub fn outbox(&self) -> &Outbox {
@@ -35,17 +42,14 @@ impl UserStore {
     /// Stores a new user (and its event, in the same transaction) and makes both
     /// durable before returning.
     pub async fn create(&self, name: String, email: String) -> Result<User, StoreError> {
-        let user = User {
-            id: common::ids::new_id(&self.db, USER_ID_PREFIX)?,
-            name,
-            email,
-            created_at_unix_ms: common::ids::now_unix_ms(),
-        };
+        let user =
+            User { id: self.ids.new_id(USER_ID_PREFIX)?, name, email, created_at_unix_ms: common::ids::now_unix_ms() };
         let bytes = user.encode_to_vec();
         let event = events::user_created(&user);
+        let key = self.outbox.next_key()?;
         (&self.users, self.outbox.tree()).transaction(|(users, outbox)| {
             users.insert(user.id.as_bytes(), bytes.as_slice())?;
-            self.outbox.stage(outbox, &event)
+            self.outbox.stage(outbox, key, &event)
         })?;
         self.outbox.make_durable().await?;
         Ok(user)
