@@ -37,7 +37,13 @@ pub struct ServiceArgs {
     /// How long the stream remembers an event id to drop a repeated publish (async
     /// mode). Correctness does not depend on it (consumers skip what they applied); tests
     /// shorten it to show replays past the window.
-    #[arg(long, default_value_t = crate::broker::DEFAULT_DUPLICATE_WINDOW.as_millis() as u64, env = "CASCADE_DUPLICATE_WINDOW_MS")]
+    /// (0 is refused: the server would take it as "its default", 2 min).
+    #[arg(
+        long,
+        default_value_t = crate::broker::DEFAULT_DUPLICATE_WINDOW.as_millis() as u64,
+        env = "CASCADE_DUPLICATE_WINDOW_MS",
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
     pub duplicate_window_ms: u64,
 }
 

@@ -88,14 +88,18 @@ pub async fn consume<P: Projection>(
             }
         };
         tracing::info!(consumer = name, "consuming");
-        backoff = Duration::from_millis(50);
         loop {
             let first = tokio::select! {
                 next = messages.next() => next,
                 _ = shutdown.cancelled() => return,
             };
             let mut batch = match first {
-                Some(Ok(message)) => vec![message],
+                Some(Ok(message)) => {
+                    // Only a delivery proves the subscription works: until then an error
+                    // right after subscribing keeps the backoff growing.
+                    backoff = Duration::from_millis(50);
+                    vec![message]
+                }
                 Some(Err(error)) => {
                     // Missed heartbeats (a broker away, or back without its data), a
                     // deleted consumer or stream: subscribe again, which recreates
@@ -105,14 +109,22 @@ pub async fn consume<P: Projection>(
                 }
                 None => break,
             };
+            let mut failed = false;
             while batch.len() < BATCH {
                 match messages.next().now_or_never() {
                     Some(Some(Ok(message))) => batch.push(message),
-                    Some(Some(Err(error))) => tracing::warn!(%error, consumer = name, "consumer stream error"),
+                    Some(Some(Err(error))) => {
+                        tracing::warn!(%error, consumer = name, "consumer stream error; resubscribing after this batch");
+                        failed = true;
+                        break;
+                    }
                     Some(None) | None => break,
                 }
             }
             apply_batch(name, &projection, batch).await;
+            if failed {
+                break;
+            }
         }
         tokio::select! {
             _ = tokio::time::sleep(backoff) => {}

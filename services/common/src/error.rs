@@ -41,6 +41,7 @@ impl From<ApiError> for Status {
             ApiError::NotFound(m) => Status::not_found(m),
             ApiError::FailedPrecondition(m) => Status::failed_precondition(m),
             ApiError::Dependency(status) => status,
+            ApiError::Storage(e @ StoreError::Poisoned) => Status::unavailable(e.to_string()),
             ApiError::Storage(e) => {
                 tracing::error!(error = %e, "storage failure");
                 Status::internal(format!("storage failure: {e}"))

@@ -24,6 +24,9 @@ pub struct IdGen {
     state: Arc<Mutex<(u64, u64)>>,
 }
 
+/// How far past sled's own generator a new counter starts (twice its resume jump).
+const SLED_IDGEN_MARGIN: u64 = 4_000_000;
+
 impl IdGen {
     pub const BLOCK: u64 = 4096;
 
@@ -36,7 +39,10 @@ impl IdGen {
                 .try_into()
                 .map(u64::from_be_bytes)
                 .map_err(|_| sled::Error::Corruption { at: None, bt: () })?,
-            None => 0,
+            // A database written before this counter existed drew its ids from sled's
+            // generator, which after a restart resumes at most two million past its last
+            // persisted value: start past that, so no old id comes back.
+            None => db.generate_id()? + SLED_IDGEN_MARGIN,
         };
         Ok(Self {
             db: db.clone(),

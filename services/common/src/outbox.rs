@@ -105,6 +105,9 @@ impl Outbox {
     /// wakes the relay. A failed flush poisons the outbox: the relay publishes nothing
     /// more, since it can no longer tell what is on disk.
     pub async fn make_durable(&self) -> Result<(), StoreError> {
+        if self.poisoned.load(Ordering::SeqCst) {
+            return Err(StoreError::Poisoned);
+        }
         crate::failpoint::before_write_flush().await;
         if let Err(error) = crate::store::flush(&self.db).await {
             tracing::error!(%error, "a write's flush failed: outbox poisoned, nothing more is published; restart the service");

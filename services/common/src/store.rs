@@ -52,6 +52,8 @@ pub enum StoreError {
     Sled(#[from] sled::Error),
     #[error("corrupt record: {0}")]
     Decode(#[from] prost::DecodeError),
+    #[error("an earlier write could not be flushed; this service takes no writes until it is restarted")]
+    Poisoned,
 }
 
 /// A transaction aborts with a `StoreError` (a record that does not decode) or fails
