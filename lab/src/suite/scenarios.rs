@@ -288,6 +288,9 @@ pub async fn check(
     Ok((convergence, losses))
 }
 
+/// Comparisons of the view with the truth that run at once.
+const COMPARE_CONCURRENCY: usize = 8;
+
 /// Compares the query view of `users` with the truth from the owners until they are
 /// equal or `within` has passed since `since`; the time is from `since`, with the
 /// duration of one comparison as its resolution.
@@ -298,9 +301,23 @@ pub async fn converge(
     within: Duration,
 ) -> anyhow::Result<Convergence> {
     let truth = crate::convergence::truth(&prepared.topology)?;
+    // The users are compared in a few concurrent slices, so that one comparison (the
+    // resolution) stays short with many users.
+    let slice = users.len().div_ceil(COMPARE_CONCURRENCY).max(1);
     loop {
         let pass = tokio::time::Instant::now();
-        let diff = crate::convergence::compare(&prepared.clients, &truth, users).await;
+        let slices = users.chunks(slice).map(|users| crate::convergence::compare(&prepared.clients, &truth, users));
+        let diff = futures::future::try_join_all(slices).await.map(|diffs| {
+            diffs.into_iter().fold(crate::convergence::Diff::default(), |mut all, d| {
+                all.users_checked += d.users_checked;
+                all.missing += d.missing;
+                all.extra += d.extra;
+                all.wrong += d.wrong;
+                all.examples.extend(d.examples);
+                all.examples.truncate(10);
+                all
+            })
+        });
         let resolution_ms = pass.elapsed().as_millis() as u64;
         match diff {
             Ok(diff) if diff.is_clean() || since.elapsed() > within => {
