@@ -259,6 +259,10 @@ pub async fn run(ctx: &Ctx, mode: Mode) -> anyhow::Result<ScenarioResult> {
     prepared.topology.recover().await?;
     // Convergence is timed from the last repair.
     let repaired = Instant::now();
+    eprintln!(
+        "  soak ({mode}): repaired; checking {} writes against the owners, the view and orders' replica …",
+        history.started()
+    );
     let (convergence, mut soak) = audit(&prepared, &history, repaired, CONVERGE_WITHIN).await?;
     count_faults(&mut soak, &events, p.soak_faults);
     sampler.sample(&prepared.topology.file());
