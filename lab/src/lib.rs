@@ -5,6 +5,7 @@
 //! - [`compose`]: the Compose target: image, project, faults the container way.
 //! - [`control`]: the control socket through which `lab kill|pause|…` reach `lab up`.
 //! - [`workload`]: the request mix of load runs.
+//! - [`history`]: the soak's writers and the history of what was acknowledged.
 //! - [`client`]: clients of a running topology; health waiting.
 //! - [`convergence`]: waiting for the replicas to settle; the view against the truth.
 //! - [`proxy`]: the TCP fault proxy (latency, jitter, black-hole, reset).
@@ -17,6 +18,7 @@ pub mod client;
 pub mod compose;
 pub mod control;
 pub mod convergence;
+pub mod history;
 pub mod latency;
 pub mod proxy;
 pub mod report;

@@ -112,16 +112,22 @@ enum Command {
         timeout_s: u64,
     },
     /// The benchmark suite: every scenario in each mode, the same seed and workload;
-    /// results JSON under --runs (quick: about 5 minutes on 2 cores).
+    /// results JSON under --runs (quick: about 5 minutes on 2 cores). Exits with status
+    /// 1 when the soak's checker finds anything lost, duplicated, phantom, wrong or
+    /// dead-lettered.
     Bench {
         /// Longer runs, more rates, more data.
         #[arg(long)]
         full: bool,
         /// Run only this scenario (repeatable): floor, steady, slow-dependency,
         /// kill-dependency, pause-dependency, kill-broker, kill-query, partition
-        /// (compose target), chaos, storage, fan-out.
+        /// (compose target), chaos, soak (long: in --full or when named), storage,
+        /// fan-out.
         #[arg(long = "scenario")]
         scenarios: Vec<String>,
+        /// Service faults per mode in the soak.
+        #[arg(long, default_value_t = lab::suite::soak::DEFAULT_FAULTS)]
+        kills: usize,
         #[arg(long, value_enum, value_delimiter = ',', default_value = "sync,async")]
         modes: Vec<Mode>,
         /// Parent folder of the run's topologies and results.
@@ -314,13 +320,14 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             let addr: common::config::PeerAddr = addr.parse().map_err(anyhow::Error::msg)?;
             lab::client::wait_serving(addr, Duration::from_secs(timeout_s)).await.map_err(anyhow::Error::msg)
         }
-        Command::Bench { full, scenarios, modes, runs, seed, deploy } => {
+        Command::Bench { full, scenarios, kills, modes, runs, seed, deploy } => {
             for s in &scenarios {
                 if !lab::suite::SCENARIOS.contains(&s.as_str()) {
                     anyhow::bail!("--scenario {s}: no such scenario; they are {}", lab::suite::SCENARIOS.join(", "));
                 }
             }
-            let profile = if full { lab::suite::Profile::full(seed) } else { lab::suite::Profile::quick(seed) };
+            let mut profile = if full { lab::suite::Profile::full(seed) } else { lab::suite::Profile::quick(seed) };
+            profile.soak_faults = kills;
             let command = std::env::args().collect::<Vec<_>>().join(" ");
             let target = deploy.target("bench");
             if let lab::topology::Target::Compose { image, .. } = &target {
@@ -338,6 +345,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             let (_, html) = lab::report::write(&results, dir)
                 .with_context(|| format!("cannot write the report in {}", dir.display()))?;
             println!("report: {}", html.display());
+            let failures = lab::suite::soak_failures(&results);
+            anyhow::ensure!(failures.is_empty(), "the soak's checker found: {}", failures.join("; "));
             Ok(())
         }
         Command::Report { results, compare, out } => {

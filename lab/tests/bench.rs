@@ -59,10 +59,15 @@ async fn the_checker_detects_a_dropped_event() {
     let seeded = Arc::new(Seeded { user_ids: users, product_ids: products, order_ids: Vec::new() });
     let prepared = Prepared { topology, clients, seeded };
     let acked = [kept.id.clone(), dropped.id.clone()];
-    let (convergence, losses) =
-        lab::suite::scenarios::check(&prepared, &acked, tokio::time::Instant::now(), Duration::from_secs(2))
-            .await
-            .unwrap();
+    let (convergence, losses) = lab::suite::scenarios::check(
+        &prepared,
+        &prepared.seeded.user_ids,
+        &acked,
+        tokio::time::Instant::now(),
+        Duration::from_secs(2),
+    )
+    .await
+    .unwrap();
     assert_eq!(losses.acknowledged_orders, 2);
     assert_eq!(losses.lost, 1, "{losses:?}");
     assert_eq!((losses.duplicated, losses.phantom), (0, 0));

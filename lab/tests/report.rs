@@ -107,6 +107,50 @@ fn verdicts_follow_the_figures() {
     );
 }
 
+/// With a soak in the results, the "never lost" claim rests on it: confirmed only when
+/// faults were carried out, writes acknowledged and faults landed on writes in flight;
+/// refuted by any loss; and the soak gets a table row per mode.
+#[test]
+fn the_never_lost_claim_uses_the_soak_when_there_is_one() {
+    let soak = |mode: &str| {
+        let mut result = scenario(&mut fixture(), "chaos", mode).clone();
+        result.scenario = "soak".into();
+        result.soak = Some(lab::suite::soak::Soak {
+            faults_planned: 200,
+            faults_done: [("kill".to_string(), 100), ("pause".to_string(), 60), ("restart".to_string(), 40)].into(),
+            faults_with_writes_in_flight: 150,
+            acknowledged: [("PlaceOrder".to_string(), 5000), ("UpdatePrice".to_string(), 2000)].into(),
+            ..Default::default()
+        });
+        result
+    };
+    let mut r = fixture();
+    r.scenarios.extend([soak("sync"), soak("async")]);
+    assert_eq!(verdict(&r, "an acknowledged write is never lost"), Verdict::Confirmed);
+    let md = report::render(&r).markdown;
+    assert!(md.contains("### soak"), "the soak has a section");
+    assert!(md.contains("| sync | 200 (100 / 60 / 40) | 0 | 0 | 75% (150 of 200) | 7000 "), "{md}");
+
+    // Faults that never met a write in flight prove nothing.
+    let mut idle = r.clone();
+    scenario(&mut idle, "soak", "async").soak.as_mut().unwrap().faults_with_writes_in_flight = 0;
+    assert!(matches!(
+        verdict(&idle, "an acknowledged write is never lost"),
+        Verdict::Inconclusive(why) if why.contains("in flight")
+    ));
+    // Nor do writes nobody acknowledged.
+    let mut silent = r.clone();
+    scenario(&mut silent, "soak", "sync").soak.as_mut().unwrap().acknowledged.clear();
+    assert!(matches!(verdict(&silent, "an acknowledged write is never lost"), Verdict::Inconclusive(_)));
+    // A wrong price refutes it, even though chaos lost nothing.
+    let mut wrong = r.clone();
+    scenario(&mut wrong, "soak", "async").soak.as_mut().unwrap().wrong = 1;
+    assert_eq!(verdict(&wrong, "an acknowledged write is never lost"), Verdict::Refuted);
+    assert!(report::render(&wrong).markdown.contains("async: wrong 1"));
+    assert!(report::compare(&r, &wrong).contains("1 regression(s)"));
+    assert_eq!(lab::suite::soak_failures(&wrong), vec!["soak (async): wrong 1".to_string()]);
+}
+
 #[test]
 fn compare_flags_regressions() {
     let old = fixture();

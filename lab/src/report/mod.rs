@@ -24,6 +24,7 @@ fn describe(scenario: &str) -> &'static str {
         "kill-query" => "The query service itself SIGKILLed: both modes lose reads; how fast async catches up.",
         "partition" => "`users` cut off the others' network (`docker network disconnect`, compose target): its callers cannot reach it, though it runs.",
         "chaos" => "Random SIGKILLs of any component (the broker too) under load, then the checker.",
+        "soak" => "Many seeded random faults per mode under load (SIGKILL and restart, SIGSTOP and SIGCONT, restart on the same data dir; the same service faults at the same planned times in both modes, broker faults from a stream of their own), while writers create users and products, change prices and place orders. Then every fault is repaired, the replicas settle, and a checker holds the owners, the query view and orders' replica to the history of every acknowledged write (a write that failed or timed out is in doubt: it may explain an effect, nothing is owed for it).",
         "storage" => "Bytes on disk per component for the same data: the price of duplication.",
         "fan-out" => "Inter-service calls per client request and events per write, counted by the services.",
         _ => "",
@@ -190,6 +191,9 @@ fn document(r: &Results) -> Vec<Block> {
             head.extend(modes.iter().map(|(m, _)| m.to_string()));
             d.push(Table(head, rows));
         }
+        if let Some(table) = soak_table(&modes) {
+            d.push(table);
+        }
         scenario_charts(&name, &modes, &mut d);
         for (mode, x) in &modes {
             if let Some(note) = &x.note {
@@ -341,6 +345,14 @@ fn figures(modes: &[(&str, &ScenarioResult)]) -> Vec<Vec<String>> {
         })
     });
     row("faults applied", &|s| {
+        // A long schedule (the soak's) is summed up; every step is in the results file.
+        if s.faults.len() > 12 {
+            let ok = s.faults.iter().filter(|f| f.result == "ok").count();
+            return Some(format!(
+                "{} steps (faults and repairs), {ok} done; each is listed in results.json",
+                s.faults.len()
+            ));
+        }
         (!s.faults.is_empty()).then(|| {
             s.faults
                 .iter()
@@ -350,6 +362,61 @@ fn figures(modes: &[(&str, &ScenarioResult)]) -> Vec<Vec<String>> {
         })
     });
     rows
+}
+
+/// The soak's figures, a row per mode.
+fn soak_table(modes: &[(&str, &ScenarioResult)]) -> Option<Block> {
+    let rows: Vec<Vec<String>> = modes
+        .iter()
+        .filter_map(|(mode, s)| {
+            let k = s.soak.as_ref()?;
+            let kinds =
+                ["kill", "pause", "restart"].map(|kind| k.faults_done.get(kind).copied().unwrap_or(0).to_string());
+            let by_rpc = |m: &std::collections::BTreeMap<String, usize>| {
+                m.iter().map(|(op, n)| format!("{op} {n}")).collect::<Vec<_>>().join(", ")
+            };
+            Some(vec![
+                mode.to_string(),
+                format!("{} ({})", k.faults(), kinds.join(" / ")),
+                k.broker_faults_skipped.to_string(),
+                k.faults_failed.to_string(),
+                format!("{:.0}% ({} of {})", 100.0 * k.in_flight_share(), k.faults_with_writes_in_flight, k.faults()),
+                format!("{} ({})", k.acknowledged_writes(), by_rpc(&k.acknowledged)),
+                format!("{} ({})", k.in_doubt_writes(), by_rpc(&k.in_doubt)),
+                k.lost.to_string(),
+                k.duplicated.to_string(),
+                k.phantom.to_string(),
+                k.wrong.to_string(),
+                k.dead_letters.to_string(),
+                s.convergence.as_ref().map_or("-".into(), |c| {
+                    format!(
+                        "{} ({} ms, ±{} ms)",
+                        if c.converged { "yes" } else { "**no**" },
+                        c.time_ms,
+                        c.resolution_ms
+                    )
+                }),
+            ])
+        })
+        .collect();
+    (!rows.is_empty()).then(|| {
+        let head = [
+            "mode",
+            "faults done (kill / pause / restart)",
+            "broker faults skipped (no broker)",
+            "faults failed or not applied",
+            "faults that took effect with writes in flight",
+            "writes acknowledged",
+            "writes in doubt (error or timeout)",
+            "lost",
+            "duplicated",
+            "phantom rows",
+            "wrong",
+            "dead letters",
+            "view = owners after the last repair (± one comparison)",
+        ];
+        Block::Table(head.map(String::from).to_vec(), rows)
+    })
 }
 
 fn scenario_charts(name: &str, modes: &[(&str, &ScenarioResult)], d: &mut Vec<Block>) {
@@ -523,6 +590,26 @@ pub fn compare(old: &Results, new: &Results) -> String {
                 b.lost,
                 b.phantom,
                 if b.lost > a.lost || b.phantom > a.phantom { "**regression**" } else { "" }
+            )
+            .ok();
+        }
+        if let (Some(a), Some(b)) = (&o.soak, &n.soak) {
+            let figures = |k: &crate::suite::soak::Soak| {
+                [k.lost as u64, k.duplicated as u64, k.phantom as u64, k.wrong as u64, k.dead_letters]
+            };
+            let worse = figures(b).iter().zip(figures(a)).any(|(new, old)| *new > old);
+            if worse {
+                regressions += 1;
+            }
+            let show = |k: &crate::suite::soak::Soak| figures(k).map(|n| n.to_string()).join(" / ");
+            writeln!(
+                out,
+                "| {} | {} | soak lost / duplicated / phantom / wrong / dead letters | {} | {} | {} |",
+                n.scenario,
+                n.mode,
+                show(a),
+                show(b),
+                if worse { "**regression**" } else { "" }
             )
             .ok();
         }

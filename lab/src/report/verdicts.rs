@@ -260,24 +260,11 @@ pub fn judge(r: &Results) -> Vec<Claim> {
         _ => missing("async: harder to understand", "steady (and code counts)"),
     });
 
-    // 8. Nothing acknowledged is lost.
-    let chaos = |mode: &str| find(r, "chaos", mode).and_then(|s| Some((s.losses.clone()?, s.convergence.clone()?)));
-    claims.push(match (chaos("sync"), chaos("async")) {
-        (Some((ls, cs)), Some((la, ca))) => {
-            let clean = |l: &crate::suite::Losses, c: &crate::suite::Convergence| l.lost == 0 && l.duplicated == 0 && l.phantom == 0 && c.converged;
-            Claim {
-                claim: "an acknowledged write is never lost (both modes, under random kills)",
-                scenario: "chaos",
-                sync: format!("{} lost of {}, converged {}", ls.lost, ls.acknowledged_orders, cs.converged),
-                r#async: format!("{} lost of {}, converged in {} ms", la.lost, la.acknowledged_orders, ca.time_ms),
-                verdict: if clean(&ls, &cs) && clean(&la, &ca) { Verdict::Confirmed } else { Verdict::Refuted },
-                sentence: format!(
-                    "Under random SIGKILLs, async lost {} of {} acknowledged orders, duplicated {}, showed {} phantom rows, and its view equalled the truth {} ms after the faults; sync lost {} of {}.",
-                    la.lost, la.acknowledged_orders, la.duplicated, la.phantom, ca.time_ms, ls.lost, ls.acknowledged_orders
-                ),
-            }
-        }
-        _ => missing("an acknowledged write is never lost (both modes, under random kills)", "chaos"),
+    // 8. Nothing acknowledged is lost: the soak when it ran, else chaos (orders only).
+    claims.push(if r.scenarios.iter().any(|s| s.soak.is_some()) {
+        never_lost_by_soak(r)
+    } else {
+        never_lost_by_chaos(r)
     });
 
     // 9. The event bus as request/reply.
@@ -292,6 +279,102 @@ pub fn judge(r: &Results) -> Vec<Claim> {
                 .into(),
     });
     claims
+}
+
+const NEVER_LOST: &str = "an acknowledged write is never lost (both modes, under random kills)";
+
+/// The chaos scenario's checker: acknowledged orders against the view.
+fn never_lost_by_chaos(r: &Results) -> Claim {
+    let chaos = |mode: &str| find(r, "chaos", mode).and_then(|s| Some((s.losses.clone()?, s.convergence.clone()?)));
+    match (chaos("sync"), chaos("async")) {
+        (Some((ls, cs)), Some((la, ca))) => {
+            let clean = |l: &crate::suite::Losses, c: &crate::suite::Convergence| {
+                l.lost == 0 && l.duplicated == 0 && l.phantom == 0 && c.converged
+            };
+            Claim {
+                claim: NEVER_LOST,
+                scenario: "chaos",
+                sync: format!("{} lost of {}, converged {}", ls.lost, ls.acknowledged_orders, cs.converged),
+                r#async: format!("{} lost of {}, converged in {} ms", la.lost, la.acknowledged_orders, ca.time_ms),
+                verdict: if clean(&ls, &cs) && clean(&la, &ca) { Verdict::Confirmed } else { Verdict::Refuted },
+                sentence: format!(
+                    "Under random SIGKILLs, async lost {} of {} acknowledged orders, duplicated {}, showed {} phantom rows, and its view equalled the truth {} ms after the faults; sync lost {} of {}.",
+                    la.lost, la.acknowledged_orders, la.duplicated, la.phantom, ca.time_ms, ls.lost, ls.acknowledged_orders
+                ),
+            }
+        }
+        _ => missing(NEVER_LOST, "chaos"),
+    }
+}
+
+/// The soak's checker: every acknowledged write (users, products, prices, orders)
+/// against the owners, the view and orders' replica. It confirms only a soak that did
+/// what it claims to test: faults carried out, writes acknowledged, and faults that
+/// took effect while writes were in flight.
+fn never_lost_by_soak(r: &Results) -> Claim {
+    let soak = |mode: &str| find(r, "soak", mode).and_then(|s| Some((s.soak.as_ref()?, s.convergence.as_ref()?)));
+    let cell = |mode: &str| {
+        soak(mode).map_or("-".into(), |(k, c)| {
+            format!(
+                "{} lost, {} duplicated, {} phantom, {} wrong, {} dead letters of {} acknowledged writes; {} faults ({:.0}% with writes in flight); converged {}",
+                k.lost,
+                k.duplicated,
+                k.phantom,
+                k.wrong,
+                k.dead_letters,
+                k.acknowledged_writes(),
+                k.faults(),
+                100.0 * k.in_flight_share(),
+                c.converged
+            )
+        })
+    };
+    let ran: Vec<(&str, &crate::suite::soak::Soak, &crate::suite::Convergence)> =
+        ["sync", "async"].into_iter().filter_map(|m| soak(m).map(|(k, c)| (m, k, c))).collect();
+    let failed: Vec<String> = ran
+        .iter()
+        .filter_map(|(m, k, c)| {
+            let mut what = k.failures();
+            if !c.converged {
+                what.push("the view never equalled the owners".into());
+            }
+            (!what.is_empty()).then(|| format!("{m}: {}", what.join(", ")))
+        })
+        .collect();
+    let unproven: Vec<String> = ran
+        .iter()
+        .filter_map(|(m, k, _)| {
+            let why = if k.faults() == 0 {
+                "no fault was carried out"
+            } else if k.acknowledged_writes() == 0 {
+                "no write was acknowledged"
+            } else if k.faults_with_writes_in_flight == 0 {
+                "no fault took effect while writes were in flight"
+            } else {
+                return None;
+            };
+            Some(format!("{m}: {why}"))
+        })
+        .collect();
+    let verdict = if !failed.is_empty() {
+        Verdict::Refuted
+    } else if ran.len() < 2 {
+        Verdict::Inconclusive("the soak ran in one mode only".into())
+    } else if !unproven.is_empty() {
+        Verdict::Inconclusive(unproven.join("; "))
+    } else {
+        Verdict::Confirmed
+    };
+    let sentence = if failed.is_empty() {
+        format!(
+            "After seeded random kills, pauses and restarts, with the replicas settled, the checker compared every acknowledged user, price and order with the owners, the query view and orders' replica. sync: {}. async: {}.",
+            cell("sync"),
+            cell("async")
+        )
+    } else {
+        format!("The soak's checker found: {}.", failed.join("; "))
+    };
+    Claim { claim: NEVER_LOST, scenario: "soak", sync: cell("sync"), r#async: cell("async"), verdict, sentence }
 }
 
 fn missing(claim: &'static str, scenario: &'static str) -> Claim {

@@ -6,6 +6,7 @@ pub mod floor;
 pub mod probe;
 pub mod resources;
 pub mod scenarios;
+pub mod soak;
 pub mod summary;
 
 use std::{
@@ -29,7 +30,7 @@ use crate::{
 };
 
 /// Every scenario, in the order the suite runs them.
-pub const SCENARIOS: [&str; 11] = [
+pub const SCENARIOS: [&str; 12] = [
     "floor",
     "steady",
     "slow-dependency",
@@ -39,9 +40,13 @@ pub const SCENARIOS: [&str; 11] = [
     "kill-query",
     "partition",
     "chaos",
+    "soak",
     "storage",
     "fan-out",
 ];
+
+/// Scenarios too long for the quick suite: they run in `--full`, or when named.
+pub const LONG_SCENARIOS: [&str; 1] = ["soak"];
 
 /// Bumped when the meaning of a field changes.
 pub const RESULTS_VERSION: u32 = 1;
@@ -68,6 +73,16 @@ pub struct Profile {
     pub storage_seed: SeedConfig,
     /// Per-request deadline of the workload.
     pub deadline_ms: u64,
+    /// Service faults of the soak scenario, per mode (`--kills`).
+    #[serde(default = "default_soak_faults")]
+    pub soak_faults: usize,
+    /// Whether the default suite (no `--scenario`) includes the long scenarios.
+    #[serde(default)]
+    pub long_scenarios: bool,
+}
+
+fn default_soak_faults() -> usize {
+    soak::DEFAULT_FAULTS
 }
 
 impl Profile {
@@ -84,6 +99,8 @@ impl Profile {
             seed: SeedConfig { users: 100, products: 50, orders: 500, seed },
             storage_seed: SeedConfig { users: 500, products: 100, orders: 3000, seed },
             deadline_ms: 500,
+            soak_faults: soak::DEFAULT_FAULTS,
+            long_scenarios: false,
         }
     }
 
@@ -100,6 +117,8 @@ impl Profile {
             seed: SeedConfig { users: 1000, products: 200, orders: 5000, seed },
             storage_seed: SeedConfig { users: 5000, products: 500, orders: 30000, seed },
             deadline_ms: 500,
+            soak_faults: soak::DEFAULT_FAULTS,
+            long_scenarios: true,
         }
     }
 
@@ -115,19 +134,60 @@ impl Profile {
 /// A fault as the suite applied it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct FaultEvent {
-    /// From the start of the scenario's load.
+    /// When it was issued, from the start of the scenario's load.
     pub t_ms: u64,
     pub action: String,
     /// "ok", or why it could not be done.
     pub result: String,
+    /// When the schedule wanted it (the soak: the same in every mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub planned_ms: Option<u64>,
+    /// When the call that carried it out returned (the process dead, frozen, or
+    /// serving again).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effective_ms: Option<u64>,
+    /// The kind of fault this step starts; `None` for a repair (and in scenarios that
+    /// do not count faults).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault: Option<FaultKind>,
+    /// The soak's writes outstanding at the effective instant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub writes_in_flight: Option<u64>,
+}
+
+/// A fault the soak counts. Each comes with its own repair: a killed component is
+/// restarted, a paused one resumed.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum FaultKind {
+    /// SIGKILL, then a restart on the same address and data dir.
+    Kill,
+    /// SIGSTOP, then SIGCONT.
+    Pause,
+    /// SIGTERM (SIGKILL after the grace period) and a start on the same data dir.
+    Restart,
+}
+
+impl FaultKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FaultKind::Kill => "kill",
+            FaultKind::Pause => "pause",
+            FaultKind::Restart => "restart",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Convergence {
     pub diff: Diff,
-    /// From the end of the load (all faults repaired) until the view equalled the truth.
+    /// From the end of the load (the soak: the last repair) until the view equalled
+    /// the truth.
     pub time_ms: u64,
     pub converged: bool,
+    /// How long one comparison took: the resolution of `time_ms`.
+    #[serde(default)]
+    pub resolution_ms: u64,
 }
 
 /// The checker's verdict on acknowledged writes.
@@ -177,6 +237,9 @@ pub struct ScenarioResult {
     pub storage: Option<BTreeMap<String, u64>>,
     pub fanout: Option<Fanout>,
     pub note: Option<String>,
+    /// The soak's checker: the history of every acknowledged write against the system.
+    #[serde(default)]
+    pub soak: Option<soak::Soak>,
 }
 
 /// A target of the issue that set up the suite, and where this run stands.
@@ -334,8 +397,10 @@ pub async fn run(config: SuiteConfig) -> anyhow::Result<(Results, PathBuf)> {
     let compose = matches!(config.target, crate::topology::Target::Compose { .. });
     // By default each target runs what it can: partitions need containers; the floor,
     // the proxy and on-disk sizes need local processes.
-    let runs_here =
-        |s: &str| if compose { !matches!(s, "floor" | "slow-dependency" | "storage") } else { s != "partition" };
+    let runs_here = |s: &str| {
+        let long = LONG_SCENARIOS.contains(&s) && !config.profile.long_scenarios;
+        !long && if compose { !matches!(s, "floor" | "slow-dependency" | "storage") } else { s != "partition" }
+    };
     let steps: Vec<(&str, Option<Mode>)> = SCENARIOS
         .iter()
         .filter(|s| if config.scenarios.is_empty() { runs_here(s) } else { config.scenarios.iter().any(|c| c == *s) })
@@ -430,6 +495,18 @@ fn crate_versions() -> BTreeMap<String, String> {
         }
     }
     versions
+}
+
+/// What the soak's checker found that must be 0, per mode: "soak (async): lost 2, wrong 1".
+pub fn soak_failures(results: &Results) -> Vec<String> {
+    results
+        .scenarios
+        .iter()
+        .filter_map(|s| {
+            let failures = s.soak.as_ref()?.failures();
+            (!failures.is_empty()).then(|| format!("{} ({}): {}", s.scenario, s.mode, failures.join(", ")))
+        })
+        .collect()
 }
 
 fn scenario<'a>(results: &'a Results, name: &str, mode: &str) -> Option<&'a ScenarioResult> {

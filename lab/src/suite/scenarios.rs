@@ -14,10 +14,12 @@ use rand::{rngs::StdRng, Rng, SeedableRng};
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    floor::Floor, probe, resources::Sampler, Convergence, Ctx, Fanout, FaultEvent, Losses, Prepared, ScenarioResult,
+    floor::Floor, probe, resources::Sampler, Convergence, Ctx, Fanout, FaultEvent, FaultKind, Losses, Prepared,
+    ScenarioResult,
 };
 use crate::{
     control::{self, Action},
+    history::History,
     workload::{Mix, Workload},
 };
 
@@ -67,6 +69,7 @@ pub async fn run(ctx: &Ctx, name: &str, mode: Mode) -> anyhow::Result<ScenarioRe
             let length = Duration::from_secs_f64(p.chaos_secs);
             with_faults(ctx, name, mode, &[], chaos_schedule(mode, length, p.seed.seed), length).await?
         }
+        "soak" => super::soak::run(ctx, mode).await?,
         "storage" => storage(ctx, mode).await?,
         "fan-out" => fan_out(ctx, mode).await?,
         other => anyhow::bail!("no scenario named {other:?}; they are {}", super::SCENARIOS.join(", ")),
@@ -126,8 +129,17 @@ async fn with_faults(
     let mut result = ScenarioResult::default();
     let mut sampler = Sampler::default();
     let (stop_probe, probe) = start_probe(&prepared);
-    let (report, events) =
-        load_during(&mut prepared, workload, OpenLoop::new(p.fault_rate, length), faults, &mut sampler).await;
+    let steps = faults.into_iter().map(|(at, action, target)| Step { at, action, target, starts: None }).collect();
+    let (report, events) = load_during(
+        &mut prepared,
+        workload,
+        OpenLoop::new(p.fault_rate, length),
+        steps,
+        &mut sampler,
+        None,
+        &mut |_| {},
+    )
+    .await;
     result.loads.insert("run".into(), report);
     result.faults = events;
     // Convergence is timed from here: the load is over and the faults get repaired.
@@ -138,7 +150,8 @@ async fn with_faults(
     stop_probe.cancel();
     result.staleness = Some(probe.await?);
     let acked = acked.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    let (convergence, losses) = check(&prepared, &acked, load_ended, CONVERGE_WITHIN).await?;
+    let (convergence, losses) =
+        check(&prepared, &prepared.seeded.user_ids, &acked, load_ended, CONVERGE_WITHIN).await?;
     sampler.sample(&prepared.topology.file());
     result.resources = sampler.usage();
     result.convergence = Some(convergence);
@@ -156,82 +169,115 @@ fn start_probe(prepared: &Prepared) -> (CancellationToken, tokio::task::JoinHand
     (stop.clone(), tokio::spawn(probe::run(prepared.clients.clone(), prepared.seeded.clone(), stop)))
 }
 
-/// Runs the workload open-loop while applying `faults` at their offsets and sampling
-/// resources; returns the load report and what was done.
-async fn load_during(
+/// One step of a fault schedule.
+#[derive(Debug, Clone)]
+pub struct Step {
+    /// From the start of the load.
+    pub at: Duration,
+    pub action: Action,
+    pub target: &'static str,
+    /// The fault this step starts, where faults are counted (the soak); `None` for a
+    /// repair.
+    pub starts: Option<FaultKind>,
+}
+
+/// How long a fault of the soak waits, past its planned time, for a write to be in
+/// flight: faults are meant to land on writes, the case that can lose one.
+const LAND_ON_A_WRITE: Duration = Duration::from_millis(50);
+
+/// Runs the workload open-loop while applying the `steps` at their offsets and
+/// sampling resources; returns the load report and what was done. With `writes`, a
+/// step that starts a fault first waits (at most [`LAND_ON_A_WRITE`]) for a write to be
+/// in flight, and records how many were at the instant it took effect. `progress` is
+/// told of every step done.
+pub(super) async fn load_during(
     prepared: &mut Prepared,
     mut workload: Workload,
     config: OpenLoop,
-    mut faults: Vec<(Duration, Action, &'static str)>,
+    mut steps: Vec<Step>,
     sampler: &mut Sampler,
+    writes: Option<&History>,
+    progress: &mut dyn FnMut(&FaultEvent),
 ) -> (bench::load::LoadReport, Vec<FaultEvent>) {
     let start = tokio::time::Instant::now();
     let mut load = tokio::spawn(open_loop(config, move |_| workload.next_request(), None));
-    faults.sort_by_key(|f| f.0);
+    steps.sort_by_key(|f| f.at);
     let mut events = Vec::new();
-    let mut pending = faults.into_iter().peekable();
+    let mut pending = steps.into_iter().peekable();
     let mut tick = tokio::time::interval(Duration::from_millis(200));
+    let ms = |at: tokio::time::Instant| at.duration_since(start).as_millis() as u64;
     let report = loop {
-        let next_fault = pending.peek().map(|f| start + f.0);
+        let next_fault = pending.peek().map(|f| start + f.at);
         tokio::select! {
             report = &mut load => break report.expect("load task"),
             _ = tick.tick() => sampler.sample(&prepared.topology.file()),
             _ = async { match next_fault { Some(at) => tokio::time::sleep_until(at).await, None => std::future::pending().await } } => {
-                if let Some((_, action, target)) = pending.next() {
-                    let t_ms = start.elapsed().as_millis() as u64;
-                    let outcome = if target == NATS && prepared.topology.nats_url().is_none() {
-                        "skipped: no broker in this mode".to_owned()
+                if let Some(step) = pending.next() {
+                    if let (Some(writes), Some(_)) = (writes, step.starts) {
+                        let waited = tokio::time::Instant::now();
+                        while writes.in_flight() == 0 && waited.elapsed() < LAND_ON_A_WRITE {
+                            tokio::time::sleep(Duration::from_millis(1)).await;
+                        }
+                    }
+                    let issued = tokio::time::Instant::now();
+                    let outcome = if step.target == NATS && prepared.topology.nats_url().is_none() {
+                        SKIPPED_NO_BROKER.to_owned()
                     } else {
-                        match control::apply(&mut prepared.topology, &action, target).await {
+                        match control::apply(&mut prepared.topology, &step.action, step.target).await {
                             Ok(()) => "ok".to_owned(),
                             Err(e) => format!("error: {e}"),
                         }
                     };
-                    events.push(FaultEvent { t_ms, action: action.line(target), result: outcome });
+                    let effective = tokio::time::Instant::now();
+                    let event = FaultEvent {
+                        t_ms: ms(issued),
+                        action: step.action.line(step.target),
+                        result: outcome,
+                        planned_ms: Some(step.at.as_millis() as u64),
+                        effective_ms: Some(ms(effective)),
+                        fault: step.starts,
+                        writes_in_flight: writes.filter(|_| step.starts.is_some()).map(History::in_flight),
+                    };
+                    progress(&event);
+                    events.push(event);
                 }
             }
         }
     };
+    // Steps the load outlived are listed, not silently dropped.
+    for step in pending {
+        events.push(FaultEvent {
+            t_ms: report.duration_ms,
+            action: step.action.line(step.target),
+            result: NOT_APPLIED.to_owned(),
+            planned_ms: Some(step.at.as_millis() as u64),
+            effective_ms: None,
+            fault: step.starts,
+            writes_in_flight: None,
+        });
+    }
     (report, events)
 }
+
+/// The result of a broker fault in a mode without a broker.
+pub const SKIPPED_NO_BROKER: &str = "skipped: no broker in this mode";
+/// The result of a step still pending when the load ended.
+pub const NOT_APPLIED: &str = "not applied: the load had ended";
 
 /// After the faults: how long until the view equals the truth, and whether any
 /// acknowledged order was lost or applied twice.
 /// Convergence is timed from `since`; the checker gives up `within` after it.
 pub async fn check(
     prepared: &Prepared,
+    users: &[String],
     acked: &[String],
     since: tokio::time::Instant,
     within: Duration,
 ) -> anyhow::Result<(Convergence, Losses)> {
-    let truth = crate::convergence::truth(&prepared.topology)?;
-    let start = since;
-    let diff = loop {
-        let diff = crate::convergence::compare(&prepared.clients, &truth, &prepared.seeded.user_ids).await;
-        match diff {
-            Ok(diff) if diff.is_clean() || start.elapsed() > within => break diff,
-            Err(e) if start.elapsed() > within => return Err(e),
-            _ => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
-    };
-    let convergence = Convergence { converged: diff.is_clean(), time_ms: start.elapsed().as_millis() as u64, diff };
+    let convergence = converge(prepared, users, since, within).await?;
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
-    let mut query = prepared.clients.query.clone();
-    for user_id in &prepared.seeded.user_ids {
-        let request = crate::workload::timed(
-            common::proto::UserOrdersRequest { user_id: user_id.clone() },
-            Duration::from_secs(5),
-        );
-        match query.user_orders(request).await {
-            Ok(answer) => {
-                for item in answer.into_inner().items {
-                    *seen.entry(item.order_id).or_default() += 1;
-                }
-            }
-            // A user the view does not have (yet): none of their orders are there.
-            Err(status) if status.code() == tonic::Code::NotFound => {}
-            Err(status) => anyhow::bail!("the checker cannot read the view of {user_id}: {status}"),
-        }
+    for (_, item) in read_view(prepared, users).await? {
+        *seen.entry(item.order_id).or_default() += 1;
     }
     let losses = Losses {
         acknowledged_orders: acked.len(),
@@ -240,6 +286,83 @@ pub async fn check(
         phantom: convergence.diff.extra,
     };
     Ok((convergence, losses))
+}
+
+/// Comparisons of the view with the truth that run at once.
+const COMPARE_CONCURRENCY: usize = 8;
+
+/// Compares the query view of `users` with the truth from the owners until they are
+/// equal or `within` has passed since `since`; the time is from `since`, with the
+/// duration of one comparison as its resolution.
+pub async fn converge(
+    prepared: &Prepared,
+    users: &[String],
+    since: tokio::time::Instant,
+    within: Duration,
+) -> anyhow::Result<Convergence> {
+    let truth = crate::convergence::truth(&prepared.topology)?;
+    // The users are compared in a few concurrent slices, so that one comparison (the
+    // resolution) stays short with many users.
+    let slice = users.len().div_ceil(COMPARE_CONCURRENCY).max(1);
+    loop {
+        let pass = tokio::time::Instant::now();
+        let slices = users.chunks(slice).map(|users| crate::convergence::compare(&prepared.clients, &truth, users));
+        let diff = futures::future::try_join_all(slices).await.map(|diffs| {
+            diffs.into_iter().fold(crate::convergence::Diff::default(), |mut all, d| {
+                all.users_checked += d.users_checked;
+                all.missing += d.missing;
+                all.extra += d.extra;
+                all.wrong += d.wrong;
+                all.examples.extend(d.examples);
+                all.examples.truncate(10);
+                all
+            })
+        });
+        let resolution_ms = pass.elapsed().as_millis() as u64;
+        match diff {
+            Ok(diff) if diff.is_clean() || since.elapsed() > within => {
+                let time_ms = since.elapsed().as_millis() as u64;
+                return Ok(Convergence { converged: diff.is_clean(), time_ms, diff, resolution_ms });
+            }
+            Err(e) if since.elapsed() > within => return Err(e),
+            _ => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+/// Every row of the query view for `users`, with the user whose view showed it.
+pub async fn read_view(
+    prepared: &Prepared,
+    users: &[String],
+) -> anyhow::Result<Vec<(String, common::proto::UserOrderItem)>> {
+    let mut rows = Vec::new();
+    let mut query = prepared.clients.query.clone();
+    for user_id in users {
+        let request = crate::workload::timed(
+            common::proto::UserOrdersRequest { user_id: user_id.clone() },
+            Duration::from_secs(5),
+        );
+        match query.user_orders(request).await {
+            Ok(answer) => rows.extend(answer.into_inner().items.into_iter().map(|item| (user_id.clone(), item))),
+            // A user the view does not have (yet): none of their orders are there.
+            Err(status) if status.code() == tonic::Code::NotFound => {}
+            Err(status) => anyhow::bail!("the checker cannot read the view of {user_id}: {status}"),
+        }
+    }
+    Ok(rows)
+}
+
+/// In async mode, waits until every outbox is published and every consumer has
+/// applied everything: the replicas cannot change any more. Nothing to do in sync mode.
+pub async fn drain(prepared: &Prepared, within: Duration) -> anyhow::Result<()> {
+    let Some(url) = prepared.topology.nats_url() else { return Ok(()) };
+    let deadline = tokio::time::Instant::now() + within;
+    while stats(prepared).await?.values().any(|s| s.outbox_pending > 0) {
+        anyhow::ensure!(tokio::time::Instant::now() < deadline, "outboxes did not drain within {} s", within.as_secs());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    crate::convergence::wait_settled(&url, 0, deadline.saturating_duration_since(tokio::time::Instant::now())).await?;
+    Ok(())
 }
 
 async fn steady(ctx: &Ctx, mode: Mode) -> anyhow::Result<ScenarioResult> {
@@ -261,7 +384,8 @@ async fn steady(ctx: &Ctx, mode: Mode) -> anyhow::Result<ScenarioResult> {
             p.seed.seed + i as u64,
         );
         let config = OpenLoop::new(rate, Duration::from_secs_f64(p.steady_secs));
-        let (report, _) = load_during(&mut prepared, workload, config, Vec::new(), &mut sampler).await;
+        let (report, _) =
+            load_during(&mut prepared, workload, config, Vec::new(), &mut sampler, None, &mut |_| {}).await;
         result.loads.insert(format!("rate-{rate}"), report);
     }
     stop_probe.cancel();
@@ -296,13 +420,18 @@ async fn slow_dependency(ctx: &Ctx, mode: Mode) -> anyhow::Result<ScenarioResult
         let workload =
             Workload::new(prepared.clients.clone(), prepared.seeded.clone(), Mix::default(), p.deadline(), p.seed.seed);
         let config = OpenLoop::new(p.fault_rate, p.secs(2.5));
-        let (report, _) = load_during(&mut prepared, workload, config, Vec::new(), &mut sampler).await;
+        let (report, _) =
+            load_during(&mut prepared, workload, config, Vec::new(), &mut sampler, None, &mut |_| {}).await;
         result.loads.insert(phase.into(), report);
     }
     result.faults = vec![FaultEvent {
         t_ms: 0,
         action: format!("slow products {} 0 (phase slowed)", added.as_millis()),
         result: "ok".into(),
+        planned_ms: None,
+        effective_ms: None,
+        fault: None,
+        writes_in_flight: None,
     }];
     result.resources = sampler.usage();
     prepared.topology.stop()?;
@@ -334,7 +463,7 @@ async fn storage(ctx: &Ctx, mode: Mode) -> anyhow::Result<ScenarioResult> {
     })
 }
 
-async fn stats(prepared: &Prepared) -> anyhow::Result<BTreeMap<String, StatsResponse>> {
+pub async fn stats(prepared: &Prepared) -> anyhow::Result<BTreeMap<String, StatsResponse>> {
     let mut all = BTreeMap::new();
     for name in common::names::SERVICES {
         let mut admin = AdminClient::new(common::channel(prepared.topology.address(name)?));
@@ -375,18 +504,8 @@ async fn fan_out(ctx: &Ctx, mode: Mode) -> anyhow::Result<ScenarioResult> {
         for _ in 0..n {
             workload.next_request().1.await;
         }
-        let after = if let Some(url) = prepared.topology.nats_url() {
-            // Every outbox published, then every consumer caught up.
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-            while stats(&prepared).await?.values().any(|s| s.outbox_pending > 0) {
-                anyhow::ensure!(tokio::time::Instant::now() < deadline, "outboxes did not drain within 30 s");
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-            crate::convergence::wait_settled(&url, 0, Duration::from_secs(30)).await?;
-            stats(&prepared).await?
-        } else {
-            stats(&prepared).await?
-        };
+        drain(&prepared, Duration::from_secs(30)).await?;
+        let after = stats(&prepared).await?;
         let hops = rpcs_between(&before, &after);
         let total: u64 = hops.values().sum();
         fanout.requests.insert(op.into(), n);

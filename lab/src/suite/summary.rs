@@ -76,13 +76,16 @@ pub fn text(r: &Results) -> String {
             let writes = load.ops.get("PlaceOrder");
             write!(
                 out,
-                " | {name}: {:.0} ok/s, UserOrders {:.1}% p99 {}, PlaceOrder {:.1}%",
+                " | {name}: {:.0} ok/s, UserOrders {:.1}% p99 {}",
                 load.ok_per_s,
                 100.0 * reads.map_or(1.0, |x| x.availability()),
                 ms(reads.map_or(0, |x| x.p99_us)),
-                100.0 * writes.map_or(1.0, |x| x.availability()),
             )
             .ok();
+            // A run without PlaceOrder (the soak's reads) has no figure for it.
+            if let Some(w) = writes {
+                write!(out, ", PlaceOrder {:.1}%", 100.0 * w.availability()).ok();
+            }
         }
         if let Some(st) = &s.staleness {
             write!(
@@ -96,12 +99,35 @@ pub fn text(r: &Results) -> String {
         }
         if let Some(c) = &s.convergence {
             write!(out, " | converged {} in {} ms", c.converged, c.time_ms).ok();
+            if c.resolution_ms > 0 {
+                write!(out, " (±{} ms)", c.resolution_ms).ok();
+            }
         }
         if let Some(l) = &s.losses {
             write!(
                 out,
                 " | lost {} dup {} phantom {} of {} acked",
                 l.lost, l.duplicated, l.phantom, l.acknowledged_orders
+            )
+            .ok();
+        }
+        if let Some(k) = &s.soak {
+            let kinds: Vec<String> = k.faults_done.iter().map(|(kind, n)| format!("{kind} {n}")).collect();
+            write!(
+                out,
+                " | faults {} ({}), {} broker skipped, {} failed, {:.0}% with writes in flight | writes acked {} in doubt {} | lost {} dup {} phantom {} wrong {} dead letters {}",
+                k.faults(),
+                kinds.join(" "),
+                k.broker_faults_skipped,
+                k.faults_failed,
+                100.0 * k.in_flight_share(),
+                k.acknowledged_writes(),
+                k.in_doubt_writes(),
+                k.lost,
+                k.duplicated,
+                k.phantom,
+                k.wrong,
+                k.dead_letters
             )
             .ok();
         }
