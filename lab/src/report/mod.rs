@@ -312,8 +312,10 @@ fn figures(modes: &[(&str, &ScenarioResult)]) -> Vec<Vec<String>> {
     row("missing / extra / wrong rows", &|s| {
         s.convergence.as_ref().map(|c| format!("{} / {} / {}", c.diff.missing, c.diff.extra, c.diff.wrong))
     });
-    row("acknowledged orders lost / duplicated / phantom", &|s| {
-        s.losses.as_ref().map(|l| format!("{} / {} / {} of {}", l.lost, l.duplicated, l.phantom, l.acknowledged_orders))
+    row("acknowledged orders lost / duplicated / phantom; dead letters", &|s| {
+        s.losses.as_ref().map(|l| {
+            format!("{} / {} / {} of {}; {}", l.lost, l.duplicated, l.phantom, l.acknowledged_orders, l.dead_letters)
+        })
     });
     row("RPCs per UserOrders / PlaceOrder / UpdatePrice", &|s| {
         let f = s.fanout.as_ref()?;
@@ -577,7 +579,11 @@ pub fn compare(old: &Results, new: &Results) -> String {
             }
         }
         if let (Some(a), Some(b)) = (&o.losses, &n.losses) {
-            if b.lost > a.lost || b.phantom > a.phantom || b.duplicated > a.duplicated {
+            if b.lost > a.lost
+                || b.phantom > a.phantom
+                || b.duplicated > a.duplicated
+                || b.dead_letters > a.dead_letters
+            {
                 regressions += 1;
             }
             writeln!(

@@ -288,9 +288,7 @@ fn never_lost_by_chaos(r: &Results) -> Claim {
     let chaos = |mode: &str| find(r, "chaos", mode).and_then(|s| Some((s.losses.clone()?, s.convergence.clone()?)));
     match (chaos("sync"), chaos("async")) {
         (Some((ls, cs)), Some((la, ca))) => {
-            let clean = |l: &crate::suite::Losses, c: &crate::suite::Convergence| {
-                l.lost == 0 && l.duplicated == 0 && l.phantom == 0 && c.converged
-            };
+            let clean = |l: &crate::suite::Losses, c: &crate::suite::Convergence| l.is_clean() && c.converged;
             Claim {
                 claim: NEVER_LOST,
                 scenario: "chaos",

@@ -202,6 +202,18 @@ pub struct Losses {
     pub duplicated: usize,
     /// Rows of the view that the owners do not have (must be 0).
     pub phantom: usize,
+    /// Events and outbox records the services set aside for good (`Admin.Stats`,
+    /// summed over every service; must be 0: each is something not applied or not
+    /// published).
+    #[serde(default)]
+    pub dead_letters: u64,
+}
+
+impl Losses {
+    /// Nothing lost, applied twice, made up or given up on.
+    pub fn is_clean(&self) -> bool {
+        self.lost == 0 && self.duplicated == 0 && self.phantom == 0 && self.dead_letters == 0
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]

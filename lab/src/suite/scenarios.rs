@@ -284,6 +284,7 @@ pub async fn check(
         lost: acked.iter().filter(|id| !seen.contains_key(*id)).count(),
         duplicated: seen.values().filter(|&&n| n > 1).count(),
         phantom: convergence.diff.extra,
+        dead_letters: stats(prepared).await?.values().map(|s| s.dead_letters).sum(),
     };
     Ok((convergence, losses))
 }

@@ -106,8 +106,8 @@ pub fn text(r: &Results) -> String {
         if let Some(l) = &s.losses {
             write!(
                 out,
-                " | lost {} dup {} phantom {} of {} acked",
-                l.lost, l.duplicated, l.phantom, l.acknowledged_orders
+                " | lost {} dup {} phantom {} dead letters {} of {} acked",
+                l.lost, l.duplicated, l.phantom, l.dead_letters, l.acknowledged_orders
             )
             .ok();
         }
