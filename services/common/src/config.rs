@@ -111,7 +111,23 @@ impl From<std::net::SocketAddr> for PeerAddr {
 
 #[cfg(test)]
 mod tests {
-    use super::PeerAddr;
+    use clap::Parser;
+
+    use super::{PeerAddr, ServiceArgs};
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: ServiceArgs,
+    }
+
+    #[test]
+    fn a_duplicate_window_of_zero_is_refused() {
+        let parse = |window: &str| Cli::try_parse_from(["svc", "--data-dir", "d", "--duplicate-window-ms", window]);
+        assert_eq!(parse("1500").unwrap().args.duplicate_window_ms, 1500);
+        let error = parse("0").err().expect("0 is refused").to_string();
+        assert!(error.contains("duplicate-window-ms"), "{error}");
+    }
 
     #[test]
     fn peer_addresses_take_names_and_ips() {

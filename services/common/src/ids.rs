@@ -158,6 +158,15 @@ mod tests {
     }
 
     #[test]
+    fn a_database_written_with_sleds_ids_gets_none_of_them_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let old: Vec<u64> = (0..10).map(|_| db.generate_id().unwrap()).collect();
+        let first = IdGen::open(&db, "users").unwrap().next().unwrap();
+        assert!(old.iter().all(|&o| o < first), "{first} after {old:?}");
+    }
+
+    #[test]
     fn generated_ids_check() {
         let dir = tempfile::tempdir().unwrap();
         let db = sled::open(dir.path()).unwrap();

@@ -238,3 +238,23 @@ pub async fn publish_pending(outbox: &Outbox, js: &jetstream::Context) -> Result
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_poisoned_outbox_refuses_writes_as_unavailable() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let outbox = Outbox::open(&db, true).unwrap();
+        outbox.make_durable().await.expect("a healthy outbox flushes");
+        // What a failed flush leaves behind.
+        outbox.poisoned.store(true, Ordering::SeqCst);
+        let error = outbox.make_durable().await.expect_err("no write after a failed flush");
+        assert!(matches!(error, StoreError::Poisoned), "{error}");
+        let status = tonic::Status::from(crate::error::ApiError::from(error));
+        assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+        assert!(status.message().contains("restarted"), "{}", status.message());
+    }
+}

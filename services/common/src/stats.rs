@@ -64,11 +64,15 @@ pub fn watch_projection_counts(counts: &sled::Tree) {
     }
 }
 
+/// A persisted counter's value from its stored bytes (a big-endian u64; 0 if absent).
+pub fn decode_count(bytes: Option<impl AsRef<[u8]>>) -> u64 {
+    bytes.and_then(|b| b.as_ref().try_into().ok()).map_or(0, u64::from_be_bytes)
+}
+
 /// A persisted counter of a projection's `counts` tree (0 if absent).
 pub fn read_count(counts: &sled::Tree, key: &[u8]) -> u64 {
     match counts.get(key) {
-        Ok(Some(bytes)) => bytes.as_ref().try_into().map_or(0, u64::from_be_bytes),
-        Ok(None) => 0,
+        Ok(bytes) => decode_count(bytes),
         Err(error) => {
             tracing::warn!(%error, "cannot read a projection counter");
             0

@@ -11,7 +11,7 @@ use common::{
     deadline::Deadline,
     error::ApiError,
     proto::{envelope::Payload, Envelope, Order, OrderPlaced, Product, User, UserOrdersResponse},
-    stats::ORDERS_APPLIED_KEY,
+    stats::{decode_count, ORDERS_APPLIED_KEY},
     store::{self, OpenError, StoreError},
 };
 use prost::Message;
@@ -75,9 +75,7 @@ impl Projection for View {
                 Some(Payload::OrderPlaced(OrderPlaced { order: Some(order) })) => {
                     orders.insert(order.id.as_bytes(), order.encode_to_vec())?;
                     by_user.insert([order.user_id.as_bytes(), order.id.as_bytes()].concat(), &[])?;
-                    let applied_before = counts
-                        .get(ORDERS_APPLIED_KEY)?
-                        .map_or(0, |b| b.as_ref().try_into().map_or(0, u64::from_be_bytes));
+                    let applied_before = decode_count(counts.get(ORDERS_APPLIED_KEY)?);
                     counts.insert(ORDERS_APPLIED_KEY, &(applied_before + 1).to_be_bytes())?;
                 }
                 _ => copy_user_or_product(users, products, envelope)?,
