@@ -25,8 +25,8 @@ const T: Duration = Duration::from_secs(10);
 /// check (1 s), so a relay that reads the outbox from memory publishes it in between.
 const WINDOW_MS: u64 = 1500;
 
-async fn with_window_on(service: &str) -> Lab {
-    support::start_with(Mode::Async, |config| {
+async fn with_window_on(mode: Mode, service: &str) -> Lab {
+    support::start_with(mode, |config| {
         config.env.push((service.into(), WRITE_FLUSH_DELAY_ENV.into(), WINDOW_MS.to_string()));
     })
     .await
@@ -40,7 +40,7 @@ async fn set_price(lab: &Lab, id: &str, price_cents: i64, timeout: Duration) -> 
 
 #[tokio::test]
 async fn an_update_killed_before_its_flush_cannot_hide_the_next_acknowledged_one() {
-    let mut lab = with_window_on(PRODUCTS).await;
+    let mut lab = with_window_on(Mode::Async, PRODUCTS).await;
     let (users, products) = populate(&lab, 1, 1).await;
     let (user, product) = (&users[0], &products[0]);
     let mut orders = lab.clients.orders.clone();
@@ -244,4 +244,31 @@ async fn a_replay_past_the_duplicate_window_is_applied_once() {
     assert_eq!(query.orders_applied, 1, "applied once: {query:?}");
     assert!(query.events_skipped >= 1, "the replay was seen and skipped: {query:?}");
     assert_eq!(query.dead_letters, 0);
+}
+
+#[tokio::test]
+async fn a_read_never_answers_with_a_write_that_a_crash_can_erase() {
+    // Sync mode: no relay, so nothing but the read itself could make the write durable.
+    let mut lab = with_window_on(Mode::Sync, PRODUCTS).await;
+    let (_, products) = populate(&lab, 0, 1).await;
+    let product = products[0].clone();
+    let in_doubt = {
+        let (clients, product) = (lab.clients.clone(), product.clone());
+        tokio::spawn(async move {
+            let mut products = clients.products;
+            products.update_price(req(UpdatePriceRequest { id: product, price_cents: 777 }, T)).await
+        })
+    };
+    // The update has committed in memory and waits for its flush; a reader asks.
+    tokio::time::sleep(Duration::from_millis(WINDOW_MS / 3)).await;
+    let mut owner = lab.clients.products.clone();
+    let seen = owner.get_product(req(GetProductRequest { id: product.clone() }, T)).await.unwrap().into_inner();
+    assert_eq!((seen.price_cents, seen.version), (777, 2), "the read ran inside the window");
+    lab.topology.kill(PRODUCTS).unwrap();
+    assert!(in_doubt.await.unwrap().is_err(), "the update itself was never acknowledged");
+    lab.topology.restart(PRODUCTS).await.unwrap();
+    lab.reconnect();
+    let mut owner = lab.clients.products.clone();
+    let after = owner.get_product(req(GetProductRequest { id: product }, T)).await.unwrap().into_inner();
+    assert_eq!(after, seen, "what a reader was told survived the crash");
 }

@@ -8,7 +8,12 @@
 //! restarted service would hand its entity version, so its event id, to the next
 //! write: the broker would then drop that acknowledged write as a duplicate). Hence the
 //! relay's rule: **read a batch, flush, then publish** — everything read before a
-//! successful flush is on disk, so only durable facts leave the service. If a write's
+//! successful flush is on disk, so only durable facts leave the service. Replies obey
+//! the same rule: a write is counted as unflushed from before its transaction until
+//! its flush, and a read answered while any write is unflushed flushes first
+//! ([`Outbox::before_reply`]), so a reader is never told of a write that a SIGKILL
+//! could still erase (and whose version the restarted owner would hand out again).
+//! If a write's
 //! own flush fails, the outbox is poisoned: the relay publishes nothing more and the
 //! service must be restarted (what is on disk then is the truth).
 //!
@@ -21,7 +26,7 @@
 
 use std::{
     sync::{
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
         Arc,
     },
     time::Duration,
@@ -57,6 +62,20 @@ pub struct Outbox {
     poisoned: Arc<AtomicBool>,
     /// Record keys: never handed out twice, so a new record cannot overwrite a pending one.
     keys: IdGen,
+    /// Writes begun and not yet flushed (see [`PendingWrite`]).
+    unflushed: Arc<AtomicU64>,
+}
+
+/// A write from before its transaction until its flush: while one exists, whatever a
+/// read sees may not be on disk yet. Dropping it (after the flush, or when the write
+/// fails or changes nothing) ends it.
+#[must_use = "hold it until the write is durable"]
+pub struct PendingWrite(Arc<AtomicU64>);
+
+impl Drop for PendingWrite {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Outbox {
@@ -69,6 +88,7 @@ impl Outbox {
             notify: Arc::new(Notify::new()),
             poisoned: Arc::new(AtomicBool::new(false)),
             keys: IdGen::open(db, "outbox")?,
+            unflushed: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -101,10 +121,29 @@ impl Outbox {
         Ok(())
     }
 
+    /// Marks the start of a write, before its transaction commits.
+    pub fn begin_write(&self) -> PendingWrite {
+        self.unflushed.fetch_add(1, Ordering::SeqCst);
+        PendingWrite(self.unflushed.clone())
+    }
+
+    /// Called once a read has gathered its answer, before it replies: if any write is
+    /// unflushed, the answer may show it, so flush first. Costs nothing while no write
+    /// is in flight.
+    pub async fn before_reply(&self) -> Result<(), StoreError> {
+        if self.poisoned.load(Ordering::SeqCst) {
+            return Err(StoreError::Poisoned);
+        }
+        if self.unflushed.load(Ordering::SeqCst) > 0 {
+            crate::store::flush(&self.db).await?;
+        }
+        Ok(())
+    }
+
     /// Makes a committed write durable before it is acknowledged (in both modes), then
     /// wakes the relay. A failed flush poisons the outbox: the relay publishes nothing
     /// more, since it can no longer tell what is on disk.
-    pub async fn make_durable(&self) -> Result<(), StoreError> {
+    pub async fn make_durable(&self, write: PendingWrite) -> Result<(), StoreError> {
         if self.poisoned.load(Ordering::SeqCst) {
             return Err(StoreError::Poisoned);
         }
@@ -114,6 +153,7 @@ impl Outbox {
             self.poisoned.store(true, Ordering::SeqCst);
             return Err(error.into());
         }
+        drop(write);
         if self.enabled {
             self.notify.notify_one();
         }
@@ -248,10 +288,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = sled::open(dir.path()).unwrap();
         let outbox = Outbox::open(&db, true).unwrap();
-        outbox.make_durable().await.expect("a healthy outbox flushes");
+        outbox.make_durable(outbox.begin_write()).await.expect("a healthy outbox flushes");
         // What a failed flush leaves behind.
         outbox.poisoned.store(true, Ordering::SeqCst);
-        let error = outbox.make_durable().await.expect_err("no write after a failed flush");
+        let error = outbox.make_durable(outbox.begin_write()).await.expect_err("no write after a failed flush");
         assert!(matches!(error, StoreError::Poisoned), "{error}");
         let status = tonic::Status::from(crate::error::ApiError::from(error));
         assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");

@@ -79,6 +79,7 @@ impl<D: Directory> Orders for OrdersApi<D> {
         let limit = page_size(req.page_size)?;
         let after = page_token(&req.page_token)?;
         let page = self.store.by_user(&req.user_id, after, limit).map_err(ApiError::from)?;
+        self.store.outbox().before_reply().await.map_err(ApiError::from)?;
         Ok(Response::new(ListOrdersByUserResponse {
             orders: page.orders,
             next_page_token: page.next_after.unwrap_or_default(),

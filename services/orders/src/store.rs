@@ -73,13 +73,14 @@ impl OrderStore {
         let bytes = order.encode_to_vec();
         let key = index_key(&order.user_id, &order.id);
         let event = events::order_placed(&order);
+        let write = self.outbox.begin_write();
         let outbox_key = self.outbox.next_key()?;
         (&self.orders, &self.by_user, self.outbox.tree()).transaction(|(orders, by_user, outbox)| {
             orders.insert(order.id.as_bytes(), bytes.as_slice())?;
             by_user.insert(key.as_slice(), &[])?;
             self.outbox.stage(outbox, outbox_key, &event)
         })?;
-        self.outbox.make_durable().await?;
+        self.outbox.make_durable(write).await?;
         Ok(order)
     }
 

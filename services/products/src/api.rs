@@ -74,7 +74,9 @@ impl Products for ProductsApi {
     async fn get_product(&self, request: Request<GetProductRequest>) -> Result<Response<Product>, Status> {
         let id = request.into_inner().id;
         check_id("id", PRODUCT_ID_PREFIX, &id)?;
-        match self.store.get(&id).map_err(ApiError::from)? {
+        let product = self.store.get(&id).map_err(ApiError::from)?;
+        self.store.outbox().before_reply().await.map_err(ApiError::from)?;
+        match product {
             Some(product) => Ok(Response::new(product)),
             None => Err(not_found(&id)),
         }
@@ -101,6 +103,7 @@ impl Products for ProductsApi {
                 products.push(product);
             }
         }
+        self.store.outbox().before_reply().await.map_err(ApiError::from)?;
         Ok(Response::new(GetProductsResponse { products }))
     }
 }

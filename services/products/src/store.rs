@@ -46,12 +46,13 @@ impl ProductStore {
         let product = Product { id: self.ids.new_id(PRODUCT_ID_PREFIX)?, title, price_cents, version: 1 };
         let bytes = product.encode_to_vec();
         let event = events::product_created(&product);
+        let write = self.outbox.begin_write();
         let key = self.outbox.next_key()?;
         (&self.products, self.outbox.tree()).transaction(|(products, outbox)| {
             products.insert(product.id.as_bytes(), bytes.as_slice())?;
             self.outbox.stage(outbox, key, &event)
         })?;
-        self.outbox.make_durable().await?;
+        self.outbox.make_durable(write).await?;
         Ok(product)
     }
 
@@ -59,6 +60,7 @@ impl ProductStore {
     /// updates (a sled transaction that also stages the event), durable before
     /// returning. `None`: no such product.
     pub async fn update_price(&self, id: &str, price_cents: i64) -> Result<Option<Product>, StoreError> {
+        let write = self.outbox.begin_write();
         let key = self.outbox.next_key()?;
         let updated = (&self.products, self.outbox.tree()).transaction(|(products, outbox)| {
             let Some(bytes) = products.get(id.as_bytes())? else {
@@ -74,7 +76,7 @@ impl ProductStore {
             Ok(Some(product))
         })?;
         if updated.is_some() {
-            self.outbox.make_durable().await?;
+            self.outbox.make_durable(write).await?;
         }
         Ok(updated)
     }

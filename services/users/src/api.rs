@@ -56,7 +56,9 @@ impl Users for UsersApi {
     async fn get_user(&self, request: Request<GetUserRequest>) -> Result<Response<User>, Status> {
         let id = request.into_inner().id;
         check_id("id", USER_ID_PREFIX, &id)?;
-        match self.store.get(&id).map_err(ApiError::from)? {
+        let user = self.store.get(&id).map_err(ApiError::from)?;
+        self.store.outbox().before_reply().await.map_err(ApiError::from)?;
+        match user {
             Some(user) => Ok(Response::new(user)),
             None => Err(ApiError::NotFound(format!("user {id} not found")).into()),
         }

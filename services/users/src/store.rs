@@ -46,12 +46,13 @@ impl UserStore {
             User { id: self.ids.new_id(USER_ID_PREFIX)?, name, email, created_at_unix_ms: common::ids::now_unix_ms() };
         let bytes = user.encode_to_vec();
         let event = events::user_created(&user);
+        let write = self.outbox.begin_write();
         let key = self.outbox.next_key()?;
         (&self.users, self.outbox.tree()).transaction(|(users, outbox)| {
             users.insert(user.id.as_bytes(), bytes.as_slice())?;
             self.outbox.stage(outbox, key, &event)
         })?;
-        self.outbox.make_durable().await?;
+        self.outbox.make_durable(write).await?;
         Ok(user)
     }
 
