@@ -27,8 +27,10 @@ pub(crate) fn histogram(significant_digits: u8) -> Histogram<u64> {
     Histogram::new_with_bounds(1, MAX_MICROS, significant_digits).expect("constant histogram bounds are valid")
 }
 
+/// Whole microseconds, capped at the histograms' top. 0 stays 0: a staleness of 0 is a
+/// measurement, not a rounding error.
 pub(crate) fn micros(d: Duration) -> u64 {
-    (d.as_micros() as u64).clamp(1, MAX_MICROS)
+    (d.as_micros() as u64).min(MAX_MICROS)
 }
 
 impl Default for Recorder {

@@ -188,3 +188,20 @@ fn the_html_opens_in_headless_chromium() {
     assert_eq!(&png[1..4], b"PNG");
     assert!(png.len() > 50_000, "a blank page would be tiny: {} bytes", png.len());
 }
+
+/// The fixture predates the staleness probe's send-time measure: its staleness loads,
+/// and is labelled as what it measured (until the reply arrived), not as the new figure.
+#[test]
+fn staleness_says_what_was_measured() {
+    let mut r = fixture();
+    let old = report::render(&r).markdown;
+    assert!(old.contains("older file: acknowledged → reply of the first read that showed it"), "old label");
+    assert!(old.contains("before issue 10"));
+    for s in r.scenarios.iter_mut().filter_map(|s| s.staleness.as_mut()) {
+        s.measure = lab::suite::probe::Measure::FirstReadSent;
+    }
+    let new = report::render(&r).markdown;
+    assert!(new.contains("staleness p50 / p99 (ms): acknowledged → first read sent that showed it"));
+    assert!(!new.contains("older file"));
+    assert!(new.contains("send time of the first read that showed it"));
+}

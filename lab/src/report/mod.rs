@@ -11,7 +11,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use crate::suite::{Results, ScenarioResult};
+use crate::suite::{probe, Results, ScenarioResult};
 
 /// What each scenario shows, for the reader.
 fn describe(scenario: &str) -> &'static str {
@@ -235,6 +235,18 @@ fn document(r: &Results) -> Vec<Block> {
         e.nats_server.as_deref().unwrap_or("-"),
         e.crates.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ")
     )));
+    let measure = r.scenarios.iter().find_map(|s| s.staleness.as_ref()).map(|st| st.measure);
+    if measure == Some(probe::Measure::FirstReadSent) {
+        d.push(Para(format!(
+            "Staleness, {}: a probe places an order every {} ms (open loop, whatever the earlier probes are doing), and each probe reads `UserOrders` for its user on its own schedule (every {}–{} ms, growing while the order does not show) until it shows. A probe's staleness is from the write's acknowledgement to the send time of the first read that showed it, 0 if the first read after the acknowledgement did; a failed read counts as not showing it. Its resolution is the gap back to the send time of the last read that did not show it. Probe orders join the acknowledged orders the loss checker holds the view to.",
+            probe::Measure::FirstReadSent.label(),
+            probe::EVERY.as_millis(),
+            probe::READ_EVERY_MIN.as_millis(),
+            probe::READ_EVERY_MAX.as_millis(),
+        )));
+    } else if let Some(old) = measure {
+        d.push(Para(format!("Staleness in this file was measured as {} (one probe at a time), before issue 10: it includes one read and cannot be 0.", old.label())));
+    }
     if let Some(f) = &r.floor {
         d.push(Para(format!(
             "Floor, same run (p50): loopback TCP round trip {} ms, one gRPC hop {} ms, JetStream publish+ack {} ms, delivery to a consumer {} ms, sled insert+flush {} ms, two-tree transaction+flush {} ms. Load generator: a bare echo takes {:.0} requests/s from 64 closed-loop clients; the open loop kept its schedule up to {:.0}/s against it (it shares the 2 cores with the server), and {:.0}/s against a no-op.",
@@ -302,8 +314,26 @@ fn figures(modes: &[(&str, &ScenarioResult)]) -> Vec<Vec<String>> {
         let (from, to, what) = verdicts::fault_windows(s).into_iter().next()?;
         verdicts::availability_between(s, from, to).map(|a| format!("{:.1}% ({what})", 100.0 * a))
     });
-    row("staleness p50 / p99 (ms)", &|s| {
-        s.staleness.as_ref().map(|st| format!("{} / {}", ms(st.visible.p50_us), ms(st.visible.p99_us)))
+    row(&format!("staleness p50 / p99 (ms): {}", probe::Measure::FirstReadSent.label()), &|s| {
+        s.staleness.as_ref().map(|st| {
+            let old = match st.measure {
+                probe::Measure::FirstReadSent => String::new(),
+                old => format!(" (older file: {})", old.label()),
+            };
+            format!("{} / {}{old}", ms(st.visible.p50_us), ms(st.visible.p99_us))
+        })
+    });
+    row("staleness resolution p50 / p99 (ms): last read that did not show it → first that did", &|s| {
+        let r = s.staleness.as_ref()?.resolution.as_ref()?;
+        Some(format!("{} / {}", ms(r.p50_us), ms(r.p99_us)))
+    });
+    row("probes stale on their first read / visible; reads per probe mean, max; reads failed", &|s| {
+        let st = s.staleness.as_ref()?;
+        let reads = st.reads_per_probe?;
+        Some(format!(
+            "{} / {}; {:.1}, {}; {} (a probe every {} ms)",
+            st.stale, st.visible.ok, reads.mean, reads.max, st.reads_failed, st.every_ms
+        ))
     });
     row("probe writes never visible", &|s| s.staleness.as_ref().map(|st| st.never_visible.to_string()));
     row("converged (time after the load)", &|s| {
@@ -465,14 +495,22 @@ fn scenario_charts(name: &str, modes: &[(&str, &ScenarioResult)], d: &mut Vec<Bl
                 charts::spectrum("steady: sequential latency by percentile", &series),
             ));
         }
-        let staleness: Vec<(String, &str, &bench::Summary)> = modes
-            .iter()
-            .filter_map(|(m, s)| Some((format!("{m} acknowledged → visible"), *m, &s.staleness.as_ref()?.visible)))
-            .collect();
-        if !staleness.is_empty() {
+        // Bars on a linear scale: a staleness of 0 (a mode that reads its own writes) is
+        // a figure, and a log scale cannot draw it.
+        let staleness: Vec<(&str, &probe::Staleness)> =
+            modes.iter().filter_map(|(m, s)| Some((*m, s.staleness.as_ref()?))).collect();
+        if let Some((_, first)) = staleness.first() {
+            let percentiles: Vec<String> = ["p50", "p90", "p99", "p99.9", "max"].map(String::from).to_vec();
+            let values: Vec<(&str, Vec<f64>)> = staleness
+                .iter()
+                .map(|(m, st)| {
+                    let v = &st.visible;
+                    (*m, [v.p50_us, v.p90_us, v.p99_us, v.p999_us, v.max_us].map(|us| us as f64 / 1000.0).to_vec())
+                })
+                .collect();
             d.push(Block::Chart(
                 "steady-staleness".into(),
-                charts::spectrum("steady: staleness seen by the probe, by percentile", &staleness),
+                charts::bars(&format!("steady: staleness, {}", first.measure.label()), &percentiles, &values, "ms"),
             ));
         }
     }

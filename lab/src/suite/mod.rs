@@ -569,7 +569,7 @@ pub fn targets(results: &Results) -> Vec<TargetCheck> {
             measured: s.visible.p99_us as f64,
             limit: 20_000.0,
             met: s.visible.p99_us <= 20_000,
-            how: "staleness probe during the steady rates".into(),
+            how: format!("staleness probe during the steady rates: {}", s.measure.label()),
         });
     }
     checks.push(TargetCheck {

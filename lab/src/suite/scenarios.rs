@@ -2,7 +2,11 @@
 //! with the staleness probe, faults at fixed offsets ([`with_faults`]), then repair,
 //! convergence and the loss checker.
 
-use std::{collections::BTreeMap, time::Duration};
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use bench::load::{closed_loop, open_loop, OpenLoop};
 use common::{
@@ -128,7 +132,7 @@ async fn with_faults(
     let acked = workload.acked_orders();
     let mut result = ScenarioResult::default();
     let mut sampler = Sampler::default();
-    let (stop_probe, probe) = start_probe(&prepared);
+    let (stop_probe, probe) = start_probe(&prepared, acked.clone());
     let steps = faults.into_iter().map(|(at, action, target)| Step { at, action, target, starts: None }).collect();
     let (report, events) = load_during(
         &mut prepared,
@@ -163,10 +167,14 @@ async fn with_faults(
     Ok(result)
 }
 
-/// Starts the staleness probe; cancel the token, then await the handle for its figures.
-fn start_probe(prepared: &Prepared) -> (CancellationToken, tokio::task::JoinHandle<probe::Staleness>) {
+/// Starts the staleness probe, whose acknowledged orders join `acked`; cancel the
+/// token, then await the handle for its figures.
+fn start_probe(
+    prepared: &Prepared,
+    acked: Arc<Mutex<Vec<String>>>,
+) -> (CancellationToken, tokio::task::JoinHandle<probe::Staleness>) {
     let stop = CancellationToken::new();
-    (stop.clone(), tokio::spawn(probe::run(prepared.clients.clone(), prepared.seeded.clone(), stop)))
+    (stop.clone(), tokio::spawn(probe::run(prepared.clients.clone(), prepared.seeded.clone(), acked, stop)))
 }
 
 /// One step of a fault schedule.
@@ -375,7 +383,8 @@ async fn steady(ctx: &Ctx, mode: Mode) -> anyhow::Result<ScenarioResult> {
     sequential.propagation =
         Some(crate::latency::propagation(&prepared.clients, &prepared.seeded, p.sequential / 5, 11).await?);
     result.sequential = Some(sequential);
-    let (stop_probe, probe) = start_probe(&prepared);
+    // Nothing checks losses after the steady rates: the probe's orders are not kept.
+    let (stop_probe, probe) = start_probe(&prepared, Arc::default());
     for (i, &rate) in p.steady_rates.iter().enumerate() {
         let workload = Workload::new(
             prepared.clients.clone(),

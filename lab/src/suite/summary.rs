@@ -90,9 +90,12 @@ pub fn text(r: &Results) -> String {
         if let Some(st) = &s.staleness {
             write!(
                 out,
-                " | staleness p50 {} p99 {} never {}",
+                " | staleness p50 {} p99 {}{} stale {} of {} never {}",
                 ms(st.visible.p50_us),
                 ms(st.visible.p99_us),
+                st.resolution.as_ref().map_or(String::new(), |r| format!(" (±{} at p99)", ms(r.p99_us))),
+                st.stale,
+                st.visible.ok,
                 st.never_visible
             )
             .ok();
