@@ -35,6 +35,11 @@ pub enum Action {
 }
 
 impl Action {
+    /// Whether this action undoes a fault (after it, the component can serve again).
+    pub fn is_repair(&self) -> bool {
+        matches!(self, Action::Resume | Action::Restart | Action::Heal | Action::Reconnect)
+    }
+
     /// The one-line form: `kill users`, `slow products 50 10` (ms).
     pub fn line(&self, target: &str) -> String {
         match self {

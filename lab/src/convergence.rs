@@ -3,24 +3,28 @@
 //! - [`wait_settled`]: waits until the stream holds at least the events the caller
 //!   expects and every durable consumer has been delivered and has acked all of them:
 //!   the moment after which the replicas cannot change any more.
-//! - [`compare`]: the query service's answer for each user against the truth computed
-//!   from the owning services (the sync chain's answer), row by row: missing, extra
-//!   and wrong rows, which must all be 0.
+//! - [`compare`]: the query service's answer for each user against the [`Truth`],
+//!   built here from the owners' raw answers (not by the query service's code), row by
+//!   row: missing, extra and wrong rows, which must all be 0.
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, BTreeSet},
     time::{Duration, Instant},
 };
 
 use common::{
-    deadline::Deadline,
     events::{ORDERS_CONSUMER, QUERY_CONSUMER, STREAM},
-    proto::{UserOrderItem, UserOrdersRequest},
+    names::{MAX_ORDERS_PAGE_SIZE, MAX_PRODUCTS_PER_GET},
+    proto::{
+        orders_client::OrdersClient, products_client::ProductsClient, users_client::UsersClient, GetProductsRequest,
+        GetUserRequest, ListOrdersByUserRequest, Order, Product, User, UserOrderItem, UserOrdersRequest,
+        UserOrdersResponse,
+    },
 };
-use query::Source;
 use serde::{Deserialize, Serialize};
+use tonic::transport::Channel;
 
-use crate::client::Clients;
+use crate::{client::Clients, workload::timed};
 
 /// Waits until the stream has at least `min_events` events and both durable consumers
 /// have nothing pending or unacknowledged. Returns how long that took.
@@ -83,21 +87,100 @@ impl Diff {
     }
 }
 
-/// The truth: the answer the sync chain assembles from the owners of `topology`.
-pub fn truth(topology: &crate::topology::Topology) -> Result<query::sync::GrpcSource, crate::topology::TopologyError> {
-    use common::names::{ORDERS, PRODUCTS, USERS};
-    let addr = |name| topology.address(name).map(common::config::PeerAddr::from);
-    Ok(query::sync::GrpcSource::new(&addr(USERS)?, &addr(ORDERS)?, &addr(PRODUCTS)?))
+/// The truth, built by the lab itself from the owners' raw answers: users.GetUser,
+/// orders.ListOrdersByUser (every page) and products.GetProducts (in batches the
+/// products service accepts), joined by [`join`]. Nothing of the query service's code
+/// takes part, so a bug in its assembly shows as a difference instead of being copied
+/// into the yardstick.
+#[derive(Clone)]
+pub struct Truth {
+    users: UsersClient<Channel>,
+    orders: OrdersClient<Channel>,
+    products: ProductsClient<Channel>,
+}
+
+/// The deadline of each call the truth makes.
+const TRUTH_DEADLINE: Duration = Duration::from_secs(10);
+
+impl Truth {
+    /// Talks to the owners of `topology`.
+    pub fn of(topology: &crate::topology::Topology) -> Result<Self, crate::topology::TopologyError> {
+        use common::names::{ORDERS, PRODUCTS, USERS};
+        let channel = |name| topology.address(name).map(|a| common::channel(common::config::PeerAddr::from(a)));
+        Ok(Self {
+            users: UsersClient::new(channel(USERS)?),
+            orders: OrdersClient::new(channel(ORDERS)?),
+            products: ProductsClient::new(channel(PRODUCTS)?),
+        })
+    }
+
+    /// What `UserOrders` must answer for `user_id`; `None` if users does not know them.
+    pub async fn user_orders(&self, user_id: &str) -> anyhow::Result<Option<UserOrdersResponse>> {
+        let mut users = self.users.clone();
+        let user = match users.get_user(timed(GetUserRequest { id: user_id.to_owned() }, TRUTH_DEADLINE)).await {
+            Ok(user) => user.into_inner(),
+            Err(status) if status.code() == tonic::Code::NotFound => return Ok(None),
+            Err(status) => anyhow::bail!("the truth cannot read user {user_id}: {status}"),
+        };
+        let mut orders = Vec::new();
+        let mut page_token = String::new();
+        loop {
+            let message =
+                ListOrdersByUserRequest { user_id: user_id.to_owned(), page_size: MAX_ORDERS_PAGE_SIZE, page_token };
+            let page = self.orders.clone().list_orders_by_user(timed(message, TRUTH_DEADLINE)).await;
+            let page =
+                page.map_err(|s| anyhow::anyhow!("the truth cannot list the orders of {user_id}: {s}"))?.into_inner();
+            orders.extend(page.orders);
+            if page.next_page_token.is_empty() {
+                break;
+            }
+            page_token = page.next_page_token;
+        }
+        let ids: Vec<String> =
+            orders.iter().map(|o| o.product_id.clone()).collect::<BTreeSet<_>>().into_iter().collect();
+        let mut products = Vec::new();
+        for batch in ids.chunks(MAX_PRODUCTS_PER_GET) {
+            let message = GetProductsRequest { ids: batch.to_vec() };
+            let answer = self.products.clone().get_products(timed(message, TRUTH_DEADLINE)).await;
+            products.extend(
+                answer.map_err(|s| anyhow::anyhow!("the truth cannot read products: {s}"))?.into_inner().products,
+            );
+        }
+        join(user, orders, products).map(Some)
+    }
+}
+
+/// The rows a user's `UserOrders` must show: one per order, in the orders service's
+/// order (oldest first), with its product's title and current price from products.
+/// An order whose product the products service does not have is an error of the owners.
+pub fn join(user: User, orders: Vec<Order>, products: Vec<Product>) -> anyhow::Result<UserOrdersResponse> {
+    let products: BTreeMap<String, Product> = products.into_iter().map(|p| (p.id.clone(), p)).collect();
+    let mut items = Vec::with_capacity(orders.len());
+    for o in orders {
+        let Some(p) = products.get(&o.product_id) else {
+            anyhow::bail!("order {} names product {}, which products does not have", o.id, o.product_id)
+        };
+        items.push(UserOrderItem {
+            title: p.title.clone(),
+            current_price_cents: p.price_cents,
+            unit_price_cents: o.unit_price_cents,
+            quantity: o.quantity,
+            placed_at_unix_ms: o.placed_at_unix_ms,
+            product_id: o.product_id,
+            order_id: o.id,
+        });
+    }
+    Ok(UserOrdersResponse { user: Some(user), items })
 }
 
 /// Compares `UserOrders` from the query service with the answer assembled from users,
 /// orders and products directly, for each of `user_ids`.
-pub async fn compare(clients: &Clients, truth: &query::sync::GrpcSource, user_ids: &[String]) -> anyhow::Result<Diff> {
+pub async fn compare(clients: &Clients, truth: &Truth, user_ids: &[String]) -> anyhow::Result<Diff> {
     let mut diff = Diff::default();
     let mut view = clients.query.clone();
     for user_id in user_ids {
-        let expected =
-            truth.user_orders(user_id, Deadline::after(Duration::from_secs(10))).await.map_err(tonic::Status::from)?;
+        // A user the owners do not have must have no rows in the view either.
+        let expected = truth.user_orders(user_id).await?.unwrap_or_default();
         let mut request = tonic::Request::new(UserOrdersRequest { user_id: user_id.clone() });
         request.set_timeout(Duration::from_secs(10));
         let actual = match view.user_orders(request).await {

@@ -106,3 +106,42 @@ fn fan_out_is_counted_by_the_services() {
     // PlaceOrder reaches query only; UpdatePrice reaches orders and query.
     assert_eq!(r#async["events_applied_per_write"], 1.5);
 }
+
+/// The truth is built by the lab from the owners' raw answers: for known data it gives
+/// exactly the expected rows (every order, oldest first, its price at order time, the
+/// product's current title and price), nothing for a user with no orders, and `None`
+/// for a user the owners do not have.
+#[tokio::test]
+async fn the_truth_builder_gives_the_expected_rows() {
+    use common::proto::{UpdatePriceRequest, UserOrderItem};
+    let lab = support::start(Mode::Sync).await;
+    let (users, products) = populate(&lab, 3, 2).await;
+    let mut c = lab.clients.clone();
+    let mut placed = Vec::new();
+    for (user, product, quantity) in [(0, 0, 2), (0, 1, 1), (1, 1, 3)] {
+        let message =
+            PlaceOrderRequest { user_id: users[user].clone(), product_id: products[product].clone(), quantity };
+        placed.push(c.orders.place_order(req(message, Duration::from_secs(5))).await.unwrap().into_inner());
+    }
+    let message = UpdatePriceRequest { id: products[1].clone(), price_cents: 999 };
+    c.products.update_price(req(message, Duration::from_secs(5))).await.unwrap();
+
+    let truth = support::truth(&lab);
+    // `populate` names product i "Product i" at 100 + i cents.
+    let row = |i: usize, product: usize, quantity: u32, current: i64| UserOrderItem {
+        order_id: placed[i].id.clone(),
+        product_id: products[product].clone(),
+        title: format!("Product {product}"),
+        unit_price_cents: 100 + product as i64,
+        current_price_cents: current,
+        quantity,
+        placed_at_unix_ms: placed[i].placed_at_unix_ms,
+    };
+    let first = truth.user_orders(&users[0]).await.unwrap().expect("user 0 exists");
+    assert_eq!(first.user.unwrap().name, "User 0");
+    assert_eq!(first.items, vec![row(0, 0, 2, 100), row(1, 1, 1, 999)]);
+    let second = truth.user_orders(&users[1]).await.unwrap().expect("user 1 exists");
+    assert_eq!(second.items, vec![row(2, 1, 3, 999)]);
+    assert!(truth.user_orders(&users[2]).await.unwrap().expect("user 2 exists").items.is_empty());
+    assert_eq!(truth.user_orders("usr-00000000000000ff").await.unwrap(), None);
+}

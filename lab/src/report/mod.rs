@@ -336,8 +336,15 @@ fn figures(modes: &[(&str, &ScenarioResult)]) -> Vec<Vec<String>> {
         ))
     });
     row("probe writes never visible", &|s| s.staleness.as_ref().map(|st| st.never_visible.to_string()));
-    row("converged (time after the load)", &|s| {
-        s.convergence.as_ref().map(|c| format!("{} ({} ms)", c.converged, c.time_ms))
+    row("converged: last repair → end of the clean comparison (ms, ± one comparison)", &|s| match &s.convergence {
+        Some(c) if c.clean_at_first_check => Some(format!(
+            "{} (clean at the first check: by {} ms; it began {} ms after the repair)",
+            c.converged,
+            c.time_ms,
+            c.first_check_ms.unwrap_or(0)
+        )),
+        Some(c) => Some(format!("{} ({} ± {} ms)", c.converged, c.time_ms, c.resolution_ms)),
+        None => s.losses.as_ref().map(|_| "not applicable".into()),
     });
     row("missing / extra / wrong rows", &|s| {
         s.convergence.as_ref().map(|c| format!("{} / {} / {}", c.diff.missing, c.diff.extra, c.diff.wrong))

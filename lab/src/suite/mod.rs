@@ -181,13 +181,24 @@ impl FaultKind {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Convergence {
     pub diff: Diff,
-    /// From the end of the load (the soak: the last repair) until the view equalled
-    /// the truth.
+    /// From the last repair that took effect until the end of the comparison that found
+    /// the view equal to the truth (or of the last one, if it never did).
     pub time_ms: u64,
     pub converged: bool,
     /// How long one comparison took: the resolution of `time_ms`.
     #[serde(default)]
     pub resolution_ms: u64,
+    /// The first comparison was already clean: the view had converged by the time it
+    /// ended, and `time_ms` is only an upper bound (comparisons begin once the writes
+    /// stop, `first_check_ms` after the repair).
+    #[serde(default)]
+    pub clean_at_first_check: bool,
+    /// When the first comparison began, from the last repair (absent in older files).
+    #[serde(default)]
+    pub first_check_ms: Option<u64>,
+    /// Comparisons made.
+    #[serde(default)]
+    pub passes: u32,
 }
 
 /// The checker's verdict on acknowledged writes.

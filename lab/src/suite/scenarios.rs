@@ -133,7 +133,14 @@ async fn with_faults(
     let mut result = ScenarioResult::default();
     let mut sampler = Sampler::default();
     let (stop_probe, probe) = start_probe(&prepared, acked.clone());
+    // Convergence is timed from the last repair that took effect.
+    let repairs: Vec<String> = faults
+        .iter()
+        .filter(|(_, action, _)| action.is_repair())
+        .map(|(_, action, target)| action.line(target))
+        .collect();
     let steps = faults.into_iter().map(|(at, action, target)| Step { at, action, target, starts: None }).collect();
+    let load_started = tokio::time::Instant::now();
     let (report, events) = load_during(
         &mut prepared,
         workload,
@@ -145,26 +152,62 @@ async fn with_faults(
     )
     .await;
     result.loads.insert("run".into(), report);
+    let repaired = last_repair(&events, &repairs);
     result.faults = events;
-    // Convergence is timed from here: the load is over and the faults get repaired.
-    let load_ended = tokio::time::Instant::now();
     prepared.topology.recover().await?;
-    // The probe in flight finishes once the faults are repaired, so an order stuck
-    // behind a dead component is timed until it shows.
+    // A repair of the schedule that did not take effect was done by `recover`, just now.
+    let since = repaired.map_or_else(tokio::time::Instant::now, |ms| load_started + Duration::from_millis(ms));
+    // New probes stop; those in flight finish once their orders show, while the view is
+    // compared with the truth (so draining them does not delay the first comparison).
     stop_probe.cancel();
-    result.staleness = Some(probe.await?);
+    let users = &prepared.seeded.user_ids;
+    let convergence = async {
+        match mode {
+            Mode::Async => converge(&prepared, users, since, CONVERGE_WITHIN).await.map(Some),
+            // The view is read from the owners on every request: nothing to converge.
+            Mode::Sync => Ok(None),
+        }
+    };
+    let (staleness, convergence) = tokio::join!(probe, convergence);
+    result.staleness = Some(staleness?);
+    let convergence = convergence?;
+    // The phantom rows of the last comparison; in sync mode one comparison is made for it.
+    let diff = match &convergence {
+        Some(c) => c.diff.clone(),
+        None => compare_all(&prepared, users).await?,
+    };
     let acked = acked.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    let (convergence, losses) =
-        check(&prepared, &prepared.seeded.user_ids, &acked, load_ended, CONVERGE_WITHIN).await?;
+    let losses = losses(&prepared, users, &acked, &diff).await?;
     sampler.sample(&prepared.topology.file());
     result.resources = sampler.usage();
-    result.convergence = Some(convergence);
+    if convergence.is_none() {
+        result.note = Some(CONVERGENCE_NOT_APPLICABLE.into());
+    }
+    result.convergence = convergence;
     result.losses = Some(losses);
     if mode == Mode::Sync && name == "kill-broker" {
-        result.note = Some("sync mode has no broker: the fault has nothing to act on".into());
+        result.note =
+            Some(format!("sync mode has no broker: the fault has nothing to act on; {CONVERGENCE_NOT_APPLICABLE}"));
     }
     prepared.topology.stop()?;
     Ok(result)
+}
+
+/// Why sync mode has no convergence figure.
+pub const CONVERGENCE_NOT_APPLICABLE: &str =
+    "convergence not applicable: the sync view is assembled from the owners on every read";
+
+/// When the last of the `repairs` took effect, in ms from the start of the load; `None`
+/// if one of them did not take effect.
+fn last_repair(events: &[FaultEvent], repairs: &[String]) -> Option<u64> {
+    let mut last = 0;
+    for e in events.iter().filter(|e| repairs.contains(&e.action)) {
+        if e.result != "ok" {
+            return None;
+        }
+        last = last.max(e.effective_ms.unwrap_or(e.t_ms));
+    }
+    Some(last)
 }
 
 /// Starts the staleness probe, whose acknowledged orders join `acked`; cancel the
@@ -283,58 +326,85 @@ pub async fn check(
     within: Duration,
 ) -> anyhow::Result<(Convergence, Losses)> {
     let convergence = converge(prepared, users, since, within).await?;
+    let losses = losses(prepared, users, acked, &convergence.diff).await?;
+    Ok((convergence, losses))
+}
+
+/// The loss checker: `acked` orders against the view of `users`; phantom rows are the
+/// extra rows of `diff`, the last comparison with the truth.
+pub async fn losses(
+    prepared: &Prepared,
+    users: &[String],
+    acked: &[String],
+    diff: &crate::convergence::Diff,
+) -> anyhow::Result<Losses> {
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
     for (_, item) in read_view(prepared, users).await? {
         *seen.entry(item.order_id).or_default() += 1;
     }
-    let losses = Losses {
+    Ok(Losses {
         acknowledged_orders: acked.len(),
         lost: acked.iter().filter(|id| !seen.contains_key(*id)).count(),
         duplicated: seen.values().filter(|&&n| n > 1).count(),
-        phantom: convergence.diff.extra,
+        phantom: diff.extra,
         dead_letters: stats(prepared).await?.values().map(|s| s.dead_letters).sum(),
-    };
-    Ok((convergence, losses))
+    })
 }
 
 /// Comparisons of the view with the truth that run at once.
 const COMPARE_CONCURRENCY: usize = 8;
 
-/// Compares the query view of `users` with the truth from the owners until they are
-/// equal or `within` has passed since `since`; the time is from `since`, with the
-/// duration of one comparison as its resolution.
+/// One comparison of the query view of `users` with the truth, in a few concurrent
+/// slices so that it stays short with many users.
+pub async fn compare_all(prepared: &Prepared, users: &[String]) -> anyhow::Result<crate::convergence::Diff> {
+    let truth = crate::convergence::Truth::of(&prepared.topology)?;
+    let slice = users.len().div_ceil(COMPARE_CONCURRENCY).max(1);
+    let slices = users.chunks(slice).map(|users| crate::convergence::compare(&prepared.clients, &truth, users));
+    let diffs = futures::future::try_join_all(slices).await?;
+    Ok(diffs.into_iter().fold(crate::convergence::Diff::default(), |mut all, d| {
+        all.users_checked += d.users_checked;
+        all.missing += d.missing;
+        all.extra += d.extra;
+        all.wrong += d.wrong;
+        all.examples.extend(d.examples);
+        all.examples.truncate(10);
+        all
+    }))
+}
+
+/// Compares the query view of `users` with the truth, pass after pass, until they are
+/// equal or `within` has passed since `since`. The time is from `since` to the end of
+/// the clean pass, with the duration of one pass as its resolution; a first pass that is
+/// already clean is reported as such (the view had converged by then: an upper bound).
 pub async fn converge(
     prepared: &Prepared,
     users: &[String],
     since: tokio::time::Instant,
     within: Duration,
 ) -> anyhow::Result<Convergence> {
-    let truth = crate::convergence::truth(&prepared.topology)?;
-    // The users are compared in a few concurrent slices, so that one comparison (the
-    // resolution) stays short with many users.
-    let slice = users.len().div_ceil(COMPARE_CONCURRENCY).max(1);
+    let first_check_ms = since.elapsed().as_millis() as u64;
+    let mut passes = 0;
     loop {
         let pass = tokio::time::Instant::now();
-        let slices = users.chunks(slice).map(|users| crate::convergence::compare(&prepared.clients, &truth, users));
-        let diff = futures::future::try_join_all(slices).await.map(|diffs| {
-            diffs.into_iter().fold(crate::convergence::Diff::default(), |mut all, d| {
-                all.users_checked += d.users_checked;
-                all.missing += d.missing;
-                all.extra += d.extra;
-                all.wrong += d.wrong;
-                all.examples.extend(d.examples);
-                all.examples.truncate(10);
-                all
-            })
-        });
+        let diff = compare_all(prepared, users).await;
+        passes += 1;
         let resolution_ms = pass.elapsed().as_millis() as u64;
         match diff {
             Ok(diff) if diff.is_clean() || since.elapsed() > within => {
                 let time_ms = since.elapsed().as_millis() as u64;
-                return Ok(Convergence { converged: diff.is_clean(), time_ms, diff, resolution_ms });
+                return Ok(Convergence {
+                    converged: diff.is_clean(),
+                    clean_at_first_check: diff.is_clean() && passes == 1,
+                    first_check_ms: Some(first_check_ms),
+                    passes,
+                    time_ms,
+                    diff,
+                    resolution_ms,
+                });
             }
             Err(e) if since.elapsed() > within => return Err(e),
-            _ => tokio::time::sleep(Duration::from_millis(50)).await,
+            // The next pass follows at once: the resolution is one pass.
+            _ => {}
         }
     }
 }

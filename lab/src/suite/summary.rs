@@ -100,11 +100,27 @@ pub fn text(r: &Results) -> String {
             )
             .ok();
         }
-        if let Some(c) = &s.convergence {
-            write!(out, " | converged {} in {} ms", c.converged, c.time_ms).ok();
-            if c.resolution_ms > 0 {
-                write!(out, " (±{} ms)", c.resolution_ms).ok();
+        match &s.convergence {
+            Some(c) if c.clean_at_first_check => {
+                write!(
+                    out,
+                    " | converged {}: clean at the first check, within {} ms of the last repair",
+                    c.converged, c.time_ms
+                )
+                .ok();
             }
+            Some(c) => {
+                write!(
+                    out,
+                    " | converged {} in {} ms (±{} ms) after the last repair",
+                    c.converged, c.time_ms, c.resolution_ms
+                )
+                .ok();
+            }
+            None if s.losses.is_some() => {
+                write!(out, " | convergence not applicable").ok();
+            }
+            None => {}
         }
         if let Some(l) = &s.losses {
             write!(

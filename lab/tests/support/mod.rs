@@ -63,9 +63,9 @@ pub async fn settle(lab: &Lab, events: u64) {
     }
 }
 
-/// The truth for convergence checks: the sync chain's answer, from the owners.
-pub fn truth(lab: &Lab) -> query::sync::GrpcSource {
-    lab::convergence::truth(&lab.topology).expect("owners have addresses")
+/// The truth for convergence checks: built by the lab from the owners' raw answers.
+pub fn truth(lab: &Lab) -> lab::convergence::Truth {
+    lab::convergence::Truth::of(&lab.topology).expect("owners have addresses")
 }
 
 /// Waits until the query view equals the truth for `user_ids` (async mode: settles
