@@ -106,3 +106,44 @@ fn fan_out_is_counted_by_the_services() {
     // PlaceOrder reaches query only; UpdatePrice reaches orders and query.
     assert_eq!(r#async["events_applied_per_write"], 1.5);
 }
+
+/// A small profile for scenario runs in tests.
+fn small_ctx(dir: &std::path::Path) -> lab::suite::Ctx {
+    let mut profile = lab::suite::Profile::quick(7);
+    profile.seed = lab::seed::SeedConfig { users: 20, products: 10, orders: 40, seed: 7 };
+    profile.fault_rate = 100.0;
+    profile.chaos_secs = 5.0;
+    lab::suite::Ctx { profile, dir: dir.to_path_buf(), target: lab::topology::Target::Process }
+}
+
+/// Chaos gives both modes one schedule: the same service victims at the same planned
+/// times; the broker's kills come from their own stream, skipped in sync mode (no
+/// broker) and carried out in async mode.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_modes_chaos_schedules_list_the_same_victims() {
+    use lab::suite::scenarios::SKIPPED_NO_BROKER;
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = small_ctx(dir.path());
+    let sync = lab::suite::scenarios::run(&ctx, "chaos", Mode::Sync).await.unwrap();
+    let r#async = lab::suite::scenarios::run(&ctx, "chaos", Mode::Async).await.unwrap();
+    let services = |r: &lab::suite::ScenarioResult| {
+        r.faults
+            .iter()
+            .filter(|f| !f.action.ends_with(common::names::NATS))
+            .map(|f| (f.planned_ms, f.action.clone()))
+            .collect::<Vec<_>>()
+    };
+    assert!(!services(&sync).is_empty(), "{:?}", sync.faults);
+    assert_eq!(services(&sync), services(&r#async), "the same service victims at the same times");
+    let broker = |r: &lab::suite::ScenarioResult| {
+        r.faults
+            .iter()
+            .filter(|f| f.action.ends_with(common::names::NATS))
+            .map(|f| f.result.clone())
+            .collect::<Vec<_>>()
+    };
+    let (sb, ab) = (broker(&sync), broker(&r#async));
+    assert_eq!(sb.len(), ab.len(), "the same broker steps in both modes");
+    assert!(sb.iter().all(|r| r == SKIPPED_NO_BROKER), "{sb:?}");
+    assert!(ab.iter().all(|r| r == "ok"), "{ab:?}");
+}

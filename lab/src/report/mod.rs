@@ -23,7 +23,7 @@ fn describe(scenario: &str) -> &'static str {
         "kill-broker" => "`nats-server` SIGKILLed under load and restarted (sync mode has no broker: the control).",
         "kill-query" => "The query service itself SIGKILLed: both modes lose reads; how fast async catches up.",
         "partition" => "`users` cut off the others' network (`docker network disconnect`, compose target): its callers cannot reach it, though it runs.",
-        "chaos" => "Random SIGKILLs of any component (the broker too) under load, then the checker.",
+        "chaos" => "Seeded random SIGKILLs under load, one schedule for both modes (the same service victims at the same times; the broker's kills from a separate stream, skipped in sync), then the checker.",
         "soak" => "Many seeded random faults per mode under load (SIGKILL and restart, SIGSTOP and SIGCONT, restart on the same data dir; the same service faults at the same planned times in both modes, broker faults from a stream of their own), while writers create users and products, change prices and place orders. Then every fault is repaired, the replicas settle, and a checker holds the owners, the query view and orders' replica to the history of every acknowledged write (a write that failed or timed out is in doubt: it may explain an effect, nothing is owed for it).",
         "storage" => "Bytes on disk per component for the same data: the price of duplication.",
         "fan-out" => "Inter-service calls per client request and events per write, counted by the services.",

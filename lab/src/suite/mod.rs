@@ -6,6 +6,7 @@ pub mod floor;
 pub mod probe;
 pub mod resources;
 pub mod scenarios;
+pub mod schedule;
 pub mod soak;
 pub mod summary;
 

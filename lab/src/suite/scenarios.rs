@@ -7,15 +7,17 @@ use std::{collections::BTreeMap, time::Duration};
 use bench::load::{closed_loop, open_loop, OpenLoop};
 use common::{
     config::Mode,
-    names::{NATS, ORDERS, PRODUCTS, QUERY, USERS},
+    names::{NATS, PRODUCTS, QUERY, USERS},
     proto::{admin_client::AdminClient, StatsRequest, StatsResponse},
 };
-use rand::{rngs::StdRng, Rng, SeedableRng};
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    floor::Floor, probe, resources::Sampler, Convergence, Ctx, Fanout, FaultEvent, FaultKind, Losses, Prepared,
-    ScenarioResult,
+    floor::Floor,
+    probe,
+    resources::Sampler,
+    schedule::{Shape, Until},
+    Convergence, Ctx, Fanout, FaultEvent, FaultKind, Losses, Prepared, ScenarioResult,
 };
 use crate::{
     control::{self, Action},
@@ -39,15 +41,15 @@ pub async fn run(ctx: &Ctx, name: &str, mode: Mode) -> anyhow::Result<ScenarioRe
                 (at(5.0), Action::Kill, PRODUCTS),
                 (at(7.0), Action::Restart, PRODUCTS),
             ];
-            with_faults(ctx, name, mode, &[], faults, at(9.0)).await?
+            with_faults(ctx, name, mode, faults, at(9.0)).await?
         }
         "pause-dependency" => {
             let faults = vec![(at(2.0), Action::Pause, PRODUCTS), (at(4.5), Action::Resume, PRODUCTS)];
-            with_faults(ctx, name, mode, &[], faults, at(7.0)).await?
+            with_faults(ctx, name, mode, faults, at(7.0)).await?
         }
         "kill-broker" => {
             let faults = vec![(at(2.0), Action::Kill, NATS), (at(4.0), Action::Restart, NATS)];
-            with_faults(ctx, name, mode, &[], faults, at(7.0)).await?
+            with_faults(ctx, name, mode, faults, at(7.0)).await?
         }
         "partition" => {
             if ctx.target == crate::topology::Target::Process {
@@ -59,15 +61,16 @@ pub async fn run(ctx: &Ctx, name: &str, mode: Mode) -> anyhow::Result<ScenarioRe
                 });
             }
             let faults = vec![(at(2.0), Action::Partition, USERS), (at(4.0), Action::Reconnect, USERS)];
-            with_faults(ctx, name, mode, &[], faults, at(7.0)).await?
+            with_faults(ctx, name, mode, faults, at(7.0)).await?
         }
         "kill-query" => {
             let faults = vec![(at(2.0), Action::Kill, QUERY), (at(4.0), Action::Restart, QUERY)];
-            with_faults(ctx, name, mode, &[], faults, at(7.0)).await?
+            with_faults(ctx, name, mode, faults, at(7.0)).await?
         }
         "chaos" => {
             let length = Duration::from_secs_f64(p.chaos_secs);
-            with_faults(ctx, name, mode, &[], chaos_schedule(mode, length, p.seed.seed), length).await?
+            let (steps, _) = super::schedule::schedule(p.seed.seed, &CHAOS, Until::Before(length));
+            with_steps(ctx, name, mode, steps, length).await?
         }
         "soak" => super::soak::run(ctx, mode).await?,
         "storage" => storage(ctx, mode).await?,
@@ -91,45 +94,59 @@ pub async fn floor(ctx: &Ctx) -> anyhow::Result<Floor> {
     floor
 }
 
-/// Random kills of any component (the broker too, in async mode): every 0.8–2 s one
-/// is SIGKILLed and restarted 0.3–1 s later. The same seed gives the same schedule.
-fn chaos_schedule(mode: Mode, length: Duration, seed: u64) -> Vec<(Duration, Action, &'static str)> {
-    let mut rng = StdRng::seed_from_u64(seed ^ 0xC4A05);
-    let mut victims = vec![USERS, PRODUCTS, ORDERS, QUERY];
-    if mode == Mode::Async {
-        victims.push(NATS);
-    }
-    let mut faults = Vec::new();
-    let mut t = Duration::from_millis(500);
-    while t + Duration::from_secs(1) < length {
-        let victim = victims[rng.random_range(0..victims.len())];
-        let down = Duration::from_millis(rng.random_range(300..1000));
-        faults.push((t, Action::Kill, victim));
-        faults.push((t + down, Action::Restart, victim));
-        t += down + Duration::from_millis(rng.random_range(500..1000));
-    }
-    faults
-}
+/// Chaos: a seeded SIGKILL of a service every 0.8–2 s, restarted 0.3–1 s later, and
+/// (from the schedule's separate broker stream) of the broker every few seconds: the
+/// same victims at the same times in both modes; sync skips the broker's.
+pub const CHAOS: Shape = Shape {
+    salt: 0xC4A05,
+    kinds: &[(FaultKind::Kill, 1)],
+    down_ms: 300..=1000,
+    restart_allowance: Duration::ZERO,
+    gap_ms: 500..1000,
+    broker_first_ms: 1000..3000,
+    broker_gap_ms: 2000..5000,
+};
 
-/// Load at the fault rate for `length`, the faults at their offsets, then repair,
-/// convergence and the checker.
+/// [`with_steps`] for a fixed list of faults: a kill or pause starts a fault, the
+/// other actions repair one.
 async fn with_faults(
     ctx: &Ctx,
     name: &str,
     mode: Mode,
-    proxied: &[&str],
     faults: Vec<(Duration, Action, &'static str)>,
     length: Duration,
 ) -> anyhow::Result<ScenarioResult> {
+    let steps = faults
+        .into_iter()
+        .map(|(at, action, target)| {
+            let starts = match action {
+                Action::Kill => Some(FaultKind::Kill),
+                Action::Pause => Some(FaultKind::Pause),
+                _ => None,
+            };
+            Step { at, action, target, starts }
+        })
+        .collect();
+    with_steps(ctx, name, mode, steps, length).await
+}
+
+/// Load at the fault rate for `length`, the steps at their offsets, then repair,
+/// convergence and the checker.
+async fn with_steps(
+    ctx: &Ctx,
+    name: &str,
+    mode: Mode,
+    steps: Vec<Step>,
+    length: Duration,
+) -> anyhow::Result<ScenarioResult> {
     let p = &ctx.profile;
-    let mut prepared = ctx.prepare(name, mode, proxied, p.seed).await?;
+    let mut prepared = ctx.prepare(name, mode, &[], p.seed).await?;
     let workload =
         Workload::new(prepared.clients.clone(), prepared.seeded.clone(), Mix::default(), p.deadline(), p.seed.seed);
     let acked = workload.acked_orders();
     let mut result = ScenarioResult::default();
     let mut sampler = Sampler::default();
     let (stop_probe, probe) = start_probe(&prepared);
-    let steps = faults.into_iter().map(|(at, action, target)| Step { at, action, target, starts: None }).collect();
     let (report, events) = load_during(
         &mut prepared,
         workload,
