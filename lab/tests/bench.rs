@@ -146,4 +146,10 @@ async fn both_modes_chaos_schedules_list_the_same_victims() {
     assert_eq!(sb.len(), ab.len(), "the same broker steps in both modes");
     assert!(sb.iter().all(|r| r == SKIPPED_NO_BROKER), "{sb:?}");
     assert!(ab.iter().all(|r| r == "ok"), "{ab:?}");
+    // Every step carries when it was issued and when the call that carried it out
+    // returned (a restart: once the process is ready again).
+    for f in sync.faults.iter().chain(&r#async.faults) {
+        assert!(f.effective_ms >= Some(f.t_ms), "{f:?}");
+        assert!(f.planned_ms <= Some(f.t_ms), "issued before it was planned: {f:?}");
+    }
 }

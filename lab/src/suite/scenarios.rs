@@ -158,6 +158,7 @@ async fn with_steps(
     )
     .await;
     result.loads.insert("run".into(), report);
+    let applied = ensure_applied(&events);
     result.faults = events;
     // Convergence is timed from here: the load is over and the faults get repaired.
     let load_ended = tokio::time::Instant::now();
@@ -177,7 +178,21 @@ async fn with_steps(
         result.note = Some("sync mode has no broker: the fault has nothing to act on".into());
     }
     prepared.topology.stop()?;
+    applied?;
     Ok(result)
+}
+
+/// Fails unless every planned step was carried out: a scenario whose fault never
+/// happened measured something else. A broker step in a mode without a broker is
+/// skipped by design, not failed.
+pub fn ensure_applied(events: &[FaultEvent]) -> anyhow::Result<()> {
+    let failed: Vec<String> = events
+        .iter()
+        .filter(|e| e.result != OK && e.result != SKIPPED_NO_BROKER)
+        .map(|e| format!("{} (planned at {} ms): {}", e.action, e.planned_ms.unwrap_or(e.t_ms), e.result))
+        .collect();
+    anyhow::ensure!(failed.is_empty(), "planned faults that did not happen: {}", failed.join("; "));
+    Ok(())
 }
 
 /// Starts the staleness probe; cancel the token, then await the handle for its figures.
@@ -241,7 +256,7 @@ pub(super) async fn load_during(
                         SKIPPED_NO_BROKER.to_owned()
                     } else {
                         match control::apply(&mut prepared.topology, &step.action, step.target).await {
-                            Ok(()) => "ok".to_owned(),
+                            Ok(()) => OK.to_owned(),
                             Err(e) => format!("error: {e}"),
                         }
                     };
@@ -276,6 +291,8 @@ pub(super) async fn load_during(
     (report, events)
 }
 
+/// The result of a fault carried out.
+pub const OK: &str = "ok";
 /// The result of a broker fault in a mode without a broker.
 pub const SKIPPED_NO_BROKER: &str = "skipped: no broker in this mode";
 /// The result of a step still pending when the load ended.
@@ -432,9 +449,24 @@ async fn slow_dependency(ctx: &Ctx, mode: Mode) -> anyhow::Result<ScenarioResult
     let mut result = ScenarioResult::default();
     let mut sampler = Sampler::default();
     let added = Duration::from_millis(20);
+    // Fault times are from the start of the first phase's load.
+    let start = tokio::time::Instant::now();
+    let ms = |at: tokio::time::Instant| at.duration_since(start).as_millis() as u64;
     for (phase, latency) in [("baseline", Duration::ZERO), ("slowed", added)] {
         let slow = Action::Slow { latency, jitter: Duration::ZERO };
+        let issued = tokio::time::Instant::now();
         control::apply(&mut prepared.topology, &slow, PRODUCTS).await?;
+        if latency > Duration::ZERO {
+            result.faults.push(FaultEvent {
+                t_ms: ms(issued),
+                action: format!("{} (phase {phase})", slow.line(PRODUCTS)),
+                result: OK.into(),
+                planned_ms: Some(ms(issued)),
+                effective_ms: Some(ms(tokio::time::Instant::now())),
+                fault: None,
+                writes_in_flight: None,
+            });
+        }
         let workload =
             Workload::new(prepared.clients.clone(), prepared.seeded.clone(), Mix::default(), p.deadline(), p.seed.seed);
         let config = OpenLoop::new(p.fault_rate, p.secs(2.5));
@@ -442,15 +474,6 @@ async fn slow_dependency(ctx: &Ctx, mode: Mode) -> anyhow::Result<ScenarioResult
             load_during(&mut prepared, workload, config, Vec::new(), &mut sampler, None, &mut |_| {}).await;
         result.loads.insert(phase.into(), report);
     }
-    result.faults = vec![FaultEvent {
-        t_ms: 0,
-        action: format!("slow products {} 0 (phase slowed)", added.as_millis()),
-        result: "ok".into(),
-        planned_ms: None,
-        effective_ms: None,
-        fault: None,
-        writes_in_flight: None,
-    }];
     result.resources = sampler.usage();
     prepared.topology.stop()?;
     Ok(result)
@@ -541,4 +564,29 @@ async fn fan_out(ctx: &Ctx, mode: Mode) -> anyhow::Result<ScenarioResult> {
     fanout.events_applied_per_write = events.2 as f64 / events.0 as f64;
     prepared.topology.stop()?;
     Ok(ScenarioResult { fanout: Some(fanout), ..Default::default() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(action: &str, result: &str) -> FaultEvent {
+        FaultEvent {
+            t_ms: 10,
+            action: action.into(),
+            result: result.into(),
+            planned_ms: Some(10),
+            effective_ms: None,
+            fault: None,
+            writes_in_flight: None,
+        }
+    }
+
+    #[test]
+    fn a_scenario_whose_planned_fault_never_happened_fails() {
+        assert!(ensure_applied(&[event("kill users", OK), event("kill nats", SKIPPED_NO_BROKER)]).is_ok());
+        let err = ensure_applied(&[event("kill users", OK), event("restart users", NOT_APPLIED)]).unwrap_err();
+        assert!(err.to_string().contains("restart users"), "{err}");
+        assert!(ensure_applied(&[event("pause products", "error: not running")]).is_err());
+    }
 }

@@ -37,7 +37,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     resources::Sampler,
-    scenarios::{converge, drain, load_during, read_view, stats, Step, CONVERGE_WITHIN, SKIPPED_NO_BROKER},
+    scenarios::{converge, drain, load_during, read_view, stats, Step, CONVERGE_WITHIN, OK, SKIPPED_NO_BROKER},
     schedule::{Shape, Until},
     Convergence, Ctx, FaultEvent, FaultKind, Prepared, ScenarioResult,
 };
@@ -247,7 +247,7 @@ fn count_faults(soak: &mut Soak, events: &[FaultEvent], planned: usize) {
     soak.faults_planned = planned;
     for e in events {
         let Some(kind) = e.fault else { continue };
-        if e.result == "ok" {
+        if e.result == OK {
             *soak.faults_done.entry(kind.as_str().to_owned()).or_default() += 1;
             if e.writes_in_flight.unwrap_or(0) > 0 {
                 soak.faults_with_writes_in_flight += 1;
