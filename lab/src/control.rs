@@ -10,7 +10,11 @@ use tokio::{
     net::{UnixListener, UnixStream},
 };
 
-use crate::{proxy::Faults, topology::Topology};
+use crate::{
+    compose::Compose,
+    proxy::Faults,
+    topology::{ContainerFault, Topology},
+};
 
 pub const CONTROL_SOCKET: &str = "control.sock";
 
@@ -92,6 +96,20 @@ pub async fn apply(
     action: &Action,
     target: &str,
 ) -> Result<(), crate::topology::TopologyError> {
+    // On the compose target these are `docker` commands: run them off the runtime.
+    let blocking: Option<ContainerFault> = match action {
+        Action::Kill => Some(Compose::kill),
+        Action::Pause => Some(Compose::pause),
+        Action::Resume => Some(Compose::unpause),
+        Action::Partition => Some(Compose::partition),
+        Action::Reconnect => Some(Compose::reconnect),
+        _ => None,
+    };
+    if let Some(fault) = blocking {
+        if let Some(done) = topology.off_runtime(target, fault).await {
+            return done;
+        }
+    }
     match action {
         Action::Kill => topology.kill(target),
         Action::Pause => topology.pause(target),

@@ -312,6 +312,9 @@ impl ServiceProcess {
     }
 }
 
+/// A fault that only a `docker` command carries out ([`Compose::kill`], …).
+pub type ContainerFault = fn(&Compose, &str) -> std::result::Result<(), ComposeError>;
+
 /// A running topology. Dropping it kills every service it started.
 #[derive(Debug)]
 pub struct Topology {
@@ -454,6 +457,22 @@ impl Topology {
     /// Undoes [`Topology::partition`].
     pub fn reconnect(&mut self, name: &str) -> Result<()> {
         Ok(self.compose_of(name)?.reconnect(name)?)
+    }
+
+    /// Carries out a compose-target fault of `name` on a blocking thread, so the
+    /// `docker` command it runs does not hold a runtime worker (the load's and the
+    /// probe's tasks run there). `None` on the process target.
+    pub async fn off_runtime(&self, name: &str, fault: ContainerFault) -> Option<Result<()>> {
+        let compose = self.compose.clone()?;
+        if let Err(e) = self.service(name) {
+            return Some(Err(e));
+        }
+        let owned = name.to_owned();
+        let done = tokio::task::spawn_blocking(move || fault(&compose, &owned)).await;
+        Some(match done {
+            Ok(result) => result.map_err(TopologyError::from),
+            Err(e) => Err(TopologyError::Io { context: format!("docker ({name})"), source: std::io::Error::other(e) }),
+        })
     }
 
     /// The Compose project, for a fault only containers give.

@@ -145,3 +145,50 @@ async fn the_truth_builder_gives_the_expected_rows() {
     assert!(truth.user_orders(&users[2]).await.unwrap().expect("user 2 exists").items.is_empty());
     assert_eq!(truth.user_orders("usr-00000000000000ff").await.unwrap(), None);
 }
+
+/// A small profile for scenario runs in tests.
+fn small_ctx(dir: &std::path::Path) -> lab::suite::Ctx {
+    let mut profile = lab::suite::Profile::quick(7);
+    profile.seed = lab::seed::SeedConfig { users: 20, products: 10, orders: 40, seed: 7 };
+    profile.fault_rate = 100.0;
+    profile.chaos_secs = 5.0;
+    lab::suite::Ctx { profile, dir: dir.to_path_buf(), target: lab::topology::Target::Process }
+}
+
+/// Chaos gives both modes one schedule: the same service victims at the same planned
+/// times; the broker's kills come from their own stream, skipped in sync mode (no
+/// broker) and carried out in async mode.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_modes_chaos_schedules_list_the_same_victims() {
+    use lab::suite::scenarios::SKIPPED_NO_BROKER;
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = small_ctx(dir.path());
+    let sync = lab::suite::scenarios::run(&ctx, "chaos", Mode::Sync).await.unwrap();
+    let r#async = lab::suite::scenarios::run(&ctx, "chaos", Mode::Async).await.unwrap();
+    let services = |r: &lab::suite::ScenarioResult| {
+        r.faults
+            .iter()
+            .filter(|f| !f.action.ends_with(common::names::NATS))
+            .map(|f| (f.planned_ms, f.action.clone()))
+            .collect::<Vec<_>>()
+    };
+    assert!(!services(&sync).is_empty(), "{:?}", sync.faults);
+    assert_eq!(services(&sync), services(&r#async), "the same service victims at the same times");
+    let broker = |r: &lab::suite::ScenarioResult| {
+        r.faults
+            .iter()
+            .filter(|f| f.action.ends_with(common::names::NATS))
+            .map(|f| f.result.clone())
+            .collect::<Vec<_>>()
+    };
+    let (sb, ab) = (broker(&sync), broker(&r#async));
+    assert_eq!(sb.len(), ab.len(), "the same broker steps in both modes");
+    assert!(sb.iter().all(|r| r == SKIPPED_NO_BROKER), "{sb:?}");
+    assert!(ab.iter().all(|r| r == "ok"), "{ab:?}");
+    // Every step carries when it was issued and when the call that carried it out
+    // returned (a restart: once the process is ready again).
+    for f in sync.faults.iter().chain(&r#async.faults) {
+        assert!(f.effective_ms >= Some(f.t_ms), "{f:?}");
+        assert!(f.planned_ms <= Some(f.t_ms), "issued before it was planned: {f:?}");
+    }
+}

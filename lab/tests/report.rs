@@ -205,3 +205,33 @@ fn staleness_says_what_was_measured() {
     assert!(!new.contains("older file"));
     assert!(new.contains("send time of the first read that showed it"));
 }
+
+/// The Method section describes the order that ran, as the results recorded it (the
+/// old fixture did not record one, and the report says so rather than assume), and a
+/// scenario run in two rounds gets its headline figures' spread.
+#[test]
+fn the_method_tells_the_recorded_order_and_rounds_give_a_spread() {
+    let mut r = fixture();
+    assert!(r.run_order.is_empty() && r.scenarios.iter().all(|s| s.round == 1), "old results load with defaults");
+    assert!(report::render(&r).markdown.contains("was not recorded"));
+    assert!(!report::render(&r).markdown.contains("## Spread across rounds"));
+
+    let mut again = scenario(&mut r, "steady", "async").clone();
+    again.round = 2;
+    if let Some(seq) = again.sequential.as_mut() {
+        seq.user_orders.p50_us += 250;
+    }
+    r.scenarios.push(again);
+    let ran = |scenario: &str, mode: &str, round| lab::suite::Ran {
+        scenario: scenario.into(),
+        mode: Some(mode.into()),
+        round,
+    };
+    r.run_order = vec![ran("steady", "sync", 1), ran("steady", "async", 1), ran("steady", "async", 2)];
+    let md = report::render(&r).markdown;
+    assert!(md.contains("Order as run (recorded): steady (round 1) sync → async; steady (round 2) async."), "{md}");
+    assert!(md.contains("## Spread across rounds"));
+    let p50 = scenario(&mut r, "steady", "async").sequential.as_ref().unwrap().user_orders.p50_us as f64 / 1000.0;
+    let row = format!("| steady | async | sequential UserOrders p50 (ms) | {p50:.2}–{:.2} |", p50 + 0.25);
+    assert!(md.contains(&row), "{row} not in the report");
+}

@@ -23,7 +23,7 @@ fn describe(scenario: &str) -> &'static str {
         "kill-broker" => "`nats-server` SIGKILLed under load and restarted (sync mode has no broker: the control).",
         "kill-query" => "The query service itself SIGKILLed: both modes lose reads; how fast async catches up.",
         "partition" => "`users` cut off the others' network (`docker network disconnect`, compose target): its callers cannot reach it, though it runs.",
-        "chaos" => "Random SIGKILLs of any component (the broker too) under load, then the checker.",
+        "chaos" => "Seeded random SIGKILLs under load, one schedule for both modes (the same service victims at the same times; the broker's kills from a separate stream, skipped in sync), then the checker.",
         "soak" => "Many seeded random faults per mode under load (SIGKILL and restart, SIGSTOP and SIGCONT, restart on the same data dir; the same service faults at the same planned times in both modes, broker faults from a stream of their own), while writers create users and products, change prices and place orders. Then every fault is repaired, the replicas settle, and a checker holds the owners, the query view and orders' replica to the history of every acknowledged write (a write that failed or timed out is in doubt: it may explain an effect, nothing is owed for it).",
         "storage" => "Bytes on disk per component for the same data: the price of duplication.",
         "fan-out" => "Inter-service calls per client request and events per write, counted by the services.",
@@ -202,6 +202,12 @@ fn document(r: &Results) -> Vec<Block> {
         }
     }
 
+    if let Some(table) = spread_table(r) {
+        d.push(Heading(2, "Spread across rounds".into()));
+        d.push(Para("The latency scenarios ran in several rounds, the modes' order flipped each time (see Method). The tables above show round 1; here each headline figure is given as min–max over every round, with the rounds' values in the order they ran.".into()));
+        d.push(table);
+    }
+
     if !r.targets.is_empty() {
         d.push(Heading(2, "Targets".into()));
         d.push(Table(
@@ -224,8 +230,8 @@ fn document(r: &Results) -> Vec<Block> {
     d.push(Heading(2, "Method".into()));
     let p = &r.profile;
     d.push(Para(format!(
-        "Workload: 80% `UserOrders`, 15% `PlaceOrder`, 5% `UpdatePrice` over {} users, {} products and {} seeded orders (seed {}), per-request deadline {} ms, one reused HTTP/2 connection per service. Open-loop load: requests leave on a fixed schedule and every latency is counted from the intended send time (no coordinated omission); HDR histograms; timelines in 100 ms buckets. Steady rates {:?}/s for {} s each; fault scenarios at {}/s; chaos for {} s. Every scenario runs in each mode on a fresh topology of real processes (and a real nats-server), modes alternating.",
-        p.seed.users, p.seed.products, p.seed.orders, p.seed.seed, p.deadline_ms, p.steady_rates, p.steady_secs, p.fault_rate, p.chaos_secs
+        "Workload: 80% `UserOrders`, 15% `PlaceOrder`, 5% `UpdatePrice` over {} users, {} products and {} seeded orders (seed {}), per-request deadline {} ms, one reused HTTP/2 connection per service. Open-loop load: requests leave on a fixed schedule and every latency is counted from the intended send time (no coordinated omission); HDR histograms; timelines in 100 ms buckets. Steady rates {:?}/s for {} s each; fault scenarios at {}/s; chaos for {} s. Every scenario runs in each mode on a fresh topology of real processes (and a real nats-server). {}",
+        p.seed.users, p.seed.products, p.seed.orders, p.seed.seed, p.deadline_ms, p.steady_rates, p.steady_secs, p.fault_rate, p.chaos_secs, run_order(r)
     )));
     d.push(Para(format!(
         "Machine: {} cores, CPU pinning {}; build {}; nats-server {} (JetStream file storage, acknowledges before fsync: a killed broker loses nothing, a crashed host could lose its last writes); crates {}.",
@@ -257,6 +263,92 @@ fn document(r: &Results) -> Vec<Block> {
     d.push(Para("Reproduce:".into()));
     d.push(Code(format!("cargo build --release --workspace && {}", e.command)));
     d
+}
+
+/// The order the scenarios ran in, as the results recorded it.
+fn run_order(r: &Results) -> String {
+    if r.run_order.is_empty() {
+        return "The order the scenarios and modes ran in was not recorded in these results.".into();
+    }
+    // Consecutive runs of one scenario and round are one group: "steady (round 2) async → sync".
+    let mut groups: Vec<(String, usize, Vec<String>)> = Vec::new();
+    for ran in &r.run_order {
+        match groups.last_mut() {
+            Some((s, round, modes)) if *s == ran.scenario && *round == ran.round => modes.extend(ran.mode.clone()),
+            _ => groups.push((ran.scenario.clone(), ran.round, ran.mode.clone().into_iter().collect())),
+        }
+    }
+    let rounds = r.run_order.iter().map(|x| x.round).max().unwrap_or(1);
+    let parts: Vec<String> = groups
+        .into_iter()
+        .map(|(s, round, modes)| {
+            let round = if rounds > 1 { format!(" (round {round})") } else { String::new() };
+            if modes.is_empty() {
+                format!("{s}{round}")
+            } else {
+                format!("{s}{round} {}", modes.join(" → "))
+            }
+        })
+        .collect();
+    format!("Order as run (recorded): {}.", parts.join("; "))
+}
+
+/// The headline figures of one scenario run, in ms or requests/s, for the spread
+/// across rounds.
+fn headlines(s: &ScenarioResult) -> Vec<(String, f64)> {
+    let ms = |us: u64| us as f64 / 1000.0;
+    let mut h = Vec::new();
+    if let Some(l) = &s.sequential {
+        h.push(("sequential UserOrders p50 (ms)".to_string(), ms(l.user_orders.p50_us)));
+        h.push(("sequential PlaceOrder p50 (ms)".to_string(), ms(l.place_order.p50_us)));
+    }
+    for (name, l) in &s.loads {
+        h.push((format!("{name}: OK/s"), l.ok_per_s));
+        if let Some(o) = l.ops.get("UserOrders") {
+            h.push((format!("{name}: UserOrders p50 (ms)"), ms(o.p50_us)));
+            h.push((format!("{name}: UserOrders p99 (ms)"), ms(o.p99_us)));
+        }
+    }
+    let p50 = |load: &str| s.loads.get(load)?.ops.get("UserOrders").map(|o| o.p50_us as i64);
+    if let (Some(slowed), Some(baseline)) = (p50("slowed"), p50("baseline")) {
+        h.push(("UserOrders p50 slowed − baseline (ms)".to_string(), (slowed - baseline) as f64 / 1000.0));
+    }
+    h
+}
+
+/// Every headline figure of a scenario that ran in more than one round, per mode:
+/// min–max over the rounds, and each round's value in run order.
+fn spread_table(r: &Results) -> Option<Block> {
+    let mut rows = Vec::new();
+    for name in scenario_names(r) {
+        for mode in ["sync", "async"] {
+            let runs: Vec<&ScenarioResult> =
+                r.scenarios.iter().filter(|s| s.scenario == name && s.mode == mode).collect();
+            if runs.len() < 2 {
+                continue;
+            }
+            let per_run: Vec<Vec<(String, f64)>> = runs.iter().map(|s| headlines(s)).collect();
+            for (label, _) in &per_run[0] {
+                let values: Vec<f64> =
+                    per_run.iter().filter_map(|h| h.iter().find(|(l, _)| l == label).map(|(_, v)| *v)).collect();
+                let (lo, hi) = values.iter().fold((f64::MAX, f64::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+                let each: Vec<String> = values.iter().map(|v| format!("{v:.2}")).collect();
+                rows.push(vec![
+                    name.clone(),
+                    mode.to_string(),
+                    label.clone(),
+                    format!("{lo:.2}–{hi:.2}"),
+                    each.join(", "),
+                ]);
+            }
+        }
+    }
+    (!rows.is_empty()).then(|| {
+        Block::Table(
+            vec!["scenario".into(), "mode".into(), "figure".into(), "min–max".into(), "each round".into()],
+            rows,
+        )
+    })
 }
 
 /// The side-by-side figures of one scenario.
@@ -567,7 +659,10 @@ pub fn compare(old: &Results, new: &Results) -> String {
     writeln!(out, "| scenario | mode | figure | old | new | change |\n| --- | --- | --- | --- | --- | --- |").ok();
     let mut regressions = 0;
     for n in &new.scenarios {
-        let Some(o) = old.scenarios.iter().find(|o| o.scenario == n.scenario && o.mode == n.mode) else { continue };
+        let Some(o) = old.scenarios.iter().find(|o| (&o.scenario, &o.mode, o.round) == (&n.scenario, &n.mode, n.round))
+        else {
+            continue;
+        };
         let mut line = |figure: &str, old: Option<f64>, new: Option<f64>, lower_is_better: bool| {
             let (Some(a), Some(b)) = (old, new) else { return };
             let change = if a == 0.0 { 0.0 } else { (b - a) / a };

@@ -1,11 +1,14 @@
 //! `lab bench`: the benchmark suite. Every scenario runs in each mode on a fresh
-//! topology, seeded alike, under the same workload; modes alternate scenario by
-//! scenario so a drifting machine hits both. Results are one versioned JSON file.
+//! topology, seeded alike, under the same workload; the modes' order flips from one
+//! scenario (or round) to the next (ABBA, [`plan`]) so a drifting machine hits both,
+//! and the latency scenarios run over several rounds so each headline figure has a
+//! spread. Results are one versioned JSON file, with the order that actually ran.
 
 pub mod floor;
 pub mod probe;
 pub mod resources;
 pub mod scenarios;
+pub mod schedule;
 pub mod soak;
 pub mod summary;
 
@@ -45,6 +48,10 @@ pub const SCENARIOS: [&str; 12] = [
     "fan-out",
 ];
 
+/// Scenarios whose figures are latencies: repeated over [`Profile::rounds`] rounds, so
+/// each headline figure carries its spread.
+pub const LATENCY_SCENARIOS: [&str; 2] = ["steady", "slow-dependency"];
+
 /// Scenarios too long for the quick suite: they run in `--full`, or when named.
 pub const LONG_SCENARIOS: [&str; 1] = ["soak"];
 
@@ -79,10 +86,17 @@ pub struct Profile {
     /// Whether the default suite (no `--scenario`) includes the long scenarios.
     #[serde(default)]
     pub long_scenarios: bool,
+    /// Rounds of the [`LATENCY_SCENARIOS`] (results from before rounds: 1).
+    #[serde(default = "one")]
+    pub rounds: usize,
 }
 
 fn default_soak_faults() -> usize {
     soak::DEFAULT_FAULTS
+}
+
+fn one() -> usize {
+    1
 }
 
 impl Profile {
@@ -90,7 +104,7 @@ impl Profile {
         Self {
             name: "quick".into(),
             steady_rates: vec![200.0, 1000.0],
-            steady_secs: 3.0,
+            steady_secs: 2.0,
             fault_rate: 200.0,
             stretch: 1.0,
             chaos_secs: 10.0,
@@ -101,6 +115,7 @@ impl Profile {
             deadline_ms: 500,
             soak_faults: soak::DEFAULT_FAULTS,
             long_scenarios: false,
+            rounds: 2,
         }
     }
 
@@ -119,6 +134,7 @@ impl Profile {
             deadline_ms: 500,
             soak_faults: soak::DEFAULT_FAULTS,
             long_scenarios: true,
+            rounds: 3,
         }
     }
 
@@ -246,6 +262,10 @@ pub struct Fanout {
 pub struct ScenarioResult {
     pub scenario: String,
     pub mode: String,
+    /// Which round of the scenario (from 1; results from before rounds: 1; 0 when run
+    /// outside the suite).
+    #[serde(default = "one")]
+    pub round: usize,
     pub seconds: f64,
     /// Load runs by name ("rate-200", "saturation", "baseline", "slowed", "run").
     pub loads: BTreeMap<String, LoadReport>,
@@ -301,6 +321,43 @@ pub struct Results {
     /// Lines of code that exist only for each mode's way of communicating.
     #[serde(default)]
     pub complexity: Complexity,
+    /// What ran, in the order it ran (empty in results from before it was recorded).
+    #[serde(default)]
+    pub run_order: Vec<Ran>,
+}
+
+/// One scenario run, as the suite started it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Ran {
+    pub scenario: String,
+    /// `None` for the floor, which is not a mode's.
+    pub mode: Option<String>,
+    pub round: usize,
+}
+
+/// The order the suite runs `scenarios` in: each in every mode, the modes' order
+/// flipped from one scenario (or round) to the next (sync, async, then async, sync:
+/// ABBA), so that a machine whose speed drifts does not favour the mode that always
+/// runs first; the [`LATENCY_SCENARIOS`] `rounds` times.
+pub fn plan(scenarios: &[&'static str], modes: &[Mode], rounds: usize) -> Vec<(&'static str, Option<Mode>, usize)> {
+    let mut steps = Vec::new();
+    let mut flipped = false;
+    for &s in scenarios {
+        if s == "floor" {
+            steps.push((s, None, 1));
+            continue;
+        }
+        let rounds = if LATENCY_SCENARIOS.contains(&s) { rounds.max(1) } else { 1 };
+        for round in 1..=rounds {
+            let mut order = modes.to_vec();
+            if flipped {
+                order.reverse();
+            }
+            flipped = !flipped;
+            steps.extend(order.into_iter().map(|m| (s, Some(m), round)));
+        }
+    }
+    steps
 }
 
 /// How much code each mode's communication takes: the files that exist for it alone,
@@ -424,19 +481,11 @@ pub async fn run(config: SuiteConfig) -> anyhow::Result<(Results, PathBuf)> {
         let long = LONG_SCENARIOS.contains(&s) && !config.profile.long_scenarios;
         !long && if compose { !matches!(s, "floor" | "slow-dependency" | "storage") } else { s != "partition" }
     };
-    let steps: Vec<(&str, Option<Mode>)> = SCENARIOS
-        .iter()
+    let chosen: Vec<&'static str> = SCENARIOS
+        .into_iter()
         .filter(|s| if config.scenarios.is_empty() { runs_here(s) } else { config.scenarios.iter().any(|c| c == *s) })
-        .flat_map(
-            |&s| {
-                if s == "floor" {
-                    vec![(s, None)]
-                } else {
-                    config.modes.iter().map(|&m| (s, Some(m))).collect()
-                }
-            },
-        )
         .collect();
+    let steps = plan(&chosen, &config.modes, config.profile.rounds);
     let mut results = Results {
         version: RESULTS_VERSION,
         environment,
@@ -446,17 +495,32 @@ pub async fn run(config: SuiteConfig) -> anyhow::Result<(Results, PathBuf)> {
         scenarios: Vec::new(),
         targets: Vec::new(),
         complexity: Complexity::of_this_build(),
+        run_order: Vec::new(),
     };
     let suite_start = Instant::now();
-    for (i, (scenario, mode)) in steps.iter().enumerate() {
-        progress(i, steps.len(), scenario, *mode, suite_start);
+    for (i, &(scenario, mode, round)) in steps.iter().enumerate() {
+        progress(i, steps.len(), scenario, mode, suite_start);
         let start = Instant::now();
+        results.run_order.push(Ran { scenario: scenario.into(), mode: mode.map(|m| m.to_string()), round });
         match mode {
             None => results.floor = Some(scenarios::floor(&ctx).await.with_context(|| "scenario floor")?),
             Some(mode) => {
-                let mut result = scenarios::run(&ctx, scenario, *mode)
+                // A later round runs in run dirs of its own.
+                let round_ctx;
+                let ctx = if round > 1 {
+                    round_ctx = Ctx {
+                        profile: ctx.profile.clone(),
+                        dir: ctx.dir.join(format!("round-{round}")),
+                        target: ctx.target.clone(),
+                    };
+                    &round_ctx
+                } else {
+                    &ctx
+                };
+                let mut result = scenarios::run(ctx, scenario, mode)
                     .await
-                    .with_context(|| format!("scenario {scenario} ({mode})"))?;
+                    .with_context(|| format!("scenario {scenario} ({mode}, round {round})"))?;
+                result.round = round;
                 result.seconds = start.elapsed().as_secs_f64();
                 results.scenarios.push(result);
             }
@@ -601,4 +665,27 @@ pub fn targets(results: &Results) -> Vec<TargetCheck> {
         how: "share of requests sent more than 1 ms late by the open loop against a no-op at the echo rate".into(),
     });
     checks
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modes_alternate_abba_and_latency_scenarios_repeat() {
+        let (s, a) = (Mode::Sync, Mode::Async);
+        let order = plan(&["floor", "steady", "kill-dependency"], &[s, a], 2);
+        assert_eq!(
+            order,
+            vec![
+                ("floor", None, 1),
+                ("steady", Some(s), 1),
+                ("steady", Some(a), 1),
+                ("steady", Some(a), 2),
+                ("steady", Some(s), 2),
+                ("kill-dependency", Some(s), 1),
+                ("kill-dependency", Some(a), 1),
+            ]
+        );
+    }
 }

@@ -11,15 +11,17 @@ use std::{
 use bench::load::{closed_loop, open_loop, OpenLoop};
 use common::{
     config::Mode,
-    names::{NATS, ORDERS, PRODUCTS, QUERY, USERS},
+    names::{NATS, PRODUCTS, QUERY, USERS},
     proto::{admin_client::AdminClient, StatsRequest, StatsResponse},
 };
-use rand::{rngs::StdRng, Rng, SeedableRng};
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    floor::Floor, probe, resources::Sampler, Convergence, Ctx, Fanout, FaultEvent, FaultKind, Losses, Prepared,
-    ScenarioResult,
+    floor::Floor,
+    probe,
+    resources::Sampler,
+    schedule::{Shape, Until},
+    Convergence, Ctx, Fanout, FaultEvent, FaultKind, Losses, Prepared, ScenarioResult,
 };
 use crate::{
     control::{self, Action},
@@ -43,15 +45,15 @@ pub async fn run(ctx: &Ctx, name: &str, mode: Mode) -> anyhow::Result<ScenarioRe
                 (at(5.0), Action::Kill, PRODUCTS),
                 (at(7.0), Action::Restart, PRODUCTS),
             ];
-            with_faults(ctx, name, mode, &[], faults, at(9.0)).await?
+            with_faults(ctx, name, mode, faults, at(9.0)).await?
         }
         "pause-dependency" => {
             let faults = vec![(at(2.0), Action::Pause, PRODUCTS), (at(4.5), Action::Resume, PRODUCTS)];
-            with_faults(ctx, name, mode, &[], faults, at(7.0)).await?
+            with_faults(ctx, name, mode, faults, at(7.0)).await?
         }
         "kill-broker" => {
             let faults = vec![(at(2.0), Action::Kill, NATS), (at(4.0), Action::Restart, NATS)];
-            with_faults(ctx, name, mode, &[], faults, at(7.0)).await?
+            with_faults(ctx, name, mode, faults, at(7.0)).await?
         }
         "partition" => {
             if ctx.target == crate::topology::Target::Process {
@@ -63,15 +65,16 @@ pub async fn run(ctx: &Ctx, name: &str, mode: Mode) -> anyhow::Result<ScenarioRe
                 });
             }
             let faults = vec![(at(2.0), Action::Partition, USERS), (at(4.0), Action::Reconnect, USERS)];
-            with_faults(ctx, name, mode, &[], faults, at(7.0)).await?
+            with_faults(ctx, name, mode, faults, at(7.0)).await?
         }
         "kill-query" => {
             let faults = vec![(at(2.0), Action::Kill, QUERY), (at(4.0), Action::Restart, QUERY)];
-            with_faults(ctx, name, mode, &[], faults, at(7.0)).await?
+            with_faults(ctx, name, mode, faults, at(7.0)).await?
         }
         "chaos" => {
             let length = Duration::from_secs_f64(p.chaos_secs);
-            with_faults(ctx, name, mode, &[], chaos_schedule(mode, length, p.seed.seed), length).await?
+            let (steps, _) = super::schedule::schedule(p.seed.seed, &CHAOS, Until::Before(length));
+            with_steps(ctx, name, mode, steps, length).await?
         }
         "soak" => super::soak::run(ctx, mode).await?,
         "storage" => storage(ctx, mode).await?,
@@ -95,38 +98,53 @@ pub async fn floor(ctx: &Ctx) -> anyhow::Result<Floor> {
     floor
 }
 
-/// Random kills of any component (the broker too, in async mode): every 0.8–2 s one
-/// is SIGKILLed and restarted 0.3–1 s later. The same seed gives the same schedule.
-fn chaos_schedule(mode: Mode, length: Duration, seed: u64) -> Vec<(Duration, Action, &'static str)> {
-    let mut rng = StdRng::seed_from_u64(seed ^ 0xC4A05);
-    let mut victims = vec![USERS, PRODUCTS, ORDERS, QUERY];
-    if mode == Mode::Async {
-        victims.push(NATS);
-    }
-    let mut faults = Vec::new();
-    let mut t = Duration::from_millis(500);
-    while t + Duration::from_secs(1) < length {
-        let victim = victims[rng.random_range(0..victims.len())];
-        let down = Duration::from_millis(rng.random_range(300..1000));
-        faults.push((t, Action::Kill, victim));
-        faults.push((t + down, Action::Restart, victim));
-        t += down + Duration::from_millis(rng.random_range(500..1000));
-    }
-    faults
-}
+/// Chaos: a seeded SIGKILL of a service every 0.8–2 s, restarted 0.3–1 s later, and
+/// (from the schedule's separate broker stream) of the broker every few seconds: the
+/// same victims at the same times in both modes; sync skips the broker's.
+pub const CHAOS: Shape = Shape {
+    salt: 0xC4A05,
+    kinds: &[(FaultKind::Kill, 1)],
+    down_ms: 300..=1000,
+    restart_allowance: Duration::ZERO,
+    gap_ms: 500..1000,
+    broker_first_ms: 1000..3000,
+    broker_gap_ms: 2000..5000,
+};
 
-/// Load at the fault rate for `length`, the faults at their offsets, then repair,
-/// convergence and the checker.
+/// [`with_steps`] for a fixed list of faults: a kill or pause starts a fault, the
+/// other actions repair one.
 async fn with_faults(
     ctx: &Ctx,
     name: &str,
     mode: Mode,
-    proxied: &[&str],
     faults: Vec<(Duration, Action, &'static str)>,
     length: Duration,
 ) -> anyhow::Result<ScenarioResult> {
+    let steps = faults
+        .into_iter()
+        .map(|(at, action, target)| {
+            let starts = match action {
+                Action::Kill => Some(FaultKind::Kill),
+                Action::Pause => Some(FaultKind::Pause),
+                _ => None,
+            };
+            Step { at, action, target, starts }
+        })
+        .collect();
+    with_steps(ctx, name, mode, steps, length).await
+}
+
+/// Load at the fault rate for `length`, the steps at their offsets, then repair,
+/// convergence and the checker.
+async fn with_steps(
+    ctx: &Ctx,
+    name: &str,
+    mode: Mode,
+    steps: Vec<Step>,
+    length: Duration,
+) -> anyhow::Result<ScenarioResult> {
     let p = &ctx.profile;
-    let mut prepared = ctx.prepare(name, mode, proxied, p.seed).await?;
+    let mut prepared = ctx.prepare(name, mode, &[], p.seed).await?;
     let workload =
         Workload::new(prepared.clients.clone(), prepared.seeded.clone(), Mix::default(), p.deadline(), p.seed.seed);
     let acked = workload.acked_orders();
@@ -134,12 +152,7 @@ async fn with_faults(
     let mut sampler = Sampler::default();
     let (stop_probe, probe) = start_probe(&prepared, acked.clone());
     // Convergence is timed from the last repair that took effect.
-    let repairs: Vec<String> = faults
-        .iter()
-        .filter(|(_, action, _)| action.is_repair())
-        .map(|(_, action, target)| action.line(target))
-        .collect();
-    let steps = faults.into_iter().map(|(at, action, target)| Step { at, action, target, starts: None }).collect();
+    let repairs: Vec<String> = steps.iter().filter(|s| s.action.is_repair()).map(|s| s.action.line(s.target)).collect();
     let load_started = tokio::time::Instant::now();
     let (report, events) = load_during(
         &mut prepared,
@@ -153,6 +166,7 @@ async fn with_faults(
     .await;
     result.loads.insert("run".into(), report);
     let repaired = last_repair(&events, &repairs);
+    let applied = ensure_applied(&events);
     result.faults = events;
     prepared.topology.recover().await?;
     // A repair of the schedule that did not take effect was done by `recover`, just now.
@@ -190,6 +204,7 @@ async fn with_faults(
             Some(format!("sync mode has no broker: the fault has nothing to act on; {CONVERGENCE_NOT_APPLICABLE}"));
     }
     prepared.topology.stop()?;
+    applied?;
     Ok(result)
 }
 
@@ -202,12 +217,25 @@ pub const CONVERGENCE_NOT_APPLICABLE: &str =
 fn last_repair(events: &[FaultEvent], repairs: &[String]) -> Option<u64> {
     let mut last = 0;
     for e in events.iter().filter(|e| repairs.contains(&e.action)) {
-        if e.result != "ok" {
+        if e.result != OK {
             return None;
         }
         last = last.max(e.effective_ms.unwrap_or(e.t_ms));
     }
     Some(last)
+}
+
+/// Fails unless every planned step was carried out: a scenario whose fault never
+/// happened measured something else. A broker step in a mode without a broker is
+/// skipped by design, not failed.
+pub fn ensure_applied(events: &[FaultEvent]) -> anyhow::Result<()> {
+    let failed: Vec<String> = events
+        .iter()
+        .filter(|e| e.result != OK && e.result != SKIPPED_NO_BROKER)
+        .map(|e| format!("{} (planned at {} ms): {}", e.action, e.planned_ms.unwrap_or(e.t_ms), e.result))
+        .collect();
+    anyhow::ensure!(failed.is_empty(), "planned faults that did not happen: {}", failed.join("; "));
+    Ok(())
 }
 
 /// Starts the staleness probe, whose acknowledged orders join `acked`; cancel the
@@ -275,7 +303,7 @@ pub(super) async fn load_during(
                         SKIPPED_NO_BROKER.to_owned()
                     } else {
                         match control::apply(&mut prepared.topology, &step.action, step.target).await {
-                            Ok(()) => "ok".to_owned(),
+                            Ok(()) => OK.to_owned(),
                             Err(e) => format!("error: {e}"),
                         }
                     };
@@ -310,6 +338,8 @@ pub(super) async fn load_during(
     (report, events)
 }
 
+/// The result of a fault carried out.
+pub const OK: &str = "ok";
 /// The result of a broker fault in a mode without a broker.
 pub const SKIPPED_NO_BROKER: &str = "skipped: no broker in this mode";
 /// The result of a step still pending when the load ended.
@@ -494,9 +524,24 @@ async fn slow_dependency(ctx: &Ctx, mode: Mode) -> anyhow::Result<ScenarioResult
     let mut result = ScenarioResult::default();
     let mut sampler = Sampler::default();
     let added = Duration::from_millis(20);
+    // Fault times are from the start of the first phase's load.
+    let start = tokio::time::Instant::now();
+    let ms = |at: tokio::time::Instant| at.duration_since(start).as_millis() as u64;
     for (phase, latency) in [("baseline", Duration::ZERO), ("slowed", added)] {
         let slow = Action::Slow { latency, jitter: Duration::ZERO };
+        let issued = tokio::time::Instant::now();
         control::apply(&mut prepared.topology, &slow, PRODUCTS).await?;
+        if latency > Duration::ZERO {
+            result.faults.push(FaultEvent {
+                t_ms: ms(issued),
+                action: format!("{} (phase {phase})", slow.line(PRODUCTS)),
+                result: OK.into(),
+                planned_ms: Some(ms(issued)),
+                effective_ms: Some(ms(tokio::time::Instant::now())),
+                fault: None,
+                writes_in_flight: None,
+            });
+        }
         let workload =
             Workload::new(prepared.clients.clone(), prepared.seeded.clone(), Mix::default(), p.deadline(), p.seed.seed);
         let config = OpenLoop::new(p.fault_rate, p.secs(2.5));
@@ -504,15 +549,6 @@ async fn slow_dependency(ctx: &Ctx, mode: Mode) -> anyhow::Result<ScenarioResult
             load_during(&mut prepared, workload, config, Vec::new(), &mut sampler, None, &mut |_| {}).await;
         result.loads.insert(phase.into(), report);
     }
-    result.faults = vec![FaultEvent {
-        t_ms: 0,
-        action: format!("slow products {} 0 (phase slowed)", added.as_millis()),
-        result: "ok".into(),
-        planned_ms: None,
-        effective_ms: None,
-        fault: None,
-        writes_in_flight: None,
-    }];
     result.resources = sampler.usage();
     prepared.topology.stop()?;
     Ok(result)
@@ -603,4 +639,29 @@ async fn fan_out(ctx: &Ctx, mode: Mode) -> anyhow::Result<ScenarioResult> {
     fanout.events_applied_per_write = events.2 as f64 / events.0 as f64;
     prepared.topology.stop()?;
     Ok(ScenarioResult { fanout: Some(fanout), ..Default::default() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(action: &str, result: &str) -> FaultEvent {
+        FaultEvent {
+            t_ms: 10,
+            action: action.into(),
+            result: result.into(),
+            planned_ms: Some(10),
+            effective_ms: None,
+            fault: None,
+            writes_in_flight: None,
+        }
+    }
+
+    #[test]
+    fn a_scenario_whose_planned_fault_never_happened_fails() {
+        assert!(ensure_applied(&[event("kill users", OK), event("kill nats", SKIPPED_NO_BROKER)]).is_ok());
+        let err = ensure_applied(&[event("kill users", OK), event("restart users", NOT_APPLIED)]).unwrap_err();
+        assert!(err.to_string().contains("restart users"), "{err}");
+        assert!(ensure_applied(&[event("pause products", "error: not running")]).is_err());
+    }
 }

@@ -28,21 +28,20 @@ use std::{
 use bench::load::OpenLoop;
 use common::{
     config::Mode,
-    names::{NATS, ORDERS, PRODUCTS, QUERY, USERS},
+    names::QUERY,
     proto::{CreateUserRequest, GetProductRequest, GetUserRequest, Order, PlaceOrderRequest, Product, User},
 };
-use rand::{rngs::StdRng, Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{
     resources::Sampler,
-    scenarios::{converge, drain, load_during, read_view, stats, Step, CONVERGE_WITHIN, SKIPPED_NO_BROKER},
+    scenarios::{converge, drain, load_during, read_view, stats, Step, CONVERGE_WITHIN, OK, SKIPPED_NO_BROKER},
+    schedule::{Shape, Until},
     Convergence, Ctx, FaultEvent, FaultKind, Prepared, ScenarioResult,
 };
 use crate::{
-    control::Action,
     history::{Entry, History, Op, Outcome, Reply, Writers},
     workload::{timed, Mix, Workload},
 };
@@ -151,58 +150,23 @@ impl Soak {
     }
 }
 
+/// The soak's faults: kill (restarted after 50–500 ms), pause (resumed after
+/// 50–500 ms) or restart on its data dir, 5 : 3 : 2.
+pub const SHAPE: Shape = Shape {
+    salt: 0x50A4_5E41,
+    kinds: &[(FaultKind::Kill, 5), (FaultKind::Pause, 3), (FaultKind::Restart, 2)],
+    down_ms: 50..=500,
+    restart_allowance: RESTART_ALLOWANCE,
+    gap_ms: 50..250,
+    broker_first_ms: 1000..3000,
+    broker_gap_ms: 2000..5000,
+};
+
 /// The soak's schedule for `faults` service faults from `seed`, and the planned time of
 /// its last step. It does not depend on the mode: in sync mode the broker steps are
 /// skipped when they come.
 pub fn schedule(seed: u64, faults: usize) -> (Vec<Step>, Duration) {
-    const SERVICES: [&str; 4] = [USERS, PRODUCTS, ORDERS, QUERY];
-    let mut steps = Vec::new();
-    let mut services = StdRng::seed_from_u64(seed ^ 0x50A4_5E41);
-    let mut t = Duration::from_millis(500);
-    for _ in 0..faults {
-        let victim = SERVICES[services.random_range(0..SERVICES.len())];
-        let busy = fault(&mut services, victim, t, &mut steps);
-        t += busy + Duration::from_millis(services.random_range(50..250));
-    }
-    let end = t;
-    // The broker's faults: a stream of their own, over the same span.
-    let mut broker = StdRng::seed_from_u64(seed ^ 0xB40C_E411);
-    let mut t = Duration::from_millis(broker.random_range(1000..3000));
-    while t < end {
-        let busy = fault(&mut broker, NATS, t, &mut steps);
-        t += busy + Duration::from_millis(broker.random_range(2000..5000));
-    }
-    let last = steps.iter().map(|s| s.at).max().unwrap_or_default();
-    (steps, last)
-}
-
-/// One random fault of `victim` at `t`, with its repair: kill (restarted after
-/// 50–500 ms), pause (resumed after 50–500 ms) or restart. Returns the time it keeps
-/// the victim busy.
-fn fault(rng: &mut StdRng, victim: &'static str, t: Duration, steps: &mut Vec<Step>) -> Duration {
-    let down = Duration::from_millis(rng.random_range(50..=500));
-    let kind = match rng.random_range(0..10) {
-        0..5 => FaultKind::Kill,
-        5..8 => FaultKind::Pause,
-        _ => FaultKind::Restart,
-    };
-    let step = |at, action, starts| Step { at, action, target: victim, starts };
-    match kind {
-        FaultKind::Kill => {
-            steps.push(step(t, Action::Kill, Some(kind)));
-            steps.push(step(t + down, Action::Restart, None));
-            down + RESTART_ALLOWANCE
-        }
-        FaultKind::Pause => {
-            steps.push(step(t, Action::Pause, Some(kind)));
-            steps.push(step(t + down, Action::Resume, None));
-            down
-        }
-        FaultKind::Restart => {
-            steps.push(step(t, Action::Restart, Some(kind)));
-            RESTART_ALLOWANCE
-        }
-    }
+    super::schedule::schedule(seed, &SHAPE, Until::Faults(faults))
 }
 
 /// The soak scenario in one mode.
@@ -283,7 +247,7 @@ fn count_faults(soak: &mut Soak, events: &[FaultEvent], planned: usize) {
     soak.faults_planned = planned;
     for e in events {
         let Some(kind) = e.fault else { continue };
-        if e.result == "ok" {
+        if e.result == OK {
             *soak.faults_done.entry(kind.as_str().to_owned()).or_default() += 1;
             if e.writes_in_flight.unwrap_or(0) > 0 {
                 soak.faults_with_writes_in_flight += 1;

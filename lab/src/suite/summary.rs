@@ -56,7 +56,8 @@ pub fn text(r: &Results) -> String {
         .ok();
     }
     for s in &r.scenarios {
-        write!(out, "{:<17} {:<5}", s.scenario, s.mode).ok();
+        let round = if s.round > 1 { format!(" r{}", s.round) } else { String::new() };
+        write!(out, "{:<17} {:<5}{round}", s.scenario, s.mode).ok();
         if let Some(l) = &s.sequential {
             write!(
                 out,
