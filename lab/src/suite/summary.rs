@@ -76,12 +76,16 @@ pub fn text(r: &Results) -> String {
             let writes = load.ops.get("PlaceOrder");
             write!(
                 out,
-                " | {name}: {:.0} ok/s, UserOrders {:.1}% p99 {}",
+                " | {name}: {:.0} ok/s, UserOrders {:.1}% p99 {} successes only",
                 load.ok_per_s,
                 100.0 * reads.map_or(1.0, |x| x.availability()),
                 ms(reads.map_or(0, |x| x.p99_us)),
             )
             .ok();
+            // Results recorded before every request was timed have no such figure.
+            if let Some(all) = reads.and_then(|x| x.all_requests.as_ref()) {
+                write!(out, " / {} all requests", ms(all.p99_us)).ok();
+            }
             // A run without PlaceOrder (the soak's reads) has no figure for it.
             if let Some(w) = writes {
                 write!(out, ", PlaceOrder {:.1}%", 100.0 * w.availability()).ok();
