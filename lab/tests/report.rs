@@ -188,3 +188,40 @@ fn the_html_opens_in_headless_chromium() {
     assert_eq!(&png[1..4], b"PNG");
     assert!(png.len() > 50_000, "a blank page would be tiny: {} bytes", png.len());
 }
+
+/// Each load says how well the generator kept its schedule, with a small late share
+/// printed as itself rather than rounded to 0; and latency comes twice, labelled
+/// "successes only" and "all requests", the latter only where it was measured.
+#[test]
+fn send_lag_and_both_latency_figures_are_labelled() {
+    let mut r = fixture();
+    let run = scenario(&mut r, "kill-dependency", "sync").loads.get_mut("run").unwrap();
+    run.send_lag.late_over_1ms = 9;
+    run.scheduled = 1000;
+    let md = report::render(&r).markdown;
+    assert!(md.contains("run: generator send lag p50 / p99 / max (ms); sent > 1 ms late"), "{md}");
+    assert!(md.contains("0.90% (9 of 1000)"), "a 0.9 % late share must not read as 0");
+    assert!(md.contains("UserOrders p50 / p99 / p99.9 / max (ms), successes only"));
+    // The fixture predates the all-requests figures: no row that would show zeros.
+    assert!(!md.contains("all requests (failures at their elapsed time)"));
+
+    let ops = &mut scenario(&mut r, "kill-dependency", "sync").loads.get_mut("run").unwrap().ops;
+    ops.get_mut("UserOrders").unwrap().all_requests = Some(bench::Percentiles {
+        count: 10,
+        p50_us: 1_000,
+        p90_us: 2_000,
+        p99_us: 500_000,
+        p999_us: 500_000,
+        max_us: 501_000,
+    });
+    let md = report::render(&r).markdown;
+    let row = md
+        .lines()
+        .find(|l| {
+            l.contains("run: UserOrders p50 / p99 / p99.9 / max (ms), all requests (failures at their elapsed time)")
+        })
+        .expect("all-requests row");
+    assert!(row.contains("1.00 / 500.00 / 500.00 / 501.00"), "{row}");
+    let summary = lab::suite::summary::text(&r);
+    assert!(summary.contains("successes only / 500.00 ms all requests"), "{summary}");
+}

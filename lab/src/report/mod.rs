@@ -35,6 +35,21 @@ fn ms(us: u64) -> String {
     format!("{:.2}", us as f64 / 1000.0)
 }
 
+/// A share in percent with enough digits that a small one does not read as 0 (0.9 %
+/// stays 0.90 %, 0.004 % stays 0.0040 %); exactly 0 is "0%".
+pub fn percent(share: f64) -> String {
+    let p = 100.0 * share;
+    if p == 0.0 {
+        "0%".into()
+    } else if p >= 10.0 {
+        format!("{p:.1}%")
+    } else {
+        // Two significant digits below 10 %.
+        let digits = (1 - p.log10().floor() as i32).max(1) as usize;
+        format!("{p:.digits$}%")
+    }
+}
+
 /// A rendered report: Markdown, HTML, and the charts as (file name, SVG).
 pub struct Rendered {
     pub markdown: String,
@@ -304,6 +319,18 @@ fn figures(modes: &[(&str, &ScenarioResult)]) -> Vec<Vec<String>> {
             (l.all.ok < l.all.attempted).then(|| format!("{} / {}", ms(l.all.failed_p50_us), ms(l.all.failed_max_us)))
         });
         row(&format!("{name}: most in flight"), &|s| s.loads.get(name).map(|l| l.max_in_flight.to_string()));
+        row(&format!("{name}: generator send lag p50 / p99 / max (ms); sent > 1 ms late"), &|s| {
+            let l = s.loads.get(name).filter(|l| l.kind == "open")?;
+            Some(format!(
+                "{} / {} / {}; {} ({} of {})",
+                ms(l.send_lag.p50_us),
+                ms(l.send_lag.p99_us),
+                ms(l.send_lag.max_us),
+                percent(l.late_share()),
+                l.send_lag.late_over_1ms,
+                l.scheduled
+            ))
+        });
     }
     row("availability while the first fault lasted", &|s| {
         let (from, to, what) = verdicts::fault_windows(s).into_iter().next()?;
@@ -629,4 +656,16 @@ pub fn compare(old: &Results, new: &Results) -> String {
     }
     writeln!(out, "\n{regressions} regression(s) flagged (20 % worse, or any new loss).").ok();
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn small_shares_keep_their_digits() {
+        assert_eq!(super::percent(0.0), "0%");
+        assert_eq!(super::percent(0.009), "0.90%");
+        assert_eq!(super::percent(0.00004), "0.0040%");
+        assert_eq!(super::percent(0.033), "3.3%");
+        assert_eq!(super::percent(0.95), "95.0%");
+    }
 }

@@ -3,6 +3,7 @@
 use std::fmt::Write;
 
 use super::Results;
+use crate::report::percent;
 
 fn ms(us: u64) -> String {
     format!("{:.2} ms", us as f64 / 1000.0)
@@ -37,12 +38,7 @@ pub fn text(r: &Results) -> String {
             .generator_ladder
             .iter()
             .map(|l| {
-                format!(
-                    "{:.0}→{:.0} ({}% late)",
-                    l.target_rate.unwrap_or(0.0),
-                    l.ok_per_s,
-                    100 * l.send_lag.late_over_1ms / l.scheduled.max(1)
-                )
+                format!("{:.0}→{:.0} ({} late)", l.target_rate.unwrap_or(0.0), l.ok_per_s, percent(l.late_share()))
             })
             .collect();
         writeln!(
@@ -89,6 +85,9 @@ pub fn text(r: &Results) -> String {
             // A run without PlaceOrder (the soak's reads) has no figure for it.
             if let Some(w) = writes {
                 write!(out, ", PlaceOrder {:.1}%", 100.0 * w.availability()).ok();
+            }
+            if load.kind == "open" {
+                write!(out, ", send lag p99 {} ({} late)", ms(load.send_lag.p99_us), percent(load.late_share())).ok();
             }
         }
         if let Some(st) = &s.staleness {
