@@ -136,8 +136,26 @@ impl Recorder {
             failed_p99_us: quantile(&self.failures, 0.99),
             failed_max_us: if self.failures.is_empty() { 0 } else { self.failures.max() },
             all_requests: Some(Percentiles::of(&self.every)),
+            spectrum: spectrum(h),
         }
     }
+}
+
+/// Points of the percentile spectrum, HdrHistogram style: ten per decade of 1/(1−p)
+/// (0 %, 20.6 %, 36.9 % … 90 % … 99 % … 99.9 % …) as far as the samples reach (no
+/// percentile finer than one sample in the histogram), then the max at 1 − 1/n.
+fn spectrum(h: &Histogram<u64>) -> Vec<(f64, u64)> {
+    let n = h.len();
+    let mut points: Vec<(f64, u64)> = (0..)
+        .map(|k| 1.0 - 10f64.powf(-(k as f64) / 10.0))
+        // (Short of 1 − 1/n by a margin, so float rounding cannot put a point on the max's.)
+        .take_while(|q| n > 1 && *q < 1.0 - 1.0 / n as f64 - 1e-9)
+        .map(|q| (100.0 * q, h.value_at_quantile(q)))
+        .collect();
+    if n > 1 {
+        points.push((100.0 * (1.0 - 1.0 / n as f64), h.max()));
+    }
+    points
 }
 
 /// Percentiles of one histogram (0 when it is empty).
@@ -190,6 +208,10 @@ pub struct Summary {
     /// before it was measured.
     #[serde(default)]
     pub all_requests: Option<Percentiles>,
+    /// The successes' percentile spectrum: (percentile in %, µs), see [`spectrum`].
+    /// Empty in results recorded before it was kept.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub spectrum: Vec<(f64, u64)>,
 }
 
 impl Summary {
@@ -235,6 +257,12 @@ mod tests {
         assert_eq!(all.count, 101);
         assert!((29_000_000..=30_100_000).contains(&all.max_us), "{}", all.max_us);
         assert!((99_000..=100_500).contains(&all.p99_us), "{}", all.p99_us);
+        // The successes' spectrum: 10 points per decade of 1/(1-p) up to 1 in 100
+        // samples, then the max; rising with the percentile.
+        assert_eq!(s.spectrum.len(), 21, "{:?}", s.spectrum);
+        assert_eq!(s.spectrum[10].0.round(), 90.0);
+        assert!(s.spectrum.windows(2).all(|w| w[0].0 < w[1].0 && w[0].1 <= w[1].1), "{:?}", s.spectrum);
+        assert_eq!(s.spectrum.last().unwrap().1, s.max_us);
     }
 
     #[test]

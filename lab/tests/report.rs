@@ -225,3 +225,97 @@ fn send_lag_and_both_latency_figures_are_labelled() {
     let summary = lab::suite::summary::text(&r);
     assert!(summary.contains("successes only / 500.00 ms all requests"), "{summary}");
 }
+
+/// The `<text>` elements of an SVG: (x, text).
+fn texts(svg: &str) -> Vec<(f64, String)> {
+    svg.split("<text ")
+        .skip(1)
+        .map(|t| {
+            let x = attr(t, "x").parse().unwrap();
+            let body = t.split_once('>').unwrap().1.split("</text>").next().unwrap();
+            (x, body.trim().to_string())
+        })
+        .collect()
+}
+
+fn attr<'a>(element: &'a str, name: &str) -> &'a str {
+    element
+        .split_once(&format!(" {name}=\""))
+        .or_else(|| element.split_once(&format!("{name}=\"")))
+        .unwrap()
+        .1
+        .split('"')
+        .next()
+        .unwrap()
+}
+
+/// The polylines of an SVG drawn in `stroke`: their points.
+fn polylines(svg: &str, stroke: &str) -> Vec<Vec<(f64, f64)>> {
+    svg.split("<polyline ")
+        .skip(1)
+        .filter(|p| attr(p, "stroke") == stroke)
+        .map(|p| {
+            attr(p, "points")
+                .split_whitespace()
+                .map(|xy| {
+                    let (x, y) = xy.split_once(',').unwrap();
+                    (x.parse().unwrap(), y.parse().unwrap())
+                })
+                .collect()
+        })
+        .collect()
+}
+
+fn chart<'a>(rendered: &'a report::Rendered, name: &str) -> &'a str {
+    &rendered.charts.iter().find(|(n, _)| n == name).expect("chart").1
+}
+
+/// kill-dependency's sync run had buckets without a single success: its p99 line
+/// breaks there instead of drawing a line across; each fault window has its own shade
+/// and its own label; the legend sits right of the plot, off the data.
+#[test]
+fn charts_show_gaps_as_gaps_and_windows_apart_with_the_legend_off_the_data() {
+    let rendered = report::render(&fixture());
+    let svg = chart(&rendered, "kill-dependency-p99.svg");
+    let plot_right = (report::charts::W - report::charts::LEGEND_W) as f64;
+    let sync = format!("#{:02X}{:02X}{:02X}", 214, 96, 77);
+    let segments: Vec<Vec<(f64, f64)>> =
+        polylines(svg, &sync).into_iter().filter(|p| p.iter().all(|(x, _)| *x < plot_right)).collect();
+    assert!(segments.len() >= 2, "the sync p99 line must break over the buckets without successes: {segments:?}");
+    // 90 buckets over ~634 px: no drawn step may be wider than about one bucket.
+    let widest = segments.iter().flat_map(|s| s.windows(2).map(|w| w[1].0 - w[0].0)).fold(0.0, f64::max);
+    assert!(widest <= 10.0, "a line spans a gap: a step of {widest} px");
+
+    let shades: std::collections::BTreeSet<&str> =
+        svg.split("<rect ").skip(1).filter(|r| attr(r, "opacity") == "0.3").map(|r| attr(r, "fill")).collect();
+    assert_eq!(shades.len(), 2, "two fault windows, two shades: {shades:?}");
+    let labels = texts(svg);
+    for label in ["users killed", "products killed", "sync p99", "async p99"] {
+        let (x, _) = labels.iter().find(|(_, t)| t == label).unwrap_or_else(|| panic!("no legend entry {label:?}"));
+        assert!(*x >= plot_right, "legend entry {label:?} at x {x} is on the plot");
+    }
+    // The throughput chart shares the shades and labels.
+    let throughput = chart(&rendered, "kill-dependency-throughput.svg");
+    assert!(texts(throughput).iter().any(|(x, t)| t == "products killed" && *x >= plot_right));
+}
+
+/// Percentile spectra in the HdrHistogram style: many points, on an axis of 1/(1−p)
+/// labelled 50%, 90%, 99%, 99.9%.
+#[test]
+fn spectra_have_many_points_on_a_nines_axis() {
+    let mut r = fixture();
+    let mut recorder = bench::Recorder::default();
+    for us in 1..=10_000u64 {
+        recorder.record(std::time::Duration::from_micros(100 + us / 10), "OK");
+    }
+    scenario(&mut r, "steady", "sync").sequential.as_mut().unwrap().user_orders = recorder.summary();
+    let rendered = report::render(&r);
+    let svg = chart(&rendered, "steady-spectrum.svg");
+    let ticks: Vec<String> = texts(svg).into_iter().map(|(_, t)| t).collect();
+    for tick in ["50%", "90%", "99%", "99.9%"] {
+        assert!(ticks.contains(&tick.to_string()), "no {tick} tick: {ticks:?}");
+    }
+    let sync = format!("#{:02X}{:02X}{:02X}", 214, 96, 77);
+    let longest = polylines(svg, &sync).iter().map(Vec::len).max().unwrap_or(0);
+    assert!(longest >= 30, "the spectrum has {longest} points");
+}

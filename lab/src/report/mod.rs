@@ -482,7 +482,11 @@ fn scenario_charts(name: &str, modes: &[(&str, &ScenarioResult)], d: &mut Vec<Bl
         ));
         d.push(Block::Chart(
             format!("{name}-p99"),
-            charts::p99_timeline(&format!("{name}: p99 latency per 100 ms"), &timelines, &windows),
+            charts::p99_timeline(
+                &format!("{name}: p99 of successes per 100 ms (a gap: none succeeded)"),
+                &timelines,
+                &windows,
+            ),
         ));
     }
     if name == "steady" {
