@@ -160,6 +160,8 @@ fn compare_flags_regressions() {
     let same = report::compare(&old, &old);
     assert!(same.contains("0 regression(s)"), "{same}");
     let changed = report::compare(&old, &new);
+    assert!(changed.contains("run: p99 of successes (ms)"), "{changed}");
+    assert!(!changed.contains("p99 of all requests"), "the fixture never timed every request: {changed}");
     assert!(changed.contains("**regression**"), "{changed}");
     assert!(changed.contains("1 regression(s)"), "{changed}");
 }

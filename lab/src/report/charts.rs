@@ -215,7 +215,7 @@ pub fn spectrum(title: &str, series: &[(String, &str, &Summary)]) -> String {
         chart
             .configure_mesh()
             .x_desc("percentile (log scale of 1/(1−p))")
-            .y_desc("latency (ms)")
+            .y_desc("latency (ms), successes only")
             .y_labels(8)
             .y_label_formatter(&|y: &f64| format!("{y:.3}").trim_end_matches('0').trim_end_matches('.').to_string())
             .x_label_formatter(&|x: &f64| percentile_label(*x))

@@ -603,11 +603,14 @@ pub fn compare(old: &Results, new: &Results) -> String {
         for (name, load) in &n.loads {
             if let Some(before) = o.loads.get(name) {
                 line(
-                    &format!("{name}: p99 (ms)"),
+                    &format!("{name}: p99 of successes (ms)"),
                     Some(before.all.p99_us as f64 / 1000.0),
                     Some(load.all.p99_us as f64 / 1000.0),
                     true,
                 );
+                // Only where both runs timed every request.
+                let all_p99 = |s: &bench::Summary| s.all_requests.as_ref().map(|a| a.p99_us as f64 / 1000.0);
+                line(&format!("{name}: p99 of all requests (ms)"), all_p99(&before.all), all_p99(&load.all), true);
                 line(
                     &format!("{name}: availability"),
                     Some(before.all.availability()),
