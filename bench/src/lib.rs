@@ -6,7 +6,7 @@
 pub mod load;
 pub mod nats;
 
-use std::{collections::BTreeMap, time::Duration};
+use std::{collections::BTreeMap, future::Future, time::Duration};
 
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
@@ -14,12 +14,16 @@ use serde::{Deserialize, Serialize};
 /// Latencies are recorded in microseconds, from 1 µs to 10 minutes, 3 significant digits.
 const MAX_MICROS: u64 = 600_000_000;
 
-/// Latencies of one operation (successes and failures apart) and every outcome by code.
+/// Latencies of one operation (successes and failures apart, and every request
+/// together) and every outcome by code.
 #[derive(Clone)]
 pub struct Recorder {
     latencies: Histogram<u64>,
     /// How long failures took: a failure at the deadline and a fast refusal differ.
     failures: Histogram<u64>,
+    /// Every timed request, failures at their elapsed time: a request that hung until
+    /// its deadline must weigh in the tail, as wrk2 and HdrHistogram count it.
+    every: Histogram<u64>,
     outcomes: BTreeMap<String, u64>,
 }
 
@@ -35,7 +39,7 @@ pub(crate) fn micros(d: Duration) -> u64 {
 
 impl Default for Recorder {
     fn default() -> Self {
-        Self { latencies: histogram(3), failures: histogram(2), outcomes: BTreeMap::new() }
+        Self { latencies: histogram(3), failures: histogram(2), every: histogram(3), outcomes: BTreeMap::new() }
     }
 }
 
@@ -67,15 +71,38 @@ pub fn outcome<T>(result: &Result<T, tonic::Status>) -> &'static str {
     }
 }
 
+/// Runs a request under the client's own deadline, so no request outlives it: past
+/// `deadline` it is abandoned and fails with `DEADLINE_EXCEEDED` at its elapsed time.
+/// (tonic's channel also enforces the `grpc-timeout` it sends, but reports its expiry
+/// as `CANCELLED`; that is the same deadline passing, so it is named the same.)
+pub async fn within<T>(
+    deadline: Duration,
+    request: impl Future<Output = Result<T, tonic::Status>>,
+) -> Result<T, tonic::Status> {
+    let passed = || tonic::Status::deadline_exceeded(format!("the client's deadline of {deadline:?} passed"));
+    match tokio::time::timeout(deadline, request).await {
+        Err(_) => Err(passed()),
+        Ok(Err(status))
+            if status.code() == tonic::Code::Cancelled && status.message() == tonic::TimeoutExpired(()).to_string() =>
+        {
+            Err(passed())
+        }
+        Ok(result) => result,
+    }
+}
+
 impl Recorder {
-    /// Records one request: its latency (kept for successes only, so a fast failure
-    /// cannot make a mode look quick) and its outcome.
+    /// Records one request: its latency and its outcome. Success-only percentiles keep
+    /// successes alone (so a fast failure cannot make a mode look quick); the
+    /// all-requests ones count failures at their elapsed time (so a hung request
+    /// cannot vanish from the tail).
     pub fn record(&mut self, latency: Duration, outcome: &str) {
         if outcome == "OK" {
             self.latencies.saturating_record(micros(latency));
         } else {
             self.failures.saturating_record(micros(latency));
         }
+        self.every.saturating_record(micros(latency));
         *self.outcomes.entry(outcome.to_owned()).or_default() += 1;
     }
 
@@ -88,6 +115,7 @@ impl Recorder {
     pub fn merge(&mut self, other: &Recorder) {
         self.latencies.add(&other.latencies).expect("same bounds");
         self.failures.add(&other.failures).expect("same bounds");
+        self.every.add(&other.every).expect("same bounds");
         for (k, v) in &other.outcomes {
             *self.outcomes.entry(k.clone()).or_default() += v;
         }
@@ -109,6 +137,50 @@ impl Recorder {
             failed_p50_us: quantile(&self.failures, 0.5),
             failed_p99_us: quantile(&self.failures, 0.99),
             failed_max_us: if self.failures.is_empty() { 0 } else { self.failures.max() },
+            all_requests: Some(Percentiles::of(&self.every)),
+            spectrum: spectrum(h),
+        }
+    }
+}
+
+/// Points of the percentile spectrum, HdrHistogram style: ten per decade of 1/(1−p)
+/// (0 %, 20.6 %, 36.9 % … 90 % … 99 % … 99.9 % …) as far as the samples reach (no
+/// percentile finer than one sample in the histogram), then the max at 1 − 1/n.
+fn spectrum(h: &Histogram<u64>) -> Vec<(f64, u64)> {
+    let n = h.len();
+    let mut points: Vec<(f64, u64)> = (0..)
+        .map(|k| 1.0 - 10f64.powf(-(k as f64) / 10.0))
+        // (Short of 1 − 1/n by a margin, so float rounding cannot put a point on the max's.)
+        .take_while(|q| n > 1 && *q < 1.0 - 1.0 / n as f64 - 1e-9)
+        .map(|q| (100.0 * q, h.value_at_quantile(q)))
+        .collect();
+    if n > 1 {
+        points.push((100.0 * (1.0 - 1.0 / n as f64), h.max()));
+    }
+    points
+}
+
+/// Percentiles of one histogram (0 when it is empty).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Percentiles {
+    /// Requests timed.
+    pub count: u64,
+    pub p50_us: u64,
+    pub p90_us: u64,
+    pub p99_us: u64,
+    pub p999_us: u64,
+    pub max_us: u64,
+}
+
+impl Percentiles {
+    fn of(h: &Histogram<u64>) -> Self {
+        Self {
+            count: h.len(),
+            p50_us: quantile(h, 0.50),
+            p90_us: quantile(h, 0.90),
+            p99_us: quantile(h, 0.99),
+            p999_us: quantile(h, 0.999),
+            max_us: if h.is_empty() { 0 } else { h.max() },
         }
     }
 }
@@ -133,6 +205,15 @@ pub struct Summary {
     pub failed_p99_us: u64,
     #[serde(default)]
     pub failed_max_us: u64,
+    /// Latency over **all** timed requests, failures counted at their elapsed time
+    /// (the `p*_us` fields above are successes only). `None` in results recorded
+    /// before it was measured.
+    #[serde(default)]
+    pub all_requests: Option<Percentiles>,
+    /// The successes' percentile spectrum: (percentile in %, µs), see [`spectrum`].
+    /// Empty in results recorded before it was kept.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub spectrum: Vec<(f64, u64)>,
 }
 
 impl Summary {
@@ -173,6 +254,17 @@ mod tests {
         assert!((99_000..=100_500).contains(&s.p99_us), "{}", s.p99_us);
         assert!(s.max_us < 30_000_000);
         assert!((29_000_000..=30_100_000).contains(&s.failed_max_us), "{}", s.failed_max_us);
+        // Over all requests the failure is in the tail: the max is the 30 s failure.
+        let all = s.all_requests.expect("measured");
+        assert_eq!(all.count, 101);
+        assert!((29_000_000..=30_100_000).contains(&all.max_us), "{}", all.max_us);
+        assert!((99_000..=100_500).contains(&all.p99_us), "{}", all.p99_us);
+        // The successes' spectrum: 10 points per decade of 1/(1-p) up to 1 in 100
+        // samples, then the max; rising with the percentile.
+        assert_eq!(s.spectrum.len(), 21, "{:?}", s.spectrum);
+        assert_eq!(s.spectrum[10].0.round(), 90.0);
+        assert!(s.spectrum.windows(2).all(|w| w[0].0 < w[1].0 && w[0].1 <= w[1].1), "{:?}", s.spectrum);
+        assert_eq!(s.spectrum.last().unwrap().1, s.max_us);
     }
 
     #[test]

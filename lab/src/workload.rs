@@ -1,6 +1,7 @@
 //! The Cascade workload: a fixed mix of `UserOrders` reads and `PlaceOrder` /
 //! `UpdatePrice` writes over seeded data, chosen by a seeded generator, each request
-//! with its own deadline, over reused HTTP/2 connections. It feeds the load engines of
+//! with its own deadline (sent as `grpc-timeout` and enforced by the client itself, so
+//! no request outlives it), over reused HTTP/2 connections. It feeds the load engines of
 //! `bench::load`.
 
 use std::{
@@ -10,7 +11,7 @@ use std::{
     time::Duration,
 };
 
-use bench::outcome;
+use bench::{outcome, within};
 use common::proto::{PlaceOrderRequest, UpdatePriceRequest, UserOrdersRequest};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
@@ -71,9 +72,9 @@ impl Workload {
             let mut query = self.clients.query.clone();
             (
                 USER_ORDERS,
-                Box::pin(
-                    async move { outcome(&query.user_orders(timed(UserOrdersRequest { user_id }, deadline)).await) },
-                ),
+                Box::pin(async move {
+                    outcome(&within(deadline, query.user_orders(timed(UserOrdersRequest { user_id }, deadline))).await)
+                }),
             )
         } else if pick < self.mix.user_orders + self.mix.place_order {
             let mut orders = self.clients.orders.clone();
@@ -83,7 +84,7 @@ impl Workload {
             (
                 PLACE_ORDER,
                 Box::pin(async move {
-                    let result = orders.place_order(timed(message, deadline)).await;
+                    let result = within(deadline, orders.place_order(timed(message, deadline))).await;
                     if let Ok(order) = &result {
                         acked.lock().unwrap_or_else(|p| p.into_inner()).push(order.get_ref().id.clone());
                     }
@@ -93,7 +94,12 @@ impl Workload {
         } else {
             let mut products = self.clients.products.clone();
             let message = UpdatePriceRequest { id: product_id, price_cents: self.rng.random_range(100..=100_000) };
-            (UPDATE_PRICE, Box::pin(async move { outcome(&products.update_price(timed(message, deadline)).await) }))
+            (
+                UPDATE_PRICE,
+                Box::pin(
+                    async move { outcome(&within(deadline, products.update_price(timed(message, deadline))).await) },
+                ),
+            )
         }
     }
 }

@@ -192,3 +192,45 @@ async fn both_modes_chaos_schedules_list_the_same_victims() {
         assert!(f.planned_ms <= Some(f.t_ms), "issued before it was planned: {f:?}");
     }
 }
+
+/// A frozen (SIGSTOPped) service under open-loop load: the client gives up at its own
+/// deadline, so no recorded latency outlives it, and the hung requests show in the
+/// all-requests tail at about the deadline while the success-only tail stays fast.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_service_shows_in_the_all_requests_tail_at_the_deadline() {
+    use bench::load::{open_loop, OpenLoop};
+    use lab::workload::{Mix, Workload};
+
+    let mut lab = support::start(Mode::Sync).await;
+    let (users, products) = populate(&lab, 3, 3).await;
+    let seeded = Arc::new(Seeded { user_ids: users, product_ids: products, order_ids: Vec::new() });
+    // UserOrders goes to query, which is frozen; UpdatePrice goes to products alone.
+    let mix = Mix { user_orders: 50, place_order: 0, update_price: 50 };
+    let deadline = Duration::from_millis(300);
+    let mut workload = Workload::new(lab.clients.clone(), seeded, mix, deadline, 7);
+    lab.topology.pause("query").unwrap();
+    // Thaw query long after the load, so a client that does not give up by itself
+    // gets its (late) answer then instead of hanging the test.
+    let load =
+        tokio::spawn(open_loop(OpenLoop::new(50.0, Duration::from_secs(1)), move |_| workload.next_request(), None));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    lab.topology.resume("query").unwrap();
+    let report = load.await.unwrap();
+
+    let reads = &report.ops["UserOrders"];
+    assert_eq!(reads.ok, 0, "query was frozen: {:?}", reads.outcomes);
+    assert!(reads.outcomes["DEADLINE_EXCEEDED"] > 0, "{:?}", reads.outcomes);
+    // No request's recorded latency exceeds the deadline plus a margin for the
+    // generator's own send lag and the timer.
+    let margin = Duration::from_millis(150);
+    let recorded_max = report.all.max_us.max(report.all.failed_max_us);
+    assert!(recorded_max <= (deadline + margin).as_micros() as u64, "a request was recorded at {recorded_max} µs");
+    // Half the requests hung until the deadline: the all-requests p99 sits there…
+    let all = report.all.all_requests.as_ref().expect("all-requests figures");
+    assert_eq!(all.count, report.all.attempted, "every request is timed");
+    let near = (deadline.as_micros() as u64)..=(deadline + margin).as_micros() as u64;
+    assert!(near.contains(&all.p99_us), "all-requests p99 {} µs, deadline {deadline:?}", all.p99_us);
+    // …while the successes (UpdatePrice, which needs products alone) never waited for it.
+    assert!(report.all.ok > 0, "{:?}", report.all.outcomes);
+    assert!(report.all.p99_us < near.start() / 2, "success-only p99 {} µs", report.all.p99_us);
+}

@@ -160,6 +160,8 @@ fn compare_flags_regressions() {
     let same = report::compare(&old, &old);
     assert!(same.contains("0 regression(s)"), "{same}");
     let changed = report::compare(&old, &new);
+    assert!(changed.contains("run: p99 of successes (ms)"), "{changed}");
+    assert!(!changed.contains("p99 of all requests"), "the fixture never timed every request: {changed}");
     assert!(changed.contains("**regression**"), "{changed}");
     assert!(changed.contains("1 regression(s)"), "{changed}");
 }
@@ -234,4 +236,135 @@ fn the_method_tells_the_recorded_order_and_rounds_give_a_spread() {
     let p50 = scenario(&mut r, "steady", "async").sequential.as_ref().unwrap().user_orders.p50_us as f64 / 1000.0;
     let row = format!("| steady | async | sequential UserOrders p50 (ms) | {p50:.2}–{:.2} |", p50 + 0.25);
     assert!(md.contains(&row), "{row} not in the report");
+}
+
+/// Each load says how well the generator kept its schedule, with a small late share
+/// printed as itself rather than rounded to 0; and latency comes twice, labelled
+/// "successes only" and "all requests", the latter only where it was measured.
+#[test]
+fn send_lag_and_both_latency_figures_are_labelled() {
+    let mut r = fixture();
+    let run = scenario(&mut r, "kill-dependency", "sync").loads.get_mut("run").unwrap();
+    run.send_lag.late_over_1ms = 9;
+    run.scheduled = 1000;
+    let md = report::render(&r).markdown;
+    assert!(md.contains("run: generator send lag p50 / p99 / max (ms); sent > 1 ms late"), "{md}");
+    assert!(md.contains("0.90% (9 of 1000)"), "a 0.9 % late share must not read as 0");
+    assert!(md.contains("UserOrders p50 / p99 / p99.9 / max (ms), successes only"));
+    // The fixture predates the all-requests figures: no row that would show zeros.
+    assert!(!md.contains("all requests (failures at their elapsed time)"));
+
+    let ops = &mut scenario(&mut r, "kill-dependency", "sync").loads.get_mut("run").unwrap().ops;
+    ops.get_mut("UserOrders").unwrap().all_requests = Some(bench::Percentiles {
+        count: 10,
+        p50_us: 1_000,
+        p90_us: 2_000,
+        p99_us: 500_000,
+        p999_us: 500_000,
+        max_us: 501_000,
+    });
+    let md = report::render(&r).markdown;
+    let row = md
+        .lines()
+        .find(|l| {
+            l.contains("run: UserOrders p50 / p99 / p99.9 / max (ms), all requests (failures at their elapsed time)")
+        })
+        .expect("all-requests row");
+    assert!(row.contains("1.00 / 500.00 / 500.00 / 501.00"), "{row}");
+    let summary = lab::suite::summary::text(&r);
+    assert!(summary.contains("successes only / 500.00 ms all requests"), "{summary}");
+}
+
+/// The `<text>` elements of an SVG: (x, text).
+fn texts(svg: &str) -> Vec<(f64, String)> {
+    svg.split("<text ")
+        .skip(1)
+        .map(|t| {
+            let x = attr(t, "x").parse().unwrap();
+            let body = t.split_once('>').unwrap().1.split("</text>").next().unwrap();
+            (x, body.trim().to_string())
+        })
+        .collect()
+}
+
+fn attr<'a>(element: &'a str, name: &str) -> &'a str {
+    element
+        .split_once(&format!(" {name}=\""))
+        .or_else(|| element.split_once(&format!("{name}=\"")))
+        .unwrap()
+        .1
+        .split('"')
+        .next()
+        .unwrap()
+}
+
+/// The polylines of an SVG drawn in `stroke`: their points.
+fn polylines(svg: &str, stroke: &str) -> Vec<Vec<(f64, f64)>> {
+    svg.split("<polyline ")
+        .skip(1)
+        .filter(|p| attr(p, "stroke") == stroke)
+        .map(|p| {
+            attr(p, "points")
+                .split_whitespace()
+                .map(|xy| {
+                    let (x, y) = xy.split_once(',').unwrap();
+                    (x.parse().unwrap(), y.parse().unwrap())
+                })
+                .collect()
+        })
+        .collect()
+}
+
+fn chart<'a>(rendered: &'a report::Rendered, name: &str) -> &'a str {
+    &rendered.charts.iter().find(|(n, _)| n == name).expect("chart").1
+}
+
+/// kill-dependency's sync run had buckets without a single success: its p99 line
+/// breaks there instead of drawing a line across; each fault window has its own shade
+/// and its own label; the legend sits right of the plot, off the data.
+#[test]
+fn charts_show_gaps_as_gaps_and_windows_apart_with_the_legend_off_the_data() {
+    let rendered = report::render(&fixture());
+    let svg = chart(&rendered, "kill-dependency-p99.svg");
+    let plot_right = (report::charts::W - report::charts::LEGEND_W) as f64;
+    let sync = format!("#{:02X}{:02X}{:02X}", 214, 96, 77);
+    let segments: Vec<Vec<(f64, f64)>> =
+        polylines(svg, &sync).into_iter().filter(|p| p.iter().all(|(x, _)| *x < plot_right)).collect();
+    assert!(segments.len() >= 2, "the sync p99 line must break over the buckets without successes: {segments:?}");
+    // 90 buckets over ~634 px: no drawn step may be wider than about one bucket.
+    let widest = segments.iter().flat_map(|s| s.windows(2).map(|w| w[1].0 - w[0].0)).fold(0.0, f64::max);
+    assert!(widest <= 10.0, "a line spans a gap: a step of {widest} px");
+
+    let shades: std::collections::BTreeSet<&str> =
+        svg.split("<rect ").skip(1).filter(|r| attr(r, "opacity") == "0.3").map(|r| attr(r, "fill")).collect();
+    assert_eq!(shades.len(), 2, "two fault windows, two shades: {shades:?}");
+    let labels = texts(svg);
+    for label in ["users killed", "products killed", "sync p99", "async p99"] {
+        let (x, _) = labels.iter().find(|(_, t)| t == label).unwrap_or_else(|| panic!("no legend entry {label:?}"));
+        assert!(*x >= plot_right, "legend entry {label:?} at x {x} is on the plot");
+    }
+    // The throughput chart shares the shades and labels.
+    let throughput = chart(&rendered, "kill-dependency-throughput.svg");
+    assert!(texts(throughput).iter().any(|(x, t)| t == "products killed" && *x >= plot_right));
+}
+
+/// Percentile spectra in the HdrHistogram style: many points, on an axis of 1/(1−p)
+/// labelled 50%, 90%, 99%, 99.9%.
+#[test]
+fn spectra_have_many_points_on_a_nines_axis() {
+    let mut r = fixture();
+    let mut recorder = bench::Recorder::default();
+    for us in 1..=10_000u64 {
+        recorder.record(std::time::Duration::from_micros(100 + us / 10), "OK");
+    }
+    scenario(&mut r, "steady", "sync").sequential.as_mut().unwrap().user_orders = recorder.summary();
+    let rendered = report::render(&r);
+    let svg = chart(&rendered, "steady-spectrum.svg");
+    let ticks: Vec<String> = texts(svg).into_iter().map(|(_, t)| t).collect();
+    for tick in ["50%", "90%", "99%", "99.9%"] {
+        assert!(ticks.contains(&tick.to_string()), "no {tick} tick: {ticks:?}");
+    }
+    let sync = format!("#{:02X}{:02X}{:02X}", 214, 96, 77);
+    let longest = polylines(svg, &sync).iter().map(Vec::len).max().unwrap_or(0);
+    assert!(longest >= 30, "the spectrum has {longest} points");
 }

@@ -5,10 +5,15 @@ use plotters::prelude::*;
 
 use bench::{load::Bucket, Summary};
 
-const W: u32 = 720;
+pub const W: u32 = 900;
 const H: u32 = 300;
+/// The legend has a column of its own right of the plot, so it never covers data.
+pub const LEGEND_W: u32 = 190;
 const SYNC: RGBColor = RGBColor(214, 96, 77);
 const ASYNC: RGBColor = RGBColor(67, 147, 195);
+/// One shade per distinct fault window, in order of first appearance.
+const WINDOW_SHADES: [RGBColor; 4] =
+    [RGBColor(240, 190, 60), RGBColor(150, 110, 200), RGBColor(90, 180, 110), RGBColor(150, 150, 150)];
 
 pub fn mode_color(mode: &str) -> RGBColor {
     if mode == "sync" {
@@ -19,12 +24,22 @@ pub fn mode_color(mode: &str) -> RGBColor {
 }
 
 type Drawn = Result<(), Box<dyn std::error::Error>>;
+type Area<'a> = DrawingArea<SVGBackend<'a>, plotters::coord::Shift>;
 
-fn svg(draw: impl FnOnce(DrawingArea<SVGBackend, plotters::coord::Shift>) -> Drawn) -> String {
+/// Legend entries: a label and the style of its swatch (filled: a box; else a line).
+type Keys = Vec<(String, ShapeStyle)>;
+
+/// Draws a chart into the plot area left of the legend column, then its legend there.
+fn svg(draw: impl FnOnce(&Area, &mut Keys) -> Drawn) -> String {
     let mut out = String::new();
     {
         let root = SVGBackend::with_string(&mut out, (W, H)).into_drawing_area();
-        let drawn = root.fill(&WHITE).map_err(|e| e.to_string().into()).and_then(|()| draw(root.clone()));
+        let drawn = root.fill(&WHITE).map_err(|e| e.to_string().into()).and_then(|()| {
+            let (plot, side) = root.split_horizontally(W - LEGEND_W);
+            let mut keys = Keys::new();
+            draw(&plot, &mut keys)?;
+            legend(&side, &keys)
+        });
         if let Err(e) = drawn.and_then(|()| root.present().map_err(|e| e.to_string().into())) {
             let e = e.to_string().replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
             return format!("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"40\"><text x=\"10\" y=\"25\">chart could not be drawn: {e}</text></svg>");
@@ -33,10 +48,54 @@ fn svg(draw: impl FnOnce(DrawingArea<SVGBackend, plotters::coord::Shift>) -> Dra
     out
 }
 
-/// Successful requests per second over time, one line per mode, with the fault
-/// windows shaded. `timelines`: (mode, bucket width ms, buckets).
-pub fn timeline(title: &str, timelines: &[(&str, u64, &[Bucket])], windows: &[(f64, f64, String)]) -> String {
-    svg(|root| {
+fn legend(area: &Area, keys: &Keys) -> Drawn {
+    let font = ("sans-serif", 13).into_font().color(&BLACK);
+    for (i, (label, style)) in keys.iter().enumerate() {
+        let y = 40 + 20 * i as i32;
+        if style.filled {
+            area.draw(&Rectangle::new([(6, y - 6), (22, y + 6)], *style))?;
+        } else {
+            area.draw(&PathElement::new([(4, y), (24, y)], *style))?;
+        }
+        area.draw(&Text::new(label.clone(), (30, y - 7), font.clone()))?;
+    }
+    Ok(())
+}
+
+/// A fault window: from, to (s) and what it was, as recorded ("users killed").
+pub type Window = (f64, f64, String);
+
+/// Shades each fault window from `bottom` to `top`, one colour per distinct label, and
+/// adds one legend entry per label.
+fn shade_windows<'a, Y>(
+    chart: &mut ChartContext<'a, SVGBackend<'a>, Cartesian2d<plotters::coord::types::RangedCoordf64, Y>>,
+    windows: &[Window],
+    (bottom, top): (Y::ValueType, Y::ValueType),
+    keys: &mut Keys,
+) -> Drawn
+where
+    Y: Ranged,
+    Y::ValueType: Clone + 'static,
+{
+    let mut labels: Vec<&str> = Vec::new();
+    for (from, to, label) in windows {
+        let i = labels.iter().position(|l| *l == label.as_str()).unwrap_or_else(|| {
+            labels.push(label);
+            labels.len() - 1
+        });
+        let shade = WINDOW_SHADES[i % WINDOW_SHADES.len()];
+        chart.draw_series([Rectangle::new([(*from, bottom.clone()), (*to, top.clone())], shade.mix(0.3).filled())])?;
+        if !keys.iter().any(|(k, _)| k == label) {
+            keys.push((label.clone(), shade.mix(0.6).filled()));
+        }
+    }
+    Ok(())
+}
+
+/// Successful requests per second over time, one line per mode, with each fault
+/// window shaded in its own colour. `timelines`: (mode, bucket width ms, buckets).
+pub fn timeline(title: &str, timelines: &[(&str, u64, &[Bucket])], windows: &[Window]) -> String {
+    svg(|root, keys| {
         let end = timelines.iter().map(|(_, w, b)| (b.len() as u64 * w) as f64 / 1000.0).fold(1.0, f64::max);
         let per_s = |w: u64, n: u64| n as f64 * 1000.0 / w as f64;
         let top = timelines
@@ -44,123 +103,129 @@ pub fn timeline(title: &str, timelines: &[(&str, u64, &[Bucket])], windows: &[(f
             .flat_map(|(_, w, b)| b.iter().map(move |x| per_s(*w, x.ok + x.errors.values().sum::<u64>())))
             .fold(1.0, f64::max)
             * 1.15;
-        let mut chart = ChartBuilder::on(&root)
+        let mut chart = ChartBuilder::on(root)
             .caption(title, ("sans-serif", 16))
             .margin(10)
             .x_label_area_size(35)
             .y_label_area_size(55)
             .build_cartesian_2d(0.0..end, 0.0..top)?;
         chart.configure_mesh().x_desc("time (s)").y_desc("requests/s").draw()?;
-        for (from, to, label) in windows {
-            chart
-                .draw_series([Rectangle::new([(*from, 0.0), (*to, top)], RGBColor(250, 220, 120).mix(0.35).filled())])?
-                .label(label.clone())
-                .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], RGBColor(250, 220, 120).filled()));
-        }
+        shade_windows(&mut chart, windows, (0.0, top), keys)?;
         for (mode, w, buckets) in timelines {
             let color = mode_color(mode);
             let ok = buckets.iter().map(|b| (b.t_ms as f64 / 1000.0, per_s(*w, b.ok)));
-            chart
-                .draw_series(LineSeries::new(ok, color.stroke_width(2)))?
-                .label(format!("{mode} OK/s"))
-                .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], color.stroke_width(2)));
+            chart.draw_series(LineSeries::new(ok, color.stroke_width(2)))?;
+            keys.push((format!("{mode} OK/s"), color.stroke_width(2)));
             let errors = buckets.iter().map(|b| (b.t_ms as f64 / 1000.0, per_s(*w, b.errors.values().sum())));
-            chart
-                .draw_series(LineSeries::new(errors, color.mix(0.9).stroke_width(1)).point_size(0))?
-                .label(format!("{mode} errors/s"))
-                .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], color.mix(0.9).stroke_width(1)));
+            chart.draw_series(LineSeries::new(errors, color.mix(0.9).stroke_width(1)).point_size(0))?;
+            keys.push((format!("{mode} errors/s"), color.mix(0.9).stroke_width(1)));
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .position(SeriesLabelPosition::LowerRight)
-            .draw()?;
         Ok(())
     })
 }
 
-/// p99 latency per bucket (log scale), one line per mode.
-pub fn p99_timeline(title: &str, timelines: &[(&str, u64, &[Bucket])], windows: &[(f64, f64, String)]) -> String {
-    svg(|root| {
+/// The runs of consecutive buckets that had successes, as (s, p99 ms) points: a p99
+/// exists only where something succeeded, so a bucket without successes is a gap.
+pub fn p99_segments(buckets: &[Bucket]) -> Vec<Vec<(f64, f64)>> {
+    let mut segments: Vec<Vec<(f64, f64)>> = vec![Vec::new()];
+    for b in buckets {
+        if b.ok == 0 {
+            if segments.last().is_some_and(|s| !s.is_empty()) {
+                segments.push(Vec::new());
+            }
+        } else if let Some(s) = segments.last_mut() {
+            s.push((b.t_ms as f64 / 1000.0, b.p99_us.max(1) as f64 / 1000.0));
+        }
+    }
+    segments.retain(|s| !s.is_empty());
+    segments
+}
+
+/// p99 of the successes per bucket (log scale), one line per mode, broken where a
+/// bucket had no successes.
+pub fn p99_timeline(title: &str, timelines: &[(&str, u64, &[Bucket])], windows: &[Window]) -> String {
+    svg(|root, keys| {
         let end = timelines.iter().map(|(_, w, b)| (b.len() as u64 * w) as f64 / 1000.0).fold(1.0, f64::max);
         let top =
             timelines.iter().flat_map(|(_, _, b)| b.iter().map(|x| x.p99_us as f64 / 1000.0)).fold(1.0, f64::max) * 2.0;
-        let mut chart = ChartBuilder::on(&root)
+        let mut chart = ChartBuilder::on(root)
             .caption(title, ("sans-serif", 16))
             .margin(10)
             .x_label_area_size(35)
             .y_label_area_size(55)
             .build_cartesian_2d(0.0..end, (0.05..top).log_scale())?;
         chart.configure_mesh().x_desc("time (s)").y_desc("p99 of successes (ms)").draw()?;
-        for (from, to, _) in windows {
-            chart.draw_series([Rectangle::new(
-                [(*from, 0.05), (*to, top)],
-                RGBColor(250, 220, 120).mix(0.35).filled(),
-            )])?;
-        }
+        shade_windows(&mut chart, windows, (0.05, top), keys)?;
         for (mode, _, buckets) in timelines {
             let color = mode_color(mode);
-            let points =
-                buckets.iter().filter(|b| b.p99_us > 0).map(|b| (b.t_ms as f64 / 1000.0, b.p99_us as f64 / 1000.0));
-            chart
-                .draw_series(LineSeries::new(points, color.stroke_width(2)))?
-                .label(format!("{mode} p99"))
-                .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], color.stroke_width(2)));
+            for segment in p99_segments(buckets) {
+                // A lone point would draw no line: a dot marks it.
+                let dot = if segment.len() == 1 { 3 } else { 0 };
+                chart.draw_series(LineSeries::new(segment, color.stroke_width(2)).point_size(dot))?;
+            }
+            keys.push((format!("{mode} p99"), color.stroke_width(2)));
         }
-        chart.configure_series_labels().background_style(WHITE.mix(0.85)).border_style(BLACK).draw()?;
         Ok(())
     })
 }
 
-/// The percentile spectrum (HDR style): latency by percentile on a "nines" axis.
-/// `series`: (label, mode, summary).
-pub fn spectrum(title: &str, series: &[(String, &str, &Summary)]) -> String {
-    // x = -log10(1 - q): 50 % → 0.3, 90 % → 1, 99 % → 2, 99.9 % → 3; max drawn at 4.
-    let points = |s: &Summary| {
-        vec![(0.301, s.p50_us), (1.0, s.p90_us), (2.0, s.p99_us), (3.0, s.p999_us), (4.0, s.max_us)]
-            .into_iter()
-            .filter(|(_, us)| *us > 0)
-            .map(|(x, us)| (x, us as f64 / 1000.0))
-            .collect::<Vec<_>>()
+/// A percentile as the spectrum's x: 1/(1−p), so that 90 %, 99 %, 99.9 % are evenly
+/// spaced on a log axis.
+fn nines(percentile: f64) -> f64 {
+    1.0 / (1.0 - percentile / 100.0).max(1e-9)
+}
+
+/// The label of a spectrum x: 2 → "50%", 10 → "90%", 1000 → "99.9%".
+fn percentile_label(x: f64) -> String {
+    let p = 100.0 * (1.0 - 1.0 / x);
+    let digits = if x <= 10.0 { 0 } else { (x.log10().round() as usize).saturating_sub(2) };
+    format!("{p:.digits$}%")
+}
+
+/// The spectrum's points of a summary: its recorded spectrum, or, for results from
+/// before it was kept, the four percentiles it has.
+fn spectrum_points(s: &Summary) -> Vec<(f64, f64)> {
+    let recorded: Vec<(f64, u64)> = if s.spectrum.is_empty() {
+        vec![(50.0, s.p50_us), (90.0, s.p90_us), (99.0, s.p99_us), (99.9, s.p999_us)]
+    } else {
+        s.spectrum.clone()
     };
-    svg(|root| {
-        let top = series.iter().flat_map(|(_, _, s)| points(s)).map(|p| p.1).fold(0.1, f64::max) * 2.0;
-        let bottom = series.iter().flat_map(|(_, _, s)| points(s)).map(|p| p.1).fold(top, f64::min) / 2.0;
-        let mut chart = ChartBuilder::on(&root)
+    recorded.into_iter().filter(|(_, us)| *us > 0).map(|(p, us)| (nines(p), us as f64 / 1000.0)).collect()
+}
+
+/// The percentile spectrum, HdrHistogram style: latency against 1/(1−p) on a log axis
+/// labelled 50 %, 90 %, 99 %, 99.9 % … `series`: (label, mode, summary).
+pub fn spectrum(title: &str, series: &[(String, &str, &Summary)]) -> String {
+    svg(|root, keys| {
+        let all: Vec<(f64, f64)> = series.iter().flat_map(|(_, _, s)| spectrum_points(s)).collect();
+        let top = all.iter().map(|p| p.1).fold(0.1, f64::max) * 2.0;
+        let bottom = all.iter().map(|p| p.1).fold(top, f64::min) / 2.0;
+        let right = 10f64.powf(all.iter().map(|p| p.0).fold(1000.0, f64::max).log10().ceil());
+        let mut ticks = vec![1.0, 2.0];
+        ticks.extend((1..=right.log10() as i32).map(|k| 10f64.powi(k)));
+        let mut chart = ChartBuilder::on(root)
             .caption(title, ("sans-serif", 16))
             .margin(10)
             .x_label_area_size(35)
             .y_label_area_size(55)
-            .build_cartesian_2d(0.0..4.3, (bottom.max(0.001)..top).log_scale())?;
+            .build_cartesian_2d(
+                (1.0..right).log_scale().with_key_points(ticks),
+                (bottom.max(0.001)..top).log_scale(),
+            )?;
         chart
             .configure_mesh()
-            .x_desc("percentile")
-            .y_desc("latency (ms)")
-            .x_labels(5)
-            .x_label_formatter(&|x: &f64| match (*x * 10.0).round() as i32 {
-                0..=4 => "50%".into(),
-                10 => "90%".into(),
-                20 => "99%".into(),
-                30 => "99.9%".into(),
-                40 => "max".into(),
-                _ => String::new(),
-            })
+            .x_desc("percentile (log scale of 1/(1−p))")
+            .y_desc("latency (ms), successes only")
+            .y_labels(8)
+            .y_label_formatter(&|y: &f64| format!("{y:.3}").trim_end_matches('0').trim_end_matches('.').to_string())
+            .x_label_formatter(&|x: &f64| percentile_label(*x))
             .draw()?;
         for (i, (label, mode, summary)) in series.iter().enumerate() {
             let color = mode_color(mode);
             let style = if i % 2 == 0 { color.stroke_width(2) } else { color.mix(0.6).stroke_width(2) };
-            chart
-                .draw_series(LineSeries::new(points(summary), style).point_size(3))?
-                .label(label.clone())
-                .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], style));
+            chart.draw_series(LineSeries::new(spectrum_points(summary), style).point_size(2))?;
+            keys.push((label.clone(), style));
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .position(SeriesLabelPosition::UpperLeft)
-            .draw()?;
         Ok(())
     })
 }
@@ -168,10 +233,10 @@ pub fn spectrum(title: &str, series: &[(String, &str, &Summary)]) -> String {
 /// Grouped bars: one group per category, one bar per mode. `values`: (mode, per
 /// category value). `unit` labels the y axis.
 pub fn bars(title: &str, categories: &[String], values: &[(&str, Vec<f64>)], unit: &str) -> String {
-    svg(|root| {
+    svg(|root, keys| {
         let top = values.iter().flat_map(|(_, v)| v.iter().copied()).fold(1e-9, f64::max) * 1.2;
         let n = categories.len().max(1) as f64;
-        let mut chart = ChartBuilder::on(&root)
+        let mut chart = ChartBuilder::on(root)
             .caption(title, ("sans-serif", 16))
             .margin(10)
             .x_label_area_size(35)
@@ -195,15 +260,12 @@ pub fn bars(title: &str, categories: &[String], values: &[(&str, Vec<f64>)], uni
         let width = 0.8 / values.len().max(1) as f64;
         for (k, (mode, v)) in values.iter().enumerate() {
             let color = mode_color(mode);
-            chart
-                .draw_series(v.iter().enumerate().map(|(i, &y)| {
-                    let x0 = i as f64 + 0.1 + k as f64 * width;
-                    Rectangle::new([(x0, 0.0), (x0 + width * 0.9, y)], color.filled())
-                }))?
-                .label(mode.to_string())
-                .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled()));
+            chart.draw_series(v.iter().enumerate().map(|(i, &y)| {
+                let x0 = i as f64 + 0.1 + k as f64 * width;
+                Rectangle::new([(x0, 0.0), (x0 + width * 0.9, y)], color.filled())
+            }))?;
+            keys.push((mode.to_string(), color.filled()));
         }
-        chart.configure_series_labels().background_style(WHITE.mix(0.85)).border_style(BLACK).draw()?;
         Ok(())
     })
 }

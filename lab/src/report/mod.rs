@@ -35,6 +35,21 @@ fn ms(us: u64) -> String {
     format!("{:.2}", us as f64 / 1000.0)
 }
 
+/// A share in percent with enough digits that a small one does not read as 0 (0.9 %
+/// stays 0.90 %, 0.004 % stays 0.0040 %); exactly 0 is "0%".
+pub fn percent(share: f64) -> String {
+    let p = 100.0 * share;
+    if p == 0.0 {
+        "0%".into()
+    } else if p >= 10.0 {
+        format!("{p:.1}%")
+    } else {
+        // Two significant digits below 10 %.
+        let digits = (1 - p.log10().floor() as i32).max(1) as usize;
+        format!("{p:.digits$}%")
+    }
+}
+
 /// A rendered report: Markdown, HTML, and the charts as (file name, SVG).
 pub struct Rendered {
     pub markdown: String,
@@ -230,7 +245,7 @@ fn document(r: &Results) -> Vec<Block> {
     d.push(Heading(2, "Method".into()));
     let p = &r.profile;
     d.push(Para(format!(
-        "Workload: 80% `UserOrders`, 15% `PlaceOrder`, 5% `UpdatePrice` over {} users, {} products and {} seeded orders (seed {}), per-request deadline {} ms, one reused HTTP/2 connection per service. Open-loop load: requests leave on a fixed schedule and every latency is counted from the intended send time (no coordinated omission); HDR histograms; timelines in 100 ms buckets. Steady rates {:?}/s for {} s each; fault scenarios at {}/s; chaos for {} s. Every scenario runs in each mode on a fresh topology of real processes (and a real nats-server). {}",
+        "Workload: 80% `UserOrders`, 15% `PlaceOrder`, 5% `UpdatePrice` over {} users, {} products and {} seeded orders (seed {}), per-request deadline {} ms, one reused HTTP/2 connection per service. Open-loop load: requests leave on a fixed schedule and every latency is counted from the intended send time (no coordinated omission); the client enforces each request's deadline itself, so none is recorded past it; latencies are given for successes only and for all requests (a failure at its elapsed time; a request shed by the generator is counted, not timed); HDR histograms; timelines in 100 ms buckets. Steady rates {:?}/s for {} s each; fault scenarios at {}/s; chaos for {} s. Every scenario runs in each mode on a fresh topology of real processes (and a real nats-server). {}",
         p.seed.users, p.seed.products, p.seed.orders, p.seed.seed, p.deadline_ms, p.steady_rates, p.steady_secs, p.fault_rate, p.chaos_secs, run_order(r)
     )));
     d.push(Para(format!(
@@ -379,13 +394,20 @@ fn figures(modes: &[(&str, &ScenarioResult)]) -> Vec<Vec<String>> {
     for name in &loads {
         row(&format!("{name}: OK/s"), &|s| s.loads.get(name).map(|l| format!("{:.0}", l.ok_per_s)));
         for op in ["UserOrders", "PlaceOrder"] {
-            row(&format!("{name}: {op} p50 / p99 / p99.9 (ms)"), &|s| {
+            row(&format!("{name}: {op} p50 / p99 / p99.9 / max (ms), successes only"), &|s| {
                 s.loads
                     .get(name)?
                     .ops
                     .get(op)
-                    .map(|o| format!("{} / {} / {}", ms(o.p50_us), ms(o.p99_us), ms(o.p999_us)))
+                    .map(|o| format!("{} / {} / {} / {}", ms(o.p50_us), ms(o.p99_us), ms(o.p999_us), ms(o.max_us)))
             });
+            row(
+                &format!("{name}: {op} p50 / p99 / p99.9 / max (ms), all requests (failures at their elapsed time)"),
+                &|s| {
+                    let a = s.loads.get(name)?.ops.get(op)?.all_requests.as_ref()?;
+                    Some(format!("{} / {} / {} / {}", ms(a.p50_us), ms(a.p99_us), ms(a.p999_us), ms(a.max_us)))
+                },
+            );
             row(&format!("{name}: {op} availability"), &|s| {
                 s.loads.get(name)?.ops.get(op).map(|o| format!("{:.1}%", 100.0 * o.availability()))
             });
@@ -401,6 +423,18 @@ fn figures(modes: &[(&str, &ScenarioResult)]) -> Vec<Vec<String>> {
             (l.all.ok < l.all.attempted).then(|| format!("{} / {}", ms(l.all.failed_p50_us), ms(l.all.failed_max_us)))
         });
         row(&format!("{name}: most in flight"), &|s| s.loads.get(name).map(|l| l.max_in_flight.to_string()));
+        row(&format!("{name}: generator send lag p50 / p99 / max (ms); sent > 1 ms late"), &|s| {
+            let l = s.loads.get(name).filter(|l| l.kind == "open")?;
+            Some(format!(
+                "{} / {} / {}; {} ({} of {})",
+                ms(l.send_lag.p50_us),
+                ms(l.send_lag.p99_us),
+                ms(l.send_lag.max_us),
+                percent(l.late_share()),
+                l.send_lag.late_over_1ms,
+                l.scheduled
+            ))
+        });
     }
     row("availability while the first fault lasted", &|s| {
         let (from, to, what) = verdicts::fault_windows(s).into_iter().next()?;
@@ -577,7 +611,11 @@ fn scenario_charts(name: &str, modes: &[(&str, &ScenarioResult)], d: &mut Vec<Bl
         ));
         d.push(Block::Chart(
             format!("{name}-p99"),
-            charts::p99_timeline(&format!("{name}: p99 latency per 100 ms"), &timelines, &windows),
+            charts::p99_timeline(
+                &format!("{name}: p99 of successes per 100 ms (a gap: none succeeded)"),
+                &timelines,
+                &windows,
+            ),
         ));
     }
     if name == "steady" {
@@ -705,11 +743,14 @@ pub fn compare(old: &Results, new: &Results) -> String {
         for (name, load) in &n.loads {
             if let Some(before) = o.loads.get(name) {
                 line(
-                    &format!("{name}: p99 (ms)"),
+                    &format!("{name}: p99 of successes (ms)"),
                     Some(before.all.p99_us as f64 / 1000.0),
                     Some(load.all.p99_us as f64 / 1000.0),
                     true,
                 );
+                // Only where both runs timed every request.
+                let all_p99 = |s: &bench::Summary| s.all_requests.as_ref().map(|a| a.p99_us as f64 / 1000.0);
+                line(&format!("{name}: p99 of all requests (ms)"), all_p99(&before.all), all_p99(&load.all), true);
                 line(
                     &format!("{name}: availability"),
                     Some(before.all.availability()),
@@ -762,4 +803,16 @@ pub fn compare(old: &Results, new: &Results) -> String {
     }
     writeln!(out, "\n{regressions} regression(s) flagged (20 % worse, or any new loss).").ok();
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn small_shares_keep_their_digits() {
+        assert_eq!(super::percent(0.0), "0%");
+        assert_eq!(super::percent(0.009), "0.90%");
+        assert_eq!(super::percent(0.00004), "0.0040%");
+        assert_eq!(super::percent(0.033), "3.3%");
+        assert_eq!(super::percent(0.95), "95.0%");
+    }
 }

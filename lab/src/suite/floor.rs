@@ -54,8 +54,7 @@ pub struct Floor {
 /// Whether an open-loop run kept its schedule.
 pub fn kept_schedule(report: &LoadReport) -> bool {
     let asked = report.target_rate.unwrap_or(0.0);
-    let late = report.send_lag.late_over_1ms as f64 / report.scheduled.max(1) as f64;
-    report.ok_per_s >= 0.99 * asked && late <= 0.01
+    report.ok_per_s >= 0.99 * asked && report.late_share() <= 0.01
 }
 
 async fn time<F, Fut>(n: usize, mut f: F) -> anyhow::Result<Summary>

@@ -656,7 +656,7 @@ pub fn targets(results: &Results) -> Vec<TargetCheck> {
             .into(),
     });
     let noop = &floor.generator_noop;
-    let late = noop.send_lag.late_over_1ms as f64 / noop.scheduled.max(1) as f64;
+    let late = noop.late_share();
     checks.push(TargetCheck {
         target: "generator send-time error <= 1 % of the schedule".into(),
         measured: 100.0 * late,

@@ -3,6 +3,7 @@
 use std::fmt::Write;
 
 use super::Results;
+use crate::report::percent;
 
 fn ms(us: u64) -> String {
     format!("{:.2} ms", us as f64 / 1000.0)
@@ -37,12 +38,7 @@ pub fn text(r: &Results) -> String {
             .generator_ladder
             .iter()
             .map(|l| {
-                format!(
-                    "{:.0}→{:.0} ({}% late)",
-                    l.target_rate.unwrap_or(0.0),
-                    l.ok_per_s,
-                    100 * l.send_lag.late_over_1ms / l.scheduled.max(1)
-                )
+                format!("{:.0}→{:.0} ({} late)", l.target_rate.unwrap_or(0.0), l.ok_per_s, percent(l.late_share()))
             })
             .collect();
         writeln!(
@@ -77,15 +73,22 @@ pub fn text(r: &Results) -> String {
             let writes = load.ops.get("PlaceOrder");
             write!(
                 out,
-                " | {name}: {:.0} ok/s, UserOrders {:.1}% p99 {}",
+                " | {name}: {:.0} ok/s, UserOrders {:.1}% p99 {} successes only",
                 load.ok_per_s,
                 100.0 * reads.map_or(1.0, |x| x.availability()),
                 ms(reads.map_or(0, |x| x.p99_us)),
             )
             .ok();
+            // Results recorded before every request was timed have no such figure.
+            if let Some(all) = reads.and_then(|x| x.all_requests.as_ref()) {
+                write!(out, " / {} all requests", ms(all.p99_us)).ok();
+            }
             // A run without PlaceOrder (the soak's reads) has no figure for it.
             if let Some(w) = writes {
                 write!(out, ", PlaceOrder {:.1}%", 100.0 * w.availability()).ok();
+            }
+            if load.kind == "open" {
+                write!(out, ", send lag p99 {} ({} late)", ms(load.send_lag.p99_us), percent(load.late_share())).ok();
             }
         }
         if let Some(st) = &s.staleness {
