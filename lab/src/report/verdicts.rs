@@ -303,11 +303,11 @@ fn never_lost_by_chaos(r: &Results) -> Claim {
                     ls.acknowledged_orders,
                     cs.map_or("not applicable".into(), |c| c.converged.to_string())
                 ),
-                r#async: format!("{} lost of {}, converged in {} ms", la.lost, la.acknowledged_orders, ca.time_ms),
+                r#async: format!("{} lost of {}, converged {}", la.lost, la.acknowledged_orders, ca.describe()),
                 verdict: if clean(&ls, cs) && clean(&la, Some(ca)) { Verdict::Confirmed } else { Verdict::Refuted },
                 sentence: format!(
-                    "Under random SIGKILLs, async lost {} of {} acknowledged orders, duplicated {}, showed {} phantom rows, and its view equalled the truth {} ms after the faults; sync lost {} of {}.",
-                    la.lost, la.acknowledged_orders, la.duplicated, la.phantom, ca.time_ms, ls.lost, ls.acknowledged_orders
+                    "Under random SIGKILLs, async lost {} of {} acknowledged orders, duplicated {}, showed {} phantom rows, set {} events aside as dead letters, and its view equalled the truth {}; sync lost {} of {} ({} dead letters).",
+                    la.lost, la.acknowledged_orders, la.duplicated, la.phantom, la.dead_letters, ca.describe(), ls.lost, ls.acknowledged_orders, ls.dead_letters
                 ),
             }
         }

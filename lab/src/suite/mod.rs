@@ -217,6 +217,18 @@ pub struct Convergence {
     pub passes: u32,
 }
 
+impl Convergence {
+    /// How long after the last repair the view equalled the truth, as precisely as it
+    /// was measured: an upper bound when the first comparison was already clean.
+    pub fn describe(&self) -> String {
+        match (self.converged, self.clean_at_first_check) {
+            (false, _) => format!("had not converged {} ms after the last repair", self.time_ms),
+            (true, true) => format!("within {} ms of the last repair (clean at the first check)", self.time_ms),
+            (true, false) => format!("{} ± {} ms after the last repair", self.time_ms, self.resolution_ms),
+        }
+    }
+}
+
 /// The checker's verdict on acknowledged writes.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Losses {
