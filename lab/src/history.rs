@@ -34,6 +34,32 @@ use crate::{client::Clients, seed::Seeded, workload::timed};
 pub const CREATE_USER: &str = "CreateUser";
 pub const CREATE_PRODUCT: &str = "CreateProduct";
 
+/// Writes sent and not answered yet, shared by whoever sends them (the soak's writers,
+/// the workload) and read by the fault runner, which records how many were in flight
+/// at the instant a fault took effect: a kill that meets no write cannot lose one.
+#[derive(Debug, Default, Clone)]
+pub struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    pub fn count(&self) -> u64 {
+        self.0.load(Ordering::SeqCst) as u64
+    }
+
+    /// Runs `write`, counted as in flight from just before it starts until it ends
+    /// (or is dropped: a cancelled write is no longer in flight).
+    pub async fn during<F: std::future::Future>(&self, write: F) -> F::Output {
+        struct Sent<'a>(&'a AtomicUsize);
+        impl Drop for Sent<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        self.0.fetch_add(1, Ordering::SeqCst);
+        let _sent = Sent(&self.0);
+        write.await
+    }
+}
+
 /// A write as it was sent.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Op {
@@ -101,7 +127,7 @@ pub struct History {
     pub baseline: Vec<Entry>,
     entries: Mutex<Vec<Entry>>,
     known: Mutex<Known>,
-    in_flight: AtomicUsize,
+    in_flight: InFlight,
     started: AtomicU64,
 }
 
@@ -176,8 +202,8 @@ impl History {
     }
 
     /// Writes sent and not answered yet.
-    pub fn in_flight(&self) -> u64 {
-        self.in_flight.load(Ordering::SeqCst) as u64
+    pub fn in_flight(&self) -> &InFlight {
+        &self.in_flight
     }
 
     /// Writes sent so far (answered or not).
@@ -210,22 +236,27 @@ impl History {
     /// flight from just before it is sent until its answer is in.
     pub async fn send(&self, clients: &mut Clients, op: Op, deadline: Duration) -> Outcome {
         self.started.fetch_add(1, Ordering::SeqCst);
-        self.in_flight.fetch_add(1, Ordering::SeqCst);
-        let answer = match op.clone() {
-            Op::CreateUser(m) => {
-                clients.users.create_user(timed(m, deadline)).await.map(|r| Reply::User(r.into_inner()))
-            }
-            Op::CreateProduct(m) => {
-                clients.products.create_product(timed(m, deadline)).await.map(|r| Reply::Product(r.into_inner()))
-            }
-            Op::UpdatePrice(m) => {
-                clients.products.update_price(timed(m, deadline)).await.map(|r| Reply::Product(r.into_inner()))
-            }
-            Op::PlaceOrder(m) => {
-                clients.orders.place_order(timed(m, deadline)).await.map(|r| Reply::Order(r.into_inner()))
-            }
-        };
-        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        let answer = self
+            .in_flight
+            .during(async {
+                match op.clone() {
+                    Op::CreateUser(m) => {
+                        clients.users.create_user(timed(m, deadline)).await.map(|r| Reply::User(r.into_inner()))
+                    }
+                    Op::CreateProduct(m) => clients
+                        .products
+                        .create_product(timed(m, deadline))
+                        .await
+                        .map(|r| Reply::Product(r.into_inner())),
+                    Op::UpdatePrice(m) => {
+                        clients.products.update_price(timed(m, deadline)).await.map(|r| Reply::Product(r.into_inner()))
+                    }
+                    Op::PlaceOrder(m) => {
+                        clients.orders.place_order(timed(m, deadline)).await.map(|r| Reply::Order(r.into_inner()))
+                    }
+                }
+            })
+            .await;
         let outcome = match answer {
             Ok(reply) => Outcome::Acknowledged(reply),
             Err(status) => Outcome::InDoubt(status.code()),

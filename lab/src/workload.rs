@@ -16,7 +16,7 @@ use common::proto::{PlaceOrderRequest, UpdatePriceRequest, UserOrdersRequest};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
-use crate::{client::Clients, seed::Seeded};
+use crate::{client::Clients, history::InFlight, seed::Seeded};
 
 pub const USER_ORDERS: &str = "UserOrders";
 pub const PLACE_ORDER: &str = "PlaceOrder";
@@ -49,16 +49,32 @@ pub struct Workload {
     rng: StdRng,
     /// Ids of the orders acknowledged during the run, for the loss checker.
     acked_orders: Arc<Mutex<Vec<String>>>,
+    /// Writes (`PlaceOrder`, `UpdatePrice`) sent and not answered yet: a fault records
+    /// how many it met.
+    writes_in_flight: InFlight,
 }
 
 impl Workload {
     pub fn new(clients: Clients, seeded: Arc<Seeded>, mix: Mix, deadline: Duration, seed: u64) -> Self {
-        Self { clients, seeded, mix, deadline, rng: StdRng::seed_from_u64(seed), acked_orders: Default::default() }
+        Self {
+            clients,
+            seeded,
+            mix,
+            deadline,
+            rng: StdRng::seed_from_u64(seed),
+            acked_orders: Default::default(),
+            writes_in_flight: InFlight::default(),
+        }
     }
 
     /// Where acknowledged order ids are collected.
     pub fn acked_orders(&self) -> Arc<Mutex<Vec<String>>> {
         self.acked_orders.clone()
+    }
+
+    /// The counter of this workload's writes in flight.
+    pub fn writes_in_flight(&self) -> InFlight {
+        self.writes_in_flight.clone()
     }
 
     /// The next request: its operation and the future that sends it.
@@ -79,12 +95,13 @@ impl Workload {
         } else if pick < self.mix.user_orders + self.mix.place_order {
             let mut orders = self.clients.orders.clone();
             let acked = self.acked_orders.clone();
+            let in_flight = self.writes_in_flight.clone();
             let quantity = self.rng.random_range(1..=5);
             let message = PlaceOrderRequest { user_id, product_id, quantity };
             (
                 PLACE_ORDER,
                 Box::pin(async move {
-                    let result = within(deadline, orders.place_order(timed(message, deadline))).await;
+                    let result = in_flight.during(within(deadline, orders.place_order(timed(message, deadline)))).await;
                     if let Ok(order) = &result {
                         acked.lock().unwrap_or_else(|p| p.into_inner()).push(order.get_ref().id.clone());
                     }
@@ -93,12 +110,13 @@ impl Workload {
             )
         } else {
             let mut products = self.clients.products.clone();
+            let in_flight = self.writes_in_flight.clone();
             let message = UpdatePriceRequest { id: product_id, price_cents: self.rng.random_range(100..=100_000) };
             (
                 UPDATE_PRICE,
-                Box::pin(
-                    async move { outcome(&within(deadline, products.update_price(timed(message, deadline))).await) },
-                ),
+                Box::pin(async move {
+                    outcome(&in_flight.during(within(deadline, products.update_price(timed(message, deadline)))).await)
+                }),
             )
         }
     }

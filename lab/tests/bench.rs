@@ -157,7 +157,7 @@ fn small_ctx(dir: &std::path::Path) -> lab::suite::Ctx {
 
 /// Chaos gives both modes one schedule: the same service victims at the same planned
 /// times; the broker's kills come from their own stream, skipped in sync mode (no
-/// broker) and carried out in async mode.
+/// broker) and carried out in async mode; every fault records the writes it met.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn both_modes_chaos_schedules_list_the_same_victims() {
     use lab::suite::scenarios::SKIPPED_NO_BROKER;
@@ -190,7 +190,11 @@ async fn both_modes_chaos_schedules_list_the_same_victims() {
     for f in sync.faults.iter().chain(&r#async.faults) {
         assert!(f.effective_ms >= Some(f.t_ms), "{f:?}");
         assert!(f.planned_ms <= Some(f.t_ms), "issued before it was planned: {f:?}");
+        // Every fault (not a repair) records the workload's writes in flight when it
+        // took effect, so the "never lost" verdict can tell whether a kill met a write.
+        assert_eq!(f.writes_in_flight.is_some(), f.fault.is_some(), "{f:?}");
     }
+    assert!(r#async.faults.iter().any(|f| f.fault.is_some() && f.result == "ok"), "{:?}", r#async.faults);
 }
 
 /// A frozen (SIGSTOPped) service under open-loop load: the client gives up at its own

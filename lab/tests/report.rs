@@ -14,6 +14,25 @@ fn fixture() -> Results {
     serde_json::from_slice(&std::fs::read(path).expect("fixture")).expect("fixture parses")
 }
 
+/// The fixture with what today's suite records and the fixture predates: the latency
+/// slow-dependency added (its fault line says 20 ms), and for chaos the kind of each
+/// fault and the writes it met in flight (here: every kill met one).
+fn recorded() -> Results {
+    let mut r = fixture();
+    for s in &mut r.scenarios {
+        if s.scenario == "slow-dependency" {
+            s.added_latency_us = Some(20_000);
+        }
+        if s.scenario == "chaos" {
+            for e in s.faults.iter_mut().filter(|e| e.action.starts_with("kill")) {
+                e.fault = Some(lab::suite::FaultKind::Kill);
+                e.writes_in_flight = Some(1);
+            }
+        }
+    }
+    r
+}
+
 fn verdict(r: &Results, claim_starts: &str) -> Verdict {
     report::verdicts::judge(r).into_iter().find(|c| c.claim.starts_with(claim_starts)).expect("claim").verdict
 }
@@ -64,14 +83,14 @@ fn every_section_is_there_and_the_html_is_self_contained() {
 
 #[test]
 fn verdicts_follow_the_figures() {
-    let r = fixture();
+    let r = recorded();
     assert_eq!(verdict(&r, "sync: if any inter-service"), Verdict::Confirmed);
     assert_eq!(verdict(&r, "sync: a request is only as fast"), Verdict::Confirmed);
     assert_eq!(verdict(&r, "async: data is duplicated"), Verdict::Confirmed);
-    assert_eq!(verdict(&r, "an acknowledged write is never lost"), Verdict::Confirmed);
+    assert_eq!(verdict(&r, "an acknowledged write is never lost"), Verdict::NotRefuted { runs: 1 });
 
     // Had sync kept serving while users was down, the claim would be refuted.
-    let mut flipped = fixture();
+    let mut flipped = recorded();
     for bucket in &mut scenario(&mut flipped, "kill-dependency", "sync").loads.get_mut("run").unwrap().timeline {
         bucket.ok += bucket.errors.values().sum::<u64>();
         bucket.errors.clear();
@@ -79,7 +98,7 @@ fn verdicts_follow_the_figures() {
     assert_eq!(verdict(&flipped, "sync: if any inter-service"), Verdict::Refuted);
 
     // Had the added latency not reached sync UserOrders…
-    let mut flipped = fixture();
+    let mut flipped = recorded();
     let slow = scenario(&mut flipped, "slow-dependency", "sync");
     let baseline = slow.loads["baseline"].ops["UserOrders"].p50_us;
     slow.loads.get_mut("slowed").unwrap().ops.get_mut("UserOrders").unwrap().p50_us = baseline;
@@ -93,7 +112,7 @@ fn verdicts_follow_the_figures() {
     assert_eq!(verdict(&flipped, "async: data is duplicated"), Verdict::Refuted);
 
     // Had chaos lost an acknowledged order…
-    let mut flipped = fixture();
+    let mut flipped = recorded();
     scenario(&mut flipped, "chaos", "async").losses.as_mut().unwrap().lost = 1;
     assert_eq!(verdict(&flipped, "an acknowledged write is never lost"), Verdict::Refuted);
     let md = report::render(&flipped).markdown;
@@ -126,7 +145,7 @@ fn the_never_lost_claim_uses_the_soak_when_there_is_one() {
     };
     let mut r = fixture();
     r.scenarios.extend([soak("sync"), soak("async")]);
-    assert_eq!(verdict(&r, "an acknowledged write is never lost"), Verdict::Confirmed);
+    assert_eq!(verdict(&r, "an acknowledged write is never lost"), Verdict::NotRefuted { runs: 1 });
     let md = report::render(&r).markdown;
     assert!(md.contains("### soak"), "the soak has a section");
     assert!(md.contains("| sync | 200 (100 / 60 / 40) | 0 | 0 | 75% (150 of 200) | 7000 "), "{md}");
@@ -149,6 +168,69 @@ fn the_never_lost_claim_uses_the_soak_when_there_is_one() {
     assert!(report::render(&wrong).markdown.contains("async: wrong 1"));
     assert!(report::compare(&r, &wrong).contains("1 regression(s)"));
     assert_eq!(lab::suite::soak_failures(&wrong), vec!["soak (async): wrong 1".to_string()]);
+}
+
+/// "Never lost" holds only as far as the chaos run could have refuted it: faults carried
+/// out, orders acknowledged, kills that met writes in flight; and "never" is not
+/// refuted in N runs, not confirmed. Numbers quoted by verdicts and the Method come
+/// from the results.
+#[test]
+fn verdicts_check_their_preconditions() {
+    const NEVER_LOST: &str = "an acknowledged write is never lost";
+    let inconclusive = |r: &Results, claim: &str, why: &str| match verdict(r, claim) {
+        Verdict::Inconclusive(reason) => assert!(reason.contains(why), "{reason:?} does not say {why:?}"),
+        other => panic!("{claim}: {other:?}, expected inconclusive because {why}"),
+    };
+    let r = recorded();
+    assert_eq!(verdict(&r, NEVER_LOST), Verdict::NotRefuted { runs: 1 });
+    let md = report::render(&r).markdown;
+    assert!(md.contains("**not refuted in 1 run**"), "{md}");
+
+    // The fixture predates fault kinds and in-flight counts: it shows nothing.
+    inconclusive(&fixture(), NEVER_LOST, "no fault was carried out");
+    // Faults that did not happen.
+    let mut failed = recorded();
+    for e in &mut scenario(&mut failed, "chaos", "async").faults {
+        e.result = "error: not running".into();
+    }
+    inconclusive(&failed, NEVER_LOST, "async: no fault was carried out");
+    // Nothing acknowledged.
+    let mut silent = recorded();
+    scenario(&mut silent, "chaos", "sync").losses.as_mut().unwrap().acknowledged_orders = 0;
+    inconclusive(&silent, NEVER_LOST, "sync: no write was acknowledged");
+    // Kills that met no write in flight.
+    let mut idle = recorded();
+    for e in &mut scenario(&mut idle, "chaos", "sync").faults {
+        e.writes_in_flight = e.writes_in_flight.map(|_| 0);
+    }
+    inconclusive(&idle, NEVER_LOST, "sync: no fault took effect while writes were in flight");
+    // A loss refutes it whatever the preconditions.
+    scenario(&mut idle, "chaos", "async").losses.as_mut().unwrap().lost = 1;
+    assert_eq!(verdict(&idle, NEVER_LOST), Verdict::Refuted);
+    // Two chaos runs per mode: not refuted in 2.
+    let mut twice = recorded();
+    let again: Vec<_> = twice.scenarios.iter().filter(|s| s.scenario == "chaos").cloned().collect();
+    twice.scenarios.extend(again);
+    assert_eq!(verdict(&twice, NEVER_LOST), Verdict::NotRefuted { runs: 2 });
+    assert_eq!(verdict(&twice, NEVER_LOST).word(), "not refuted in 2 runs");
+
+    // The latency slow-dependency added comes from the results: unrecorded, no verdict…
+    inconclusive(&fixture(), "sync: a request is only as fast", "not in these results");
+    // …and another figure changes the sentence and the verdict.
+    let mut doubled = recorded();
+    for mode in ["sync", "async"] {
+        scenario(&mut doubled, "slow-dependency", mode).added_latency_us = Some(40_000);
+    }
+    let claim = report::verdicts::judge(&doubled).into_iter().find(|c| c.claim.starts_with("sync: a request")).unwrap();
+    assert!(claim.sentence.starts_with("With 40 ms added"), "{}", claim.sentence);
+    assert!(matches!(claim.verdict, Verdict::Inconclusive(_)), "about half of 40 ms reached sync: {:?}", claim.verdict);
+
+    // The Method's workload mix is the recorded one, or said to be unrecorded.
+    assert!(report::render(&fixture()).markdown.contains("not recorded in these results"));
+    let mut mixed = fixture();
+    mixed.profile.mix = Some(lab::workload::Mix { user_orders: 70, place_order: 20, update_price: 10 });
+    let md = report::render(&mixed).markdown;
+    assert!(md.contains("Workload: 70% `UserOrders`, 20% `PlaceOrder`, 10% `UpdatePrice` over"), "{md}");
 }
 
 #[test]

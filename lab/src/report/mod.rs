@@ -17,7 +17,7 @@ use crate::suite::{probe, Results, ScenarioResult};
 fn describe(scenario: &str) -> &'static str {
     match scenario {
         "steady" => "Latency and throughput at fixed open-loop rates, sequential latency, the saturation point (64 closed-loop clients), and the staleness probe.",
-        "slow-dependency" => "20 ms added in front of `products` by a fault proxy: how much of it reaches the client.",
+        "slow-dependency" => "A fixed latency added in front of `products` by a fault proxy (see the table): how much of it reaches the client.",
         "kill-dependency" => "`users` SIGKILLed, then `products`, under load: availability during the faults, staleness, recovery and convergence.",
         "pause-dependency" => "`products` frozen with SIGSTOP (a grey failure): do callers fail at their deadline or pile up?",
         "kill-broker" => "`nats-server` SIGKILLed under load and restarted (sync mode has no broker: the control).",
@@ -153,6 +153,8 @@ fn inline_html(text: &str) -> String {
     for word in ["confirmed", "refuted", "inconclusive"] {
         out = out.replace(&format!("<b>{word}"), &format!("<b class=\"{word}\">{word}"));
     }
+    // "not refuted in N runs" reads as a pass, held only as far as the runs went.
+    out = out.replace("<b>not refuted", "<b class=\"confirmed\">not refuted");
     out
 }
 
@@ -245,7 +247,11 @@ fn document(r: &Results) -> Vec<Block> {
     d.push(Heading(2, "Method".into()));
     let p = &r.profile;
     d.push(Para(format!(
-        "Workload: 80% `UserOrders`, 15% `PlaceOrder`, 5% `UpdatePrice` over {} users, {} products and {} seeded orders (seed {}), per-request deadline {} ms, one reused HTTP/2 connection per service. Open-loop load: requests leave on a fixed schedule and every latency is counted from the intended send time (no coordinated omission); the client enforces each request's deadline itself, so none is recorded past it; latencies are given for successes only and for all requests (a failure at its elapsed time; a request shed by the generator is counted, not timed); HDR histograms; timelines in 100 ms buckets. Steady rates {:?}/s for {} s each; fault scenarios at {}/s; chaos for {} s. Every scenario runs in each mode on a fresh topology of real processes (and a real nats-server). {}",
+        "Workload: {} over {} users, {} products and {} seeded orders (seed {}), per-request deadline {} ms, one reused HTTP/2 connection per service. Open-loop load: requests leave on a fixed schedule and every latency is counted from the intended send time (no coordinated omission); the client enforces each request's deadline itself, so none is recorded past it; latencies are given for successes only and for all requests (a failure at its elapsed time; a request shed by the generator is counted, not timed); HDR histograms; timelines in 100 ms buckets. Steady rates {:?}/s for {} s each; fault scenarios at {}/s; chaos for {} s. Every scenario runs in each mode on a fresh topology of real processes (and a real nats-server). {}",
+        p.mix.map_or("a mix of `UserOrders`, `PlaceOrder` and `UpdatePrice` not recorded in these results".into(), |m| format!(
+            "{}% `UserOrders`, {}% `PlaceOrder`, {}% `UpdatePrice`",
+            m.user_orders, m.place_order, m.update_price
+        )),
         p.seed.users, p.seed.products, p.seed.orders, p.seed.seed, p.deadline_ms, p.steady_rates, p.steady_secs, p.fault_rate, p.chaos_secs, run_order(r)
     )));
     d.push(Para(format!(
@@ -382,6 +388,19 @@ fn figures(modes: &[(&str, &ScenarioResult)]) -> Vec<Vec<String>> {
     });
     row("sequential PlaceOrder p50 / p99 (ms)", &|s| {
         s.sequential.as_ref().map(|l| format!("{} / {}", ms(l.place_order.p50_us), ms(l.place_order.p99_us)))
+    });
+    row("latency added in front of the slowed dependency (ms)", &|s| s.added_latency_us.map(ms));
+    row("faults carried out; of them, with writes in flight when they took effect", &|s| {
+        let done: Vec<_> =
+            s.faults.iter().filter(|e| e.fault.is_some() && e.result == crate::suite::scenarios::OK).collect();
+        let counted: Vec<u64> = done.iter().filter_map(|e| e.writes_in_flight).collect();
+        (!done.is_empty()).then(|| {
+            if counted.len() < done.len() {
+                format!("{}; not recorded", done.len())
+            } else {
+                format!("{}; {}", done.len(), counted.iter().filter(|&&n| n > 0).count())
+            }
+        })
     });
     row("acknowledged → visible p50 / p99 (ms)", &|s| {
         s.sequential.as_ref()?.propagation.as_ref().map(|p| format!("{} / {}", ms(p.p50_us), ms(p.p99_us)))

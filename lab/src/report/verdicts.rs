@@ -7,6 +7,11 @@ use crate::suite::{Results, ScenarioResult};
 #[derive(Debug, Clone, PartialEq)]
 pub enum Verdict {
     Confirmed,
+    /// A claim about every case ("never") that the runs could have refuted and did
+    /// not: that is all a finite number of runs can say of it.
+    NotRefuted {
+        runs: usize,
+    },
     Refuted,
     Inconclusive(String),
 }
@@ -15,6 +20,7 @@ impl Verdict {
     pub fn word(&self) -> String {
         match self {
             Verdict::Confirmed => "confirmed".into(),
+            Verdict::NotRefuted { runs } => format!("not refuted in {runs} run{}", if *runs == 1 { "" } else { "s" }),
             Verdict::Refuted => "refuted".into(),
             Verdict::Inconclusive(why) => format!("inconclusive ({why})"),
         }
@@ -131,9 +137,15 @@ pub fn judge(r: &Results) -> Vec<Claim> {
         let p50 = |phase: &str| s.loads.get(phase)?.ops.get("UserOrders").map(|o| o.p50_us as f64);
         Some(p50("slowed")? - p50("baseline")?)
     };
-    let added = 20_000.0;
-    claims.push(match (delta("sync"), delta("async")) {
-        (Some(s), Some(a)) => Claim {
+    // What the proxy added, as the run recorded it.
+    let added = find(r, "slow-dependency", "sync").and_then(|s| s.added_latency_us).map(|us| us as f64);
+    claims.push(match (delta("sync"), delta("async"), added) {
+        (Some(_), Some(_), None) => Claim {
+            verdict: Verdict::Inconclusive("the latency added is not in these results".into()),
+            sentence: "The latency the proxy added was not recorded in these results, so the rise cannot be compared with it.".into(),
+            ..missing("sync: a request is only as fast as its slowest hop", "slow-dependency")
+        },
+        (Some(s), Some(a), Some(added)) => Claim {
             claim: "sync: a request is only as fast as its slowest hop",
             scenario: "slow-dependency",
             sync: format!("UserOrders p50 +{}", ms(s)),
@@ -283,31 +295,83 @@ pub fn judge(r: &Results) -> Vec<Claim> {
 
 const NEVER_LOST: &str = "an acknowledged write is never lost (both modes, under random kills)";
 
-/// The chaos scenario's checker: acknowledged orders against the view.
+/// What a checker that found nothing proves: nothing unless faults were carried out,
+/// writes acknowledged, and faults took effect while writes were in flight (a kill
+/// that meets no write cannot lose one). The reason it proves nothing, if so.
+fn unproven(faults: usize, acknowledged: usize, faults_on_writes: usize) -> Option<&'static str> {
+    if faults == 0 {
+        Some("no fault was carried out")
+    } else if acknowledged == 0 {
+        Some("no write was acknowledged")
+    } else if faults_on_writes == 0 {
+        Some("no fault took effect while writes were in flight")
+    } else {
+        None
+    }
+}
+
+/// Runs of `scenario` the claim rests on: the fewest of any mode.
+fn runs(r: &Results, scenario: &str) -> usize {
+    ["sync", "async"]
+        .into_iter()
+        .map(|m| r.scenarios.iter().filter(|s| s.scenario == scenario && s.mode == m).count())
+        .min()
+        .unwrap_or(0)
+}
+
+/// Faults of a scenario carried out, and of those, how many took effect while writes
+/// were in flight (a fault whose count was not recorded counts as none).
+fn faults_done(s: &ScenarioResult) -> (usize, usize) {
+    let done: Vec<_> =
+        s.faults.iter().filter(|e| e.fault.is_some() && e.result == crate::suite::scenarios::OK).collect();
+    (done.len(), done.iter().filter(|e| e.writes_in_flight.unwrap_or(0) > 0).count())
+}
+
+/// The chaos scenario's checker: acknowledged orders against the view. Not refuted
+/// (never "confirmed": a finite run cannot show "never") only when both modes ran under
+/// faults that met writes in flight and acknowledged some.
 fn never_lost_by_chaos(r: &Results) -> Claim {
     // Sync has no convergence figure (not applicable): its losses alone decide.
-    let chaos = |mode: &str| find(r, "chaos", mode).and_then(|s| Some((s.losses.clone()?, s.convergence.clone())));
+    let chaos = |mode: &str| {
+        let s = find(r, "chaos", mode)?;
+        Some((s.losses.clone()?, s.convergence.clone(), faults_done(s)))
+    };
     match (chaos("sync"), chaos("async")) {
-        (Some((ls, cs)), Some((la, Some(ca)))) => {
+        (Some((ls, cs, fs)), Some((la, Some(ca), fa))) => {
             let clean = |l: &crate::suite::Losses, c: Option<&crate::suite::Convergence>| {
                 l.is_clean() && c.is_none_or(|c| c.converged)
             };
             let cs = cs.as_ref();
             let ca = &ca;
+            let faults =
+                |(done, on_writes): (usize, usize)| format!("{done} faults, {on_writes} with writes in flight");
+            let why: Vec<String> = [("sync", &ls, fs), ("async", &la, fa)]
+                .into_iter()
+                .filter_map(|(m, l, (done, on_writes))| {
+                    Some(format!("{m}: {}", unproven(done, l.acknowledged_orders, on_writes)?))
+                })
+                .collect();
             Claim {
                 claim: NEVER_LOST,
                 scenario: "chaos",
                 sync: format!(
-                    "{} lost of {}, converged {}",
+                    "{} lost of {}, converged {}; {}",
                     ls.lost,
                     ls.acknowledged_orders,
-                    cs.map_or("not applicable".into(), |c| c.converged.to_string())
+                    cs.map_or("not applicable".into(), |c| c.converged.to_string()),
+                    faults(fs)
                 ),
-                r#async: format!("{} lost of {}, converged {}", la.lost, la.acknowledged_orders, ca.describe()),
-                verdict: if clean(&ls, cs) && clean(&la, Some(ca)) { Verdict::Confirmed } else { Verdict::Refuted },
+                r#async: format!("{} lost of {}, converged {}; {}", la.lost, la.acknowledged_orders, ca.describe(), faults(fa)),
+                verdict: if !(clean(&ls, cs) && clean(&la, Some(ca))) {
+                    Verdict::Refuted
+                } else if !why.is_empty() {
+                    Verdict::Inconclusive(why.join("; "))
+                } else {
+                    Verdict::NotRefuted { runs: runs(r, "chaos") }
+                },
                 sentence: format!(
-                    "Under random SIGKILLs, async lost {} of {} acknowledged orders, duplicated {}, showed {} phantom rows, set {} events aside as dead letters, and its view equalled the truth {}; sync lost {} of {} ({} dead letters).",
-                    la.lost, la.acknowledged_orders, la.duplicated, la.phantom, la.dead_letters, ca.describe(), ls.lost, ls.acknowledged_orders, ls.dead_letters
+                    "Under random SIGKILLs ({} in async, {} in sync), async lost {} of {} acknowledged orders, duplicated {}, showed {} phantom rows, set {} events aside as dead letters, and its view equalled the truth {}; sync lost {} of {} ({} dead letters).",
+                    faults(fa), faults(fs), la.lost, la.acknowledged_orders, la.duplicated, la.phantom, la.dead_letters, ca.describe(), ls.lost, ls.acknowledged_orders, ls.dead_letters
                 ),
             }
         }
@@ -316,9 +380,9 @@ fn never_lost_by_chaos(r: &Results) -> Claim {
 }
 
 /// The soak's checker: every acknowledged write (users, products, prices, orders)
-/// against the owners, the view and orders' replica. It confirms only a soak that did
-/// what it claims to test: faults carried out, writes acknowledged, and faults that
-/// took effect while writes were in flight.
+/// against the owners, the view and orders' replica. It is not refuted (never
+/// "confirmed") only by a soak that did what it claims to test: faults carried out,
+/// writes acknowledged, and faults that took effect while writes were in flight.
 fn never_lost_by_soak(r: &Results) -> Claim {
     let soak = |mode: &str| find(r, "soak", mode).and_then(|s| Some((s.soak.as_ref()?, s.convergence.as_ref()?)));
     let cell = |mode: &str| {
@@ -349,18 +413,10 @@ fn never_lost_by_soak(r: &Results) -> Claim {
             (!what.is_empty()).then(|| format!("{m}: {}", what.join(", ")))
         })
         .collect();
-    let unproven: Vec<String> = ran
+    let not_shown: Vec<String> = ran
         .iter()
         .filter_map(|(m, k, _)| {
-            let why = if k.faults() == 0 {
-                "no fault was carried out"
-            } else if k.acknowledged_writes() == 0 {
-                "no write was acknowledged"
-            } else if k.faults_with_writes_in_flight == 0 {
-                "no fault took effect while writes were in flight"
-            } else {
-                return None;
-            };
+            let why = unproven(k.faults(), k.acknowledged_writes(), k.faults_with_writes_in_flight)?;
             Some(format!("{m}: {why}"))
         })
         .collect();
@@ -368,10 +424,10 @@ fn never_lost_by_soak(r: &Results) -> Claim {
         Verdict::Refuted
     } else if ran.len() < 2 {
         Verdict::Inconclusive("the soak ran in one mode only".into())
-    } else if !unproven.is_empty() {
-        Verdict::Inconclusive(unproven.join("; "))
+    } else if !not_shown.is_empty() {
+        Verdict::Inconclusive(not_shown.join("; "))
     } else {
-        Verdict::Confirmed
+        Verdict::NotRefuted { runs: runs(r, "soak") }
     };
     let sentence = if failed.is_empty() {
         format!(

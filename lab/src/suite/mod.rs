@@ -30,6 +30,7 @@ use crate::{
     latency::Latencies,
     seed::{SeedConfig, Seeded},
     topology::{Config, Topology},
+    workload::Mix,
 };
 
 /// Every scenario, in the order the suite runs them.
@@ -89,6 +90,10 @@ pub struct Profile {
     /// Rounds of the [`LATENCY_SCENARIOS`] (results from before rounds: 1).
     #[serde(default = "one")]
     pub rounds: usize,
+    /// The workload's mix of operations (absent in results from before it was
+    /// recorded: the report then says so rather than assume one).
+    #[serde(default)]
+    pub mix: Option<Mix>,
 }
 
 fn default_soak_faults() -> usize {
@@ -116,6 +121,7 @@ impl Profile {
             soak_faults: soak::DEFAULT_FAULTS,
             long_scenarios: false,
             rounds: 2,
+            mix: Some(Mix::default()),
         }
     }
 
@@ -135,7 +141,13 @@ impl Profile {
             soak_faults: soak::DEFAULT_FAULTS,
             long_scenarios: true,
             rounds: 3,
+            mix: Some(Mix::default()),
         }
+    }
+
+    /// The mix the scenarios' workloads use: the recorded one.
+    pub fn workload_mix(&self) -> Mix {
+        self.mix.unwrap_or_default()
     }
 
     pub fn deadline(&self) -> Duration {
@@ -166,7 +178,9 @@ pub struct FaultEvent {
     /// do not count faults).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fault: Option<FaultKind>,
-    /// The soak's writes outstanding at the effective instant.
+    /// Writes outstanding at the effective instant of a fault (the soak's writers', or
+    /// the workload's in chaos and the other fault scenarios); absent for a repair and
+    /// in results from before it was recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub writes_in_flight: Option<u64>,
 }
@@ -295,6 +309,10 @@ pub struct ScenarioResult {
     /// The soak's checker: the history of every acknowledged write against the system.
     #[serde(default)]
     pub soak: Option<soak::Soak>,
+    /// The latency the fault proxy added in front of the slowed dependency
+    /// (slow-dependency), in µs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub added_latency_us: Option<u64>,
 }
 
 /// A target of the issue that set up the suite, and where this run stands.

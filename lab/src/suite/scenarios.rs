@@ -25,7 +25,7 @@ use super::{
 };
 use crate::{
     control::{self, Action},
-    history::History,
+    history::InFlight,
     workload::{Mix, Workload},
 };
 
@@ -146,8 +146,10 @@ async fn with_steps(
     let p = &ctx.profile;
     let mut prepared = ctx.prepare(name, mode, &[], p.seed).await?;
     let workload =
-        Workload::new(prepared.clients.clone(), prepared.seeded.clone(), Mix::default(), p.deadline(), p.seed.seed);
+        Workload::new(prepared.clients.clone(), prepared.seeded.clone(), p.workload_mix(), p.deadline(), p.seed.seed);
     let acked = workload.acked_orders();
+    // Every fault records the workload's writes in flight when it took effect.
+    let writes = workload.writes_in_flight();
     let mut result = ScenarioResult::default();
     let mut sampler = Sampler::default();
     let (stop_probe, probe) = start_probe(&prepared, acked.clone());
@@ -160,7 +162,7 @@ async fn with_steps(
         OpenLoop::new(p.fault_rate, length),
         steps,
         &mut sampler,
-        None,
+        Some(&writes),
         &mut |_| {},
     )
     .await;
@@ -260,8 +262,8 @@ pub struct Step {
     pub starts: Option<FaultKind>,
 }
 
-/// How long a fault of the soak waits, past its planned time, for a write to be in
-/// flight: faults are meant to land on writes, the case that can lose one.
+/// How long a fault waits, past its planned time, for a write to be in flight: faults
+/// are meant to land on writes, the case that can lose one.
 const LAND_ON_A_WRITE: Duration = Duration::from_millis(50);
 
 /// Runs the workload open-loop while applying the `steps` at their offsets and
@@ -275,7 +277,7 @@ pub(super) async fn load_during(
     config: OpenLoop,
     mut steps: Vec<Step>,
     sampler: &mut Sampler,
-    writes: Option<&History>,
+    writes: Option<&InFlight>,
     progress: &mut dyn FnMut(&FaultEvent),
 ) -> (bench::load::LoadReport, Vec<FaultEvent>) {
     let start = tokio::time::Instant::now();
@@ -294,7 +296,7 @@ pub(super) async fn load_during(
                 if let Some(step) = pending.next() {
                     if let (Some(writes), Some(_)) = (writes, step.starts) {
                         let waited = tokio::time::Instant::now();
-                        while writes.in_flight() == 0 && waited.elapsed() < LAND_ON_A_WRITE {
+                        while writes.count() == 0 && waited.elapsed() < LAND_ON_A_WRITE {
                             tokio::time::sleep(Duration::from_millis(1)).await;
                         }
                     }
@@ -315,7 +317,7 @@ pub(super) async fn load_during(
                         planned_ms: Some(step.at.as_millis() as u64),
                         effective_ms: Some(ms(effective)),
                         fault: step.starts,
-                        writes_in_flight: writes.filter(|_| step.starts.is_some()).map(History::in_flight),
+                        writes_in_flight: writes.filter(|_| step.starts.is_some()).map(InFlight::count),
                     };
                     progress(&event);
                     events.push(event);
@@ -489,7 +491,7 @@ async fn steady(ctx: &Ctx, mode: Mode) -> anyhow::Result<ScenarioResult> {
         let workload = Workload::new(
             prepared.clients.clone(),
             prepared.seeded.clone(),
-            Mix::default(),
+            p.workload_mix(),
             p.deadline(),
             p.seed.seed + i as u64,
         );
@@ -503,7 +505,7 @@ async fn steady(ctx: &Ctx, mode: Mode) -> anyhow::Result<ScenarioResult> {
     let workload = std::sync::Mutex::new(Workload::new(
         prepared.clients.clone(),
         prepared.seeded.clone(),
-        Mix::default(),
+        p.workload_mix(),
         p.deadline(),
         p.seed.seed + 99,
     ));
@@ -524,6 +526,7 @@ async fn slow_dependency(ctx: &Ctx, mode: Mode) -> anyhow::Result<ScenarioResult
     let mut result = ScenarioResult::default();
     let mut sampler = Sampler::default();
     let added = Duration::from_millis(20);
+    result.added_latency_us = Some(added.as_micros() as u64);
     // Fault times are from the start of the first phase's load.
     let start = tokio::time::Instant::now();
     let ms = |at: tokio::time::Instant| at.duration_since(start).as_millis() as u64;
@@ -542,8 +545,13 @@ async fn slow_dependency(ctx: &Ctx, mode: Mode) -> anyhow::Result<ScenarioResult
                 writes_in_flight: None,
             });
         }
-        let workload =
-            Workload::new(prepared.clients.clone(), prepared.seeded.clone(), Mix::default(), p.deadline(), p.seed.seed);
+        let workload = Workload::new(
+            prepared.clients.clone(),
+            prepared.seeded.clone(),
+            p.workload_mix(),
+            p.deadline(),
+            p.seed.seed,
+        );
         let config = OpenLoop::new(p.fault_rate, p.secs(2.5));
         let (report, _) =
             load_during(&mut prepared, workload, config, Vec::new(), &mut sampler, None, &mut |_| {}).await;

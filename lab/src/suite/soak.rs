@@ -212,7 +212,7 @@ pub async fn run(ctx: &Ctx, mode: Mode) -> anyhow::Result<ScenarioResult> {
         OpenLoop::new(p.fault_rate, length),
         steps,
         &mut sampler,
-        Some(&history),
+        Some(history.in_flight()),
         &mut progress,
     )
     .await;
