@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use bench::{outcome, Recorder, Summary};
-use common::proto::{PlaceOrderRequest, UserOrdersRequest};
+use common::proto::{CreateUserRequest, PlaceOrderRequest, UserOrdersRequest};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
@@ -106,3 +106,109 @@ pub async fn propagation(clients: &Clients, seeded: &Seeded, writes: usize, seed
 
 /// How long an acknowledged order may take to become visible before it counts as lost.
 pub const VISIBLE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The first wait before a refused order is retried; each later wait doubles.
+pub const RETRY_FIRST: Duration = Duration::from_micros(500);
+/// The most a create-then-use sequence waits between retries, in all, before it gives up.
+pub const RETRY_BUDGET: Duration = Duration::from_secs(1);
+
+/// What a client meets when it creates a user and at once orders for them (see
+/// [`create_then_use`]).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CreateThenUse {
+    /// Sequences tried.
+    pub sequences: usize,
+    /// Users whose creation was acknowledged: the sequences that went on to order.
+    pub users_created: usize,
+    /// First orders refused with `FAILED_PRECONDITION` (the orders service did not know
+    /// the user yet).
+    pub refused_first: usize,
+    /// Orders accepted within the retry budget.
+    pub accepted: usize,
+    /// Orders sent after a refusal, in all.
+    pub retries: usize,
+    /// The first retry's wait, doubling after each refusal, and the most waited in all.
+    pub retry_first_us: u64,
+    pub retry_budget_ms: u64,
+    /// From the user's acknowledgement until the order was accepted (the accepted
+    /// request's own round trip included); a sequence that gave up counts as a failure
+    /// at its elapsed time.
+    pub until_accepted: Summary,
+}
+
+impl CreateThenUse {
+    /// Share of first orders refused, of the users created.
+    pub fn refused_share(&self) -> f64 {
+        self.refused_first as f64 / self.users_created.max(1) as f64
+    }
+}
+
+/// Create-then-use, one sequence at a time, `sequences` times: create a user, then at
+/// once place an order for them (a product chosen by a seeded generator), retrying on
+/// `FAILED_PRECONDITION` after [`RETRY_FIRST`], doubling, until accepted or
+/// [`RETRY_BUDGET`] has been waited. In sync mode the order checks the user with its
+/// owner, so it cannot be refused for this; in async mode the orders service knows the
+/// user only once its event has arrived, and a client must handle "not yet".
+pub async fn create_then_use(
+    clients: &Clients,
+    seeded: &Seeded,
+    sequences: usize,
+    seed: u64,
+) -> anyhow::Result<CreateThenUse> {
+    if seeded.product_ids.is_empty() {
+        anyhow::bail!("no seeded products to order: run `lab seed` first");
+    }
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut recorder = Recorder::default();
+    let (mut users, mut orders) = (clients.users.clone(), clients.orders.clone());
+    let (mut users_created, mut refused_first, mut accepted, mut retries) = (0, 0, 0, 0);
+    for i in 0..sequences {
+        let message = CreateUserRequest {
+            name: format!("New user {i}"),
+            email: format!("new-{seed}-{i}-{}@example.test", rng.random::<u32>()),
+        };
+        let mut request = tonic::Request::new(message);
+        request.set_timeout(DEADLINE);
+        let Ok(user) = users.create_user(request).await else { continue };
+        let acknowledged = Instant::now();
+        users_created += 1;
+        let message = PlaceOrderRequest {
+            user_id: user.into_inner().id,
+            product_id: seeded.product_ids[rng.random_range(0..seeded.product_ids.len())].clone(),
+            quantity: 1,
+        };
+        let (mut wait, mut waited, mut first) = (RETRY_FIRST, Duration::ZERO, true);
+        let result = loop {
+            let mut request = tonic::Request::new(message.clone());
+            request.set_timeout(DEADLINE);
+            let result = orders.place_order(request).await;
+            let refused = matches!(&result, Err(s) if s.code() == tonic::Code::FailedPrecondition);
+            if refused && first {
+                refused_first += 1;
+            }
+            first = false;
+            let nap = wait.min(RETRY_BUDGET.saturating_sub(waited));
+            if !refused || nap.is_zero() {
+                break result;
+            }
+            tokio::time::sleep(nap).await;
+            waited += nap;
+            wait *= 2;
+            retries += 1;
+        };
+        if result.is_ok() {
+            accepted += 1;
+        }
+        recorder.record(acknowledged.elapsed(), outcome(&result));
+    }
+    Ok(CreateThenUse {
+        sequences,
+        users_created,
+        refused_first,
+        accepted,
+        retries,
+        retry_first_us: RETRY_FIRST.as_micros() as u64,
+        retry_budget_ms: RETRY_BUDGET.as_millis() as u64,
+        until_accepted: recorder.summary(),
+    })
+}

@@ -238,3 +238,27 @@ async fn a_frozen_service_shows_in_the_all_requests_tail_at_the_deadline() {
     assert!(report.all.ok > 0, "{:?}", report.all.outcomes);
     assert!(report.all.p99_us < near.start() / 2, "success-only p99 {} µs", report.all.p99_us);
 }
+
+/// Create a user, then at once order for them: sync never refuses the first order (it
+/// asks the user's owner); async may ("not yet": orders has not heard of the user),
+/// and a client that retries gets every order accepted. Both record the figure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_then_use_is_refused_only_while_async_has_not_heard_of_the_user() {
+    const N: usize = 50;
+    for mode in [Mode::Sync, Mode::Async] {
+        let lab = support::start(mode).await;
+        let (_, products) = populate(&lab, 0, 3).await;
+        // Orders' replica knows the products: only the new users can be "not yet".
+        settle(&lab, 3).await;
+        let seeded = Seeded { user_ids: Vec::new(), product_ids: products, order_ids: Vec::new() };
+        let c = lab::latency::create_then_use(&lab.clients, &seeded, N, 5).await.unwrap();
+        assert_eq!((c.sequences, c.users_created, c.accepted), (N, N, N), "{mode}: {c:?}");
+        assert_eq!(c.until_accepted.ok, N as u64, "{mode}: every acceptance is timed: {c:?}");
+        let share = c.refused_share();
+        match mode {
+            Mode::Sync => assert_eq!((c.refused_first, c.retries), (0, 0), "sync asks the owner: {c:?}"),
+            Mode::Async => assert!((0.0..=1.0).contains(&share), "async: {share}"),
+        }
+        eprintln!("{mode}: refused first {share:.2}, until accepted p50 {} µs", c.until_accepted.p50_us);
+    }
+}

@@ -450,3 +450,49 @@ fn spectra_have_many_points_on_a_nines_axis() {
     let longest = polylines(svg, &sync).iter().map(Vec::len).max().unwrap_or(0);
     assert!(longest >= 30, "the spectrum has {longest} points");
 }
+
+/// The create-then-use figure (steady) shows in the steady table and the summary line,
+/// and the "harder to understand" verdict cites it from the results: a client must
+/// handle "not yet".
+#[test]
+fn create_then_use_is_reported_and_cited_by_the_understanding_verdict() {
+    let figure = |refused: usize, micros: u64| {
+        let mut recorder = bench::Recorder::default();
+        for _ in 0..100 {
+            recorder.record(std::time::Duration::from_micros(micros), "OK");
+        }
+        lab::latency::CreateThenUse {
+            sequences: 100,
+            users_created: 100,
+            refused_first: refused,
+            accepted: 100,
+            retries: 2 * refused,
+            retry_first_us: 500,
+            retry_budget_ms: 1000,
+            until_accepted: recorder.summary(),
+        }
+    };
+    let mut r = fixture();
+    let before = report::verdicts::judge(&r).into_iter().find(|c| c.claim == "async: harder to understand").unwrap();
+    assert!(!before.sentence.contains("ordering for them"), "the fixture has no such figure");
+    scenario(&mut r, "steady", "sync").create_then_use = Some(figure(0, 900));
+    scenario(&mut r, "steady", "async").create_then_use = Some(figure(47, 1140));
+    let md = report::render(&r).markdown;
+    assert!(
+        md.contains("| create-then-use: first order refused (FAILED_PRECONDITION), of the users just created | 0% (0 of 100) | 47.0% (47 of 100) |"),
+        "{md}"
+    );
+    assert!(md.contains("| create-then-use: user acknowledged → order accepted p50 / p99 (ms), retries included | 0.90 / 0.90 | 1.14 / 1.14 |"));
+    let claim = report::verdicts::judge(&r).into_iter().find(|c| c.claim == "async: harder to understand").unwrap();
+    assert!(
+        matches!(&claim.verdict, Verdict::Inconclusive(why) if why.contains("a client must handle \"not yet\": 47.0% of first orders")),
+        "{:?}",
+        claim.verdict
+    );
+    assert!(claim.sentence.contains("accepted 1.14 ms after the user's acknowledgement at p50"), "{}", claim.sentence);
+    let summary = lab::suite::summary::text(&r);
+    assert!(
+        summary.contains("create-then-use: first order refused 47 of 100 new users, accepted 100 of 100"),
+        "{summary}"
+    );
+}

@@ -16,7 +16,7 @@ use crate::suite::{probe, Results, ScenarioResult};
 /// What each scenario shows, for the reader.
 fn describe(scenario: &str) -> &'static str {
     match scenario {
-        "steady" => "Latency and throughput at fixed open-loop rates, sequential latency, the saturation point (64 closed-loop clients), and the staleness probe.",
+        "steady" => "Latency and throughput at fixed open-loop rates, sequential latency, the saturation point (closed-loop clients), the staleness probe, and create-then-use: a user created, then at once an order placed for them, retried while refused as not yet known.",
         "slow-dependency" => "A fixed latency added in front of `products` by a fault proxy (see the table): how much of it reaches the client.",
         "kill-dependency" => "`users` SIGKILLed, then `products`, under load: availability during the faults, staleness, recovery and convergence.",
         "pause-dependency" => "`products` frozen with SIGSTOP (a grey failure): do callers fail at their deadline or pile up?",
@@ -388,6 +388,26 @@ fn figures(modes: &[(&str, &ScenarioResult)]) -> Vec<Vec<String>> {
     });
     row("sequential PlaceOrder p50 / p99 (ms)", &|s| {
         s.sequential.as_ref().map(|l| format!("{} / {}", ms(l.place_order.p50_us), ms(l.place_order.p99_us)))
+    });
+    row("create-then-use: first order refused (FAILED_PRECONDITION), of the users just created", &|s| {
+        s.create_then_use
+            .as_ref()
+            .map(|c| format!("{} ({} of {})", percent(c.refused_share()), c.refused_first, c.users_created))
+    });
+    row("create-then-use: user acknowledged → order accepted p50 / p99 (ms), retries included", &|s| {
+        s.create_then_use.as_ref().map(|c| format!("{} / {}", ms(c.until_accepted.p50_us), ms(c.until_accepted.p99_us)))
+    });
+    row("create-then-use: accepted within the retry budget (first wait, doubling; most waited)", &|s| {
+        s.create_then_use.as_ref().map(|c| {
+            format!(
+                "{} of {} ({:.1} ms, doubling; {} ms), {} retries",
+                c.accepted,
+                c.sequences,
+                c.retry_first_us as f64 / 1000.0,
+                c.retry_budget_ms,
+                c.retries
+            )
+        })
     });
     row("latency added in front of the slowed dependency (ms)", &|s| s.added_latency_us.map(ms));
     row("faults carried out; of them, with writes in flight when they took effect", &|s| {

@@ -256,18 +256,47 @@ pub fn judge(r: &Results) -> Vec<Claim> {
     let lines = |m: &str| r.complexity.lines.get(m).copied();
     let processes = |m: &str| find(r, "steady", m).map(|s| s.resources.len());
     let stale = find(r, "steady", "async").and_then(|s| s.staleness.as_ref()).map(|s| s.visible.p99_us as f64);
+    // A client must handle "not yet": an order for a user just created may be refused.
+    let not_yet = |m: &str| find(r, "steady", m).and_then(|s| s.create_then_use.as_ref());
+    let not_yet_words = |c: &crate::latency::CreateThenUse| {
+        format!(
+            "{} of first orders for a user just created refused, accepted {} after the user's acknowledgement at p50 ({} at p99)",
+            pct(c.refused_share()),
+            ms(c.until_accepted.p50_us as f64),
+            ms(c.until_accepted.p99_us as f64)
+        )
+    };
+    let cell =
+        |c: Option<&crate::latency::CreateThenUse>| c.map_or(String::new(), |c| format!("; {}", not_yet_words(c)));
     claims.push(match (lines("sync"), lines("async"), processes("sync"), processes("async")) {
         (Some(ls), Some(la), Some(ps), Some(pa)) => Claim {
             claim: "async: harder to understand",
-            scenario: "steady (processes, staleness); code",
-            sync: format!("{ls} lines of communication code, {ps} processes"),
-            r#async: format!("{la} lines, {pa} processes"),
+            scenario: "steady (processes, staleness, create-then-use); code",
+            sync: format!("{ls} lines of communication code, {ps} processes{}", cell(not_yet("sync"))),
+            r#async: format!("{la} lines, {pa} processes{}", cell(not_yet("async"))),
             verdict: if la > ls && pa > ps {
-                Verdict::Inconclusive(format!("understanding is not measurable; its proxies are larger in async: {:.1}× the code, one more process, and a reader sees data up to {} old at p99", la as f64 / ls.max(1) as f64, stale.map_or("-".into(), ms)))
+                let handle = match (not_yet("sync"), not_yet("async")) {
+                    (Some(s), Some(a)) if a.refused_first > s.refused_first => {
+                        format!("; and a client must handle \"not yet\": {} (sync: {})", not_yet_words(a), pct(s.refused_share()))
+                    }
+                    _ => String::new(),
+                };
+                Verdict::Inconclusive(format!("understanding is not measurable; its proxies are larger in async: {:.1}× the code, one more process, and a reader sees data up to {} old at p99{handle}", la as f64 / ls.max(1) as f64, stale.map_or("-".into(), ms)))
             } else {
                 Verdict::Inconclusive("understanding is not measurable, and its proxies do not favour sync".into())
             },
-            sentence: format!("Communication code: {ls} lines in sync, {la} in async (outbox, relay, consumers, events); processes: {ps} vs {pa}."),
+            sentence: format!(
+                "Communication code: {ls} lines in sync, {la} in async (outbox, relay, consumers, events); processes: {ps} vs {pa}.{}",
+                match (not_yet("sync"), not_yet("async")) {
+                    (Some(s), Some(a)) => format!(
+                        " Creating a user and ordering for them at once ({} times, retrying while refused): async {}; sync {}.",
+                        a.sequences,
+                        not_yet_words(a),
+                        not_yet_words(s)
+                    ),
+                    _ => String::new(),
+                }
+            ),
         },
         _ => missing("async: harder to understand", "steady (and code counts)"),
     });

@@ -313,6 +313,10 @@ pub struct ScenarioResult {
     /// (slow-dependency), in µs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub added_latency_us: Option<u64>,
+    /// Create a user, then at once order for them (steady): how often the first order
+    /// is refused, and how long until it is accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub create_then_use: Option<crate::latency::CreateThenUse>,
 }
 
 /// A target of the issue that set up the suite, and where this run stands.

@@ -485,6 +485,9 @@ async fn steady(ctx: &Ctx, mode: Mode) -> anyhow::Result<ScenarioResult> {
     sequential.propagation =
         Some(crate::latency::propagation(&prepared.clients, &prepared.seeded, p.sequential / 5, 11).await?);
     result.sequential = Some(sequential);
+    result.create_then_use = Some(
+        crate::latency::create_then_use(&prepared.clients, &prepared.seeded, (p.sequential / 10).max(1), 13).await?,
+    );
     // Nothing checks losses after the steady rates: the probe's orders are not kept.
     let (stop_probe, probe) = start_probe(&prepared, Arc::default());
     for (i, &rate) in p.steady_rates.iter().enumerate() {

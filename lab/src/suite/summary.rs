@@ -68,6 +68,19 @@ pub fn text(r: &Results) -> String {
                 write!(out, " | visible p50 {} p99 {}", ms(p.p50_us), ms(p.p99_us)).ok();
             }
         }
+        if let Some(c) = &s.create_then_use {
+            write!(
+                out,
+                " | create-then-use: first order refused {} of {} new users, accepted {} of {}, user acked → order accepted p50 {} p99 {}",
+                c.refused_first,
+                c.users_created,
+                c.accepted,
+                c.sequences,
+                ms(c.until_accepted.p50_us),
+                ms(c.until_accepted.p99_us)
+            )
+            .ok();
+        }
         for (name, load) in &s.loads {
             let reads = load.ops.get("UserOrders");
             let writes = load.ops.get("PlaceOrder");
