@@ -234,3 +234,42 @@ async fn a_frozen_service_shows_in_the_all_requests_tail_at_the_deadline() {
     assert!(report.all.ok > 0, "{:?}", report.all.outcomes);
     assert!(report.all.p99_us < near.start() / 2, "success-only p99 {} µs", report.all.p99_us);
 }
+
+/// The storage scenario reports logical bytes (keys + values per sled tree) beside
+/// file sizes: the owners hold data, the sync query service holds none, and the async
+/// query service's copy grows with the orders it applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn storage_reports_logical_bytes_per_component() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ctx = small_ctx(dir.path());
+    let storage = "storage";
+    ctx.profile.storage_seed = lab::seed::SeedConfig { users: 10, products: 5, orders: 10, seed: 7 };
+    let sync = lab::suite::scenarios::run(&ctx, storage, Mode::Sync).await.expect("sync storage runs");
+    let few = lab::suite::scenarios::run(&ctx, storage, Mode::Async).await.expect("async storage runs");
+    ctx.dir = dir.path().join("more");
+    ctx.profile.storage_seed.orders = 60;
+    let more = lab::suite::scenarios::run(&ctx, storage, Mode::Async).await.expect("async storage runs again");
+
+    let totals = |s: &lab::suite::ScenarioResult| s.logical_totals().expect("logical bytes measured");
+    for result in [&sync, &few, &more] {
+        let totals = totals(result);
+        for owner in ["users", "products", "orders"] {
+            assert!(totals[owner] > 0, "{owner} holds data: {totals:?}");
+        }
+        assert!(result.storage.as_ref().expect("bytes on disk measured")["users"] > 0);
+    }
+    assert_eq!(totals(&sync).get("query").copied().unwrap_or(0), 0, "the sync query service stores nothing");
+    let (few_query, more_query) = (totals(&few)["query"], totals(&more)["query"]);
+    assert!(few_query > 0, "the async query service keeps a copy");
+    assert!(more_query > few_query, "6× the orders, yet the query copy went from {few_query} to {more_query} bytes");
+
+    // The report of a run whose storage scenario is this one labels both figures.
+    let mut results: lab::suite::Results =
+        serde_json::from_str(include_str!("fixtures/results.json")).expect("the fixture loads");
+    results.scenarios.retain(|s| s.scenario != storage);
+    results.scenarios.extend([sync, few]);
+    let markdown = lab::report::render(&results).markdown;
+    assert!(markdown.contains("| logical bytes (keys + values in sled trees) |"), "{markdown}");
+    assert!(markdown.contains("| bytes on disk (file sizes) |"), "{markdown}");
+    assert!(markdown.contains("logical bytes (keys + values in the services' sled trees"), "{markdown}");
+}

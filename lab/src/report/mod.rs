@@ -25,7 +25,7 @@ fn describe(scenario: &str) -> &'static str {
         "partition" => "`users` cut off the others' network (`docker network disconnect`, compose target): its callers cannot reach it, though it runs.",
         "chaos" => "Seeded random SIGKILLs under load, one schedule for both modes (the same service victims at the same times; the broker's kills from a separate stream, skipped in sync), then the checker.",
         "soak" => "Many seeded random faults per mode under load (SIGKILL and restart, SIGSTOP and SIGCONT, restart on the same data dir; the same service faults at the same planned times in both modes, broker faults from a stream of their own), while writers create users and products, change prices and place orders. Then every fault is repaired, the replicas settle, and a checker holds the owners, the query view and orders' replica to the history of every acknowledged write (a write that failed or timed out is in doubt: it may explain an effect, nothing is owed for it).",
-        "storage" => "Bytes on disk per component for the same data: the price of duplication.",
+        "storage" => "For the same data, per component: logical bytes (keys + values in its sled trees, read after the topology stopped) beside bytes on disk (file sizes: sled's log segments and churn, and the broker's store): the price of duplication.",
         "fan-out" => "Inter-service calls per client request and events per write, counted by the services.",
         _ => "",
     }
@@ -488,7 +488,16 @@ fn figures(modes: &[(&str, &ScenarioResult)]) -> Vec<Vec<String>> {
     row("events published / applied per write", &|s| {
         s.fanout.as_ref().map(|f| format!("{:.2} / {:.2}", f.events_published_per_write, f.events_applied_per_write))
     });
-    row("bytes on disk", &|s| {
+    row("logical bytes (keys + values in sled trees)", &|s| {
+        s.logical_totals().map(|per| {
+            format!(
+                "{} ({})",
+                per.values().sum::<u64>(),
+                per.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ")
+            )
+        })
+    });
+    row("bytes on disk (file sizes)", &|s| {
         s.storage.as_ref().map(|b| {
             format!(
                 "{} ({})",
@@ -666,7 +675,25 @@ fn scenario_charts(name: &str, modes: &[(&str, &ScenarioResult)], d: &mut Vec<Bl
         if !values.is_empty() {
             d.push(Block::Chart(
                 "storage".into(),
-                charts::bars("storage: bytes on disk per component", &components, &values, "MB"),
+                charts::bars("storage: bytes on disk (file sizes) per component", &components, &values, "MB"),
+            ));
+        }
+        let logical: Vec<(&str, Vec<f64>)> = modes
+            .iter()
+            .filter_map(|(m, s)| {
+                let per = s.logical_totals()?;
+                Some((*m, components.iter().map(|c| per.get(c).copied().unwrap_or(0) as f64 / 1e6).collect()))
+            })
+            .collect();
+        if !logical.is_empty() {
+            d.push(Block::Chart(
+                "storage-logical".into(),
+                charts::bars(
+                    "storage: logical bytes (keys + values in sled trees) per component",
+                    &components,
+                    &logical,
+                    "MB",
+                ),
             ));
         }
     }

@@ -288,13 +288,30 @@ pub struct ScenarioResult {
     pub losses: Option<Losses>,
     /// CPU seconds and peak RSS per component during the scenario.
     pub resources: BTreeMap<String, resources::Usage>,
-    /// Bytes on disk per component (storage scenario).
+    /// Bytes on disk per component (storage scenario): file sizes, so sled's log
+    /// segments, churn and the broker's store included.
     pub storage: Option<BTreeMap<String, u64>>,
+    /// Logical bytes (keys + values) per sled tree, per component (storage scenario),
+    /// read from each data dir after the topology stopped. A component whose data dir
+    /// holds no sled database has no trees; the broker (not sled) is not listed.
+    #[serde(default)]
+    pub logical_storage: Option<LogicalStorage>,
     pub fanout: Option<Fanout>,
     pub note: Option<String>,
     /// The soak's checker: the history of every acknowledged write against the system.
     #[serde(default)]
     pub soak: Option<soak::Soak>,
+}
+
+/// Logical bytes (keys + values) per sled tree, per component.
+pub type LogicalStorage = BTreeMap<String, BTreeMap<String, u64>>;
+
+impl ScenarioResult {
+    /// Logical bytes per component (the sum over its trees), where measured.
+    pub fn logical_totals(&self) -> Option<BTreeMap<String, u64>> {
+        let components = self.logical_storage.as_ref()?;
+        Some(components.iter().map(|(name, trees)| (name.clone(), trees.values().sum())).collect())
+    }
 }
 
 /// A target of the issue that set up the suite, and where this run stands.

@@ -70,6 +70,30 @@ impl Sampler {
     }
 }
 
+/// Logical bytes (keys + values) per tree of the sled database in `dir`, by tree name;
+/// `None` where `dir` holds no sled database (nothing was ever stored there). Opens the
+/// database, so the process that owns it must have stopped: call this only after the
+/// topology stopped, and after [`disk_bytes`] (opening may write to the directory).
+pub fn logical_bytes(dir: &std::path::Path) -> anyhow::Result<Option<BTreeMap<String, u64>>> {
+    // sled writes `conf` when it creates a database; opening a directory without one
+    // would create a database and measure it.
+    if !dir.join("conf").exists() {
+        return Ok(None);
+    }
+    let db = sled::Config::new().path(dir).open()?;
+    let mut trees = BTreeMap::new();
+    for name in db.tree_names() {
+        let tree = db.open_tree(&name)?;
+        let mut bytes = 0u64;
+        for entry in tree.iter() {
+            let (key, value) = entry?;
+            bytes += (key.len() + value.len()) as u64;
+        }
+        trees.insert(String::from_utf8_lossy(&name).into_owned(), bytes);
+    }
+    Ok(Some(trees))
+}
+
 /// Bytes under `dir`, recursively.
 pub fn disk_bytes(dir: &std::path::Path) -> u64 {
     let Ok(entries) = std::fs::read_dir(dir) else { return 0 };

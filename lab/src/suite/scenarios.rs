@@ -564,19 +564,35 @@ async fn storage(ctx: &Ctx, mode: Mode) -> anyhow::Result<ScenarioResult> {
     let mut prepared = ctx.prepare("storage", mode, &[], ctx.profile.storage_seed).await?;
     // Stopped first, so every store is flushed and closed.
     prepared.topology.stop()?;
-    let mut bytes = BTreeMap::new();
-    for s in &prepared.topology.services {
-        bytes.insert(s.name.to_string(), super::resources::disk_bytes(&s.data_dir));
-    }
+    let (bytes, logical) = measure_storage(&prepared.topology)?;
     let s = ctx.profile.storage_seed;
     Ok(ScenarioResult {
         storage: Some(bytes),
+        logical_storage: Some(logical),
         note: Some(format!(
             "{} users, {} products, {} orders, then stopped and measured",
             s.users, s.products, s.orders
         )),
         ..Default::default()
     })
+}
+
+/// Bytes on disk per component, and logical bytes per sled tree per service, of a
+/// topology that has stopped (so no store is open in another process).
+pub fn measure_storage(
+    topology: &crate::topology::Topology,
+) -> anyhow::Result<(BTreeMap<String, u64>, super::LogicalStorage)> {
+    let mut bytes = BTreeMap::new();
+    let mut logical = BTreeMap::new();
+    for s in &topology.services {
+        // File sizes first: opening a sled database may write to its directory.
+        bytes.insert(s.name.to_string(), super::resources::disk_bytes(&s.data_dir));
+        if s.kind == crate::topology::Kind::Service {
+            let trees = super::resources::logical_bytes(&s.data_dir)?;
+            logical.insert(s.name.to_string(), trees.unwrap_or_default());
+        }
+    }
+    Ok((bytes, logical))
 }
 
 pub async fn stats(prepared: &Prepared) -> anyhow::Result<BTreeMap<String, StatsResponse>> {
