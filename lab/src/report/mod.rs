@@ -270,8 +270,9 @@ fn document(r: &Results) -> Vec<Block> {
     }
     if let Some(f) = &r.floor {
         d.push(Para(format!(
-            "Floor, same run (p50): loopback TCP round trip {} ms, one gRPC hop {} ms, JetStream publish+ack {} ms, delivery to a consumer {} ms, sled insert+flush {} ms, two-tree transaction+flush {} ms. Load generator: a bare echo takes {:.0} requests/s from 64 closed-loop clients; the open loop kept its schedule up to {:.0}/s against it (it shares the 2 cores with the server), and {:.0}/s against a no-op.",
+            "Floor, same run (p50): loopback TCP round trip {} ms, one gRPC hop {} ms, JetStream publish+ack {} ms, delivery to a consumer {} ms, sled insert+flush {} ms, two-tree transaction+flush {} ms ({}). Load generator: a bare echo takes {:.0} requests/s from 64 closed-loop clients; the open loop kept its schedule up to {:.0}/s against it (it shares the 2 cores with the server), and {:.0}/s against a no-op.",
             ms(f.tcp_rtt.p50_us), ms(f.grpc_echo.p50_us), ms(f.js_publish_ack.p50_us), ms(f.js_delivery.p50_us), ms(f.sled_flush.p50_us), ms(f.sled_txn2_flush.p50_us),
+            f.sled_filesystem.as_ref().map_or_else(|| "filesystem not recorded".to_owned(), |fs| format!("in the run dir: {fs}")),
             f.echo_64_in_flight_per_s, f.generator_ceiling_per_s, f.generator_noop.ok_per_s
         )));
     }

@@ -92,7 +92,8 @@ pub async fn floor(ctx: &Ctx) -> anyhow::Result<Floor> {
     let topology = crate::topology::Topology::start(crate::topology::Config::new(Mode::Async, &run_dir)).await?;
     let url = topology.nats_url().expect("async topology has a broker");
     let ceiling = Duration::from_secs_f64(ctx.profile.steady_secs.min(3.0));
-    let floor = super::floor::measure(topology.address(USERS)?, &url, ctx.profile.sequential, ceiling).await;
+    // sled is measured in the run dir: the filesystem the services' data dirs are on.
+    let floor = super::floor::measure(&run_dir, topology.address(USERS)?, &url, ctx.profile.sequential, ceiling).await;
     let mut topology = topology;
     topology.stop()?;
     floor
