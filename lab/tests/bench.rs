@@ -191,6 +191,16 @@ async fn both_modes_chaos_schedules_list_the_same_victims() {
         assert!(f.effective_ms >= Some(f.t_ms), "{f:?}");
         assert!(f.planned_ms <= Some(f.t_ms), "issued before it was planned: {f:?}");
     }
+    // Resources of real processes, some of them restarted: every component was sampled
+    // during the load, and the lab process's own CPU is there beside theirs.
+    for r in [&sync, &r#async] {
+        assert!(!r.resources.is_empty());
+        for (component, usage) in &r.resources {
+            assert!(usage.load_peak_rss_kib.is_some_and(|kib| kib > 0), "{component}: {usage:?}");
+            assert!(usage.load_peak_rss_kib <= Some(usage.peak_rss_kib), "{component}: within the lifetime peak");
+        }
+        assert!(r.generator_cpu_s.is_some_and(|cpu| cpu > 0.0), "{:?}", r.generator_cpu_s);
+    }
 }
 
 /// A frozen (SIGSTOPped) service under open-loop load: the client gives up at its own

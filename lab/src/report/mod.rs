@@ -507,16 +507,21 @@ fn figures(modes: &[(&str, &ScenarioResult)]) -> Vec<Vec<String>> {
             )
         })
     });
-    row("CPU seconds (all processes)", &|s| {
+    row("CPU seconds of the services and broker (a restarted process from its start)", &|s| {
         (!s.resources.is_empty()).then(|| format!("{:.2}", s.resources.values().map(|u| u.cpu_s).sum::<f64>()))
     });
-    row("peak RSS per process (MiB)", &|s| {
+    row("CPU seconds of the lab process (load generator, probe, checker)", &|s| {
+        s.generator_cpu_s.map(|cpu| format!("{cpu:.2}"))
+    });
+    let mib = |kib: u64| format!("{:.0}", kib as f64 / 1024.0);
+    row("peak RSS during the load, VmRSS sampled every 200 ms (MiB)", &|s| {
+        let peaks: Vec<String> =
+            s.resources.iter().filter_map(|(k, u)| Some(format!("{k} {}", mib(u.load_peak_rss_kib?)))).collect();
+        (!peaks.is_empty()).then(|| peaks.join(", "))
+    });
+    row("lifetime peak RSS, seeding included (VmHWM, MiB)", &|s| {
         (!s.resources.is_empty()).then(|| {
-            s.resources
-                .iter()
-                .map(|(k, u)| format!("{k} {:.0}", u.peak_rss_kib as f64 / 1024.0))
-                .collect::<Vec<_>>()
-                .join(", ")
+            s.resources.iter().map(|(k, u)| format!("{k} {}", mib(u.peak_rss_kib))).collect::<Vec<_>>().join(", ")
         })
     });
     row("faults applied", &|s| {

@@ -286,8 +286,13 @@ pub struct ScenarioResult {
     pub staleness: Option<probe::Staleness>,
     pub convergence: Option<Convergence>,
     pub losses: Option<Losses>,
-    /// CPU seconds and peak RSS per component during the scenario.
+    /// CPU seconds and peak RSS per component during the scenario (see
+    /// [`resources`] for what is counted).
     pub resources: BTreeMap<String, resources::Usage>,
+    /// CPU seconds of the lab process (load generator, staleness probe, checker) over
+    /// the same samples.
+    #[serde(default)]
+    pub generator_cpu_s: Option<f64>,
     /// Bytes on disk per component (storage scenario): file sizes, so sled's log
     /// segments, churn and the broker's store included.
     pub storage: Option<BTreeMap<String, u64>>,
@@ -307,6 +312,12 @@ pub struct ScenarioResult {
 pub type LogicalStorage = BTreeMap<String, BTreeMap<String, u64>>;
 
 impl ScenarioResult {
+    /// Records what `sampler` measured.
+    pub fn set_resources(&mut self, sampler: &resources::Sampler) {
+        self.resources = sampler.usage();
+        self.generator_cpu_s = sampler.generator_cpu_s();
+    }
+
     /// Logical bytes per component (the sum over its trees), where measured.
     pub fn logical_totals(&self) -> Option<BTreeMap<String, u64>> {
         let components = self.logical_storage.as_ref()?;

@@ -150,7 +150,7 @@ async fn with_steps(
         Workload::new(prepared.clients.clone(), prepared.seeded.clone(), Mix::default(), p.deadline(), p.seed.seed);
     let acked = workload.acked_orders();
     let mut result = ScenarioResult::default();
-    let mut sampler = Sampler::default();
+    let mut sampler = Sampler::new();
     let (stop_probe, probe) = start_probe(&prepared, acked.clone());
     // Convergence is timed from the last repair that took effect.
     let repairs: Vec<String> = steps.iter().filter(|s| s.action.is_repair()).map(|s| s.action.line(s.target)).collect();
@@ -194,7 +194,7 @@ async fn with_steps(
     let acked = acked.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let losses = losses(&prepared, users, &acked, &diff).await?;
     sampler.sample(&prepared.topology.file());
-    result.resources = sampler.usage();
+    result.set_resources(&sampler);
     if convergence.is_none() {
         result.note = Some(CONVERGENCE_NOT_APPLICABLE.into());
     }
@@ -290,9 +290,11 @@ pub(super) async fn load_during(
         let next_fault = pending.peek().map(|f| start + f.at);
         tokio::select! {
             report = &mut load => break report.expect("load task"),
-            _ = tick.tick() => sampler.sample(&prepared.topology.file()),
+            _ = tick.tick() => sampler.sample_load(&prepared.topology.file()),
             _ = async { match next_fault { Some(at) => tokio::time::sleep_until(at).await, None => std::future::pending().await } } => {
                 if let Some(step) = pending.next() {
+                    // A SIGKILLed process cannot be read: read every process right before.
+                    sampler.sample_load(&prepared.topology.file());
                     if let (Some(writes), Some(_)) = (writes, step.starts) {
                         let waited = tokio::time::Instant::now();
                         while writes.in_flight() == 0 && waited.elapsed() < LAND_ON_A_WRITE {
@@ -479,7 +481,7 @@ async fn steady(ctx: &Ctx, mode: Mode) -> anyhow::Result<ScenarioResult> {
     let p = &ctx.profile;
     let mut prepared = ctx.prepare("steady", mode, &[], p.seed).await?;
     let mut result = ScenarioResult::default();
-    let mut sampler = Sampler::default();
+    let mut sampler = Sampler::new();
     let mut sequential = crate::latency::sequential(&prepared.clients, &prepared.seeded, p.sequential, 7).await?;
     sequential.propagation =
         Some(crate::latency::propagation(&prepared.clients, &prepared.seeded, p.sequential / 5, 11).await?);
@@ -514,7 +516,7 @@ async fn steady(ctx: &Ctx, mode: Mode) -> anyhow::Result<ScenarioResult> {
     .await;
     sampler.sample(&prepared.topology.file());
     result.loads.insert("saturation".into(), saturation);
-    result.resources = sampler.usage();
+    result.set_resources(&sampler);
     prepared.topology.stop()?;
     Ok(result)
 }
@@ -523,7 +525,7 @@ async fn slow_dependency(ctx: &Ctx, mode: Mode) -> anyhow::Result<ScenarioResult
     let p = &ctx.profile;
     let mut prepared = ctx.prepare("slow-dependency", mode, &[PRODUCTS], p.seed).await?;
     let mut result = ScenarioResult::default();
-    let mut sampler = Sampler::default();
+    let mut sampler = Sampler::new();
     let added = Duration::from_millis(20);
     // Fault times are from the start of the first phase's load.
     let start = tokio::time::Instant::now();
@@ -550,7 +552,7 @@ async fn slow_dependency(ctx: &Ctx, mode: Mode) -> anyhow::Result<ScenarioResult
             load_during(&mut prepared, workload, config, Vec::new(), &mut sampler, None, &mut |_| {}).await;
         result.loads.insert(phase.into(), report);
     }
-    result.resources = sampler.usage();
+    result.set_resources(&sampler);
     prepared.topology.stop()?;
     Ok(result)
 }
