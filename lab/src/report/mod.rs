@@ -514,11 +514,17 @@ fn figures(modes: &[(&str, &ScenarioResult)]) -> Vec<Vec<String>> {
         s.generator_cpu_s.map(|cpu| format!("{cpu:.2}"))
     });
     let mib = |kib: u64| format!("{:.0}", kib as f64 / 1024.0);
-    row("peak RSS during the load, VmRSS sampled every 200 ms (MiB)", &|s| {
-        let peaks: Vec<String> =
-            s.resources.iter().filter_map(|(k, u)| Some(format!("{k} {}", mib(u.load_peak_rss_kib?)))).collect();
-        (!peaks.is_empty()).then(|| peaks.join(", "))
-    });
+    row(
+        &format!(
+            "peak RSS during the load, VmRSS sampled every {} ms (MiB)",
+            crate::suite::resources::SAMPLE_EVERY.as_millis()
+        ),
+        &|s| {
+            let peaks: Vec<String> =
+                s.resources.iter().filter_map(|(k, u)| Some(format!("{k} {}", mib(u.load_peak_rss_kib?)))).collect();
+            (!peaks.is_empty()).then(|| peaks.join(", "))
+        },
+    );
     row("lifetime peak RSS, seeding included (VmHWM, MiB)", &|s| {
         (!s.resources.is_empty()).then(|| {
             s.resources.iter().map(|(k, u)| format!("{k} {}", mib(u.peak_rss_kib))).collect::<Vec<_>>().join(", ")

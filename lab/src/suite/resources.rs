@@ -1,6 +1,8 @@
-//! What each process costs to run, read from the OS every 200 ms during the load,
-//! right before every fault step (so a SIGKILLed process's CPU is read at most a step's
-//! own few microseconds before it died: after SIGKILL nothing can be read) and once at
+//! What each process costs to run, read from the OS every [`SAMPLE_EVERY`] during the load,
+//! right before every fault step is issued (after SIGKILL nothing can be read, so a
+//! killed process's CPU is counted up to that last read, well under a millisecond
+//! before the signal; the rusage of a reaped child would close even that gap, but
+//! std's `Child` does not give it) and once at
 //! the end:
 //!
 //! - CPU seconds (user + system, from `/proc/<pid>/stat`). A process that was running
@@ -62,6 +64,9 @@ impl Default for Sampler {
         Self::new()
     }
 }
+
+/// How often processes are read while load runs.
+pub const SAMPLE_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// Clock ticks per second of `/proc/<pid>/stat` times (USER_HZ: 100 on Linux for
 /// every architecture the lab runs on).

@@ -284,7 +284,7 @@ pub(super) async fn load_during(
     steps.sort_by_key(|f| f.at);
     let mut events = Vec::new();
     let mut pending = steps.into_iter().peekable();
-    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    let mut tick = tokio::time::interval(super::resources::SAMPLE_EVERY);
     let ms = |at: tokio::time::Instant| at.duration_since(start).as_millis() as u64;
     let report = loop {
         let next_fault = pending.peek().map(|f| start + f.at);
@@ -293,14 +293,14 @@ pub(super) async fn load_during(
             _ = tick.tick() => sampler.sample_load(&prepared.topology.file()),
             _ = async { match next_fault { Some(at) => tokio::time::sleep_until(at).await, None => std::future::pending().await } } => {
                 if let Some(step) = pending.next() {
-                    // A SIGKILLed process cannot be read: read every process right before.
-                    sampler.sample_load(&prepared.topology.file());
                     if let (Some(writes), Some(_)) = (writes, step.starts) {
                         let waited = tokio::time::Instant::now();
                         while writes.in_flight() == 0 && waited.elapsed() < LAND_ON_A_WRITE {
                             tokio::time::sleep(Duration::from_millis(1)).await;
                         }
                     }
+                    // A SIGKILLed process cannot be read: read every process right before.
+                    sampler.sample_load(&prepared.topology.file());
                     let issued = tokio::time::Instant::now();
                     let outcome = if step.target == NATS && prepared.topology.nats_url().is_none() {
                         SKIPPED_NO_BROKER.to_owned()
@@ -512,8 +512,16 @@ async fn steady(ctx: &Ctx, mode: Mode) -> anyhow::Result<ScenarioResult> {
     ));
     let saturation = closed_loop(p.saturation_clients, Duration::from_secs_f64(p.steady_secs), move |_| {
         workload.lock().unwrap_or_else(|e| e.into_inner()).next_request()
-    })
-    .await;
+    });
+    // Sampled while it runs, like every other load.
+    tokio::pin!(saturation);
+    let mut tick = tokio::time::interval(super::resources::SAMPLE_EVERY);
+    let saturation = loop {
+        tokio::select! {
+            report = &mut saturation => break report,
+            _ = tick.tick() => sampler.sample_load(&prepared.topology.file()),
+        }
+    };
     sampler.sample(&prepared.topology.file());
     result.loads.insert("saturation".into(), saturation);
     result.set_resources(&sampler);
