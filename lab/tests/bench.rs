@@ -195,6 +195,16 @@ async fn both_modes_chaos_schedules_list_the_same_victims() {
         assert_eq!(f.writes_in_flight.is_some(), f.fault.is_some(), "{f:?}");
     }
     assert!(r#async.faults.iter().any(|f| f.fault.is_some() && f.result == "ok"), "{:?}", r#async.faults);
+    // Resources of real processes, some of them restarted: every component was sampled
+    // during the load, and the lab process's own CPU is there beside theirs.
+    for r in [&sync, &r#async] {
+        assert!(!r.resources.is_empty());
+        for (component, usage) in &r.resources {
+            assert!(usage.load_peak_rss_kib.is_some_and(|kib| kib > 0), "{component}: {usage:?}");
+            assert!(usage.load_peak_rss_kib <= Some(usage.peak_rss_kib), "{component}: within the lifetime peak");
+        }
+        assert!(r.generator_cpu_s.is_some_and(|cpu| cpu > 0.0), "{:?}", r.generator_cpu_s);
+    }
 }
 
 /// A frozen (SIGSTOPped) service under open-loop load: the client gives up at its own
@@ -261,4 +271,43 @@ async fn create_then_use_is_refused_only_while_async_has_not_heard_of_the_user()
         }
         eprintln!("{mode}: refused first {share:.2}, until accepted p50 {} µs", c.until_accepted.p50_us);
     }
+}
+
+/// The storage scenario reports logical bytes (keys + values per sled tree) beside
+/// file sizes: the owners hold data, the sync query service holds none, and the async
+/// query service's copy grows with the orders it applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn storage_reports_logical_bytes_per_component() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ctx = small_ctx(dir.path());
+    let storage = "storage";
+    ctx.profile.storage_seed = lab::seed::SeedConfig { users: 10, products: 5, orders: 10, seed: 7 };
+    let sync = lab::suite::scenarios::run(&ctx, storage, Mode::Sync).await.expect("sync storage runs");
+    let few = lab::suite::scenarios::run(&ctx, storage, Mode::Async).await.expect("async storage runs");
+    ctx.dir = dir.path().join("more");
+    ctx.profile.storage_seed.orders = 60;
+    let more = lab::suite::scenarios::run(&ctx, storage, Mode::Async).await.expect("async storage runs again");
+
+    let totals = |s: &lab::suite::ScenarioResult| s.logical_totals().expect("logical bytes measured");
+    for result in [&sync, &few, &more] {
+        let totals = totals(result);
+        for owner in ["users", "products", "orders"] {
+            assert!(totals[owner] > 0, "{owner} holds data: {totals:?}");
+        }
+        assert!(result.storage.as_ref().expect("bytes on disk measured")["users"] > 0);
+    }
+    assert_eq!(totals(&sync).get("query").copied().unwrap_or(0), 0, "the sync query service stores nothing");
+    let (few_query, more_query) = (totals(&few)["query"], totals(&more)["query"]);
+    assert!(few_query > 0, "the async query service keeps a copy");
+    assert!(more_query > few_query, "6× the orders, yet the query copy went from {few_query} to {more_query} bytes");
+
+    // The report of a run whose storage scenario is this one labels both figures.
+    let mut results: lab::suite::Results =
+        serde_json::from_str(include_str!("fixtures/results.json")).expect("the fixture loads");
+    results.scenarios.retain(|s| s.scenario != storage);
+    results.scenarios.extend([sync, few]);
+    let markdown = lab::report::render(&results).markdown;
+    assert!(markdown.contains("| logical bytes (keys + values in sled trees) |"), "{markdown}");
+    assert!(markdown.contains("| bytes on disk (file sizes) |"), "{markdown}");
+    assert!(markdown.contains("logical bytes (keys + values in the services' sled trees"), "{markdown}");
 }

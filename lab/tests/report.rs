@@ -111,6 +111,21 @@ fn verdicts_follow_the_figures() {
     }
     assert_eq!(verdict(&flipped, "async: data is duplicated"), Verdict::Refuted);
 
+    // The duplication verdict rests on logical bytes where the results have them: the
+    // same file sizes, but async's stores holding no more than sync's, refute it.
+    let mut logical = fixture();
+    let trees = |bytes: u64| {
+        let component = std::collections::BTreeMap::from([("records".to_string(), bytes)]);
+        Some(["users", "products", "orders"].map(|c| (c.to_string(), component.clone())).into())
+    };
+    scenario(&mut logical, "storage", "sync").logical_storage = trees(1000);
+    scenario(&mut logical, "storage", "async").logical_storage = trees(1000);
+    assert_eq!(verdict(&fixture(), "async: data is duplicated"), Verdict::Confirmed, "on disk, async is larger");
+    assert_eq!(verdict(&logical, "async: data is duplicated"), Verdict::Refuted);
+    let md = report::render(&logical).markdown;
+    assert!(md.contains("the logical bytes (keys + values in the services' sled trees"), "{md}");
+    assert!(md.contains("0.00 MB logical"), "the claim's cells say which figure: {md}");
+
     // Had chaos lost an acknowledged order…
     let mut flipped = recorded();
     scenario(&mut flipped, "chaos", "async").losses.as_mut().unwrap().lost = 1;

@@ -25,7 +25,7 @@ fn describe(scenario: &str) -> &'static str {
         "partition" => "`users` cut off the others' network (`docker network disconnect`, compose target): its callers cannot reach it, though it runs.",
         "chaos" => "Seeded random SIGKILLs under load, one schedule for both modes (the same service victims at the same times; the broker's kills from a separate stream, skipped in sync), then the checker.",
         "soak" => "Many seeded random faults per mode under load (SIGKILL and restart, SIGSTOP and SIGCONT, restart on the same data dir; the same service faults at the same planned times in both modes, broker faults from a stream of their own), while writers create users and products, change prices and place orders. Then every fault is repaired, the replicas settle, and a checker holds the owners, the query view and orders' replica to the history of every acknowledged write (a write that failed or timed out is in doubt: it may explain an effect, nothing is owed for it).",
-        "storage" => "Bytes on disk per component for the same data: the price of duplication.",
+        "storage" => "For the same data, per component: logical bytes (keys + values in its sled trees, read after the topology stopped) beside bytes on disk (file sizes: sled's log segments and churn, and the broker's store): the price of duplication.",
         "fan-out" => "Inter-service calls per client request and events per write, counted by the services.",
         _ => "",
     }
@@ -276,8 +276,9 @@ fn document(r: &Results) -> Vec<Block> {
     }
     if let Some(f) = &r.floor {
         d.push(Para(format!(
-            "Floor, same run (p50): loopback TCP round trip {} ms, one gRPC hop {} ms, JetStream publish+ack {} ms, delivery to a consumer {} ms, sled insert+flush {} ms, two-tree transaction+flush {} ms. Load generator: a bare echo takes {:.0} requests/s from 64 closed-loop clients; the open loop kept its schedule up to {:.0}/s against it (it shares the 2 cores with the server), and {:.0}/s against a no-op.",
+            "Floor, same run (p50): loopback TCP round trip {} ms, one gRPC hop {} ms, JetStream publish+ack {} ms, delivery to a consumer {} ms, sled insert+flush {} ms, two-tree transaction+flush {} ms ({}). Load generator: a bare echo takes {:.0} requests/s from 64 closed-loop clients; the open loop kept its schedule up to {:.0}/s against it (it shares the 2 cores with the server), and {:.0}/s against a no-op.",
             ms(f.tcp_rtt.p50_us), ms(f.grpc_echo.p50_us), ms(f.js_publish_ack.p50_us), ms(f.js_delivery.p50_us), ms(f.sled_flush.p50_us), ms(f.sled_txn2_flush.p50_us),
+            f.sled_filesystem.as_ref().map_or_else(|| "filesystem not recorded".to_owned(), |fs| format!("in the run dir: {fs}")),
             f.echo_64_in_flight_per_s, f.generator_ceiling_per_s, f.generator_noop.ok_per_s
         )));
     }
@@ -527,7 +528,16 @@ fn figures(modes: &[(&str, &ScenarioResult)]) -> Vec<Vec<String>> {
     row("events published / applied per write", &|s| {
         s.fanout.as_ref().map(|f| format!("{:.2} / {:.2}", f.events_published_per_write, f.events_applied_per_write))
     });
-    row("bytes on disk", &|s| {
+    row("logical bytes (keys + values in sled trees)", &|s| {
+        s.logical_totals().map(|per| {
+            format!(
+                "{} ({})",
+                per.values().sum::<u64>(),
+                per.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ")
+            )
+        })
+    });
+    row("bytes on disk (file sizes)", &|s| {
         s.storage.as_ref().map(|b| {
             format!(
                 "{} ({})",
@@ -536,16 +546,27 @@ fn figures(modes: &[(&str, &ScenarioResult)]) -> Vec<Vec<String>> {
             )
         })
     });
-    row("CPU seconds (all processes)", &|s| {
+    row("CPU seconds of the services and broker (a restarted process from its start)", &|s| {
         (!s.resources.is_empty()).then(|| format!("{:.2}", s.resources.values().map(|u| u.cpu_s).sum::<f64>()))
     });
-    row("peak RSS per process (MiB)", &|s| {
+    row("CPU seconds of the lab process (load generator, probe, checker)", &|s| {
+        s.generator_cpu_s.map(|cpu| format!("{cpu:.2}"))
+    });
+    let mib = |kib: u64| format!("{:.0}", kib as f64 / 1024.0);
+    row(
+        &format!(
+            "peak RSS during the load, VmRSS sampled every {} ms (MiB)",
+            crate::suite::resources::SAMPLE_EVERY.as_millis()
+        ),
+        &|s| {
+            let peaks: Vec<String> =
+                s.resources.iter().filter_map(|(k, u)| Some(format!("{k} {}", mib(u.load_peak_rss_kib?)))).collect();
+            (!peaks.is_empty()).then(|| peaks.join(", "))
+        },
+    );
+    row("lifetime peak RSS, seeding included (VmHWM, MiB)", &|s| {
         (!s.resources.is_empty()).then(|| {
-            s.resources
-                .iter()
-                .map(|(k, u)| format!("{k} {:.0}", u.peak_rss_kib as f64 / 1024.0))
-                .collect::<Vec<_>>()
-                .join(", ")
+            s.resources.iter().map(|(k, u)| format!("{k} {}", mib(u.peak_rss_kib))).collect::<Vec<_>>().join(", ")
         })
     });
     row("faults applied", &|s| {
@@ -705,7 +726,25 @@ fn scenario_charts(name: &str, modes: &[(&str, &ScenarioResult)], d: &mut Vec<Bl
         if !values.is_empty() {
             d.push(Block::Chart(
                 "storage".into(),
-                charts::bars("storage: bytes on disk per component", &components, &values, "MB"),
+                charts::bars("storage: bytes on disk (file sizes) per component", &components, &values, "MB"),
+            ));
+        }
+        let logical: Vec<(&str, Vec<f64>)> = modes
+            .iter()
+            .filter_map(|(m, s)| {
+                let per = s.logical_totals()?;
+                Some((*m, components.iter().map(|c| per.get(c).copied().unwrap_or(0) as f64 / 1e6).collect()))
+            })
+            .collect();
+        if !logical.is_empty() {
+            d.push(Block::Chart(
+                "storage-logical".into(),
+                charts::bars(
+                    "storage: logical bytes (keys + values in sled trees) per component",
+                    &components,
+                    &logical,
+                    "MB",
+                ),
             ));
         }
     }

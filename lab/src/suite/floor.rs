@@ -10,7 +10,9 @@
 //! - `js_delivery`: from the start of a publish until a durable pull consumer holds the
 //!   message (then acked): one hop through the broker;
 //! - `sled_flush`: an insert and a flush; `sled_txn2_flush`: a two-tree transaction
-//!   and a flush (what an outbox write and an event apply cost).
+//!   and a flush (what an outbox write and an event apply cost). Both in a directory
+//!   of the run dir, on the filesystem the services' data dirs are on (a system temp
+//!   dir may be tmpfs, where a flush costs nothing), whose type is recorded.
 //!
 //! And the generator's own ceiling: how many health checks 64 concurrent closed-loop
 //! clients get through, then the open-loop generator asked for that rate.
@@ -39,6 +41,11 @@ pub struct Floor {
     pub js_delivery: Summary,
     pub sled_flush: Summary,
     pub sled_txn2_flush: Summary,
+    /// Where the sled figures were measured: "<fs type> <device> at <mount point>" of
+    /// the run dir, from `/proc/self/mountinfo` (`None` if unreadable, or in results
+    /// from before it was recorded).
+    #[serde(default)]
+    pub sled_filesystem: Option<String>,
     /// Health checks per second with 64 in flight (closed loop).
     pub echo_64_in_flight_per_s: f64,
     /// The open-loop generator against the same echo at rising shares of that rate
@@ -71,7 +78,10 @@ where
     Ok(recorder.summary())
 }
 
+/// Measures the floor; the sled figures in a new directory under `sled_dir`, which
+/// should be on the services' filesystem.
 pub async fn measure(
+    sled_dir: &std::path::Path,
     grpc: std::net::SocketAddr,
     nats_url: &str,
     n: usize,
@@ -159,7 +169,8 @@ pub async fn measure(
     let js_delivery = recorder.summary();
 
     // sled.
-    let dir = tempfile::tempdir()?;
+    let dir = tempfile::tempdir_in(sled_dir)?;
+    let sled_filesystem = filesystem(dir.path());
     let db = sled::open(dir.path())?;
     let (a, b) = (db.open_tree("a")?, db.open_tree("b")?);
     let mut key = 0u64;
@@ -231,6 +242,7 @@ pub async fn measure(
         js_delivery,
         sled_flush,
         sled_txn2_flush,
+        sled_filesystem,
         echo_64_in_flight_per_s,
         generator_ladder,
         generator_ceiling_per_s,
@@ -244,5 +256,60 @@ pub fn multiple(value: u64, floor: u64) -> f64 {
         0.0
     } else {
         value as f64 / floor as f64
+    }
+}
+
+/// "<fs type> <device> at <mount point>" of the mount holding `path` (the mount point
+/// that is the longest prefix of its canonical path in `/proc/self/mountinfo`).
+pub fn filesystem(path: &std::path::Path) -> Option<String> {
+    let path = path.canonicalize().ok()?;
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    mountinfo
+        .lines()
+        .filter_map(parse_mount)
+        .filter(|m| path.starts_with(&m.point))
+        .max_by_key(|m| m.point.len())
+        .map(|m| format!("{} {} at {}", m.fs_type, m.source, m.point))
+}
+
+struct Mount {
+    point: String,
+    fs_type: String,
+    source: String,
+}
+
+/// One line of `/proc/<pid>/mountinfo`: the mount point is the 5th field; the type
+/// and source follow the " - " separator (optional fields come before it).
+fn parse_mount(line: &str) -> Option<Mount> {
+    let (before, after) = line.split_once(" - ")?;
+    // Spaces in a mount point are written as \040.
+    let point = before.split(' ').nth(4)?.replace("\\040", " ");
+    let mut after = after.split(' ');
+    let fs_type = after.next()?.to_owned();
+    let source = after.next()?.to_owned();
+    Some(Mount { point, fs_type, source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_mountinfo_line_gives_its_point_type_and_source() {
+        let line = "36 35 98:0 /mnt1 /mnt/my\\040disk rw,noatime master:1 - ext3 /dev/root rw,errors=continue";
+        let mount = parse_mount(line).expect("parses");
+        assert_eq!(
+            (mount.point.as_str(), mount.fs_type.as_str(), mount.source.as_str()),
+            ("/mnt/my disk", "ext3", "/dev/root")
+        );
+    }
+
+    #[test]
+    fn this_directory_has_a_filesystem() {
+        let dir = tempfile::tempdir_in(env!("CARGO_MANIFEST_DIR")).expect("dir in the crate");
+        let fs = filesystem(dir.path()).expect("a mount holds it");
+        // The crate's directory is under some mount point other than a pseudo one.
+        assert!(fs.contains(" at /"), "{fs}");
+        assert!(!fs.starts_with("proc "), "{fs}");
     }
 }

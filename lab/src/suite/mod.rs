@@ -300,10 +300,21 @@ pub struct ScenarioResult {
     pub staleness: Option<probe::Staleness>,
     pub convergence: Option<Convergence>,
     pub losses: Option<Losses>,
-    /// CPU seconds and peak RSS per component during the scenario.
+    /// CPU seconds and peak RSS per component during the scenario (see
+    /// [`resources`] for what is counted).
     pub resources: BTreeMap<String, resources::Usage>,
-    /// Bytes on disk per component (storage scenario).
+    /// CPU seconds of the lab process (load generator, staleness probe, checker) over
+    /// the same samples.
+    #[serde(default)]
+    pub generator_cpu_s: Option<f64>,
+    /// Bytes on disk per component (storage scenario): file sizes, so sled's log
+    /// segments, churn and the broker's store included.
     pub storage: Option<BTreeMap<String, u64>>,
+    /// Logical bytes (keys + values) per sled tree, per component (storage scenario),
+    /// read from each data dir after the topology stopped. A component whose data dir
+    /// holds no sled database has no trees; the broker (not sled) is not listed.
+    #[serde(default)]
+    pub logical_storage: Option<LogicalStorage>,
     pub fanout: Option<Fanout>,
     pub note: Option<String>,
     /// The soak's checker: the history of every acknowledged write against the system.
@@ -317,6 +328,23 @@ pub struct ScenarioResult {
     /// is refused, and how long until it is accepted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub create_then_use: Option<crate::latency::CreateThenUse>,
+}
+
+/// Logical bytes (keys + values) per sled tree, per component.
+pub type LogicalStorage = BTreeMap<String, BTreeMap<String, u64>>;
+
+impl ScenarioResult {
+    /// Records what `sampler` measured.
+    pub fn set_resources(&mut self, sampler: &resources::Sampler) {
+        self.resources = sampler.usage();
+        self.generator_cpu_s = sampler.generator_cpu_s();
+    }
+
+    /// Logical bytes per component (the sum over its trees), where measured.
+    pub fn logical_totals(&self) -> Option<BTreeMap<String, u64>> {
+        let components = self.logical_storage.as_ref()?;
+        Some(components.iter().map(|(name, trees)| (name.clone(), trees.values().sum())).collect())
+    }
 }
 
 /// A target of the issue that set up the suite, and where this run stands.

@@ -92,7 +92,8 @@ pub async fn floor(ctx: &Ctx) -> anyhow::Result<Floor> {
     let topology = crate::topology::Topology::start(crate::topology::Config::new(Mode::Async, &run_dir)).await?;
     let url = topology.nats_url().expect("async topology has a broker");
     let ceiling = Duration::from_secs_f64(ctx.profile.steady_secs.min(3.0));
-    let floor = super::floor::measure(topology.address(USERS)?, &url, ctx.profile.sequential, ceiling).await;
+    // sled is measured in the run dir: the filesystem the services' data dirs are on.
+    let floor = super::floor::measure(&run_dir, topology.address(USERS)?, &url, ctx.profile.sequential, ceiling).await;
     let mut topology = topology;
     topology.stop()?;
     floor
@@ -151,7 +152,7 @@ async fn with_steps(
     // Every fault records the workload's writes in flight when it took effect.
     let writes = workload.writes_in_flight();
     let mut result = ScenarioResult::default();
-    let mut sampler = Sampler::default();
+    let mut sampler = Sampler::new();
     let (stop_probe, probe) = start_probe(&prepared, acked.clone());
     // Convergence is timed from the last repair that took effect.
     let repairs: Vec<String> = steps.iter().filter(|s| s.action.is_repair()).map(|s| s.action.line(s.target)).collect();
@@ -195,7 +196,7 @@ async fn with_steps(
     let acked = acked.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let losses = losses(&prepared, users, &acked, &diff).await?;
     sampler.sample(&prepared.topology.file());
-    result.resources = sampler.usage();
+    result.set_resources(&sampler);
     if convergence.is_none() {
         result.note = Some(CONVERGENCE_NOT_APPLICABLE.into());
     }
@@ -285,13 +286,13 @@ pub(super) async fn load_during(
     steps.sort_by_key(|f| f.at);
     let mut events = Vec::new();
     let mut pending = steps.into_iter().peekable();
-    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    let mut tick = tokio::time::interval(super::resources::SAMPLE_EVERY);
     let ms = |at: tokio::time::Instant| at.duration_since(start).as_millis() as u64;
     let report = loop {
         let next_fault = pending.peek().map(|f| start + f.at);
         tokio::select! {
             report = &mut load => break report.expect("load task"),
-            _ = tick.tick() => sampler.sample(&prepared.topology.file()),
+            _ = tick.tick() => sampler.sample_load(&prepared.topology.file()),
             _ = async { match next_fault { Some(at) => tokio::time::sleep_until(at).await, None => std::future::pending().await } } => {
                 if let Some(step) = pending.next() {
                     if let (Some(writes), Some(_)) = (writes, step.starts) {
@@ -300,6 +301,8 @@ pub(super) async fn load_during(
                             tokio::time::sleep(Duration::from_millis(1)).await;
                         }
                     }
+                    // A SIGKILLed process cannot be read: read every process right before.
+                    sampler.sample_load(&prepared.topology.file());
                     let issued = tokio::time::Instant::now();
                     let outcome = if step.target == NATS && prepared.topology.nats_url().is_none() {
                         SKIPPED_NO_BROKER.to_owned()
@@ -480,7 +483,7 @@ async fn steady(ctx: &Ctx, mode: Mode) -> anyhow::Result<ScenarioResult> {
     let p = &ctx.profile;
     let mut prepared = ctx.prepare("steady", mode, &[], p.seed).await?;
     let mut result = ScenarioResult::default();
-    let mut sampler = Sampler::default();
+    let mut sampler = Sampler::new();
     let mut sequential = crate::latency::sequential(&prepared.clients, &prepared.seeded, p.sequential, 7).await?;
     sequential.propagation =
         Some(crate::latency::propagation(&prepared.clients, &prepared.seeded, p.sequential / 5, 11).await?);
@@ -514,11 +517,19 @@ async fn steady(ctx: &Ctx, mode: Mode) -> anyhow::Result<ScenarioResult> {
     ));
     let saturation = closed_loop(p.saturation_clients, Duration::from_secs_f64(p.steady_secs), move |_| {
         workload.lock().unwrap_or_else(|e| e.into_inner()).next_request()
-    })
-    .await;
+    });
+    // Sampled while it runs, like every other load.
+    tokio::pin!(saturation);
+    let mut tick = tokio::time::interval(super::resources::SAMPLE_EVERY);
+    let saturation = loop {
+        tokio::select! {
+            report = &mut saturation => break report,
+            _ = tick.tick() => sampler.sample_load(&prepared.topology.file()),
+        }
+    };
     sampler.sample(&prepared.topology.file());
     result.loads.insert("saturation".into(), saturation);
-    result.resources = sampler.usage();
+    result.set_resources(&sampler);
     prepared.topology.stop()?;
     Ok(result)
 }
@@ -527,7 +538,7 @@ async fn slow_dependency(ctx: &Ctx, mode: Mode) -> anyhow::Result<ScenarioResult
     let p = &ctx.profile;
     let mut prepared = ctx.prepare("slow-dependency", mode, &[PRODUCTS], p.seed).await?;
     let mut result = ScenarioResult::default();
-    let mut sampler = Sampler::default();
+    let mut sampler = Sampler::new();
     let added = Duration::from_millis(20);
     result.added_latency_us = Some(added.as_micros() as u64);
     // Fault times are from the start of the first phase's load.
@@ -560,7 +571,7 @@ async fn slow_dependency(ctx: &Ctx, mode: Mode) -> anyhow::Result<ScenarioResult
             load_during(&mut prepared, workload, config, Vec::new(), &mut sampler, None, &mut |_| {}).await;
         result.loads.insert(phase.into(), report);
     }
-    result.resources = sampler.usage();
+    result.set_resources(&sampler);
     prepared.topology.stop()?;
     Ok(result)
 }
@@ -575,19 +586,35 @@ async fn storage(ctx: &Ctx, mode: Mode) -> anyhow::Result<ScenarioResult> {
     let mut prepared = ctx.prepare("storage", mode, &[], ctx.profile.storage_seed).await?;
     // Stopped first, so every store is flushed and closed.
     prepared.topology.stop()?;
-    let mut bytes = BTreeMap::new();
-    for s in &prepared.topology.services {
-        bytes.insert(s.name.to_string(), super::resources::disk_bytes(&s.data_dir));
-    }
+    let (bytes, logical) = measure_storage(&prepared.topology)?;
     let s = ctx.profile.storage_seed;
     Ok(ScenarioResult {
         storage: Some(bytes),
+        logical_storage: Some(logical),
         note: Some(format!(
             "{} users, {} products, {} orders, then stopped and measured",
             s.users, s.products, s.orders
         )),
         ..Default::default()
     })
+}
+
+/// Bytes on disk per component, and logical bytes per sled tree per service, of a
+/// topology that has stopped (so no store is open in another process).
+pub fn measure_storage(
+    topology: &crate::topology::Topology,
+) -> anyhow::Result<(BTreeMap<String, u64>, super::LogicalStorage)> {
+    let mut bytes = BTreeMap::new();
+    let mut logical = BTreeMap::new();
+    for s in &topology.services {
+        // File sizes first: opening a sled database may write to its directory.
+        bytes.insert(s.name.to_string(), super::resources::disk_bytes(&s.data_dir));
+        if s.kind == crate::topology::Kind::Service {
+            let trees = super::resources::logical_bytes(&s.data_dir)?;
+            logical.insert(s.name.to_string(), trees.unwrap_or_default());
+        }
+    }
+    Ok((bytes, logical))
 }
 
 pub async fn stats(prepared: &Prepared) -> anyhow::Result<BTreeMap<String, StatsResponse>> {

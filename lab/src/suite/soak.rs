@@ -190,7 +190,7 @@ pub async fn run(ctx: &Ctx, mode: Mode) -> anyhow::Result<ScenarioResult> {
     let mut writing = writers.spawn(&prepared.clients, history.clone(), stop.clone());
     let reads = Mix { user_orders: 100, place_order: 0, update_price: 0 };
     let workload = Workload::new(prepared.clients.clone(), prepared.seeded.clone(), reads, p.deadline(), p.seed.seed);
-    let mut sampler = Sampler::default();
+    let mut sampler = Sampler::new();
     let started = Instant::now();
     let mut done = 0usize;
     let planned = steps.iter().filter(|s| s.starts.is_some()).count();
@@ -233,7 +233,7 @@ pub async fn run(ctx: &Ctx, mode: Mode) -> anyhow::Result<ScenarioResult> {
     let mut result = ScenarioResult::default();
     result.loads.insert("run".into(), report);
     result.faults = events;
-    result.resources = sampler.usage();
+    result.set_resources(&sampler);
     result.convergence = Some(convergence);
     result.soak = Some(soak);
     if mode == Mode::Sync {

@@ -169,7 +169,11 @@ pub fn text(r: &Results) -> String {
         }
         if let Some(b) = &s.storage {
             let total: u64 = b.values().sum();
-            write!(out, " | disk {:.1} MB: {:?}", total as f64 / 1e6, b).ok();
+            write!(out, " | disk (file sizes) {:.1} MB: {:?}", total as f64 / 1e6, b).ok();
+        }
+        if let Some(per) = s.logical_totals() {
+            let total: u64 = per.values().sum();
+            write!(out, " | logical (keys + values) {:.2} MB: {:?}", total as f64 / 1e6, per).ok();
         }
         if let Some(f) = &s.fanout {
             write!(
