@@ -91,6 +91,23 @@ pub async fn within<T>(
     }
 }
 
+/// A gRPC call under a deadline, the one way the lab sends a request: the deadline
+/// travels as `grpc-timeout` (so the servers and their downstream calls know it) and is
+/// enforced by the client itself ([`within`]), and the answer's message is returned.
+/// `send` is the generated client's method: `call(d, message, |r| client.method(r))`.
+pub async fn call<M, T, Fut>(
+    deadline: Duration,
+    message: M,
+    send: impl FnOnce(tonic::Request<M>) -> Fut,
+) -> Result<T, tonic::Status>
+where
+    Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+{
+    let mut request = tonic::Request::new(message);
+    request.set_timeout(deadline);
+    within(deadline, send(request)).await.map(tonic::Response::into_inner)
+}
+
 impl Recorder {
     /// Records one request: its latency and its outcome. Success-only percentiles keep
     /// successes alone (so a fast failure cannot make a mode look quick); the

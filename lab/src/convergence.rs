@@ -24,7 +24,8 @@ use common::{
 use serde::{Deserialize, Serialize};
 use tonic::transport::Channel;
 
-use crate::{client::Clients, workload::timed};
+use crate::client::Clients;
+use bench::call;
 
 /// Waits until the stream has at least `min_events` events and both durable consumers
 /// have nothing pending or unacknowledged. Returns how long that took.
@@ -117,8 +118,8 @@ impl Truth {
     /// What `UserOrders` must answer for `user_id`; `None` if users does not know them.
     pub async fn user_orders(&self, user_id: &str) -> anyhow::Result<Option<UserOrdersResponse>> {
         let mut users = self.users.clone();
-        let user = match users.get_user(timed(GetUserRequest { id: user_id.to_owned() }, TRUTH_DEADLINE)).await {
-            Ok(user) => user.into_inner(),
+        let user = match call(TRUTH_DEADLINE, GetUserRequest { id: user_id.to_owned() }, |r| users.get_user(r)).await {
+            Ok(user) => user,
             Err(status) if status.code() == tonic::Code::NotFound => return Ok(None),
             Err(status) => anyhow::bail!("the truth cannot read user {user_id}: {status}"),
         };
@@ -127,9 +128,9 @@ impl Truth {
         loop {
             let message =
                 ListOrdersByUserRequest { user_id: user_id.to_owned(), page_size: MAX_ORDERS_PAGE_SIZE, page_token };
-            let page = self.orders.clone().list_orders_by_user(timed(message, TRUTH_DEADLINE)).await;
-            let page =
-                page.map_err(|s| anyhow::anyhow!("the truth cannot list the orders of {user_id}: {s}"))?.into_inner();
+            let mut orders_client = self.orders.clone();
+            let page = call(TRUTH_DEADLINE, message, |r| orders_client.list_orders_by_user(r)).await;
+            let page = page.map_err(|s| anyhow::anyhow!("the truth cannot list the orders of {user_id}: {s}"))?;
             orders.extend(page.orders);
             if page.next_page_token.is_empty() {
                 break;
@@ -141,10 +142,9 @@ impl Truth {
         let mut products = Vec::new();
         for batch in ids.chunks(MAX_PRODUCTS_PER_GET) {
             let message = GetProductsRequest { ids: batch.to_vec() };
-            let answer = self.products.clone().get_products(timed(message, TRUTH_DEADLINE)).await;
-            products.extend(
-                answer.map_err(|s| anyhow::anyhow!("the truth cannot read products: {s}"))?.into_inner().products,
-            );
+            let mut products_client = self.products.clone();
+            let answer = call(TRUTH_DEADLINE, message, |r| products_client.get_products(r)).await;
+            products.extend(answer.map_err(|s| anyhow::anyhow!("the truth cannot read products: {s}"))?.products);
         }
         join(user, orders, products).map(Some)
     }
@@ -181,10 +181,9 @@ pub async fn compare(clients: &Clients, truth: &Truth, user_ids: &[String]) -> a
     for user_id in user_ids {
         // A user the owners do not have must have no rows in the view either.
         let expected = truth.user_orders(user_id).await?.unwrap_or_default();
-        let mut request = tonic::Request::new(UserOrdersRequest { user_id: user_id.clone() });
-        request.set_timeout(Duration::from_secs(10));
-        let actual = match view.user_orders(request).await {
-            Ok(answer) => answer.into_inner(),
+        let request = UserOrdersRequest { user_id: user_id.clone() };
+        let actual = match call(TRUTH_DEADLINE, request, |r| view.user_orders(r)).await {
+            Ok(answer) => answer,
             Err(status) if status.code() == tonic::Code::NotFound => Default::default(),
             Err(status) => return Err(status.into()),
         };

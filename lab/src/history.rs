@@ -29,7 +29,8 @@ use rand::{rngs::StdRng, Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use crate::{client::Clients, seed::Seeded, workload::timed};
+use crate::{client::Clients, seed::Seeded};
+use bench::call;
 
 pub const CREATE_USER: &str = "CreateUser";
 pub const CREATE_PRODUCT: &str = "CreateProduct";
@@ -153,12 +154,12 @@ impl History {
         let mut c = clients.clone();
         let mut baseline = Vec::new();
         for id in &seeded.user_ids {
-            let user = c.users.get_user(timed(GetUserRequest { id: id.clone() }, DEADLINE)).await?.into_inner();
+            let user = call(DEADLINE, GetUserRequest { id: id.clone() }, |r| c.users.get_user(r)).await?;
             let op = Op::CreateUser(CreateUserRequest { name: user.name.clone(), email: user.email.clone() });
             baseline.push(Entry { op, outcome: Outcome::Acknowledged(Reply::User(user)) });
         }
         let ids = seeded.product_ids.clone();
-        let products = c.products.get_products(timed(GetProductsRequest { ids }, DEADLINE)).await?.into_inner();
+        let products = call(DEADLINE, GetProductsRequest { ids }, |r| c.products.get_products(r)).await?;
         anyhow::ensure!(
             products.products.len() == seeded.product_ids.len(),
             "products returned {} of the {} seeded products",
@@ -240,20 +241,14 @@ impl History {
             .in_flight
             .during(async {
                 match op.clone() {
-                    Op::CreateUser(m) => {
-                        clients.users.create_user(timed(m, deadline)).await.map(|r| Reply::User(r.into_inner()))
+                    Op::CreateUser(m) => call(deadline, m, |r| clients.users.create_user(r)).await.map(Reply::User),
+                    Op::CreateProduct(m) => {
+                        call(deadline, m, |r| clients.products.create_product(r)).await.map(Reply::Product)
                     }
-                    Op::CreateProduct(m) => clients
-                        .products
-                        .create_product(timed(m, deadline))
-                        .await
-                        .map(|r| Reply::Product(r.into_inner())),
                     Op::UpdatePrice(m) => {
-                        clients.products.update_price(timed(m, deadline)).await.map(|r| Reply::Product(r.into_inner()))
+                        call(deadline, m, |r| clients.products.update_price(r)).await.map(Reply::Product)
                     }
-                    Op::PlaceOrder(m) => {
-                        clients.orders.place_order(timed(m, deadline)).await.map(|r| Reply::Order(r.into_inner()))
-                    }
+                    Op::PlaceOrder(m) => call(deadline, m, |r| clients.orders.place_order(r)).await.map(Reply::Order),
                 }
             })
             .await;

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use bench::{outcome, Recorder, Summary};
+use bench::{call, outcome, Recorder, Summary};
 use common::proto::{CreateUserRequest, PlaceOrderRequest, UserOrdersRequest};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
@@ -17,7 +17,8 @@ pub const DEADLINE: Duration = Duration::from_secs(2);
 pub struct Latencies {
     pub user_orders: Summary,
     pub place_order: Summary,
-    /// Write acknowledged → visible in `UserOrders` (see [`propagation`]).
+    /// Sequential staleness: write acknowledged → send time of the first `UserOrders` read
+    /// that showed it, 0 if the first read did (see [`propagation`]).
     pub propagation: Option<Summary>,
 }
 
@@ -32,10 +33,8 @@ pub async fn sequential(clients: &Clients, seeded: &Seeded, requests: usize, see
     let mut query = clients.query.clone();
     for _ in 0..requests {
         let user_id = seeded.user_ids[rng.random_range(0..seeded.user_ids.len())].clone();
-        let mut request = tonic::Request::new(UserOrdersRequest { user_id });
-        request.set_timeout(DEADLINE);
         let start = Instant::now();
-        let result = query.user_orders(request).await;
+        let result = call(DEADLINE, UserOrdersRequest { user_id }, |r| query.user_orders(r)).await;
         recorder.record(start.elapsed(), outcome(&result));
     }
     let user_orders = recorder.summary();
@@ -48,20 +47,20 @@ pub async fn sequential(clients: &Clients, seeded: &Seeded, requests: usize, see
             product_id: seeded.product_ids[rng.random_range(0..seeded.product_ids.len())].clone(),
             quantity: 1,
         };
-        let mut request = tonic::Request::new(message);
-        request.set_timeout(DEADLINE);
         let start = Instant::now();
-        let result = orders.place_order(request).await;
+        let result = call(DEADLINE, message, |r| orders.place_order(r)).await;
         recorder.record(start.elapsed(), outcome(&result));
     }
     Ok(Latencies { user_orders, place_order: recorder.summary(), propagation: None })
 }
 
-/// Propagation delay: for each of `writes` orders, the time from PlaceOrder's
-/// acknowledgement until `UserOrders` shows it, polling as fast as the query service
-/// answers (so the resolution is one `UserOrders` round trip). In sync mode this is
-/// one read; in async mode it is the relay, the broker and the consumer. Orders that
-/// never show within [`VISIBLE_TIMEOUT`] are counted as `NEVER_VISIBLE`.
+/// Sequential staleness: for each of `writes` orders, one at a time, the time from
+/// PlaceOrder's acknowledgement until the **send time** of the first `UserOrders` read
+/// that showed it, reading back to back (so a write the first read already shows
+/// counts 0, and the figure's resolution is one `UserOrders` round trip). The same
+/// definition as the concurrent staleness probe's, without its load. Orders that never
+/// show within [`VISIBLE_TIMEOUT`] count as `NEVER_VISIBLE`; a refused write counts
+/// its code, without a latency.
 pub async fn propagation(clients: &Clients, seeded: &Seeded, writes: usize, seed: u64) -> anyhow::Result<Summary> {
     if seeded.user_ids.is_empty() || seeded.product_ids.is_empty() {
         anyhow::bail!("no seeded users or products: run `lab seed` first");
@@ -76,30 +75,33 @@ pub async fn propagation(clients: &Clients, seeded: &Seeded, writes: usize, seed
             product_id: seeded.product_ids[rng.random_range(0..seeded.product_ids.len())].clone(),
             quantity: 1,
         };
-        let mut request = tonic::Request::new(message);
-        request.set_timeout(DEADLINE);
-        let placed = orders.place_order(request).await;
+        let placed = call(DEADLINE, message, |r| orders.place_order(r)).await;
         let acknowledged = Instant::now();
         let order_id = match placed {
-            Ok(order) => order.into_inner().id,
+            Ok(order) => order.id,
             Err(status) => {
-                recorder.record(Duration::ZERO, outcome::<()>(&Err(status)));
+                recorder.count(outcome::<()>(&Err(status)));
                 continue;
             }
         };
+        let mut missed = false;
         let visible = loop {
-            let mut request = tonic::Request::new(UserOrdersRequest { user_id: user_id.clone() });
-            request.set_timeout(DEADLINE);
-            if let Ok(answer) = query.user_orders(request).await {
-                if answer.get_ref().items.iter().any(|i| i.order_id == order_id) {
-                    break true;
+            let sent = Instant::now();
+            let request = UserOrdersRequest { user_id: user_id.clone() };
+            if let Ok(answer) = call(DEADLINE, request, |r| query.user_orders(r)).await {
+                if answer.items.iter().any(|i| i.order_id == order_id) {
+                    break Some(if missed { sent - acknowledged } else { Duration::ZERO });
                 }
             }
+            missed = true;
             if acknowledged.elapsed() > VISIBLE_TIMEOUT {
-                break false;
+                break None;
             }
         };
-        recorder.record(acknowledged.elapsed(), if visible { "OK" } else { "NEVER_VISIBLE" });
+        match visible {
+            Some(stale) => recorder.record(stale, "OK"),
+            None => recorder.record(acknowledged.elapsed(), "NEVER_VISIBLE"),
+        }
     }
     Ok(recorder.summary())
 }
@@ -167,21 +169,17 @@ pub async fn create_then_use(
             name: format!("New user {i}"),
             email: format!("new-{seed}-{i}-{}@example.test", rng.random::<u32>()),
         };
-        let mut request = tonic::Request::new(message);
-        request.set_timeout(DEADLINE);
-        let Ok(user) = users.create_user(request).await else { continue };
+        let Ok(user) = call(DEADLINE, message, |r| users.create_user(r)).await else { continue };
         let acknowledged = Instant::now();
         users_created += 1;
         let message = PlaceOrderRequest {
-            user_id: user.into_inner().id,
+            user_id: user.id,
             product_id: seeded.product_ids[rng.random_range(0..seeded.product_ids.len())].clone(),
             quantity: 1,
         };
         let (mut wait, mut waited, mut first) = (RETRY_FIRST, Duration::ZERO, true);
         let result = loop {
-            let mut request = tonic::Request::new(message.clone());
-            request.set_timeout(DEADLINE);
-            let result = orders.place_order(request).await;
+            let result = call(DEADLINE, message.clone(), |r| orders.place_order(r)).await;
             let refused = matches!(&result, Err(s) if s.code() == tonic::Code::FailedPrecondition);
             if refused && first {
                 refused_first += 1;

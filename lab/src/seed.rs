@@ -34,12 +34,6 @@ pub struct Seeded {
     pub order_ids: Vec<String>,
 }
 
-fn request<T>(message: T) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    request.set_timeout(DEADLINE);
-    request
-}
-
 /// Creates the users, then the products, then the orders; `progress` is told after
 /// each phase (phase name, count done).
 pub async fn seed(
@@ -57,7 +51,7 @@ pub async fn seed(
             let mut client = clients.users.clone();
             async move {
                 let message = CreateUserRequest { name: format!("User {i}"), email: format!("user{i}@example.test") };
-                client.create_user(request(message)).await.map(|r| r.into_inner().id)
+                bench::call(DEADLINE, message, |r| client.create_user(r)).await.map(|u| u.id)
             }
         })
         .buffered(CONCURRENCY)
@@ -72,7 +66,7 @@ pub async fn seed(
             let mut client = clients.products.clone();
             async move {
                 let message = CreateProductRequest { title: format!("Product {i}"), price_cents };
-                client.create_product(request(message)).await.map(|r| r.into_inner().id)
+                bench::call(DEADLINE, message, |r| client.create_product(r)).await.map(|p| p.id)
             }
         })
         .buffered(CONCURRENCY)
@@ -96,13 +90,13 @@ pub async fn seed(
                 // yet; a real client would retry such an order, and so does the seeder.
                 let start = std::time::Instant::now();
                 loop {
-                    match client.place_order(request(message.clone())).await {
+                    match bench::call(DEADLINE, message.clone(), |r| client.place_order(r)).await {
                         Err(status)
                             if status.code() == tonic::Code::FailedPrecondition && start.elapsed() < DEADLINE =>
                         {
                             tokio::time::sleep(Duration::from_millis(20)).await;
                         }
-                        result => break result.map(|r| r.into_inner().id),
+                        result => break result.map(|o| o.id),
                     }
                 }
             }

@@ -11,7 +11,7 @@ use std::{
     time::Duration,
 };
 
-use bench::{outcome, within};
+use bench::{call, outcome};
 use common::proto::{PlaceOrderRequest, UpdatePriceRequest, UserOrdersRequest};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
@@ -89,7 +89,7 @@ impl Workload {
             (
                 USER_ORDERS,
                 Box::pin(async move {
-                    outcome(&within(deadline, query.user_orders(timed(UserOrdersRequest { user_id }, deadline))).await)
+                    outcome(&call(deadline, UserOrdersRequest { user_id }, |r| query.user_orders(r)).await)
                 }),
             )
         } else if pick < self.mix.user_orders + self.mix.place_order {
@@ -101,9 +101,9 @@ impl Workload {
             (
                 PLACE_ORDER,
                 Box::pin(async move {
-                    let result = in_flight.during(within(deadline, orders.place_order(timed(message, deadline)))).await;
+                    let result = in_flight.during(call(deadline, message, |r| orders.place_order(r))).await;
                     if let Ok(order) = &result {
-                        acked.lock().unwrap_or_else(|p| p.into_inner()).push(order.get_ref().id.clone());
+                        acked.lock().unwrap_or_else(|p| p.into_inner()).push(order.id.clone());
                     }
                     outcome(&result)
                 }),
@@ -115,15 +115,9 @@ impl Workload {
             (
                 UPDATE_PRICE,
                 Box::pin(async move {
-                    outcome(&in_flight.during(within(deadline, products.update_price(timed(message, deadline)))).await)
+                    outcome(&in_flight.during(call(deadline, message, |r| products.update_price(r))).await)
                 }),
             )
         }
     }
-}
-
-pub fn timed<T>(message: T, deadline: Duration) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    request.set_timeout(deadline);
-    request
 }

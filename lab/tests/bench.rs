@@ -311,3 +311,55 @@ async fn storage_reports_logical_bytes_per_component() {
     assert!(markdown.contains("| bytes on disk (file sizes) |"), "{markdown}");
     assert!(markdown.contains("logical bytes (keys + values in the services' sled trees"), "{markdown}");
 }
+
+/// A repair that a slow step pushed past the end of the load (seen under Compose: a
+/// restart waiting for readiness delayed the next kill, and its restart came after the
+/// load) is still carried out: a fault is never left in place, and the scenario does
+/// not fail for it. A fault that had not started by then is listed as not applied.
+#[tokio::test]
+async fn a_repair_planned_past_the_end_of_the_load_is_still_carried_out() {
+    use common::names::{PRODUCTS, USERS};
+    use lab::{
+        control::Action,
+        suite::{
+            resources::Sampler,
+            scenarios::{load_during, Step, NOT_APPLIED, OK},
+            FaultKind,
+        },
+        workload::{Mix, Workload},
+    };
+    let lab = support::start(Mode::Sync).await;
+    let (users, products) = populate(&lab, 2, 1).await;
+    let support::Lab { topology, clients, dir: _dir } = lab;
+    let seeded = Arc::new(Seeded { user_ids: users, product_ids: products, order_ids: Vec::new() });
+    let mut prepared = Prepared { topology, clients, seeded };
+    let workload =
+        Workload::new(prepared.clients.clone(), prepared.seeded.clone(), Mix::default(), Duration::from_millis(500), 1);
+    let ms = Duration::from_millis;
+    let steps = vec![
+        Step { at: ms(100), action: Action::Kill, target: USERS, starts: Some(FaultKind::Kill) },
+        Step { at: ms(1500), action: Action::Restart, target: USERS, starts: None },
+        Step { at: ms(1600), action: Action::Kill, target: PRODUCTS, starts: Some(FaultKind::Kill) },
+        Step { at: ms(1700), action: Action::Restart, target: PRODUCTS, starts: None },
+    ];
+    let (report, events) = load_during(
+        &mut prepared,
+        workload,
+        bench::load::OpenLoop::new(50.0, ms(500)),
+        steps,
+        &mut Sampler::new(),
+        None,
+        &mut |_| {},
+    )
+    .await;
+    assert!(report.duration_ms < 1500, "the load ends before the repair: {} ms", report.duration_ms);
+    let results: Vec<(&str, &str)> = events.iter().map(|e| (e.action.as_str(), e.result.as_str())).collect();
+    assert_eq!(
+        results,
+        [("kill users", OK), ("restart users", OK), ("kill products", NOT_APPLIED), ("restart products", NOT_APPLIED)]
+    );
+    assert!(events[1].effective_ms.unwrap() >= 1500, "the repair waits for its planned time: {:?}", events[1]);
+    lab::client::wait_serving(prepared.topology.address(USERS).unwrap(), Duration::from_secs(5))
+        .await
+        .expect("users was restarted");
+}

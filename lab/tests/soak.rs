@@ -13,7 +13,6 @@ use lab::{
     seed::SeedConfig,
     suite::{scenarios::SKIPPED_NO_BROKER, soak, Ctx, Profile, ScenarioResult},
     topology::Target,
-    workload::timed,
 };
 
 /// A small, short soak: 12 service faults.
@@ -112,7 +111,7 @@ async fn the_checker_catches_a_forged_order_a_wrong_price_and_a_phantom() {
     // An order nobody recorded.
     let unrecorded =
         PlaceOrderRequest { user_id: prepared.seeded.user_ids[1].clone(), product_id: product, quantity: 3 };
-    c.orders.place_order(timed(unrecorded, deadline)).await.unwrap();
+    bench::call(deadline, unrecorded, |r| c.orders.place_order(r)).await.unwrap();
 
     let (_, found) =
         soak::audit(&prepared, &history, tokio::time::Instant::now(), Duration::from_secs(10)).await.unwrap();

@@ -423,7 +423,7 @@ fn figures(modes: &[(&str, &ScenarioResult)]) -> Vec<Vec<String>> {
             }
         })
     });
-    row("acknowledged → visible p50 / p99 (ms)", &|s| {
+    row("sequential staleness: ack → first read showing it sent, p50 / p99 (ms)", &|s| {
         s.sequential.as_ref()?.propagation.as_ref().map(|p| format!("{} / {}", ms(p.p50_us), ms(p.p99_us)))
     });
     let mut loads: Vec<String> = modes.iter().flat_map(|(_, s)| s.loads.keys().cloned()).collect();

@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::{client::Clients, seed::Seeded, workload::timed};
+use crate::{client::Clients, seed::Seeded};
 
 /// How long one probe polls for its order to show.
 pub const PATIENCE: Duration = Duration::from_secs(30);
@@ -181,11 +181,11 @@ pub async fn run(
 /// One probe: a write, then reads until it shows.
 async fn probe(mut clients: Clients, user_id: String, product_id: String, acked: Arc<Mutex<Vec<String>>>) -> Sample {
     let message = PlaceOrderRequest { user_id: user_id.clone(), product_id, quantity: 1 };
-    let placed = tokio::time::timeout(DEADLINE, clients.orders.place_order(timed(message, DEADLINE))).await;
+    let placed = bench::call(DEADLINE, message, |r| clients.orders.place_order(r)).await;
     let acknowledged = Instant::now();
     let order_id = match placed {
-        Ok(Ok(order)) => order.into_inner().id,
-        _ => return Sample::WriteFailed,
+        Ok(order) => order.id,
+        Err(_) => return Sample::WriteFailed,
     };
     acked.lock().unwrap_or_else(|e| e.into_inner()).push(order_id.clone());
     // The send time of the last read that did not show the write.
@@ -195,9 +195,9 @@ async fn probe(mut clients: Clients, user_id: String, product_id: String, acked:
     loop {
         let sent = Instant::now();
         reads += 1;
-        let request = timed(UserOrdersRequest { user_id: user_id.clone() }, DEADLINE);
-        match tokio::time::timeout(DEADLINE, clients.query.user_orders(request)).await {
-            Ok(Ok(answer)) if answer.get_ref().items.iter().any(|item| item.order_id == order_id) => {
+        let request = UserOrdersRequest { user_id: user_id.clone() };
+        match bench::call(DEADLINE, request, |r| clients.query.user_orders(r)).await {
+            Ok(answer) if answer.items.iter().any(|item| item.order_id == order_id) => {
                 return Sample::Visible {
                     staleness: if last_miss.is_some() { sent - acknowledged } else { Duration::ZERO },
                     resolution: sent - last_miss.unwrap_or(acknowledged),
@@ -205,8 +205,8 @@ async fn probe(mut clients: Clients, user_id: String, product_id: String, acked:
                     reads_failed,
                 };
             }
-            Ok(Ok(_)) => {}
-            _ => reads_failed += 1,
+            Ok(_) => {}
+            Err(_) => reads_failed += 1,
         }
         last_miss = Some(sent);
         if acknowledged.elapsed() > PATIENCE {

@@ -272,7 +272,7 @@ const LAND_ON_A_WRITE: Duration = Duration::from_millis(50);
 /// step that starts a fault first waits (at most [`LAND_ON_A_WRITE`]) for a write to be
 /// in flight, and records how many were at the instant it took effect. `progress` is
 /// told of every step done.
-pub(super) async fn load_during(
+pub async fn load_during(
     prepared: &mut Prepared,
     mut workload: Workload,
     config: OpenLoop,
@@ -285,9 +285,10 @@ pub(super) async fn load_during(
     let mut load = tokio::spawn(open_loop(config, move |_| workload.next_request(), None));
     steps.sort_by_key(|f| f.at);
     let mut events = Vec::new();
+    // Victims of a kill or pause carried out and not yet repaired.
+    let mut down: Vec<&'static str> = Vec::new();
     let mut pending = steps.into_iter().peekable();
     let mut tick = tokio::time::interval(super::resources::SAMPLE_EVERY);
-    let ms = |at: tokio::time::Instant| at.duration_since(start).as_millis() as u64;
     let report = loop {
         let next_fault = pending.peek().map(|f| start + f.at);
         tokio::select! {
@@ -295,52 +296,82 @@ pub(super) async fn load_during(
             _ = tick.tick() => sampler.sample_load(&prepared.topology.file()),
             _ = async { match next_fault { Some(at) => tokio::time::sleep_until(at).await, None => std::future::pending().await } } => {
                 if let Some(step) = pending.next() {
-                    if let (Some(writes), Some(_)) = (writes, step.starts) {
-                        let waited = tokio::time::Instant::now();
-                        while writes.count() == 0 && waited.elapsed() < LAND_ON_A_WRITE {
-                            tokio::time::sleep(Duration::from_millis(1)).await;
-                        }
-                    }
-                    // A SIGKILLed process cannot be read: read every process right before.
-                    sampler.sample_load(&prepared.topology.file());
-                    let issued = tokio::time::Instant::now();
-                    let outcome = if step.target == NATS && prepared.topology.nats_url().is_none() {
-                        SKIPPED_NO_BROKER.to_owned()
-                    } else {
-                        match control::apply(&mut prepared.topology, &step.action, step.target).await {
-                            Ok(()) => OK.to_owned(),
-                            Err(e) => format!("error: {e}"),
-                        }
-                    };
-                    let effective = tokio::time::Instant::now();
-                    let event = FaultEvent {
-                        t_ms: ms(issued),
-                        action: step.action.line(step.target),
-                        result: outcome,
-                        planned_ms: Some(step.at.as_millis() as u64),
-                        effective_ms: Some(ms(effective)),
-                        fault: step.starts,
-                        writes_in_flight: writes.filter(|_| step.starts.is_some()).map(InFlight::count),
-                    };
+                    let event = apply_step(prepared, &step, start, sampler, writes, &mut down).await;
                     progress(&event);
                     events.push(event);
                 }
             }
         }
     };
-    // Steps the load outlived are listed, not silently dropped.
+    // A repair of a fault carried out is carried out even when the load has ended (a
+    // slow step before it can push it past the end): a fault is never left in place.
+    // The load outlived every other step: listed, not silently dropped.
     for step in pending {
-        events.push(FaultEvent {
-            t_ms: report.duration_ms,
-            action: step.action.line(step.target),
-            result: NOT_APPLIED.to_owned(),
-            planned_ms: Some(step.at.as_millis() as u64),
-            effective_ms: None,
-            fault: step.starts,
-            writes_in_flight: None,
-        });
+        let event = if step.action.is_repair() && down.contains(&step.target) {
+            tokio::time::sleep_until(start + step.at).await;
+            apply_step(prepared, &step, start, sampler, None, &mut down).await
+        } else {
+            FaultEvent {
+                t_ms: report.duration_ms,
+                action: step.action.line(step.target),
+                result: NOT_APPLIED.to_owned(),
+                planned_ms: Some(step.at.as_millis() as u64),
+                effective_ms: None,
+                fault: step.starts,
+                writes_in_flight: None,
+            }
+        };
+        progress(&event);
+        events.push(event);
     }
     (report, events)
+}
+
+/// Carries out one step and says how it went; `down` keeps the victims of the faults
+/// carried out (kill, pause, slow, partition, …) until their repair.
+async fn apply_step(
+    prepared: &mut Prepared,
+    step: &Step,
+    start: tokio::time::Instant,
+    sampler: &mut Sampler,
+    writes: Option<&InFlight>,
+    down: &mut Vec<&'static str>,
+) -> FaultEvent {
+    if let (Some(writes), Some(_)) = (writes, step.starts) {
+        let waited = tokio::time::Instant::now();
+        while writes.count() == 0 && waited.elapsed() < LAND_ON_A_WRITE {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    // A SIGKILLed process cannot be read: read every process right before.
+    sampler.sample_load(&prepared.topology.file());
+    let issued = tokio::time::Instant::now();
+    let outcome = if step.target == NATS && prepared.topology.nats_url().is_none() {
+        SKIPPED_NO_BROKER.to_owned()
+    } else {
+        match control::apply(&mut prepared.topology, &step.action, step.target).await {
+            Ok(()) => OK.to_owned(),
+            Err(e) => format!("error: {e}"),
+        }
+    };
+    let effective = tokio::time::Instant::now();
+    if outcome == OK {
+        if step.action.is_repair() {
+            down.retain(|&t| t != step.target);
+        } else {
+            down.push(step.target);
+        }
+    }
+    let ms = |at: tokio::time::Instant| at.duration_since(start).as_millis() as u64;
+    FaultEvent {
+        t_ms: ms(issued),
+        action: step.action.line(step.target),
+        result: outcome,
+        planned_ms: Some(step.at.as_millis() as u64),
+        effective_ms: Some(ms(effective)),
+        fault: step.starts,
+        writes_in_flight: writes.filter(|_| step.starts.is_some()).map(InFlight::count),
+    }
 }
 
 /// The result of a fault carried out.
@@ -452,12 +483,9 @@ pub async fn read_view(
     let mut rows = Vec::new();
     let mut query = prepared.clients.query.clone();
     for user_id in users {
-        let request = crate::workload::timed(
-            common::proto::UserOrdersRequest { user_id: user_id.clone() },
-            Duration::from_secs(5),
-        );
-        match query.user_orders(request).await {
-            Ok(answer) => rows.extend(answer.into_inner().items.into_iter().map(|item| (user_id.clone(), item))),
+        let request = common::proto::UserOrdersRequest { user_id: user_id.clone() };
+        match bench::call(Duration::from_secs(5), request, |r| query.user_orders(r)).await {
+            Ok(answer) => rows.extend(answer.items.into_iter().map(|item| (user_id.clone(), item))),
             // A user the view does not have (yet): none of their orders are there.
             Err(status) if status.code() == tonic::Code::NotFound => {}
             Err(status) => anyhow::bail!("the checker cannot read the view of {user_id}: {status}"),

@@ -43,7 +43,7 @@ use super::{
 };
 use crate::{
     history::{Entry, History, Op, Outcome, Reply, Writers},
-    workload::{timed, Mix, Workload},
+    workload::{Mix, Workload},
 };
 
 /// Service faults per mode unless `--kills` says otherwise.
@@ -304,8 +304,8 @@ pub async fn audit(
     let patience = Instant::now() + within;
     let checker = loop {
         let message = CreateUserRequest { name: "Soak checker".into(), email: "checker@example.test".into() };
-        match c.users.create_user(timed(message, deadline)).await {
-            Ok(user) => break user.into_inner(),
+        match bench::call(deadline, message, |r| c.users.create_user(r)).await {
+            Ok(user) => break user,
             Err(status) if Instant::now() > patience => anyhow::bail!("cannot create the checker user: {status}"),
             Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
         }
@@ -318,8 +318,8 @@ pub async fn audit(
     for product_id in &products {
         let message = PlaceOrderRequest { user_id: checker.id.clone(), product_id: product_id.clone(), quantity: 1 };
         let order = loop {
-            match c.orders.place_order(timed(message.clone(), deadline)).await {
-                Ok(order) => break Some(order.into_inner()),
+            match bench::call(deadline, message.clone(), |r| c.orders.place_order(r)).await {
+                Ok(order) => break Some(order),
                 Err(status)
                     if matches!(status.code(), tonic::Code::Unavailable | tonic::Code::DeadlineExceeded)
                         && Instant::now() < patience =>
@@ -401,16 +401,16 @@ pub async fn audit(
     let mut query = prepared.clients.query.clone();
     for (id, user) in &users {
         soak.users_checked += 1;
-        match c.users.get_user(timed(GetUserRequest { id: id.clone() }, deadline)).await {
-            Ok(got) if got.get_ref() == user => {}
-            Ok(got) => soak.find("wrong user (owner)", format!("{:?} != {user:?}", got.into_inner())),
+        match bench::call(deadline, GetUserRequest { id: id.clone() }, |r| c.users.get_user(r)).await {
+            Ok(got) if &got == user => {}
+            Ok(got) => soak.find("wrong user (owner)", format!("{got:?} != {user:?}")),
             Err(status) if status.code() == tonic::Code::NotFound => soak.find("lost user (owner)", id.clone()),
             Err(status) => anyhow::bail!("the checker cannot read user {id}: {status}"),
         }
-        let request = timed(common::proto::UserOrdersRequest { user_id: id.clone() }, deadline);
-        match query.user_orders(request).await {
-            Ok(got) if got.get_ref().user.as_ref() == Some(user) => {}
-            Ok(got) => soak.find("wrong user (view)", format!("{:?} != {user:?}", got.into_inner().user)),
+        let request = common::proto::UserOrdersRequest { user_id: id.clone() };
+        match bench::call(deadline, request, |r| query.user_orders(r)).await {
+            Ok(got) if got.user.as_ref() == Some(user) => {}
+            Ok(got) => soak.find("wrong user (view)", format!("{:?} != {user:?}", got.user)),
             Err(status) if status.code() == tonic::Code::NotFound => soak.find("lost user (view)", id.clone()),
             Err(status) => anyhow::bail!("the checker cannot read the view of {id}: {status}"),
         }
@@ -423,9 +423,9 @@ pub async fn audit(
         let Some(h) = prices.get(product_id) else { continue };
         soak.products_checked += 1;
         let (version, price) = h.newest;
-        match c.products.get_product(timed(GetProductRequest { id: product_id.clone() }, deadline)).await {
+        match bench::call(deadline, GetProductRequest { id: product_id.clone() }, |r| c.products.get_product(r)).await {
             Ok(got) => {
-                let Product { price_cents, version: v, title, .. } = got.into_inner();
+                let Product { price_cents, version: v, title, .. } = got;
                 if v < version {
                     soak.find(
                         "lost price change (owner)",

@@ -65,7 +65,7 @@ pub fn text(r: &Results) -> String {
             )
             .ok();
             if let Some(p) = &l.propagation {
-                write!(out, " | visible p50 {} p99 {}", ms(p.p50_us), ms(p.p99_us)).ok();
+                write!(out, " | stale p50 {} p99 {}", ms(p.p50_us), ms(p.p99_us)).ok();
             }
         }
         if let Some(c) = &s.create_then_use {
