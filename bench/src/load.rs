@@ -16,7 +16,7 @@ use std::{
     collections::BTreeMap,
     future::Future,
     sync::{
-        atomic::{AtomicUsize, Ordering},
+        atomic::{AtomicU64, AtomicUsize, Ordering},
         Arc,
     },
     time::Duration,
@@ -237,7 +237,42 @@ pub struct Second {
 /// request *i*: its operation name and the future that sends it, resolving to its
 /// outcome (`"OK"` or a gRPC code name). `live`, if given, receives each second of
 /// completions as it ends.
-pub async fn open_loop<F, Fut>(config: OpenLoop, mut next: F, live: Option<mpsc::UnboundedSender<Second>>) -> LoadReport
+pub async fn open_loop<F, Fut>(config: OpenLoop, next: F, live: Option<mpsc::UnboundedSender<Second>>) -> LoadReport
+where
+    F: FnMut(u64) -> (&'static str, Fut) + Send + 'static,
+    Fut: Future<Output = &'static str> + Send + 'static,
+{
+    open_loop_for(config, Length::new(config.duration), next, live).await
+}
+
+/// The length of an open-loop run, which its caller may extend while the run lasts
+/// (a fault schedule running late keeps the load going until its last step is done).
+#[derive(Debug, Clone)]
+pub struct Length(Arc<AtomicU64>);
+
+impl Length {
+    pub fn new(length: Duration) -> Self {
+        Self(Arc::new(AtomicU64::new(length.as_nanos() as u64)))
+    }
+
+    pub fn get(&self) -> Duration {
+        Duration::from_nanos(self.0.load(Ordering::Relaxed))
+    }
+
+    /// Makes the run at least `length` long; a run that has already ended stays ended.
+    pub fn extend_to(&self, length: Duration) {
+        self.0.fetch_max(length.as_nanos() as u64, Ordering::Relaxed);
+    }
+}
+
+/// [`open_loop`] for as long as `length` says when the schedule reaches it
+/// (`config.duration` is not used).
+pub async fn open_loop_for<F, Fut>(
+    config: OpenLoop,
+    length: Length,
+    mut next: F,
+    live: Option<mpsc::UnboundedSender<Second>>,
+) -> LoadReport
 where
     F: FnMut(u64) -> (&'static str, Fut) + Send + 'static,
     Fut: Future<Output = &'static str> + Send + 'static,
@@ -245,7 +280,7 @@ where
     let (tx, rx) = mpsc::unbounded_channel::<Done>();
     let collector = tokio::spawn(collect(rx, config.bucket, live));
     let runtime = tokio::runtime::Handle::current();
-    let schedule = Schedule::new(config.rate, config.duration);
+    let schedule = Schedule { rate: config.rate.max(1e-6), length: length.clone() };
     let start = Instant::now();
     // The schedule is kept by a thread of its own: tokio's timer ticks in whole
     // milliseconds, which would make every request up to 1 ms late at any rate, and
@@ -326,7 +361,7 @@ where
     let collector = collector.await.expect("collector task");
     // Throughput over the schedule's length: the last answers draining after it are
     // the same requests, not extra time.
-    collector.report("open", Some(config.rate), None, config.duration, scheduled, max_in_flight, config.bucket)
+    collector.report("open", Some(config.rate), None, length.get(), scheduled, max_in_flight, config.bucket)
 }
 
 /// Most requests handed to the runtime in one batch: bounds how long the scheduler
@@ -335,15 +370,16 @@ const MAX_BATCH: usize = 64;
 
 /// The open loop's schedule: request *i* is due `i / rate` after the start, for as long
 /// as that is within the run.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Schedule {
     rate: f64,
-    duration: Duration,
+    length: Length,
 }
 
 impl Schedule {
+    #[cfg(test)]
     fn new(rate: f64, duration: Duration) -> Self {
-        Self { rate: rate.max(1e-6), duration }
+        Self { rate: rate.max(1e-6), length: Length::new(duration) }
     }
 
     /// When request `i` is due, from the start; `None` past the end of the run.
@@ -351,7 +387,7 @@ impl Schedule {
         // Rounded to the nanosecond (not truncated), so that at a rate whose interval
         // is a whole number of nanoseconds every intended time is exact.
         let at = Duration::from_nanos((i as f64 * 1e9 / self.rate).round() as u64);
-        (at < self.duration).then_some(at)
+        (at < self.length.get()).then_some(at)
     }
 
     /// The requests from `next` on that are due by `now`, at most `max` of them.

@@ -363,3 +363,54 @@ async fn a_repair_planned_past_the_end_of_the_load_is_still_carried_out() {
         .await
         .expect("users was restarted");
 }
+
+/// A step that takes longer than planned (a restart waits until its service serves)
+/// delays the later steps and the load's end by as much: the next fault keeps its
+/// planned length instead of being cut short, and the load still runs its planned tail
+/// after the last step.
+#[tokio::test]
+async fn a_slow_step_delays_the_rest_of_the_schedule_and_the_load() {
+    use common::names::{PRODUCTS, USERS};
+    use lab::{
+        control::Action,
+        suite::{
+            resources::Sampler,
+            scenarios::{load_during, Step, OK},
+            FaultKind,
+        },
+        workload::{Mix, Workload},
+    };
+    let lab = support::start(Mode::Sync).await;
+    let (users, products) = populate(&lab, 2, 1).await;
+    let support::Lab { topology, clients, dir: _dir } = lab;
+    let seeded = Arc::new(Seeded { user_ids: users, product_ids: products, order_ids: Vec::new() });
+    let mut prepared = Prepared { topology, clients, seeded };
+    let workload =
+        Workload::new(prepared.clients.clone(), prepared.seeded.clone(), Mix::default(), Duration::from_millis(500), 1);
+    let ms = Duration::from_millis;
+    // The restart of users takes at least its process's start-up, far more than 1 ms.
+    let steps = vec![
+        Step { at: ms(100), action: Action::Restart, target: USERS, starts: Some(FaultKind::Restart) },
+        Step { at: ms(101), action: Action::Kill, target: PRODUCTS, starts: Some(FaultKind::Kill) },
+        Step { at: ms(301), action: Action::Restart, target: PRODUCTS, starts: None },
+    ];
+    let (report, events) = load_during(
+        &mut prepared,
+        workload,
+        bench::load::OpenLoop::new(50.0, ms(600)),
+        steps,
+        &mut Sampler::new(),
+        None,
+        &mut |_| {},
+    )
+    .await;
+    assert!(events.iter().all(|e| e.result == OK), "{events:?}");
+    let (restart_users, kill, restart) = (&events[0], &events[1], &events[2]);
+    let late = restart_users.effective_ms.unwrap() - 101;
+    assert!(late > 5, "the restart of users was slow enough to matter: {restart_users:?}");
+    assert!(
+        restart.t_ms - kill.effective_ms.unwrap() >= 195,
+        "products stays down for its planned 200 ms: {kill:?} then {restart:?}"
+    );
+    assert!(report.duration_ms >= 600 + late - 5, "the load is extended by the delay: {} ms", report.duration_ms);
+}

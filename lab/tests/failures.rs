@@ -148,3 +148,20 @@ async fn acknowledged_writes_survive_sigkill_of_their_owner() {
     assert_eq!(listed.len(), N + 1);
     assert_eq!(listed[1..], order_ids[..], "every acknowledged order survived SIGKILL, in order");
 }
+
+/// SIGTERM stops a service by itself while its callers hold their connections open
+/// (the lab's clients, orders' and query's channels): it serves no more, flushes and
+/// exits, rather than waiting on idle connections until the topology's grace period
+/// runs out and SIGKILLs it (which made every restart of a running service take 5 s).
+#[tokio::test]
+async fn sigterm_stops_a_service_whose_callers_keep_their_connections() {
+    let mut lab = support::start(Mode::Sync).await;
+    let (user, product) = fixture(&lab).await;
+    let mut c = lab.clients.clone();
+    c.orders.place_order(req(place(&user, &product), T)).await.unwrap();
+    c.query.user_orders(req(UserOrdersRequest { user_id: user.id.clone() }, T)).await.unwrap();
+    let log = lab.topology.service("users").unwrap().log.clone();
+    lab.topology.stop_one("users").unwrap();
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert!(log.contains("stopped serving"), "users did not stop by itself on SIGTERM:\n{log}");
+}

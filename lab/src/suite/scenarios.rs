@@ -8,7 +8,7 @@ use std::{
     time::Duration,
 };
 
-use bench::load::{closed_loop, open_loop, OpenLoop};
+use bench::load::{closed_loop, open_loop_for, Length, OpenLoop};
 use common::{
     config::Mode,
     names::{NATS, PRODUCTS, QUERY, USERS},
@@ -270,8 +270,9 @@ const LAND_ON_A_WRITE: Duration = Duration::from_millis(50);
 /// Runs the workload open-loop while applying the `steps` at their offsets and
 /// sampling resources; returns the load report and what was done. With `writes`, a
 /// step that starts a fault first waits (at most [`LAND_ON_A_WRITE`]) for a write to be
-/// in flight, and records how many were at the instant it took effect. `progress` is
-/// told of every step done.
+/// in flight, and records how many were at the instant it took effect. A step that
+/// takes longer than planned delays the later steps and the end of the load by as much.
+/// `progress` is told of every step done.
 pub async fn load_during(
     prepared: &mut Prepared,
     mut workload: Workload,
@@ -282,15 +283,20 @@ pub async fn load_during(
     progress: &mut dyn FnMut(&FaultEvent),
 ) -> (bench::load::LoadReport, Vec<FaultEvent>) {
     let start = tokio::time::Instant::now();
-    let mut load = tokio::spawn(open_loop(config, move |_| workload.next_request(), None));
+    let length = Length::new(config.duration);
+    let mut load = tokio::spawn(open_loop_for(config, length.clone(), move |_| workload.next_request(), None));
     steps.sort_by_key(|f| f.at);
     let mut events = Vec::new();
-    // Victims of a kill or pause carried out and not yet repaired.
+    // Victims of a fault carried out and not yet repaired.
     let mut down: Vec<&'static str> = Vec::new();
+    // How late the schedule runs: a step done later than planned (after a restart that
+    // waited for readiness) delays every later step and the end of the load by as much,
+    // so each fault keeps its planned length and the load its tail after the last.
+    let mut shift = Duration::ZERO;
     let mut pending = steps.into_iter().peekable();
     let mut tick = tokio::time::interval(super::resources::SAMPLE_EVERY);
     let report = loop {
-        let next_fault = pending.peek().map(|f| start + f.at);
+        let next_fault = pending.peek().map(|f| start + f.at + shift);
         tokio::select! {
             report = &mut load => break report.expect("load task"),
             _ = tick.tick() => sampler.sample_load(&prepared.topology.file()),
@@ -298,6 +304,8 @@ pub async fn load_during(
                 if let Some(step) = pending.next() {
                     let event = apply_step(prepared, &step, start, sampler, writes, &mut down).await;
                     progress(&event);
+                    shift = shift.max(start.elapsed().saturating_sub(step.at));
+                    length.extend_to(config.duration + shift);
                     events.push(event);
                 }
             }
@@ -308,8 +316,10 @@ pub async fn load_during(
     // The load outlived every other step: listed, not silently dropped.
     for step in pending {
         let event = if step.action.is_repair() && down.contains(&step.target) {
-            tokio::time::sleep_until(start + step.at).await;
-            apply_step(prepared, &step, start, sampler, None, &mut down).await
+            tokio::time::sleep_until(start + step.at + shift).await;
+            let event = apply_step(prepared, &step, start, sampler, None, &mut down).await;
+            progress(&event);
+            event
         } else {
             FaultEvent {
                 t_ms: report.duration_ms,
@@ -321,7 +331,6 @@ pub async fn load_during(
                 writes_in_flight: None,
             }
         };
-        progress(&event);
         events.push(event);
     }
     (report, events)

@@ -2,7 +2,7 @@
 //! clear start-up error and tests can bind `127.0.0.1:0`), then [`run`] serves the API
 //! with gRPC health and reflection until the shutdown token fires.
 
-use std::{convert::Infallible, net::SocketAddr, path::Path};
+use std::{convert::Infallible, net::SocketAddr, path::Path, time::Duration};
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -72,17 +72,34 @@ where
         write_addr_file(path, addr)?;
     }
     tracing::info!(%addr, service = S::NAME, "ready");
-    Server::builder()
+    let serving = Server::builder()
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(crate::proto::admin_server::AdminServer::new(crate::stats::AdminApi))
         .add_service(service)
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), shutdown.cancelled_owned())
-        .await?;
+        .serve_with_incoming_shutdown(
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            shutdown.clone().cancelled_owned(),
+        );
+    // Graceful shutdown stops accepting, lets requests in flight finish and waits for
+    // every connection to close; a caller's idle connection may never close (hyper
+    // waits on it), so the drain is bounded: past it, the connections are dropped, as a
+    // crash would drop them. Every acknowledged write is on disk already.
+    let drained = async {
+        shutdown.cancelled().await;
+        tokio::time::sleep(DRAIN).await;
+    };
+    tokio::select! {
+        served = serving => served?,
+        () = drained => tracing::info!(service = S::NAME, "connections still open {DRAIN:?} after shutdown began: dropped"),
+    }
     tracing::info!(service = S::NAME, "stopped serving");
     Ok(())
 }
+
+/// How long a service stopping waits for its connections to close by themselves.
+pub const DRAIN: Duration = Duration::from_secs(1);
 
 /// Server reflection, served in both versions of the protocol: newer clients (grpcurl)
 /// speak `grpc.reflection.v1`, Postman, Python's grpcio-reflection and older grpcurl only
