@@ -1,8 +1,15 @@
 //! Test support: a real topology (the service binaries as processes) in a temporary
 //! run dir on ephemeral loopback ports.
+//!
+//! The run dir goes away with the test, unless the test fails: then it is kept, and its
+//! path and the tail of every process's log are printed with the failure, so the
+//! failure can be read. `CASCADE_KEEP_RUNS=1` keeps every run dir.
 #![allow(dead_code)]
 
-use std::time::Duration;
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use common::config::Mode;
 use lab::{
@@ -14,8 +21,80 @@ use tempfile::TempDir;
 pub struct Lab {
     pub topology: Topology,
     pub clients: Clients,
-    /// Kept so the run dir lives as long as the test.
-    pub dir: TempDir,
+    /// Kept so the run dir lives as long as the test (and past it, if the test fails).
+    /// Declared last: it is dropped after the topology has stopped, logs complete.
+    pub dir: RunDir,
+}
+
+/// Set to `1` to keep every test's run dir, passed or failed.
+pub const KEEP_RUNS_VAR: &str = "CASCADE_KEEP_RUNS";
+/// Lines of each log printed when a test fails.
+const LOG_TAIL_LINES: usize = 20;
+
+/// A temporary run dir that is removed when dropped, unless the thread is panicking (a
+/// failed assert, a failed `expect`, also while the topology starts) or
+/// [`KEEP_RUNS_VAR`] is `1`: then it stays, and says where it is.
+pub struct RunDir {
+    /// `None` once kept.
+    dir: Option<TempDir>,
+}
+
+impl RunDir {
+    pub fn new() -> Self {
+        Self { dir: Some(tempfile::tempdir().expect("temp dir")) }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.as_ref().expect("a run dir is only kept when dropped").path()
+    }
+
+    fn keep_always() -> bool {
+        std::env::var(KEEP_RUNS_VAR).is_ok_and(|v| v == "1")
+    }
+}
+
+impl Default for RunDir {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for RunDir {
+    fn drop(&mut self) {
+        let failed = std::thread::panicking();
+        if !failed && !Self::keep_always() {
+            return;
+        }
+        let Some(dir) = self.dir.take() else { return };
+        let path = dir.keep();
+        if !failed {
+            eprintln!("run dir kept ({KEEP_RUNS_VAR}=1): {}", path.display());
+            return;
+        }
+        eprintln!("test failed; run dir kept: {}", path.display());
+        for log in logs_under(&path, 3) {
+            let shown = log.strip_prefix(&path).unwrap_or(&log).display();
+            eprintln!("--- last {LOG_TAIL_LINES} lines of {shown} ---");
+            eprintln!("{}", lab::topology::tail(&log, LOG_TAIL_LINES));
+        }
+    }
+}
+
+/// The log files of a run dir (each process writes `<run>/<name>/log`), sorted; `depth`
+/// bounds the walk.
+fn logs_under(dir: &Path, depth: usize) -> Vec<PathBuf> {
+    let mut logs = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else { return logs };
+    for entry in entries.map_while(Result::ok) {
+        let path = entry.path();
+        if path.is_dir() && depth > 0 {
+            logs.extend(logs_under(&path, depth - 1));
+        } else if path.file_name().is_some_and(|n| n == "log") || path.extension().is_some_and(|e| e == "log") {
+            logs.push(path);
+        }
+    }
+    logs.sort();
+    logs
 }
 
 pub async fn start(mode: Mode) -> Lab {
@@ -24,7 +103,7 @@ pub async fn start(mode: Mode) -> Lab {
 
 /// Like [`start`], with the topology's configuration adjusted by `adjust` first.
 pub async fn start_with(mode: Mode, adjust: impl FnOnce(&mut Config)) -> Lab {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = RunDir::new();
     let mut config = Config::new(mode, dir.path().join("run"));
     adjust(&mut config);
     let topology = Topology::start(config).await.expect("topology starts");

@@ -184,6 +184,12 @@ pub enum RelayError {
     Poisoned,
 }
 
+impl From<crate::store::FlushError> for RelayError {
+    fn from(e: crate::store::FlushError) -> Self {
+        RelayError::Store(StoreError::Flush(e))
+    }
+}
+
 impl From<sled::Error> for RelayError {
     fn from(e: sled::Error) -> Self {
         RelayError::Store(StoreError::Sled(e))

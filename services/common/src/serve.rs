@@ -1,5 +1,5 @@
 //! Bind outside, serve inside: a binary binds its listener first (so a port in use is a
-//! clear start-up error and tests can bind `127.0.0.1:0`), then [`run`] serves the API
+//! clear start-up error and tests can bind `127.0.0.1:0`), then [`serve_until_shutdown`] serves the API
 //! with gRPC health and reflection until the shutdown token fires.
 
 use std::{convert::Infallible, net::SocketAddr, path::Path, time::Duration};
@@ -52,10 +52,10 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 }
 
 /// Serves `service` (plus `grpc.health.v1`, server reflection and `Admin.Stats`) on an already-bound
-/// listener until `shutdown` is cancelled. Health says SERVING from the start, which is
+/// listener until `shutdown` is cancelled: the gRPC server alone, nothing before or after. Health says SERVING from the start, which is
 /// true because the listener is bound: connections made now wait in its backlog.
 /// If `addr_file` is given, the bound address is written there once serving starts.
-async fn run<S: GrpcService>(
+async fn serve_grpc<S: GrpcService>(
     listener: TcpListener,
     service: S,
     addr_file: Option<&Path>,
@@ -126,7 +126,7 @@ fn reflection<S: NamedService>() -> tonic_reflection::server::Builder<'static> {
 
 /// A service's whole life after binding: serve until `shutdown`, then stop its event
 /// tasks (if any) and flush its store (if it has one), whatever ended the serving.
-pub async fn run_service<S: GrpcService>(
+pub async fn serve_until_shutdown<S: GrpcService>(
     listener: TcpListener,
     service: S,
     args: &crate::config::ServiceArgs,
@@ -137,23 +137,21 @@ pub async fn run_service<S: GrpcService>(
 where
     S::Future: Send + 'static,
 {
-    let served = run(listener, service, args.addr_file.as_deref(), shutdown.clone()).await;
+    let served = serve_grpc(listener, service, args.addr_file.as_deref(), shutdown.clone()).await;
     shutdown.cancel();
     if let Some(events) = events {
         events.stop().await;
     }
     if let Some(db) = db {
-        crate::store::flush(db)
-            .await
-            .map_err(|e| ServeError::Io(std::io::Error::other(format!("final flush: {e}"))))?;
+        crate::store::flush(db).await.map_err(ServeError::FinalFlush)?;
     }
     served
 }
 
-/// The `main` of every service binary: logging, options, a runtime, the shutdown
+/// What every service binary's `main` calls: logging, options, a runtime, the shutdown
 /// signal, the bound listener; then `serve`. An error ends the process with status 1
 /// and its message as the last line of output.
-pub fn main<A, F, Fut, E>(listen: fn(&A) -> SocketAddr, serve: F)
+pub fn run_service_binary<A, F, Fut, E>(listen: fn(&A) -> SocketAddr, serve: F)
 where
     A: clap::Parser,
     F: FnOnce(A, TcpListener, CancellationToken) -> Fut,
@@ -179,7 +177,7 @@ fn write_addr_file(path: &Path, addr: SocketAddr) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
-/// Why [`run`] stopped with an error.
+/// Why [`serve_until_shutdown`] stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error(transparent)]
@@ -188,4 +186,7 @@ pub enum ServeError {
     Transport(#[from] tonic::transport::Error),
     #[error("reflection descriptors: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
+    /// Serving stopped, but the store's last writes may not be on disk.
+    #[error("final flush: {0}")]
+    FinalFlush(#[source] crate::store::FlushError),
 }

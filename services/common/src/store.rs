@@ -37,12 +37,21 @@ pub fn open(dir: &Path) -> Result<sled::Db, OpenError> {
 /// sled 0.34's own `flush_async` can stall forever when several are pending at once
 /// (spacejam/sled#1241, #1308: seen here as a CreateUser that never answered), so the
 /// blocking `flush` runs on tokio's blocking pool instead.
-pub async fn flush(db: &sled::Db) -> sled::Result<()> {
+pub async fn flush(db: &sled::Db) -> Result<(), FlushError> {
     let db = db.clone();
-    match tokio::task::spawn_blocking(move || db.flush()).await {
-        Ok(result) => result.map(|_bytes| ()),
-        Err(join) => Err(sled::Error::Io(std::io::Error::other(format!("flush task failed: {join}")))),
-    }
+    tokio::task::spawn_blocking(move || db.flush()).await??;
+    Ok(())
+}
+
+/// Why [`flush`] did not make the writes durable.
+#[derive(Debug, thiserror::Error)]
+pub enum FlushError {
+    #[error("sled flush: {0}")]
+    Sled(#[from] sled::Error),
+    /// The blocking task running the flush panicked or was cancelled: whether the
+    /// writes reached the disk is unknown.
+    #[error("the flush task did not finish: {0}")]
+    Task(#[from] tokio::task::JoinError),
 }
 
 /// What can go wrong reading or writing a store.
@@ -52,6 +61,8 @@ pub enum StoreError {
     Sled(#[from] sled::Error),
     #[error("corrupt record: {0}")]
     Decode(#[from] prost::DecodeError),
+    #[error("{0}")]
+    Flush(#[from] FlushError),
     #[error("an earlier write could not be flushed; this service takes no writes until it is restarted")]
     Poisoned,
 }

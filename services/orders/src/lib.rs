@@ -54,18 +54,19 @@ pub async fn run(
                 anyhow::bail!("sync mode needs --users-addr and --products-addr");
             };
             let directory = sync::GrpcDirectory::new(&users, &products);
-            Ok(serve(listener, args, &store, directory, None, shutdown).await?)
+            Ok(serve_api(listener, args, &store, directory, None, shutdown).await?)
         }
         Some(mut events) => {
             let replica = events::Replica::open(store.db())?;
             events.relay(store.outbox().clone());
             events.consume(ORDERS_CONSUMER, &ORDERS_SUBJECTS, replica.clone());
-            Ok(serve(listener, args, &store, replica, Some(events), shutdown).await?)
+            Ok(serve_api(listener, args, &store, replica, Some(events), shutdown).await?)
         }
     }
 }
 
-async fn serve<D: Directory>(
+/// Builds the gRPC API on its [`Directory`] and serves it until `shutdown`.
+async fn serve_api<D: Directory>(
     listener: TcpListener,
     args: &ServiceArgs,
     store: &store::OrderStore,
@@ -75,5 +76,5 @@ async fn serve<D: Directory>(
 ) -> Result<(), ServeError> {
     let api = api::OrdersApi::new(store.clone(), directory, args.default_deadline());
     let server = OrdersServer::new(api);
-    common::serve::run_service(listener, server, args, events, Some(store.db()), shutdown).await
+    common::serve::serve_until_shutdown(listener, server, args, events, Some(store.db()), shutdown).await
 }

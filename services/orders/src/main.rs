@@ -17,7 +17,7 @@ struct Args {
 }
 
 fn main() {
-    common::serve::main(
+    common::serve::run_service_binary(
         |args: &Args| args.service.listen,
         |args, listener, shutdown| async move {
             let peers = orders::Peers { users: args.users_addr.clone(), products: args.products_addr.clone() };

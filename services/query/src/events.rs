@@ -117,3 +117,105 @@ impl Source for View {
         assemble(user, orders, &products)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The view as a projection: events applied directly (no broker), read back through
+    //! [`Source::user_orders`].
+
+    use std::time::Duration;
+
+    use common::events::{order_placed, product_created, product_price_changed, user_created};
+
+    use super::*;
+
+    const ANN: &str = "usr-0000000000000001";
+    const BOB: &str = "usr-0000000000000002";
+    const TEA: &str = "prd-0000000000000001";
+
+    fn view() -> (View, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        (View::open(dir.path()).expect("view opens"), dir)
+    }
+
+    fn user(id: &str) -> User {
+        User { id: id.into(), name: "Ann".into(), email: "ann@b.test".into(), created_at_unix_ms: 1 }
+    }
+
+    fn product(price_cents: i64, version: u64) -> Product {
+        Product { id: TEA.into(), title: "Tea".into(), price_cents, version }
+    }
+
+    fn order(n: u8, user_id: &str) -> Order {
+        Order {
+            id: format!("ord-{n:016x}"),
+            user_id: user_id.into(),
+            product_id: TEA.into(),
+            quantity: u32::from(n),
+            unit_price_cents: 100,
+            placed_at_unix_ms: u64::from(n),
+        }
+    }
+
+    fn applied_orders(view: &View) -> u64 {
+        decode_count(view.counts.get(ORDERS_APPLIED_KEY).expect("read"))
+    }
+
+    async fn rows(view: &View, user_id: &str) -> Vec<(String, i64)> {
+        let answer = view.user_orders(user_id, Deadline::after(Duration::from_secs(1))).await.expect("answered");
+        answer.items.into_iter().map(|i| (i.order_id, i.current_price_cents)).collect()
+    }
+
+    #[tokio::test]
+    async fn a_duplicate_order_placed_is_applied_and_counted_once() {
+        let (view, _dir) = view();
+        view.apply(&user_created(&user(ANN))).expect("applied");
+        view.apply(&product_created(&product(100, 1))).expect("applied");
+        let placed = order_placed(&order(1, ANN));
+        assert!(view.apply(&placed).expect("applied"));
+        let before = view.db.checksum().expect("checksum");
+        assert!(!view.apply(&placed).expect("no error"), "a duplicate reports itself as not applied");
+        assert_eq!(view.db.checksum().expect("checksum"), before, "a duplicate changes nothing at all");
+        assert_eq!(applied_orders(&view), 1);
+        assert_eq!(rows(&view, ANN).await, [(order(1, ANN).id, 100)]);
+    }
+
+    #[tokio::test]
+    async fn an_older_product_version_arriving_after_a_newer_one_does_not_overwrite_it() {
+        let (view, _dir) = view();
+        view.apply(&user_created(&user(ANN))).expect("applied");
+        view.apply(&product_price_changed(&product(300, 3), 200)).expect("applied");
+        view.apply(&product_created(&product(100, 1))).expect("applied");
+        view.apply(&product_price_changed(&product(200, 2), 100)).expect("applied");
+        view.apply(&order_placed(&order(1, ANN))).expect("applied");
+        assert_eq!(rows(&view, ANN).await, [(order(1, ANN).id, 300)]);
+        view.apply(&product_price_changed(&product(400, 4), 300)).expect("applied");
+        assert_eq!(rows(&view, ANN).await, [(order(1, ANN).id, 400)], "a newer version does replace it");
+    }
+
+    #[tokio::test]
+    async fn an_order_before_its_product_is_held_back_until_the_product_arrives() {
+        let (view, _dir) = view();
+        view.apply(&user_created(&user(ANN))).expect("applied");
+        view.apply(&order_placed(&order(1, ANN))).expect("applied");
+        assert_eq!(rows(&view, ANN).await, [], "no row without its product, and no error");
+        view.apply(&product_created(&product(100, 1))).expect("applied");
+        assert_eq!(rows(&view, ANN).await, [(order(1, ANN).id, 100)]);
+    }
+
+    #[tokio::test]
+    async fn a_user_sees_only_their_orders_oldest_first_and_an_unknown_user_is_not_found() {
+        let (view, _dir) = view();
+        view.apply(&product_created(&product(100, 1))).expect("applied");
+        for (n, who) in [(3, ANN), (1, ANN), (2, BOB)] {
+            view.apply(&order_placed(&order(n, who))).expect("applied");
+        }
+        match view.user_orders(ANN, Deadline::after(Duration::from_secs(1))).await {
+            Err(ApiError::NotFound(message)) => assert!(message.contains(ANN), "{message}"),
+            other => panic!("an order does not make its user known: expected NotFound, got {other:?}"),
+        }
+        view.apply(&user_created(&user(ANN))).expect("applied");
+        assert_eq!(rows(&view, ANN).await, [(order(1, ANN).id, 100), (order(3, ANN).id, 100)]);
+        assert_eq!(applied_orders(&view), 3);
+    }
+}

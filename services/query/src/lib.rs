@@ -86,12 +86,12 @@ pub async fn run(
                 anyhow::bail!("sync mode needs --users-addr, --orders-addr and --products-addr");
             };
             let source = sync::GrpcSource::new(&users, &orders, &products);
-            Ok(serve(listener, args, source, None, None, shutdown).await?)
+            Ok(serve_api(listener, args, source, None, None, shutdown).await?)
         }
         Some(mut events) => {
             let view = events::View::open(&args.data_dir)?;
             events.consume(QUERY_CONSUMER, &QUERY_SUBJECTS, view.clone());
-            Ok(serve(
+            Ok(serve_api(
                 listener,
                 args,
                 view.clone(),
@@ -104,7 +104,8 @@ pub async fn run(
     }
 }
 
-async fn serve<S: Source>(
+/// Builds the gRPC API on its [`Source`] and serves it until `shutdown`.
+async fn serve_api<S: Source>(
     listener: TcpListener,
     args: &ServiceArgs,
     source: S,
@@ -113,5 +114,82 @@ async fn serve<S: Source>(
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
     let server = QueryServer::new(api::QueryApi::new(source, args.default_deadline()));
-    common::serve::run_service(listener, server, args, events, db, shutdown).await
+    common::serve::serve_until_shutdown(listener, server, args, events, db, shutdown).await
+}
+
+#[cfg(test)]
+mod tests {
+    //! [`assemble`], the join every mode shares.
+
+    use super::*;
+
+    fn user() -> User {
+        User {
+            id: "usr-0000000000000001".into(),
+            name: "Ann".into(),
+            email: "ann@b.test".into(),
+            created_at_unix_ms: 1,
+        }
+    }
+
+    fn product(n: u8, price_cents: i64) -> Product {
+        Product { id: format!("prd-{n:016x}"), title: format!("Product {n}"), price_cents, version: 1 }
+    }
+
+    fn order(n: u8, product: &Product, unit_price_cents: i64, quantity: u32) -> Order {
+        Order {
+            id: format!("ord-{n:016x}"),
+            user_id: user().id,
+            product_id: product.id.clone(),
+            quantity,
+            unit_price_cents,
+            placed_at_unix_ms: 1_000 + u64::from(n),
+        }
+    }
+
+    fn catalogue(products: &[&Product]) -> HashMap<String, Product> {
+        products.iter().map(|p| (p.id.clone(), (*p).clone())).collect()
+    }
+
+    #[test]
+    fn each_order_is_joined_with_its_product_keeping_the_price_paid_beside_the_current_one() {
+        let (tea, cake) = (product(1, 120), product(2, 300));
+        let orders = vec![order(1, &tea, 100, 2), order(2, &cake, 300, 1), order(3, &tea, 120, 5)];
+        let answer = assemble(user(), orders.clone(), &catalogue(&[&tea, &cake])).expect("assembled");
+        assert_eq!(answer.user, Some(user()));
+        let rows: Vec<_> = answer
+            .items
+            .iter()
+            .map(|i| (i.order_id.as_str(), i.title.as_str(), i.unit_price_cents, i.current_price_cents, i.quantity))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                (orders[0].id.as_str(), "Product 1", 100, 120, 2),
+                (orders[1].id.as_str(), "Product 2", 300, 300, 1),
+                (orders[2].id.as_str(), "Product 1", 120, 120, 5),
+            ],
+            "one row per order, in the order given (oldest first), a product shared by orders"
+        );
+        assert_eq!(answer.items[2].placed_at_unix_ms, 1_003);
+        assert_eq!(answer.items[1].product_id, cake.id);
+    }
+
+    #[test]
+    fn an_order_whose_product_is_missing_fails_the_answer_naming_both() {
+        let (tea, cake) = (product(1, 120), product(2, 300));
+        let orders = vec![order(1, &tea, 100, 2), order(2, &cake, 300, 1)];
+        match assemble(user(), orders, &catalogue(&[&tea])) {
+            Err(ApiError::FailedPrecondition(message)) => {
+                assert!(message.contains(&cake.id) && message.contains("ord-0000000000000002"), "{message}")
+            }
+            other => panic!("expected FailedPrecondition, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_user_without_orders_gets_no_rows_not_an_error() {
+        let answer = assemble(user(), Vec::new(), &HashMap::new()).expect("assembled");
+        assert_eq!((answer.user, answer.items.len()), (Some(user()), 0));
+    }
 }

@@ -20,7 +20,7 @@ struct Args {
 }
 
 fn main() {
-    common::serve::main(
+    common::serve::run_service_binary(
         |args: &Args| args.service.listen,
         |args, listener, shutdown| async move {
             let peers = query::Peers {

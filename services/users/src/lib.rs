@@ -25,5 +25,5 @@ pub async fn run(listener: TcpListener, args: &ServiceArgs, shutdown: Cancellati
         events.relay(store.outbox().clone());
     }
     let server = UsersServer::new(api::UsersApi::new(store.clone()));
-    Ok(common::serve::run_service(listener, server, args, events, Some(store.db()), shutdown).await?)
+    Ok(common::serve::serve_until_shutdown(listener, server, args, events, Some(store.db()), shutdown).await?)
 }

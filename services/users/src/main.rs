@@ -11,7 +11,7 @@ struct Args {
 }
 
 fn main() {
-    common::serve::main(
+    common::serve::run_service_binary(
         |args: &Args| args.service.listen,
         |args, listener, shutdown| async move { users::run(listener, &args.service, shutdown).await },
     );
