@@ -119,12 +119,11 @@ enum Command {
         /// Longer runs, more rates, more data.
         #[arg(long)]
         full: bool,
-        /// Run only this scenario (repeatable): floor, steady, slow-dependency,
-        /// kill-dependency, pause-dependency, kill-broker, kill-query, partition
-        /// (compose target), chaos, soak (long: in --full or when named), storage,
-        /// fan-out.
-        #[arg(long = "scenario")]
-        scenarios: Vec<String>,
+        /// Run only this scenario (repeatable). By default every scenario the target
+        /// can run: partition needs the compose target; soak is long, in --full or
+        /// when named.
+        #[arg(long = "scenario", value_enum)]
+        scenarios: Vec<lab::suite::Scenario>,
         /// Service faults per mode in the soak.
         #[arg(long, default_value_t = lab::suite::soak::DEFAULT_FAULTS)]
         kills: usize,
@@ -149,27 +148,6 @@ enum Command {
         /// Where to write the report (default: beside the results file).
         #[arg(long)]
         out: Option<PathBuf>,
-    },
-    /// The modes side by side: for each round, each mode on a fresh topology (seeded
-    /// alike), then sequential UserOrders and PlaceOrder latency and the propagation
-    /// delay (write acknowledged → visible in UserOrders). Writes results JSON.
-    Compare {
-        #[arg(long, value_enum, value_delimiter = ',', default_value = "sync,async")]
-        modes: Vec<Mode>,
-        /// Rounds; modes alternate inside each, so drifts of a noisy machine hit both.
-        #[arg(long, default_value_t = 2)]
-        rounds: usize,
-        /// Parent folder of the comparison's run dirs and results.
-        #[arg(long, default_value = "runs")]
-        runs: PathBuf,
-        #[command(flatten)]
-        amounts: SeedArgs,
-        /// Sequential requests per operation per round.
-        #[arg(long, default_value_t = 2000)]
-        requests: usize,
-        /// Orders whose propagation delay is measured, per round.
-        #[arg(long, default_value_t = 300)]
-        writes: usize,
     },
 }
 
@@ -321,11 +299,6 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             lab::client::wait_serving(addr, Duration::from_secs(timeout_s)).await.map_err(anyhow::Error::msg)
         }
         Command::Bench { full, scenarios, kills, modes, runs, seed, deploy } => {
-            for s in &scenarios {
-                if !lab::suite::SCENARIOS.contains(&s.as_str()) {
-                    anyhow::bail!("--scenario {s}: no such scenario; they are {}", lab::suite::SCENARIOS.join(", "));
-                }
-            }
             let mut profile = if full { lab::suite::Profile::full(seed) } else { lab::suite::Profile::quick(seed) };
             profile.soak_faults = kills;
             let command = std::env::args().collect::<Vec<_>>().join(" ");
@@ -361,9 +334,6 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot write the report in {}", dir.display()))?;
             println!("report: {}\nreport: {}", md.display(), html.display());
             Ok(())
-        }
-        Command::Compare { modes, rounds, runs, amounts, requests, writes } => {
-            compare(&modes, rounds, &runs, &amounts, requests, writes).await
         }
     }
 }
@@ -552,87 +522,4 @@ fn print_rows(label: &str, l: &Latencies) {
             s.p50_us, s.p90_us, s.p99_us, s.max_us, s.outcomes
         );
     }
-}
-
-/// One measured round of one mode.
-#[derive(serde::Serialize)]
-struct Round {
-    round: usize,
-    mode: String,
-    run_dir: PathBuf,
-    latencies: Latencies,
-}
-
-/// Where and how a comparison ran, so its figures can be judged and repeated.
-#[derive(serde::Serialize)]
-struct Environment {
-    cores: usize,
-    build_profile: &'static str,
-    commit: String,
-    nats_server: Option<String>,
-    command: String,
-}
-
-async fn compare(
-    modes: &[Mode],
-    rounds: usize,
-    runs: &Path,
-    amounts: &SeedArgs,
-    requests: usize,
-    writes: usize,
-) -> anyhow::Result<()> {
-    let shutdown = common::shutdown::on_signal()?;
-    let dir = runs.join(format!("compare-{}", common::ids::now_unix_ms()));
-    let environment = Environment {
-        cores: std::thread::available_parallelism().map_or(0, usize::from),
-        build_profile: if cfg!(debug_assertions) { "debug" } else { "release" },
-        commit: lab::suite::git_commit(),
-        nats_server: modes.contains(&Mode::Async).then(bench::nats::nats_server).transpose()?.map(|n| n.version),
-        command: std::env::args().collect::<Vec<_>>().join(" "),
-    };
-    let mut results = Vec::new();
-    let total = rounds * modes.len();
-    for round in 1..=rounds {
-        for &mode in modes {
-            eprintln!("[{}/{total}] round {round}, {mode} mode", results.len() + 1);
-            let run_dir = dir.join(format!("round-{round}-{mode}"));
-            let args = StartArgs {
-                mode,
-                run_dir: run_dir.clone(),
-                fresh: true,
-                base_port: None,
-                default_deadline_ms: None,
-                proxies: Vec::new(),
-                deploy: DeployArgs { target: TargetKind::Process, image: lab::compose::DEFAULT_IMAGE.into() },
-            };
-            let mut topology = start(&args).await?;
-            let clients = Clients::for_topology(&topology.file())?;
-            let work = async {
-                let seeded = run_seed(&run_dir, &clients, amounts.config()).await?;
-                let mut latencies = run_latency(&clients, &seeded, requests, 7).await?;
-                eprintln!("measuring the propagation delay of {writes} orders …");
-                latencies.propagation = Some(latency::propagation(&clients, &seeded, writes, 11).await?);
-                anyhow::Ok(latencies)
-            };
-            let outcome = tokio::select! {
-                result = work => result,
-                _ = shutdown.cancelled() => Err(anyhow::anyhow!("interrupted")),
-            };
-            topology.stop()?;
-            let latencies = outcome?;
-            print_latencies(mode.as_str(), &latencies);
-            results.push(Round { round, mode: mode.to_string(), run_dir, latencies });
-        }
-    }
-    println!();
-    println!("all rounds ({} cores, {} build):", environment.cores, environment.build_profile);
-    print_header();
-    for r in &results {
-        print_rows(&format!("{}#{}", r.mode, r.round), &r.latencies);
-    }
-    let path = dir.join("results.json");
-    let json = serde_json::json!({ "version": 1, "environment": environment, "rounds": results });
-    std::fs::write(&path, serde_json::to_string_pretty(&json)?)?;
-    println!("results: {}", path.display());
-    Ok(())
 }

@@ -10,7 +10,10 @@ use common::{
     events::{ORDER_PLACED, STREAM},
     proto::PlaceOrderRequest,
 };
-use lab::{seed::Seeded, suite::Prepared};
+use lab::{
+    seed::Seeded,
+    suite::{Prepared, Scenario},
+};
 use support::{populate, req, settle};
 
 /// An acknowledged order whose event is deleted from the stream before the query
@@ -163,8 +166,8 @@ async fn both_modes_chaos_schedules_list_the_same_victims() {
     use lab::suite::scenarios::SKIPPED_NO_BROKER;
     let dir = tempfile::tempdir().unwrap();
     let ctx = small_ctx(dir.path());
-    let sync = lab::suite::scenarios::run(&ctx, "chaos", Mode::Sync).await.unwrap();
-    let r#async = lab::suite::scenarios::run(&ctx, "chaos", Mode::Async).await.unwrap();
+    let sync = lab::suite::scenarios::run(&ctx, Scenario::Chaos, Mode::Sync).await.unwrap();
+    let r#async = lab::suite::scenarios::run(&ctx, Scenario::Chaos, Mode::Async).await.unwrap();
     let services = |r: &lab::suite::ScenarioResult| {
         r.faults
             .iter()
@@ -280,7 +283,7 @@ async fn create_then_use_is_refused_only_while_async_has_not_heard_of_the_user()
 async fn storage_reports_logical_bytes_per_component() {
     let dir = tempfile::tempdir().unwrap();
     let mut ctx = small_ctx(dir.path());
-    let storage = "storage";
+    let storage = Scenario::Storage;
     ctx.profile.storage_seed = lab::seed::SeedConfig { users: 10, products: 5, orders: 10, seed: 7 };
     let sync = lab::suite::scenarios::run(&ctx, storage, Mode::Sync).await.expect("sync storage runs");
     let few = lab::suite::scenarios::run(&ctx, storage, Mode::Async).await.expect("async storage runs");

@@ -5,9 +5,11 @@
 
 use std::process::{Command, Output};
 
+use common::config::Mode;
+
 use lab::{
     report::verdicts::{availability_between, fault_windows},
-    suite::Results,
+    suite::{Results, Scenario},
 };
 
 const LAB: &str = env!("CARGO_BIN_EXE_lab");
@@ -86,20 +88,18 @@ fn kill_and_partition_under_compose_keep_the_invariants() {
     let results: Results = serde_json::from_slice(&std::fs::read(dir.join("results.json")).unwrap()).unwrap();
     assert_eq!(results.environment.target, "compose");
     assert!(dir.join("report.html").is_file());
-    for scenario in ["kill-dependency", "partition"] {
-        let find = |mode: &str| {
-            results.scenarios.iter().find(|s| s.scenario == scenario && s.mode == mode).expect("scenario ran")
-        };
-        let window = |mode: &str| {
+    for scenario in [Scenario::KillDependency, Scenario::Partition] {
+        let find = |mode: Mode| results.scenario(scenario, mode).expect("scenario ran");
+        let window = |mode: Mode| {
             let s = find(mode);
             let (from, to, what) = fault_windows(s).into_iter().next().expect("a fault window");
             (availability_between(s, from, to).expect("requests in the window"), what)
         };
-        let (sync, what) = window("sync");
-        let (r#async, _) = window("async");
+        let (sync, what) = window(Mode::Sync);
+        let (r#async, _) = window(Mode::Async);
         assert!(sync <= 0.5, "{scenario}: sync served {sync} while {what}: it should lose availability");
         assert!(r#async >= 0.95, "{scenario}: async served {async} while {what}: it should keep serving");
-        let a = find("async");
+        let a = find(Mode::Async);
         let losses = a.losses.as_ref().unwrap();
         assert_eq!((losses.lost, losses.duplicated, losses.phantom), (0, 0, 0), "{scenario}: {losses:?}");
         assert!(a.convergence.as_ref().unwrap().converged, "{scenario}: async converged");

@@ -4,9 +4,11 @@
 
 use std::path::Path;
 
+use common::config::Mode;
+
 use lab::{
     report::{self, verdicts::Verdict},
-    suite::Results,
+    suite::{Results, Scenario},
 };
 
 fn fixture() -> Results {
@@ -20,10 +22,10 @@ fn fixture() -> Results {
 fn recorded() -> Results {
     let mut r = fixture();
     for s in &mut r.scenarios {
-        if s.scenario == "slow-dependency" {
+        if s.scenario == Scenario::SlowDependency {
             s.added_latency_us = Some(20_000);
         }
-        if s.scenario == "chaos" {
+        if s.scenario == Scenario::Chaos {
             for e in s.faults.iter_mut().filter(|e| e.action.starts_with("kill")) {
                 e.fault = Some(lab::suite::FaultKind::Kill);
                 e.writes_in_flight = Some(1);
@@ -37,8 +39,14 @@ fn verdict(r: &Results, claim_starts: &str) -> Verdict {
     report::verdicts::judge(r).into_iter().find(|c| c.claim.starts_with(claim_starts)).expect("claim").verdict
 }
 
+/// Named as on the command line: `scenario(r, "chaos", "sync")`.
 fn scenario<'a>(r: &'a mut Results, name: &str, mode: &str) -> &'a mut lab::suite::ScenarioResult {
+    let (name, mode) = (name.parse::<Scenario>().unwrap(), mode_named(mode));
     r.scenarios.iter_mut().find(|s| s.scenario == name && s.mode == mode).expect("scenario in fixture")
+}
+
+fn mode_named(mode: &str) -> Mode {
+    <Mode as clap::ValueEnum>::from_str(mode, false).unwrap()
 }
 
 #[test]
@@ -135,7 +143,7 @@ fn verdicts_follow_the_figures() {
 
     // A scenario missing from the run makes its claim inconclusive, saying why.
     let mut partial = fixture();
-    partial.scenarios.retain(|s| s.scenario != "storage");
+    partial.scenarios.retain(|s| s.scenario != Scenario::Storage);
     assert!(
         matches!(verdict(&partial, "async: data is duplicated"), Verdict::Inconclusive(why) if why.contains("storage"))
     );
@@ -148,7 +156,7 @@ fn verdicts_follow_the_figures() {
 fn the_never_lost_claim_uses_the_soak_when_there_is_one() {
     let soak = |mode: &str| {
         let mut result = scenario(&mut fixture(), "chaos", mode).clone();
-        result.scenario = "soak".into();
+        result.scenario = Scenario::Soak;
         result.soak = Some(lab::suite::soak::Soak {
             faults_planned: 200,
             faults_done: [("kill".to_string(), 100), ("pause".to_string(), 60), ("restart".to_string(), 40)].into(),
@@ -224,7 +232,7 @@ fn verdicts_check_their_preconditions() {
     assert_eq!(verdict(&idle, NEVER_LOST), Verdict::Refuted);
     // Two chaos runs per mode: not refuted in 2.
     let mut twice = recorded();
-    let again: Vec<_> = twice.scenarios.iter().filter(|s| s.scenario == "chaos").cloned().collect();
+    let again: Vec<_> = twice.scenarios.iter().filter(|s| s.scenario == Scenario::Chaos).cloned().collect();
     twice.scenarios.extend(again);
     assert_eq!(verdict(&twice, NEVER_LOST), Verdict::NotRefuted { runs: 2 });
     assert_eq!(verdict(&twice, NEVER_LOST).word(), "not refuted in 2 runs");
@@ -322,8 +330,8 @@ fn the_method_tells_the_recorded_order_and_rounds_give_a_spread() {
     }
     r.scenarios.push(again);
     let ran = |scenario: &str, mode: &str, round| lab::suite::Ran {
-        scenario: scenario.into(),
-        mode: Some(mode.into()),
+        scenario: scenario.parse().unwrap(),
+        mode: Some(mode_named(mode)),
         round,
     };
     r.run_order = vec![ran("steady", "sync", 1), ran("steady", "async", 1), ran("steady", "async", 2)];

@@ -11,7 +11,7 @@ use common::{
 use lab::{
     history::{Entry, History, Op, Outcome, Reply},
     seed::SeedConfig,
-    suite::{scenarios::SKIPPED_NO_BROKER, soak, Ctx, Profile, ScenarioResult},
+    suite::{scenarios::SKIPPED_NO_BROKER, soak, Ctx, Profile, Scenario, ScenarioResult},
     topology::Target,
 };
 
@@ -50,8 +50,8 @@ fn assert_clean(r: &ScenarioResult) {
 async fn a_short_soak_loses_nothing_in_either_mode() {
     let dir = tempfile::tempdir().unwrap();
     let ctx = ctx(dir.path());
-    let sync = lab::suite::scenarios::run(&ctx, "soak", Mode::Sync).await.unwrap();
-    let r#async = lab::suite::scenarios::run(&ctx, "soak", Mode::Async).await.unwrap();
+    let sync = lab::suite::scenarios::run(&ctx, Scenario::Soak, Mode::Sync).await.unwrap();
+    let r#async = lab::suite::scenarios::run(&ctx, Scenario::Soak, Mode::Async).await.unwrap();
     assert_clean(&sync);
     assert_clean(&r#async);
 

@@ -11,25 +11,9 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use crate::suite::{probe, Results, ScenarioResult};
+use common::config::Mode;
 
-/// What each scenario shows, for the reader.
-fn describe(scenario: &str) -> &'static str {
-    match scenario {
-        "steady" => "Latency and throughput at fixed open-loop rates, sequential latency, the saturation point (closed-loop clients), the staleness probe, and create-then-use: a user created, then at once an order placed for them, retried while refused as not yet known.",
-        "slow-dependency" => "A fixed latency added in front of `products` by a fault proxy (see the table): how much of it reaches the client.",
-        "kill-dependency" => "`users` SIGKILLed, then `products`, under load: availability during the faults, staleness, recovery and convergence.",
-        "pause-dependency" => "`products` frozen with SIGSTOP (a grey failure): do callers fail at their deadline or pile up?",
-        "kill-broker" => "`nats-server` SIGKILLed under load and restarted (sync mode has no broker: the control).",
-        "kill-query" => "The query service itself SIGKILLed: both modes lose reads; how fast async catches up.",
-        "partition" => "`users` cut off the others' network (`docker network disconnect`, compose target): its callers cannot reach it, though it runs.",
-        "chaos" => "Seeded random SIGKILLs under load, one schedule for both modes (the same service victims at the same times; the broker's kills from a separate stream, skipped in sync), then the checker.",
-        "soak" => "Many seeded random faults per mode under load (SIGKILL and restart, SIGSTOP and SIGCONT, restart on the same data dir; the same service faults at the same planned times in both modes, broker faults from a stream of their own), while writers create users and products, change prices and place orders. Then every fault is repaired, the replicas settle, and a checker holds the owners, the query view and orders' replica to the history of every acknowledged write (a write that failed or timed out is in doubt: it may explain an effect, nothing is owed for it).",
-        "storage" => "For the same data, per component: logical bytes (keys + values in its sled trees, read after the topology stopped) beside bytes on disk (file sizes: sled's log segments and churn, and the broker's store): the price of duplication.",
-        "fan-out" => "Inter-service calls per client request and events per write, counted by the services.",
-        _ => "",
-    }
-}
+use crate::suite::{probe, Results, Scenario, ScenarioResult};
 
 fn ms(us: u64) -> String {
     format!("{:.2}", us as f64 / 1000.0)
@@ -158,20 +142,6 @@ fn inline_html(text: &str) -> String {
     out
 }
 
-fn find<'a>(r: &'a Results, scenario: &str, mode: &str) -> Option<&'a ScenarioResult> {
-    r.scenarios.iter().find(|s| s.scenario == scenario && s.mode == mode)
-}
-
-fn scenario_names(r: &Results) -> Vec<String> {
-    let mut names: Vec<String> = Vec::new();
-    for s in &r.scenarios {
-        if !names.contains(&s.scenario) {
-            names.push(s.scenario.clone());
-        }
-    }
-    names
-}
-
 fn document(r: &Results) -> Vec<Block> {
     use Block::*;
     let mut d = Vec::new();
@@ -192,14 +162,14 @@ fn document(r: &Results) -> Vec<Block> {
             .collect(),
     ));
     for c in &claims {
-        d.push(Para(format!("**{}** — {} ({})", c.verdict.word(), c.sentence, c.scenario)));
+        d.push(Para(format!("**{}** — {} ({})", c.verdict.word(), c.sentence, c.evidence)));
     }
 
     d.push(Heading(2, "Scenarios".into()));
-    for name in scenario_names(r) {
-        d.push(Heading(3, name.clone()));
-        d.push(Para(describe(&name).into()));
-        let (s, a) = (find(r, &name, "sync"), find(r, &name, "async"));
+    for name in r.scenarios_ran() {
+        d.push(Heading(3, name.to_string()));
+        d.push(Para(name.description().into()));
+        let (s, a) = (r.scenario(name, Mode::Sync), r.scenario(name, Mode::Async));
         let modes: Vec<(&str, &ScenarioResult)> =
             [("sync", s), ("async", a)].into_iter().filter_map(|(m, x)| Some((m, x?))).collect();
         let rows = figures(&modes);
@@ -211,7 +181,7 @@ fn document(r: &Results) -> Vec<Block> {
         if let Some(table) = soak_table(&modes) {
             d.push(table);
         }
-        scenario_charts(&name, &modes, &mut d);
+        scenario_charts(name.name(), &modes, &mut d);
         for (mode, x) in &modes {
             if let Some(note) = &x.note {
                 d.push(Para(format!("{mode}: {note}")));
@@ -293,11 +263,11 @@ fn run_order(r: &Results) -> String {
         return "The order the scenarios and modes ran in was not recorded in these results.".into();
     }
     // Consecutive runs of one scenario and round are one group: "steady (round 2) async → sync".
-    let mut groups: Vec<(String, usize, Vec<String>)> = Vec::new();
+    let mut groups: Vec<(Scenario, usize, Vec<Mode>)> = Vec::new();
     for ran in &r.run_order {
         match groups.last_mut() {
-            Some((s, round, modes)) if *s == ran.scenario && *round == ran.round => modes.extend(ran.mode.clone()),
-            _ => groups.push((ran.scenario.clone(), ran.round, ran.mode.clone().into_iter().collect())),
+            Some((s, round, modes)) if *s == ran.scenario && *round == ran.round => modes.extend(ran.mode),
+            _ => groups.push((ran.scenario, ran.round, ran.mode.into_iter().collect())),
         }
     }
     let rounds = r.run_order.iter().map(|x| x.round).max().unwrap_or(1);
@@ -308,7 +278,7 @@ fn run_order(r: &Results) -> String {
             if modes.is_empty() {
                 format!("{s}{round}")
             } else {
-                format!("{s}{round} {}", modes.join(" → "))
+                format!("{s}{round} {}", modes.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(" → "))
             }
         })
         .collect();
@@ -342,10 +312,9 @@ fn headlines(s: &ScenarioResult) -> Vec<(String, f64)> {
 /// min–max over the rounds, and each round's value in run order.
 fn spread_table(r: &Results) -> Option<Block> {
     let mut rows = Vec::new();
-    for name in scenario_names(r) {
-        for mode in ["sync", "async"] {
-            let runs: Vec<&ScenarioResult> =
-                r.scenarios.iter().filter(|s| s.scenario == name && s.mode == mode).collect();
+    for name in r.scenarios_ran() {
+        for mode in [Mode::Sync, Mode::Async] {
+            let runs: Vec<&ScenarioResult> = r.runs(name, mode).collect();
             if runs.len() < 2 {
                 continue;
             }
@@ -356,7 +325,7 @@ fn spread_table(r: &Results) -> Option<Block> {
                 let (lo, hi) = values.iter().fold((f64::MAX, f64::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v)));
                 let each: Vec<String> = values.iter().map(|v| format!("{v:.2}")).collect();
                 rows.push(vec![
-                    name.clone(),
+                    name.to_string(),
                     mode.to_string(),
                     label.clone(),
                     format!("{lo:.2}–{hi:.2}"),

@@ -2,7 +2,9 @@
 //! measured figures. No verdict is written by hand: change the data and the words
 //! change.
 
-use crate::suite::{Results, ScenarioResult};
+use common::config::Mode;
+
+use crate::suite::{Results, Scenario, ScenarioResult};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Verdict {
@@ -30,17 +32,13 @@ impl Verdict {
 #[derive(Debug, Clone)]
 pub struct Claim {
     pub claim: &'static str,
-    /// Which scenario measured it.
-    pub scenario: &'static str,
+    /// What measured it: the scenarios, and anything else the claim rests on.
+    pub evidence: String,
     pub sync: String,
     pub r#async: String,
     pub verdict: Verdict,
     /// One sentence with the numbers.
     pub sentence: String,
-}
-
-fn find<'a>(r: &'a Results, scenario: &str, mode: &str) -> Option<&'a ScenarioResult> {
-    r.scenarios.iter().find(|s| s.scenario == scenario && s.mode == mode)
 }
 
 fn pct(x: f64) -> String {
@@ -102,13 +100,14 @@ pub fn judge(r: &Results) -> Vec<Claim> {
     let mut claims = Vec::new();
 
     // 1. A failing dependency fails the whole sync request.
-    let (ks, ka) = (find(r, "kill-dependency", "sync"), find(r, "kill-dependency", "async"));
+    let (ks, ka) =
+        (r.scenario(Scenario::KillDependency, Mode::Sync), r.scenario(Scenario::KillDependency, Mode::Async));
     claims.push(match (ks.and_then(first_window_availability), ka.and_then(first_window_availability)) {
         (Some((s, what, len)), Some((a, _, _))) => {
             let reads = |x: Option<&ScenarioResult>| x.and_then(|x| x.loads.get("run")?.ops.get("UserOrders").map(|o| o.availability()));
             Claim {
                 claim: "sync: if any inter-service request fails, the whole request fails",
-                scenario: "kill-dependency",
+                evidence: Scenario::KillDependency.to_string(),
                 sync: format!("{} served while {what}", pct(s)),
                 r#async: format!("{} served", pct(a)),
                 verdict: if s <= 0.2 && a >= 0.95 {
@@ -128,26 +127,26 @@ pub fn judge(r: &Results) -> Vec<Claim> {
                 ),
             }
         }
-        _ => missing("sync: if any inter-service request fails, the whole request fails", "kill-dependency"),
+        _ => missing("sync: if any inter-service request fails, the whole request fails", Scenario::KillDependency),
     });
 
     // 2. A request is only as fast as its slowest hop.
-    let delta = |mode: &str| {
-        let s = find(r, "slow-dependency", mode)?;
+    let delta = |mode: Mode| {
+        let s = r.scenario(Scenario::SlowDependency, mode)?;
         let p50 = |phase: &str| s.loads.get(phase)?.ops.get("UserOrders").map(|o| o.p50_us as f64);
         Some(p50("slowed")? - p50("baseline")?)
     };
     // What the proxy added, as the run recorded it.
-    let added = find(r, "slow-dependency", "sync").and_then(|s| s.added_latency_us).map(|us| us as f64);
-    claims.push(match (delta("sync"), delta("async"), added) {
+    let added = r.scenario(Scenario::SlowDependency, Mode::Sync).and_then(|s| s.added_latency_us).map(|us| us as f64);
+    claims.push(match (delta(Mode::Sync), delta(Mode::Async), added) {
         (Some(_), Some(_), None) => Claim {
             verdict: Verdict::Inconclusive("the latency added is not in these results".into()),
             sentence: "The latency the proxy added was not recorded in these results, so the rise cannot be compared with it.".into(),
-            ..missing("sync: a request is only as fast as its slowest hop", "slow-dependency")
+            ..missing("sync: a request is only as fast as its slowest hop", Scenario::SlowDependency)
         },
         (Some(s), Some(a), Some(added)) => Claim {
             claim: "sync: a request is only as fast as its slowest hop",
-            scenario: "slow-dependency",
+            evidence: Scenario::SlowDependency.to_string(),
             sync: format!("UserOrders p50 +{}", ms(s)),
             r#async: format!("UserOrders p50 {:+.2} ms", a / 1000.0),
             verdict: if s >= 0.8 * added && a.abs() < 0.2 * added {
@@ -165,37 +164,38 @@ pub fn judge(r: &Results) -> Vec<Claim> {
                 a / 1000.0
             ),
         },
-        _ => missing("sync: a request is only as fast as its slowest hop", "slow-dependency"),
+        _ => missing("sync: a request is only as fast as its slowest hop", Scenario::SlowDependency),
     });
 
     // 3. A web of requests.
-    let rpcs = |mode: &str, op: &str| find(r, "fan-out", mode)?.fanout.as_ref()?.rpcs_per_request.get(op).copied();
-    claims.push(match (rpcs("sync", "UserOrders"), rpcs("async", "UserOrders"), rpcs("sync", "PlaceOrder")) {
+    let rpcs =
+        |mode: Mode, op: &str| r.scenario(Scenario::FanOut, mode)?.fanout.as_ref()?.rpcs_per_request.get(op).copied();
+    claims.push(match (rpcs(Mode::Sync, "UserOrders"), rpcs(Mode::Async, "UserOrders"), rpcs(Mode::Sync, "PlaceOrder")) {
         (Some(s), Some(a), Some(sp)) => {
             let echo = r.floor.as_ref().map(|f| f.grpc_echo.p50_us as f64);
-            let seq = |mode: &str| find(r, "steady", mode)?.sequential.as_ref().map(|l| l.user_orders.p50_us as f64);
-            let depth = match (seq("sync"), echo) {
+            let seq = |mode: Mode| r.scenario(Scenario::Steady, mode)?.sequential.as_ref().map(|l| l.user_orders.p50_us as f64);
+            let depth = match (seq(Mode::Sync), echo) {
                 (Some(p), Some(e)) if e > 0.0 => format!(" Sync UserOrders took {:.1} gRPC echoes ({}).", p / e, ms(p)),
                 _ => String::new(),
             };
             Claim {
                 claim: "sync: a web of requests grows",
-                scenario: "fan-out",
+                evidence: Scenario::FanOut.to_string(),
                 sync: format!("{s:.1} RPCs per UserOrders, {sp:.1} per PlaceOrder"),
                 r#async: format!("{a:.1} RPCs per UserOrders"),
                 verdict: if s >= 2.0 && s > a { Verdict::Confirmed } else { Verdict::Refuted },
                 sentence: format!("Counted in the services: each sync UserOrders made {s:.1} inter-service calls and each PlaceOrder {sp:.1}; async made {a:.1}.{depth}"),
             }
         }
-        _ => missing("sync: a web of requests grows", "fan-out"),
+        _ => missing("sync: a web of requests grows", Scenario::FanOut),
     });
 
     // 4. The async query service has no runtime dependency and is fast.
-    let seq = |mode: &str| find(r, "steady", mode)?.sequential.as_ref().map(|l| l.user_orders.p50_us as f64);
-    claims.push(match (ka.and_then(first_window_availability), seq("sync"), seq("async")) {
+    let seq = |mode: Mode| r.scenario(Scenario::Steady, mode)?.sequential.as_ref().map(|l| l.user_orders.p50_us as f64);
+    claims.push(match (ka.and_then(first_window_availability), seq(Mode::Sync), seq(Mode::Async)) {
         (Some((a, what, _)), Some(ps), Some(pa)) => Claim {
             claim: "async: the query service has zero runtime dependencies and is fast",
-            scenario: "kill-dependency, steady",
+            evidence: format!("{}, {}", Scenario::KillDependency, Scenario::Steady),
             sync: format!("UserOrders p50 {}", ms(ps)),
             r#async: format!("{} served while {what}; UserOrders p50 {}", pct(a), ms(pa)),
             verdict: match (a >= 0.99, a < 0.9, pa < ps) {
@@ -212,7 +212,7 @@ pub fn judge(r: &Results) -> Vec<Claim> {
                 ps / pa.max(1.0)
             ),
         },
-        _ => missing("async: the query service has zero runtime dependencies and is fast", "kill-dependency, steady"),
+        _ => missing("async: the query service has zero runtime dependencies and is fast", Scenario::KillDependency),
     });
 
     // 5. Duplicated data: what the stores hold (keys + values), not what sled's log
@@ -221,13 +221,14 @@ pub fn judge(r: &Results) -> Vec<Claim> {
     claims.push(duplication(r));
 
     // 6. The sync querying service needs no database.
-    let disk = |mode: &str| find(r, "storage", mode)?.storage.as_ref().map(|b| b.values().sum::<u64>() as f64);
-    let query_disk = |mode: &str| find(r, "storage", mode)?.storage.as_ref()?.get("query").copied();
-    claims.push(match (query_disk("sync"), query_disk("async")) {
+    let disk =
+        |mode: Mode| r.scenario(Scenario::Storage, mode)?.storage.as_ref().map(|b| b.values().sum::<u64>() as f64);
+    let query_disk = |mode: Mode| r.scenario(Scenario::Storage, mode)?.storage.as_ref()?.get("query").copied();
+    claims.push(match (query_disk(Mode::Sync), query_disk(Mode::Async)) {
         // Sizes of zero everywhere would mean nothing was measured, not no database.
-        (Some(s), Some(a)) if disk("sync").is_some_and(|t| t > 0.0) => Claim {
+        (Some(s), Some(a)) if disk(Mode::Sync).is_some_and(|t| t > 0.0) => Claim {
             claim: "sync: the service that asks others needs no database of its own",
-            scenario: "storage",
+            evidence: Scenario::Storage.to_string(),
             sync: format!("query: {s} bytes"),
             r#async: format!("query: {:.1} MB", a as f64 / 1e6),
             verdict: if s == 0 { Verdict::Confirmed } else { Verdict::Refuted },
@@ -236,15 +237,16 @@ pub fn judge(r: &Results) -> Vec<Claim> {
                 a as f64 / 1e6
             ),
         },
-        _ => missing("sync: the service that asks others needs no database of its own", "storage"),
+        _ => missing("sync: the service that asks others needs no database of its own", Scenario::Storage),
     });
 
     // 7. Harder to understand (by proxy).
-    let lines = |m: &str| r.complexity.lines.get(m).copied();
-    let processes = |m: &str| find(r, "steady", m).map(|s| s.resources.len());
-    let stale = find(r, "steady", "async").and_then(|s| s.staleness.as_ref()).map(|s| s.visible.p99_us as f64);
+    let lines = |m: Mode| r.complexity.lines.get(m.as_str()).copied();
+    let processes = |m: Mode| r.scenario(Scenario::Steady, m).map(|s| s.resources.len());
+    let stale =
+        r.scenario(Scenario::Steady, Mode::Async).and_then(|s| s.staleness.as_ref()).map(|s| s.visible.p99_us as f64);
     // A client must handle "not yet": an order for a user just created may be refused.
-    let not_yet = |m: &str| find(r, "steady", m).and_then(|s| s.create_then_use.as_ref());
+    let not_yet = |m: Mode| r.scenario(Scenario::Steady, m).and_then(|s| s.create_then_use.as_ref());
     let not_yet_words = |c: &crate::latency::CreateThenUse| {
         format!(
             "{} of first orders for a user just created refused, accepted {} after the user's acknowledgement at p50 ({} at p99)",
@@ -255,14 +257,14 @@ pub fn judge(r: &Results) -> Vec<Claim> {
     };
     let cell =
         |c: Option<&crate::latency::CreateThenUse>| c.map_or(String::new(), |c| format!("; {}", not_yet_words(c)));
-    claims.push(match (lines("sync"), lines("async"), processes("sync"), processes("async")) {
+    claims.push(match (lines(Mode::Sync), lines(Mode::Async), processes(Mode::Sync), processes(Mode::Async)) {
         (Some(ls), Some(la), Some(ps), Some(pa)) => Claim {
             claim: "async: harder to understand",
-            scenario: "steady (processes, staleness, create-then-use); code",
-            sync: format!("{ls} lines of communication code, {ps} processes{}", cell(not_yet("sync"))),
-            r#async: format!("{la} lines, {pa} processes{}", cell(not_yet("async"))),
+            evidence: format!("{} (processes, staleness, create-then-use); code", Scenario::Steady),
+            sync: format!("{ls} lines of communication code, {ps} processes{}", cell(not_yet(Mode::Sync))),
+            r#async: format!("{la} lines, {pa} processes{}", cell(not_yet(Mode::Async))),
             verdict: if la > ls && pa > ps {
-                let handle = match (not_yet("sync"), not_yet("async")) {
+                let handle = match (not_yet(Mode::Sync), not_yet(Mode::Async)) {
                     (Some(s), Some(a)) if a.refused_first > s.refused_first => {
                         format!("; and a client must handle \"not yet\": {} (sync: {})", not_yet_words(a), pct(s.refused_share()))
                     }
@@ -274,7 +276,7 @@ pub fn judge(r: &Results) -> Vec<Claim> {
             },
             sentence: format!(
                 "Communication code: {ls} lines in sync, {la} in async (outbox, relay, consumers, events); processes: {ps} vs {pa}.{}",
-                match (not_yet("sync"), not_yet("async")) {
+                match (not_yet(Mode::Sync), not_yet(Mode::Async)) {
                     (Some(s), Some(a)) => format!(
                         " Creating a user and ordering for them at once ({} times, retrying while refused): async {}; sync {}.",
                         a.sequences,
@@ -285,7 +287,7 @@ pub fn judge(r: &Results) -> Vec<Claim> {
                 }
             ),
         },
-        _ => missing("async: harder to understand", "steady (and code counts)"),
+        _ => missing("async: harder to understand", Scenario::Steady),
     });
 
     // 8. Nothing acknowledged is lost: the soak when it ran, else chaos (orders only).
@@ -298,7 +300,7 @@ pub fn judge(r: &Results) -> Vec<Claim> {
     // 9. The event bus as request/reply.
     claims.push(Claim {
         claim: "an event bus used as request/reply is \"basically sync\"",
-        scenario: "-",
+        evidence: "-".into(),
         sync: "-".into(),
         r#async: "-".into(),
         verdict: Verdict::Inconclusive("not measured: the bus-rpc variant is not built yet".into()),
@@ -327,12 +329,8 @@ fn unproven(faults: usize, acknowledged: usize, faults_on_writes: usize) -> Opti
 }
 
 /// Runs of `scenario` the claim rests on: the fewest of any mode.
-fn runs(r: &Results, scenario: &str) -> usize {
-    ["sync", "async"]
-        .into_iter()
-        .map(|m| r.scenarios.iter().filter(|s| s.scenario == scenario && s.mode == m).count())
-        .min()
-        .unwrap_or(0)
+fn runs(r: &Results, scenario: Scenario) -> usize {
+    [Mode::Sync, Mode::Async].into_iter().map(|m| r.runs(scenario, m).count()).min().unwrap_or(0)
 }
 
 /// Faults of a scenario carried out, and of those, how many took effect while writes
@@ -348,11 +346,11 @@ fn faults_done(s: &ScenarioResult) -> (usize, usize) {
 /// faults that met writes in flight and acknowledged some.
 fn never_lost_by_chaos(r: &Results) -> Claim {
     // Sync has no convergence figure (not applicable): its losses alone decide.
-    let chaos = |mode: &str| {
-        let s = find(r, "chaos", mode)?;
+    let chaos = |mode: Mode| {
+        let s = r.scenario(Scenario::Chaos, mode)?;
         Some((s.losses.clone()?, s.convergence.clone(), faults_done(s)))
     };
-    match (chaos("sync"), chaos("async")) {
+    match (chaos(Mode::Sync), chaos(Mode::Async)) {
         (Some((ls, cs, fs)), Some((la, Some(ca), fa))) => {
             let clean = |l: &crate::suite::Losses, c: Option<&crate::suite::Convergence>| {
                 l.is_clean() && c.is_none_or(|c| c.converged)
@@ -369,7 +367,7 @@ fn never_lost_by_chaos(r: &Results) -> Claim {
                 .collect();
             Claim {
                 claim: NEVER_LOST,
-                scenario: "chaos",
+                evidence: Scenario::Chaos.to_string(),
                 sync: format!(
                     "{} lost of {}, converged {}; {}",
                     ls.lost,
@@ -383,7 +381,7 @@ fn never_lost_by_chaos(r: &Results) -> Claim {
                 } else if !why.is_empty() {
                     Verdict::Inconclusive(why.join("; "))
                 } else {
-                    Verdict::NotRefuted { runs: runs(r, "chaos") }
+                    Verdict::NotRefuted { runs: runs(r, Scenario::Chaos) }
                 },
                 sentence: format!(
                     "Under random SIGKILLs ({} in async, {} in sync), async lost {} of {} acknowledged orders, duplicated {}, showed {} phantom rows, set {} events aside as dead letters, and its view equalled the truth {}; sync lost {} of {} ({} dead letters).",
@@ -391,7 +389,7 @@ fn never_lost_by_chaos(r: &Results) -> Claim {
                 ),
             }
         }
-        _ => missing(NEVER_LOST, "chaos"),
+        _ => missing(NEVER_LOST, Scenario::Chaos),
     }
 }
 
@@ -400,8 +398,9 @@ fn never_lost_by_chaos(r: &Results) -> Claim {
 /// "confirmed") only by a soak that did what it claims to test: faults carried out,
 /// writes acknowledged, and faults that took effect while writes were in flight.
 fn never_lost_by_soak(r: &Results) -> Claim {
-    let soak = |mode: &str| find(r, "soak", mode).and_then(|s| Some((s.soak.as_ref()?, s.convergence.as_ref()?)));
-    let cell = |mode: &str| {
+    let soak =
+        |mode: Mode| r.scenario(Scenario::Soak, mode).and_then(|s| Some((s.soak.as_ref()?, s.convergence.as_ref()?)));
+    let cell = |mode: Mode| {
         soak(mode).map_or("-".into(), |(k, c)| {
             format!(
                 "{} lost, {} duplicated, {} phantom, {} wrong, {} dead letters of {} acknowledged writes; {} faults ({:.0}% with writes in flight); converged {}",
@@ -417,8 +416,8 @@ fn never_lost_by_soak(r: &Results) -> Claim {
             )
         })
     };
-    let ran: Vec<(&str, &crate::suite::soak::Soak, &crate::suite::Convergence)> =
-        ["sync", "async"].into_iter().filter_map(|m| soak(m).map(|(k, c)| (m, k, c))).collect();
+    let ran: Vec<(Mode, &crate::suite::soak::Soak, &crate::suite::Convergence)> =
+        [Mode::Sync, Mode::Async].into_iter().filter_map(|m| soak(m).map(|(k, c)| (m, k, c))).collect();
     let failed: Vec<String> = ran
         .iter()
         .filter_map(|(m, k, c)| {
@@ -443,24 +442,31 @@ fn never_lost_by_soak(r: &Results) -> Claim {
     } else if !not_shown.is_empty() {
         Verdict::Inconclusive(not_shown.join("; "))
     } else {
-        Verdict::NotRefuted { runs: runs(r, "soak") }
+        Verdict::NotRefuted { runs: runs(r, Scenario::Soak) }
     };
     let sentence = if failed.is_empty() {
         format!(
             "After seeded random kills, pauses and restarts, with the replicas settled, the checker compared every acknowledged user, price and order with the owners, the query view and orders' replica. sync: {}. async: {}.",
-            cell("sync"),
-            cell("async")
+            cell(Mode::Sync),
+            cell(Mode::Async)
         )
     } else {
         format!("The soak's checker found: {}.", failed.join("; "))
     };
-    Claim { claim: NEVER_LOST, scenario: "soak", sync: cell("sync"), r#async: cell("async"), verdict, sentence }
+    Claim {
+        claim: NEVER_LOST,
+        evidence: Scenario::Soak.to_string(),
+        sync: cell(Mode::Sync),
+        r#async: cell(Mode::Async),
+        verdict,
+        sentence,
+    }
 }
 
-fn missing(claim: &'static str, scenario: &'static str) -> Claim {
+fn missing(claim: &'static str, scenario: Scenario) -> Claim {
     Claim {
         claim,
-        scenario,
+        evidence: scenario.to_string(),
         sync: "-".into(),
         r#async: "-".into(),
         verdict: Verdict::Inconclusive(format!("scenario {scenario} was not in this run")),
@@ -471,17 +477,17 @@ fn missing(claim: &'static str, scenario: &'static str) -> Claim {
 /// Claim 5, on logical bytes where the results have them, else on bytes on disk.
 fn duplication(r: &Results) -> Claim {
     const CLAIM: &str = "async: data is duplicated (extra storage, extra db)";
-    let storage = |mode: &str| find(r, "storage", mode);
-    let logical = |mode: &str| Some(storage(mode)?.logical_totals()?.values().sum::<u64>() as f64);
-    let disk = |mode: &str| storage(mode)?.storage.as_ref().map(|b| b.values().sum::<u64>() as f64);
-    let (figures, what, unit) = match (logical("sync"), logical("async")) {
+    let storage = |mode: Mode| r.scenario(Scenario::Storage, mode);
+    let logical = |mode: Mode| Some(storage(mode)?.logical_totals()?.values().sum::<u64>() as f64);
+    let disk = |mode: Mode| storage(mode)?.storage.as_ref().map(|b| b.values().sum::<u64>() as f64);
+    let (figures, what, unit) = match (logical(Mode::Sync), logical(Mode::Async)) {
         (Some(s), Some(a)) => (
             Some((s, a)),
             "logical bytes (keys + values in the services' sled trees; the broker's stream not included)",
             "logical",
         ),
         _ => (
-            disk("sync").zip(disk("async")),
+            disk(Mode::Sync).zip(disk(Mode::Async)),
             "bytes on disk (file sizes, broker store included; these results have no logical figure)",
             "on disk",
         ),
@@ -489,7 +495,7 @@ fn duplication(r: &Results) -> Claim {
     match figures {
         Some((s, a)) if s > 0.0 => Claim {
             claim: CLAIM,
-            scenario: "storage",
+            evidence: Scenario::Storage.to_string(),
             sync: format!("{:.2} MB {unit}", s / 1e6),
             r#async: format!("{:.2} MB {unit}", a / 1e6),
             verdict: if a > 1.2 * s { Verdict::Confirmed } else { Verdict::Refuted },
@@ -500,6 +506,6 @@ fn duplication(r: &Results) -> Claim {
                 s / 1e6
             ),
         },
-        _ => missing(CLAIM, "storage"),
+        _ => missing(CLAIM, Scenario::Storage),
     }
 }

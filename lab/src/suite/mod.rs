@@ -7,6 +7,7 @@
 pub mod floor;
 pub mod probe;
 pub mod resources;
+pub mod scenario;
 pub mod scenarios;
 pub mod schedule;
 pub mod soak;
@@ -22,6 +23,7 @@ use std::{
 use anyhow::Context;
 use bench::load::LoadReport;
 use common::config::Mode;
+pub use scenario::Scenario;
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -32,29 +34,6 @@ use crate::{
     topology::{Config, Topology},
     workload::Mix,
 };
-
-/// Every scenario, in the order the suite runs them.
-pub const SCENARIOS: [&str; 12] = [
-    "floor",
-    "steady",
-    "slow-dependency",
-    "kill-dependency",
-    "pause-dependency",
-    "kill-broker",
-    "kill-query",
-    "partition",
-    "chaos",
-    "soak",
-    "storage",
-    "fan-out",
-];
-
-/// Scenarios whose figures are latencies: repeated over [`Profile::rounds`] rounds, so
-/// each headline figure carries its spread.
-pub const LATENCY_SCENARIOS: [&str; 2] = ["steady", "slow-dependency"];
-
-/// Scenarios too long for the quick suite: they run in `--full`, or when named.
-pub const LONG_SCENARIOS: [&str; 1] = ["soak"];
 
 /// Bumped when the meaning of a field changes.
 pub const RESULTS_VERSION: u32 = 1;
@@ -87,7 +66,7 @@ pub struct Profile {
     /// Whether the default suite (no `--scenario`) includes the long scenarios.
     #[serde(default)]
     pub long_scenarios: bool,
-    /// Rounds of the [`LATENCY_SCENARIOS`] (results from before rounds: 1).
+    /// Rounds of the latency scenarios ([`Scenario::is_latency`]) (results from before rounds: 1).
     #[serde(default = "one")]
     pub rounds: usize,
     /// The workload's mix of operations (absent in results from before it was
@@ -286,8 +265,8 @@ pub struct Fanout {
 /// One scenario in one mode.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ScenarioResult {
-    pub scenario: String,
-    pub mode: String,
+    pub scenario: Scenario,
+    pub mode: Mode,
     /// Which round of the scenario (from 1; results from before rounds: 1; 0 when run
     /// outside the suite).
     #[serde(default = "one")]
@@ -376,7 +355,7 @@ pub struct Results {
     pub version: u32,
     pub environment: Environment,
     pub profile: Profile,
-    pub modes: Vec<String>,
+    pub modes: Vec<Mode>,
     pub floor: Option<floor::Floor>,
     pub scenarios: Vec<ScenarioResult>,
     pub targets: Vec<TargetCheck>,
@@ -388,28 +367,51 @@ pub struct Results {
     pub run_order: Vec<Ran>,
 }
 
+impl Results {
+    /// `scenario` in `mode`: its first round.
+    pub fn scenario(&self, scenario: Scenario, mode: Mode) -> Option<&ScenarioResult> {
+        self.runs(scenario, mode).next()
+    }
+
+    /// Every round of `scenario` in `mode`, in the order they ran.
+    pub fn runs(&self, scenario: Scenario, mode: Mode) -> impl Iterator<Item = &ScenarioResult> {
+        self.scenarios.iter().filter(move |s| s.scenario == scenario && s.mode == mode)
+    }
+
+    /// The scenarios that have results, in the order they first ran.
+    pub fn scenarios_ran(&self) -> Vec<Scenario> {
+        let mut ran: Vec<Scenario> = Vec::new();
+        for s in &self.scenarios {
+            if !ran.contains(&s.scenario) {
+                ran.push(s.scenario);
+            }
+        }
+        ran
+    }
+}
+
 /// One scenario run, as the suite started it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Ran {
-    pub scenario: String,
+    pub scenario: Scenario,
     /// `None` for the floor, which is not a mode's.
-    pub mode: Option<String>,
+    pub mode: Option<Mode>,
     pub round: usize,
 }
 
 /// The order the suite runs `scenarios` in: each in every mode, the modes' order
 /// flipped from one scenario (or round) to the next (sync, async, then async, sync:
 /// ABBA), so that a machine whose speed drifts does not favour the mode that always
-/// runs first; the [`LATENCY_SCENARIOS`] `rounds` times.
-pub fn plan(scenarios: &[&'static str], modes: &[Mode], rounds: usize) -> Vec<(&'static str, Option<Mode>, usize)> {
+/// runs first; the latency scenarios `rounds` times.
+pub fn plan(scenarios: &[Scenario], modes: &[Mode], rounds: usize) -> Vec<(Scenario, Option<Mode>, usize)> {
     let mut steps = Vec::new();
     let mut flipped = false;
     for &s in scenarios {
-        if s == "floor" {
+        if s.is_per_machine() {
             steps.push((s, None, 1));
             continue;
         }
-        let rounds = if LATENCY_SCENARIOS.contains(&s) { rounds.max(1) } else { 1 };
+        let rounds = if s.is_latency() { rounds.max(1) } else { 1 };
         for round in 1..=rounds {
             let mut order = modes.to_vec();
             if flipped {
@@ -468,7 +470,7 @@ fn code_lines(text: &str) -> usize {
 #[derive(Debug, Clone)]
 pub struct SuiteConfig {
     pub profile: Profile,
-    pub scenarios: Vec<String>,
+    pub scenarios: Vec<Scenario>,
     pub modes: Vec<Mode>,
     pub runs: PathBuf,
     pub command: String,
@@ -536,23 +538,19 @@ pub async fn run(config: SuiteConfig) -> anyhow::Result<(Results, PathBuf)> {
         started_unix_ms: started,
     };
     let ctx = Ctx { profile: config.profile.clone(), dir: dir.clone(), target: config.target.clone() };
-    let compose = matches!(config.target, crate::topology::Target::Compose { .. });
-    // By default each target runs what it can: partitions need containers; the floor,
-    // the proxy and on-disk sizes need local processes.
-    let runs_here = |s: &str| {
-        let long = LONG_SCENARIOS.contains(&s) && !config.profile.long_scenarios;
-        !long && if compose { !matches!(s, "floor" | "slow-dependency" | "storage") } else { s != "partition" }
-    };
-    let chosen: Vec<&'static str> = SCENARIOS
+    // By default each target runs what it can, and the long scenarios only in `--full`.
+    let runs_here =
+        |s: Scenario| s.runs_by_default_on(&config.target) && (!s.is_long() || config.profile.long_scenarios);
+    let chosen: Vec<Scenario> = Scenario::ALL
         .into_iter()
-        .filter(|s| if config.scenarios.is_empty() { runs_here(s) } else { config.scenarios.iter().any(|c| c == *s) })
+        .filter(|&s| if config.scenarios.is_empty() { runs_here(s) } else { config.scenarios.contains(&s) })
         .collect();
     let steps = plan(&chosen, &config.modes, config.profile.rounds);
     let mut results = Results {
         version: RESULTS_VERSION,
         environment,
         profile: config.profile.clone(),
-        modes: config.modes.iter().map(|m| m.to_string()).collect(),
+        modes: config.modes.clone(),
         floor: None,
         scenarios: Vec::new(),
         targets: Vec::new(),
@@ -561,9 +559,9 @@ pub async fn run(config: SuiteConfig) -> anyhow::Result<(Results, PathBuf)> {
     };
     let suite_start = Instant::now();
     for (i, &(scenario, mode, round)) in steps.iter().enumerate() {
-        progress(i, steps.len(), scenario, mode, suite_start);
+        progress(i, steps.len(), &scenario, mode, suite_start);
         let start = Instant::now();
-        results.run_order.push(Ran { scenario: scenario.into(), mode: mode.map(|m| m.to_string()), round });
+        results.run_order.push(Ran { scenario, mode, round });
         match mode {
             None => results.floor = Some(scenarios::floor(&ctx).await.with_context(|| "scenario floor")?),
             Some(mode) => {
@@ -590,7 +588,7 @@ pub async fn run(config: SuiteConfig) -> anyhow::Result<(Results, PathBuf)> {
         // Keep what is done so far: a later failure or Ctrl-C loses only the rest.
         write(&dir, &results)?;
     }
-    progress(steps.len(), steps.len(), "done", None, suite_start);
+    progress(steps.len(), steps.len(), &"done", None, suite_start);
     eprintln!();
     results.targets = targets(&results);
     let path = write(&dir, &results)?;
@@ -604,10 +602,10 @@ fn write(dir: &Path, results: &Results) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
-fn progress(done: usize, total: usize, scenario: &str, mode: Option<Mode>, start: Instant) {
+fn progress(done: usize, total: usize, scenario: &dyn std::fmt::Display, mode: Option<Mode>, start: Instant) {
     const WIDTH: usize = 30;
     let filled = WIDTH * done / total.max(1);
-    let what = mode.map_or(scenario.to_owned(), |m| format!("{scenario} ({m})"));
+    let what = mode.map_or(scenario.to_string(), |m| format!("{scenario} ({m})"));
     eprint!(
         "\r[{}{}] {done}/{total} {:>4}s  {what:<32}",
         "#".repeat(filled),
@@ -658,17 +656,13 @@ pub fn soak_failures(results: &Results) -> Vec<String> {
         .collect()
 }
 
-fn scenario<'a>(results: &'a Results, name: &str, mode: &str) -> Option<&'a ScenarioResult> {
-    results.scenarios.iter().find(|s| s.scenario == name && s.mode == mode)
-}
-
 /// Where the run stands against the targets.
 pub fn targets(results: &Results) -> Vec<TargetCheck> {
     let mut checks = Vec::new();
     let Some(floor) = &results.floor else { return checks };
     let echo = floor.grpc_echo.p50_us as f64;
-    let seq = |mode: &str| scenario(results, "steady", mode).and_then(|s| s.sequential.as_ref());
-    if let Some(l) = seq("async") {
+    let seq = |mode: Mode| results.scenario(Scenario::Steady, mode).and_then(|s| s.sequential.as_ref());
+    if let Some(l) = seq(Mode::Async) {
         checks.push(TargetCheck {
             target: "async UserOrders p50 <= 1.25 x gRPC echo p50".into(),
             measured: l.user_orders.p50_us as f64,
@@ -680,7 +674,7 @@ pub fn targets(results: &Results) -> Vec<TargetCheck> {
             ),
         });
     }
-    if let Some(l) = seq("sync") {
+    if let Some(l) = seq(Mode::Sync) {
         checks.push(TargetCheck {
             target: "sync UserOrders p50 <= 1.25 x 4 gRPC echoes".into(),
             measured: l.user_orders.p50_us as f64,
@@ -690,7 +684,7 @@ pub fn targets(results: &Results) -> Vec<TargetCheck> {
         });
     }
     let floor_sum = (floor.js_publish_ack.p50_us + floor.js_delivery.p50_us + floor.sled_txn2_flush.p50_us) as f64;
-    if let Some(p) = seq("async").and_then(|l| l.propagation.as_ref()) {
+    if let Some(p) = seq(Mode::Async).and_then(|l| l.propagation.as_ref()) {
         checks.push(TargetCheck {
             target: "async propagation p50 <= 2 x (publish+ack + delivery + 2-tree txn flush)".into(),
             measured: p.p50_us as f64,
@@ -700,7 +694,7 @@ pub fn targets(results: &Results) -> Vec<TargetCheck> {
                 .into(),
         });
     }
-    if let Some(s) = scenario(results, "steady", "async").and_then(|s| s.staleness.as_ref()) {
+    if let Some(s) = results.scenario(Scenario::Steady, Mode::Async).and_then(|s| s.staleness.as_ref()) {
         checks.push(TargetCheck {
             target: "async propagation p99 <= 20 ms at steady load".into(),
             measured: s.visible.p99_us as f64,
@@ -736,17 +730,18 @@ mod tests {
     #[test]
     fn modes_alternate_abba_and_latency_scenarios_repeat() {
         let (s, a) = (Mode::Sync, Mode::Async);
-        let order = plan(&["floor", "steady", "kill-dependency"], &[s, a], 2);
+        use Scenario::{Floor, KillDependency, Steady};
+        let order = plan(&[Floor, Steady, KillDependency], &[s, a], 2);
         assert_eq!(
             order,
             vec![
-                ("floor", None, 1),
-                ("steady", Some(s), 1),
-                ("steady", Some(a), 1),
-                ("steady", Some(a), 2),
-                ("steady", Some(s), 2),
-                ("kill-dependency", Some(s), 1),
-                ("kill-dependency", Some(a), 1),
+                (Floor, None, 1),
+                (Steady, Some(s), 1),
+                (Steady, Some(a), 1),
+                (Steady, Some(a), 2),
+                (Steady, Some(s), 2),
+                (KillDependency, Some(s), 1),
+                (KillDependency, Some(a), 1),
             ]
         );
     }

@@ -21,7 +21,7 @@ use super::{
     probe,
     resources::Sampler,
     schedule::{Shape, Until},
-    Convergence, Ctx, Fanout, FaultEvent, FaultKind, Losses, Prepared, ScenarioResult,
+    Convergence, Ctx, Fanout, FaultEvent, FaultKind, Losses, Prepared, Scenario, ScenarioResult,
 };
 use crate::{
     control::{self, Action},
@@ -32,57 +32,58 @@ use crate::{
 /// How long the view may take to equal the truth after the faults end.
 pub const CONVERGE_WITHIN: Duration = Duration::from_secs(60);
 
-pub async fn run(ctx: &Ctx, name: &str, mode: Mode) -> anyhow::Result<ScenarioResult> {
+/// Runs `scenario` in `mode` (the floor, once per machine, is [`floor`]).
+pub async fn run(ctx: &Ctx, scenario: Scenario, mode: Mode) -> anyhow::Result<ScenarioResult> {
     let p = &ctx.profile;
     let at = |s: f64| p.secs(s);
-    let mut result = match name {
-        "steady" => steady(ctx, mode).await?,
-        "slow-dependency" => slow_dependency(ctx, mode).await?,
-        "kill-dependency" => {
+    let mut result = match scenario {
+        Scenario::Steady => steady(ctx, mode).await?,
+        Scenario::SlowDependency => slow_dependency(ctx, mode).await?,
+        Scenario::KillDependency => {
             let faults = vec![
                 (at(2.0), Action::Kill, USERS),
                 (at(4.0), Action::Restart, USERS),
                 (at(5.0), Action::Kill, PRODUCTS),
                 (at(7.0), Action::Restart, PRODUCTS),
             ];
-            with_faults(ctx, name, mode, faults, at(9.0)).await?
+            with_faults(ctx, scenario, mode, faults, at(9.0)).await?
         }
-        "pause-dependency" => {
+        Scenario::PauseDependency => {
             let faults = vec![(at(2.0), Action::Pause, PRODUCTS), (at(4.5), Action::Resume, PRODUCTS)];
-            with_faults(ctx, name, mode, faults, at(7.0)).await?
+            with_faults(ctx, scenario, mode, faults, at(7.0)).await?
         }
-        "kill-broker" => {
+        Scenario::KillBroker => {
             let faults = vec![(at(2.0), Action::Kill, NATS), (at(4.0), Action::Restart, NATS)];
-            with_faults(ctx, name, mode, faults, at(7.0)).await?
+            with_faults(ctx, scenario, mode, faults, at(7.0)).await?
         }
-        "partition" => {
+        Scenario::Partition => {
             if ctx.target == crate::topology::Target::Process {
                 return Ok(ScenarioResult {
-                    scenario: name.into(),
-                    mode: mode.to_string(),
+                    scenario,
+                    mode,
                     note: Some("a partition needs the compose target (`--target compose`)".into()),
                     ..Default::default()
                 });
             }
             let faults = vec![(at(2.0), Action::Partition, USERS), (at(4.0), Action::Reconnect, USERS)];
-            with_faults(ctx, name, mode, faults, at(7.0)).await?
+            with_faults(ctx, scenario, mode, faults, at(7.0)).await?
         }
-        "kill-query" => {
+        Scenario::KillQuery => {
             let faults = vec![(at(2.0), Action::Kill, QUERY), (at(4.0), Action::Restart, QUERY)];
-            with_faults(ctx, name, mode, faults, at(7.0)).await?
+            with_faults(ctx, scenario, mode, faults, at(7.0)).await?
         }
-        "chaos" => {
+        Scenario::Chaos => {
             let length = Duration::from_secs_f64(p.chaos_secs);
             let (steps, _) = super::schedule::schedule(p.seed.seed, &CHAOS, Until::Before(length));
-            with_steps(ctx, name, mode, steps, length).await?
+            with_steps(ctx, scenario, mode, steps, length).await?
         }
-        "soak" => super::soak::run(ctx, mode).await?,
-        "storage" => storage(ctx, mode).await?,
-        "fan-out" => fan_out(ctx, mode).await?,
-        other => anyhow::bail!("no scenario named {other:?}; they are {}", super::SCENARIOS.join(", ")),
+        Scenario::Soak => super::soak::run(ctx, mode).await?,
+        Scenario::Storage => storage(ctx, mode).await?,
+        Scenario::FanOut => fan_out(ctx, mode).await?,
+        Scenario::Floor => anyhow::bail!("the floor runs once per machine, not in a mode"),
     };
-    result.scenario = name.to_owned();
-    result.mode = mode.to_string();
+    result.scenario = scenario;
+    result.mode = mode;
     Ok(result)
 }
 
@@ -116,7 +117,7 @@ pub const CHAOS: Shape = Shape {
 /// other actions repair one.
 async fn with_faults(
     ctx: &Ctx,
-    name: &str,
+    name: Scenario,
     mode: Mode,
     faults: Vec<(Duration, Action, &'static str)>,
     length: Duration,
@@ -139,13 +140,13 @@ async fn with_faults(
 /// convergence and the checker.
 async fn with_steps(
     ctx: &Ctx,
-    name: &str,
+    name: Scenario,
     mode: Mode,
     steps: Vec<Step>,
     length: Duration,
 ) -> anyhow::Result<ScenarioResult> {
     let p = &ctx.profile;
-    let mut prepared = ctx.prepare(name, mode, &[], p.seed).await?;
+    let mut prepared = ctx.prepare(name.name(), mode, &[], p.seed).await?;
     let workload =
         Workload::new(prepared.clients.clone(), prepared.seeded.clone(), p.workload_mix(), p.deadline(), p.seed.seed);
     let acked = workload.acked_orders();
@@ -202,7 +203,7 @@ async fn with_steps(
     }
     result.convergence = convergence;
     result.losses = Some(losses);
-    if mode == Mode::Sync && name == "kill-broker" {
+    if mode == Mode::Sync && name == Scenario::KillBroker {
         result.note =
             Some(format!("sync mode has no broker: the fault has nothing to act on; {CONVERGENCE_NOT_APPLICABLE}"));
     }
@@ -518,7 +519,7 @@ pub async fn drain(prepared: &Prepared, within: Duration) -> anyhow::Result<()> 
 
 async fn steady(ctx: &Ctx, mode: Mode) -> anyhow::Result<ScenarioResult> {
     let p = &ctx.profile;
-    let mut prepared = ctx.prepare("steady", mode, &[], p.seed).await?;
+    let mut prepared = ctx.prepare(Scenario::Steady.name(), mode, &[], p.seed).await?;
     let mut result = ScenarioResult::default();
     let mut sampler = Sampler::new();
     let mut sequential = crate::latency::sequential(&prepared.clients, &prepared.seeded, p.sequential, 7).await?;
@@ -573,7 +574,7 @@ async fn steady(ctx: &Ctx, mode: Mode) -> anyhow::Result<ScenarioResult> {
 
 async fn slow_dependency(ctx: &Ctx, mode: Mode) -> anyhow::Result<ScenarioResult> {
     let p = &ctx.profile;
-    let mut prepared = ctx.prepare("slow-dependency", mode, &[PRODUCTS], p.seed).await?;
+    let mut prepared = ctx.prepare(Scenario::SlowDependency.name(), mode, &[PRODUCTS], p.seed).await?;
     let mut result = ScenarioResult::default();
     let mut sampler = Sampler::new();
     let added = Duration::from_millis(20);
@@ -620,7 +621,7 @@ async fn storage(ctx: &Ctx, mode: Mode) -> anyhow::Result<ScenarioResult> {
             ..Default::default()
         });
     }
-    let mut prepared = ctx.prepare("storage", mode, &[], ctx.profile.storage_seed).await?;
+    let mut prepared = ctx.prepare(Scenario::Storage.name(), mode, &[], ctx.profile.storage_seed).await?;
     // Stopped first, so every store is flushed and closed.
     prepared.topology.stop()?;
     let (bytes, logical) = measure_storage(&prepared.topology)?;
@@ -680,7 +681,7 @@ fn rpcs_between(
 
 async fn fan_out(ctx: &Ctx, mode: Mode) -> anyhow::Result<ScenarioResult> {
     let p = &ctx.profile;
-    let mut prepared = ctx.prepare("fan-out", mode, &[], p.seed).await?;
+    let mut prepared = ctx.prepare(Scenario::FanOut.name(), mode, &[], p.seed).await?;
     let n = (p.sequential / 5).max(50) as u64;
     let mut fanout = Fanout::default();
     let mut events = (0u64, 0u64, 0u64);

@@ -172,7 +172,7 @@ pub fn schedule(seed: u64, faults: usize) -> (Vec<Step>, Duration) {
 /// The soak scenario in one mode.
 pub async fn run(ctx: &Ctx, mode: Mode) -> anyhow::Result<ScenarioResult> {
     let p = &ctx.profile;
-    let mut prepared = ctx.prepare("soak", mode, &[], p.seed).await?;
+    let mut prepared = ctx.prepare(super::Scenario::Soak.name(), mode, &[], p.seed).await?;
     let baseline = History::read_baseline(&prepared.clients, &prepared.seeded).await?;
     let history = Arc::new(History::new(baseline));
     let (steps, last) = schedule(p.seed.seed, p.soak_faults);

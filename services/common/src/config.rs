@@ -54,9 +54,24 @@ impl ServiceArgs {
 }
 
 /// How services get each other's data: the lab's one independent variable.
-#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(
+    clap::ValueEnum,
+    Debug,
+    Default,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
 pub enum Mode {
     /// gRPC request chains at request time.
+    #[default]
     Sync,
     /// Events over NATS JetStream into each consumer's own store.
     Async,

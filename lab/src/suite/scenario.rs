@@ -1,0 +1,153 @@
+//! The suite's scenarios as a type: their names (in results files, on the command
+//! line), which ones are repeated over rounds, which are long, and where each applies.
+
+use serde::{Deserialize, Serialize};
+
+use crate::topology::Target;
+
+/// Every scenario of `lab bench`.
+/// (The default only fills a result before [`super::scenarios::run`] names it.)
+#[derive(
+    Debug, Default, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scenario {
+    /// What the machine itself costs: loopback, one gRPC hop, JetStream, sled.
+    Floor,
+    /// Sequential latency, create-then-use, open-loop rates and saturation.
+    #[default]
+    Steady,
+    /// 50 ms added in front of products.
+    SlowDependency,
+    /// users, then products, SIGKILLed and restarted under load.
+    KillDependency,
+    /// products SIGSTOPped, then resumed.
+    PauseDependency,
+    /// The broker SIGKILLed and restarted.
+    KillBroker,
+    /// The query service SIGKILLed and restarted.
+    KillQuery,
+    /// users cut off its network (Compose only).
+    Partition,
+    /// Seeded kills of every component.
+    Chaos,
+    /// Hundreds of seeded kills, pauses and restarts, every write checked after.
+    Soak,
+    /// Bytes on disk and logical bytes per component, at two data sizes.
+    Storage,
+    /// Inter-service calls and events per request.
+    FanOut,
+}
+
+impl Scenario {
+    /// Every scenario, in the order the suite runs them.
+    pub const ALL: [Scenario; 12] = [
+        Scenario::Floor,
+        Scenario::Steady,
+        Scenario::SlowDependency,
+        Scenario::KillDependency,
+        Scenario::PauseDependency,
+        Scenario::KillBroker,
+        Scenario::KillQuery,
+        Scenario::Partition,
+        Scenario::Chaos,
+        Scenario::Soak,
+        Scenario::Storage,
+        Scenario::FanOut,
+    ];
+
+    /// Its name in results files and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::Floor => "floor",
+            Scenario::Steady => "steady",
+            Scenario::SlowDependency => "slow-dependency",
+            Scenario::KillDependency => "kill-dependency",
+            Scenario::PauseDependency => "pause-dependency",
+            Scenario::KillBroker => "kill-broker",
+            Scenario::KillQuery => "kill-query",
+            Scenario::Partition => "partition",
+            Scenario::Chaos => "chaos",
+            Scenario::Soak => "soak",
+            Scenario::Storage => "storage",
+            Scenario::FanOut => "fan-out",
+        }
+    }
+
+    /// What it shows, for the reader of the report.
+    pub fn description(self) -> &'static str {
+        match self {
+            Scenario::Steady => "Latency and throughput at fixed open-loop rates, sequential latency, the saturation point (closed-loop clients), the staleness probe, and create-then-use: a user created, then at once an order placed for them, retried while refused as not yet known.",
+            Scenario::SlowDependency => "A fixed latency added in front of `products` by a fault proxy (see the table): how much of it reaches the client.",
+            Scenario::KillDependency => "`users` SIGKILLed, then `products`, under load: availability during the faults, staleness, recovery and convergence.",
+            Scenario::PauseDependency => "`products` frozen with SIGSTOP (a grey failure): do callers fail at their deadline or pile up?",
+            Scenario::KillBroker => "`nats-server` SIGKILLed under load and restarted (sync mode has no broker: the control).",
+            Scenario::KillQuery => "The query service itself SIGKILLed: both modes lose reads; how fast async catches up.",
+            Scenario::Partition => "`users` cut off the others' network (`docker network disconnect`, compose target): its callers cannot reach it, though it runs.",
+            Scenario::Chaos => "Seeded random SIGKILLs under load, one schedule for both modes (the same service victims at the same times; the broker's kills from a separate stream, skipped in sync), then the checker.",
+            Scenario::Soak => "Many seeded random faults per mode under load (SIGKILL and restart, SIGSTOP and SIGCONT, restart on the same data dir; the same service faults at the same planned times in both modes, broker faults from a stream of their own), while writers create users and products, change prices and place orders. Then every fault is repaired, the replicas settle, and a checker holds the owners, the query view and orders' replica to the history of every acknowledged write (a write that failed or timed out is in doubt: it may explain an effect, nothing is owed for it).",
+            Scenario::Storage => "For the same data, per component: logical bytes (keys + values in its sled trees, read after the topology stopped) beside bytes on disk (file sizes: sled's log segments and churn, and the broker's store): the price of duplication.",
+            Scenario::FanOut => "Inter-service calls per client request and events per write, counted by the services.",
+            Scenario::Floor => "What the machine itself costs, measured in the same run: a loopback round trip, one gRPC hop, a JetStream publish and delivery, a sled flush.",
+        }
+    }
+
+    /// Whether its figures are latencies: repeated over the profile's rounds, so each
+    /// headline figure carries its spread.
+    pub fn is_latency(self) -> bool {
+        matches!(self, Scenario::Steady | Scenario::SlowDependency)
+    }
+
+    /// Too long for the quick suite: runs in `--full`, or when named.
+    pub fn is_long(self) -> bool {
+        self == Scenario::Soak
+    }
+
+    /// Runs once for the machine, not once per mode.
+    pub fn is_per_machine(self) -> bool {
+        self == Scenario::Floor
+    }
+
+    /// Whether the suite runs it on `target` when no `--scenario` is named: partitions
+    /// need containers; the floor, the fault proxy and on-disk sizes need local processes.
+    pub fn runs_by_default_on(self, target: &Target) -> bool {
+        match target {
+            Target::Compose { .. } => !matches!(self, Scenario::Floor | Scenario::SlowDependency | Scenario::Storage),
+            Target::Process => self != Scenario::Partition,
+        }
+    }
+}
+
+impl std::fmt::Display for Scenario {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Scenario {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Scenario::ALL.into_iter().find(|c| c.name() == s).ok_or_else(|| {
+            let names: Vec<&str> = Scenario::ALL.iter().map(|c| c.name()).collect();
+            format!("no scenario named {s:?}; they are {}", names.join(", "))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_through_serde_and_the_command_line() {
+        for s in Scenario::ALL {
+            let json = serde_json::to_string(&s).unwrap();
+            assert_eq!(json, format!("\"{}\"", s.name()));
+            assert_eq!(serde_json::from_str::<Scenario>(&json).unwrap(), s);
+            assert_eq!(s.name().parse::<Scenario>().unwrap(), s);
+            assert_eq!(<Scenario as clap::ValueEnum>::from_str(s.name(), false).unwrap(), s);
+        }
+        assert!("kill-everything".parse::<Scenario>().unwrap_err().contains("fan-out"));
+    }
+}
