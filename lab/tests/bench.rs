@@ -417,3 +417,31 @@ async fn a_slow_step_delays_the_rest_of_the_schedule_and_the_load() {
     );
     assert!(report.duration_ms >= 600 + late - 5, "the load is extended by the delay: {} ms", report.duration_ms);
 }
+
+/// The floor measures the lab's own client beside an independent one: with h2load
+/// installed, its figures are there, positive, for the same request counts as the
+/// lab's client; without it, the floor says so instead of leaving a blank.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_floor_puts_an_independent_client_beside_the_labs() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = small_ctx(dir.path());
+    let floor = lab::suite::scenarios::floor(&ctx).await.unwrap();
+    assert!(floor.grpc_echo.ok > 0 && floor.echo_64_in_flight_per_s > 0.0, "{:?}", floor.grpc_echo);
+    let installed = std::process::Command::new(lab::suite::floor::PEER).arg("--version").output().is_ok();
+    if !installed {
+        assert_eq!(floor.peer, None);
+        assert!(floor.peer_missing.as_deref().is_some_and(|r| r.contains("not installed")), "{:?}", floor.peer_missing);
+        assert!(floor.peer_comparison().contains("not installed"));
+        return;
+    }
+    let peer = floor.peer.as_ref().unwrap_or_else(|| panic!("h2load is installed: {:?}", floor.peer_missing));
+    assert_eq!(floor.peer_missing, None);
+    assert_eq!(peer.sequential.requests, ctx.profile.sequential as u64, "as many as the lab's sequential echo");
+    assert_eq!(peer.sequential.succeeded, peer.sequential.requests);
+    assert_eq!(peer.in_flight_64.succeeded, peer.in_flight_64.requests);
+    assert!(peer.in_flight_64.requests > 0);
+    for run in [&peer.sequential, &peer.in_flight_64] {
+        assert!(run.req_per_s > 0.0 && run.min_us > 0.0 && run.mean_us >= run.min_us, "{run:?}");
+    }
+    assert!(floor.peer_comparison().contains("h2load"), "{}", floor.peer_comparison());
+}

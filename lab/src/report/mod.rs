@@ -251,6 +251,7 @@ fn document(r: &Results) -> Vec<Block> {
             f.sled_filesystem.as_ref().map_or_else(|| "filesystem not recorded".to_owned(), |fs| format!("in the run dir: {fs}")),
             f.echo_64_in_flight_per_s, f.generator_ceiling_per_s, f.generator_noop.ok_per_s
         )));
+        d.push(Para(format!("The lab's own client against an independent one, same run: {}.", f.peer_comparison())));
     }
     d.push(Para("Reproduce:".into()));
     d.push(Code(format!("cargo build --release --workspace && {}", e.command)));

@@ -4,7 +4,8 @@
 //!
 //! - `tcp_rtt`: 64 bytes to an echo task and back on loopback (tokio, in process);
 //! - `grpc_echo`: a gRPC health check of the users service (a real process, no
-//!   storage touched): one bare tonic hop;
+//!   storage touched), sent by the lab's own client ([`crate::client::Conn`]): one
+//!   bare gRPC hop;
 //! - `js_publish_ack`: a JetStream publish until its PubAck, on the topology's broker
 //!   (a stream of its own);
 //! - `js_delivery`: from the start of a publish until a durable pull consumer holds the
@@ -16,6 +17,11 @@
 //!
 //! And the generator's own ceiling: how many health checks 64 concurrent closed-loop
 //! clients get through, then the open-loop generator asked for that rate.
+//!
+//! Beside the lab's own client, an independent one: `h2load` (nghttp2), when it is on
+//! PATH, sends the same health check as raw gRPC frames, one at a time and then with 64
+//! streams in flight on one connection, as many requests as the lab's client sent. The
+//! ratio of the two is what the lab's client adds to every latency it reports.
 
 use std::time::{Duration, Instant};
 
@@ -56,6 +62,47 @@ pub struct Floor {
     pub generator_ceiling_per_s: f64,
     /// The open-loop generator against a no-op (no network): its own dispatch ceiling.
     pub generator_noop: LoadReport,
+    /// An independent client, `h2load`, against the same health check with the same
+    /// request counts, right after the lab's own client: what the lab's client costs
+    /// beyond the server. `None` when it did not run (see `peer_missing`) and in results
+    /// from before it was measured.
+    #[serde(default)]
+    pub peer: Option<Peer>,
+    /// Why `peer` is `None` (e.g. "h2load not installed"); `None` when it ran or in
+    /// results from before it was measured.
+    #[serde(default)]
+    pub peer_missing: Option<String>,
+}
+
+/// The program the floor runs as the independent client (Debian's `nghttp2-client`).
+pub const PEER: &str = "h2load";
+
+/// h2load's figures beside the lab client's.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Peer {
+    /// `h2load --version`'s first line.
+    pub version: String,
+    /// One connection, one request at a time (`-c1 -m1`), as many as `grpc_echo`.
+    pub sequential: PeerRun,
+    /// One connection, 64 streams in flight (`-c1 -m64`), as many requests as the lab's
+    /// closed loop got through for `echo_64_in_flight_per_s`.
+    pub in_flight_64: PeerRun,
+}
+
+/// One h2load run, as its summary printed it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PeerRun {
+    /// The command line, for repeating it.
+    pub command: String,
+    pub requests: u64,
+    /// Answered with HTTP 2xx (h2load does not read the gRPC status in the trailers).
+    pub succeeded: u64,
+    /// Requests per second over the run (h2load's "finished in …, N req/s").
+    pub req_per_s: f64,
+    /// "time for request": from sending to the end of the answer, per request.
+    pub min_us: f64,
+    pub mean_us: f64,
+    pub max_us: f64,
 }
 
 /// Whether an open-loop run kept its schedule.
@@ -115,8 +162,10 @@ pub async fn measure(
     echo.abort();
 
     // One bare gRPC hop.
-    let health = HealthClient::new(common::channel(grpc));
-    let check = |mut client: HealthClient<tonic::transport::Channel>| async move {
+    // With the lab's own client, the one the workload measures with.
+    let conn = crate::client::Conn::lazy(grpc);
+    let health = HealthClient::with_origin(conn.clone(), conn.origin());
+    let check = |mut client: HealthClient<crate::client::Conn>| async move {
         client.check(HealthCheckRequest { service: String::new() }).await.map(|_| ())
     };
     let grpc_echo = time(n, || {
@@ -213,6 +262,11 @@ pub async fn measure(
         .await
     };
     let echo_64_in_flight_per_s = saturated.ok_per_s;
+    // The independent client right after the lab's, with the same request counts.
+    let (peer, peer_missing) = match peer(grpc, n as u64, saturated.scheduled).await {
+        Ok(peer) => (Some(peer), None),
+        Err(reason) => (None, Some(reason)),
+    };
     let mut generator_ladder = Vec::new();
     let mut generator_ceiling_per_s = 0.0;
     for share in [0.25, 0.5, 0.75, 0.9] {
@@ -247,7 +301,167 @@ pub async fn measure(
         generator_ladder,
         generator_ceiling_per_s,
         generator_noop,
+        peer,
+        peer_missing,
     })
+}
+
+/// The gRPC frame h2load sends as every request's body: no compression flag, a
+/// length of 0, and no bytes, since `HealthCheckRequest { service: "" }` (the whole
+/// server's health, as the lab's own client asks) encodes to nothing in protobuf.
+const HEALTH_CHECK_FRAME: [u8; 5] = [0, 0, 0, 0, 0];
+
+/// Runs h2load against the health check at `grpc`: `sequential` requests one at a time,
+/// then `in_flight` requests with 64 streams in flight, on one connection each time.
+/// `Err` is the reason it did not run (not installed, failed, unexpected output).
+pub async fn peer(grpc: std::net::SocketAddr, sequential: u64, in_flight: u64) -> Result<Peer, String> {
+    let version = match tokio::process::Command::new(PEER).arg("--version").output().await {
+        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).lines().next().unwrap_or("").to_owned(),
+        Ok(out) => return Err(format!("`{PEER} --version` exited with {}", out.status)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(format!("{PEER} not installed (Debian package nghttp2-client)"))
+        }
+        Err(e) => return Err(format!("cannot run {PEER}: {e}")),
+    };
+    let body = tempfile::NamedTempFile::new().map_err(|e| format!("request body file: {e}"))?;
+    std::fs::write(body.path(), HEALTH_CHECK_FRAME).map_err(|e| format!("request body file: {e}"))?;
+    let run = |streams: u64, requests: u64| {
+        let args: Vec<String> = vec![
+            "-c1".into(),
+            format!("-m{streams}"),
+            format!("-n{}", requests.max(1)),
+            "-d".into(),
+            body.path().display().to_string(),
+            "-H".into(),
+            "content-type: application/grpc".into(),
+            "-H".into(),
+            "te: trailers".into(),
+            format!("http://{grpc}/grpc.health.v1.Health/Check"),
+        ];
+        async move {
+            let command = format!(
+                "{PEER} {}",
+                args.iter()
+                    .map(|a| if a.contains(' ') { format!("'{a}'") } else { a.clone() })
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            );
+            let child = tokio::process::Command::new(PEER).args(&args).kill_on_drop(true).output();
+            let out = tokio::time::timeout(PEER_TIMEOUT, child)
+                .await
+                .map_err(|_| format!("`{command}` did not finish in {} s", PEER_TIMEOUT.as_secs()))?
+                .map_err(|e| format!("`{command}`: {e}"))?;
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            if !out.status.success() {
+                return Err(format!(
+                    "`{command}` exited with {}: {}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ));
+            }
+            parse_h2load(&stdout, command).map_err(|e| format!("h2load output: {e}"))
+        }
+    };
+    let sequential = run(1, sequential).await?;
+    let in_flight_64 = run(64, in_flight).await?;
+    Ok(Peer { version, sequential, in_flight_64 })
+}
+
+/// Longest an h2load run may take (a stalled server must not hang the floor).
+const PEER_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// What was unexpected in h2load's output.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum H2loadOutputError {
+    #[error("no line starting {0:?}")]
+    MissingLine(&'static str),
+    #[error("cannot read {what} in {line:?}")]
+    Unreadable { what: &'static str, line: String },
+}
+
+/// Reads h2load's summary: the "finished in" line (req/s), the "requests:" counts and
+/// the "time for request:" min, max and mean.
+pub fn parse_h2load(output: &str, command: String) -> Result<PeerRun, H2loadOutputError> {
+    let line = |prefix: &'static str| {
+        output.lines().map(str::trim).find(|l| l.starts_with(prefix)).ok_or(H2loadOutputError::MissingLine(prefix))
+    };
+    let unreadable = |what: &'static str, line: &str| H2loadOutputError::Unreadable { what, line: line.to_owned() };
+
+    // finished in 1.36s, 1470.07 req/s, 54.65KB/s
+    let finished = line("finished in")?;
+    let req_per_s = finished
+        .split(", ")
+        .find_map(|part| part.strip_suffix(" req/s"))
+        .and_then(|n| n.trim().parse::<f64>().ok())
+        .ok_or_else(|| unreadable("req/s", finished))?;
+
+    // requests: 2000 total, 2000 started, 2000 done, 2000 succeeded, 0 failed, 0 errored, 0 timeout
+    let requests_line = line("requests:")?;
+    let count = |word: &'static str| {
+        requests_line["requests:".len()..]
+            .split(',')
+            .find_map(|part| {
+                let mut it = part.split_whitespace();
+                let (n, w) = (it.next()?, it.next()?);
+                (w == word).then(|| n.parse::<u64>().ok()).flatten()
+            })
+            .ok_or_else(|| unreadable(word, requests_line))
+    };
+    let (requests, succeeded) = (count("total")?, count("succeeded")?);
+
+    // time for request:      338us     18.15ms       668us       805us    96.20%
+    let time_line = line("time for request:")?;
+    let fields: Vec<f64> = time_line["time for request:".len()..]
+        .split_whitespace()
+        .take(3)
+        .map(duration_us)
+        .collect::<Option<_>>()
+        .ok_or_else(|| unreadable("min, max, mean", time_line))?;
+    let [min_us, max_us, mean_us] = fields[..] else { return Err(unreadable("min, max, mean", time_line)) };
+    Ok(PeerRun { command, requests, succeeded, req_per_s, min_us, mean_us, max_us })
+}
+
+/// h2load's durations ("338us", "18.15ms", "1.02s") in µs.
+fn duration_us(text: &str) -> Option<f64> {
+    let (number, scale) = if let Some(n) = text.strip_suffix("us") {
+        (n, 1.0)
+    } else if let Some(n) = text.strip_suffix("ms") {
+        (n, 1e3)
+    } else if let Some(n) = text.strip_suffix('s') {
+        (n, 1e6)
+    } else {
+        return None;
+    };
+    number.parse::<f64>().ok().filter(|n| n.is_finite()).map(|n| n * scale)
+}
+
+impl Floor {
+    /// The lab's client beside the independent one, for the console and the report:
+    /// sequential means (h2load reports no median) and 64-in-flight rates, each with the
+    /// lab's figure as a multiple of the peer's; or why there is no peer figure.
+    pub fn peer_comparison(&self) -> String {
+        let Some(peer) = &self.peer else {
+            return match &self.peer_missing {
+                Some(reason) => format!("independent client: none ({reason})"),
+                None => "independent client: not measured (results from before it was added)".to_owned(),
+            };
+        };
+        let ms = |us: f64| format!("{:.3} ms", us / 1000.0);
+        let ratio = |a: f64, b: f64| if b > 0.0 { format!("×{:.2}", a / b) } else { "×-".to_owned() };
+        format!(
+            "lab client vs {} (same health check, same request counts): one at a time mean {} vs {} (lab {}; lab p50 {}, {} min {}); 64 in flight on one connection {:.0}/s vs {:.0}/s (lab {})",
+            peer.version,
+            ms(self.grpc_echo.mean_us),
+            ms(peer.sequential.mean_us),
+            ratio(self.grpc_echo.mean_us, peer.sequential.mean_us),
+            ms(self.grpc_echo.p50_us as f64),
+            PEER,
+            ms(peer.sequential.min_us),
+            self.echo_64_in_flight_per_s,
+            peer.in_flight_64.req_per_s,
+            ratio(self.echo_64_in_flight_per_s, peer.in_flight_64.req_per_s),
+        )
+    }
 }
 
 /// `value` as a multiple of `floor` (0 when the floor is 0).
@@ -302,6 +516,47 @@ mod tests {
             (mount.point.as_str(), mount.fs_type.as_str(), mount.source.as_str()),
             ("/mnt/my disk", "ext3", "/dev/root")
         );
+    }
+
+    /// h2load 1.52's summary, captured against the users service's health check.
+    const H2LOAD_OUTPUT: &str = "starting benchmark...
+spawning thread #0: 1 total client(s). 2000 total requests
+Application protocol: h2c
+progress: 10% done
+progress: 100% done
+
+finished in 1.36s, 1470.07 req/s, 54.65KB/s
+requests: 2000 total, 2000 started, 2000 done, 1998 succeeded, 2 failed, 0 errored, 0 timeout
+status codes: 1998 2xx, 0 3xx, 0 4xx, 0 5xx
+traffic: 74.36KB (76141) total, 5.94KB (6081) headers (space savings 95.72%), 13.67KB (14000) data
+                     min         max         mean         sd        +/- sd
+time for request:      338us     18.15ms       1.02s       805us    96.20%
+time for connect:      663us       663us       663us         0us   100.00%
+time to 1st byte:     7.64ms      7.64ms      7.64ms         0us   100.00%
+req/s           :    1470.64     1470.64     1470.64        0.00   100.00%
+";
+
+    #[test]
+    fn h2load_output_gives_its_rate_counts_and_request_times() {
+        let run = parse_h2load(H2LOAD_OUTPUT, "h2load …".into()).expect("parses");
+        assert_eq!((run.requests, run.succeeded), (2000, 1998));
+        assert_eq!(run.req_per_s, 1470.07);
+        assert_eq!((run.min_us, run.max_us, run.mean_us), (338.0, 18_150.0, 1_020_000.0));
+    }
+
+    #[test]
+    fn unexpected_h2load_output_says_what_was_missing_or_unreadable() {
+        let no_times = H2LOAD_OUTPUT.replace("time for request", "time per request");
+        assert_eq!(parse_h2load(&no_times, String::new()), Err(H2loadOutputError::MissingLine("time for request:")));
+        let bad_unit = H2LOAD_OUTPUT.replace("338us", "338ns");
+        let err = parse_h2load(&bad_unit, String::new()).expect_err("ns is no h2load unit");
+        assert!(err.to_string().contains("min, max, mean") && err.to_string().contains("338ns"), "{err}");
+        let no_rate = H2LOAD_OUTPUT.replace("1470.07 req/s", "fast");
+        assert!(matches!(
+            parse_h2load(&no_rate, String::new()),
+            Err(H2loadOutputError::Unreadable { what: "req/s", .. })
+        ));
+        assert_eq!(parse_h2load("", String::new()), Err(H2loadOutputError::MissingLine("finished in")));
     }
 
     #[test]

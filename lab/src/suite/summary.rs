@@ -50,6 +50,7 @@ pub fn text(r: &Results) -> String {
             f.generator_noop.ok_per_s
         )
         .ok();
+        writeln!(out, "{}", f.peer_comparison()).ok();
     }
     for s in &r.scenarios {
         let round = if s.round > 1 { format!(" r{}", s.round) } else { String::new() };

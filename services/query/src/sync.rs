@@ -61,12 +61,15 @@ impl GrpcSource {
 
 /// All of a user's orders, oldest first: follows `ListOrdersByUser` pages (of the largest
 /// size, the fewest round trips) until the last, all within `deadline`. Each page is a
-/// call of its own, counted as one in `Admin.Stats`.
-pub async fn list_orders(
-    client: &OrdersClient<Channel>,
-    user_id: &str,
-    deadline: Deadline,
-) -> Result<Vec<Order>, Status> {
+/// call of its own, counted as one in `Admin.Stats`. Generic over the transport: the
+/// lab reads its baseline through its own client with the same function.
+pub async fn list_orders<T>(client: &OrdersClient<T>, user_id: &str, deadline: Deadline) -> Result<Vec<Order>, Status>
+where
+    T: tonic::client::GrpcService<tonic::body::Body> + Clone,
+    T::Error: Into<tonic::codegen::StdError>,
+    T::ResponseBody: tonic::codegen::Body<Data = tonic::codegen::Bytes> + Send + 'static,
+    <T::ResponseBody as tonic::codegen::Body>::Error: Into<tonic::codegen::StdError> + Send,
+{
     let mut orders = Vec::new();
     let mut page_token = String::new();
     loop {
