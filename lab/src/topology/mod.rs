@@ -192,6 +192,15 @@ impl Backend {
         }
     }
 
+    /// Like [`Backend::operate`], without holding a runtime worker while it waits.
+    async fn operate_off_runtime(&mut self, name: &'static str, operation: Operation) -> Result<()> {
+        match self {
+            // A signal is sent at once.
+            Backend::Processes(p) => p.operate(name, operation),
+            Backend::Containers(c) => c.operate_off_runtime(name, operation).await,
+        }
+    }
+
     async fn restart(&mut self, name: &'static str) -> Result<()> {
         match self {
             Backend::Processes(p) => p.restart(name).await,
@@ -328,10 +337,7 @@ impl Topology {
     /// the probe's tasks run there); a signal is sent at once.
     pub async fn operate(&mut self, name: &str, operation: Operation) -> Result<()> {
         let name = self.name_of(name)?;
-        match &self.backend {
-            Backend::Containers(c) => c.operate_off_runtime(name, operation).await,
-            Backend::Processes(_) => self.backend.operate(name, operation),
-        }
+        self.backend.operate_off_runtime(name, operation).await
     }
 
     /// SIGKILL (or `docker kill`): the component dies at once, whatever it was doing.
