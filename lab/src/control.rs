@@ -11,12 +11,34 @@ use tokio::{
 };
 
 use crate::{
-    compose::Compose,
     proxy::Faults,
-    topology::{ContainerFault, Topology},
+    topology::{Operation, Topology, TopologyError},
 };
 
 pub const CONTROL_SOCKET: &str = "control.sock";
+
+/// A command line that is not an action.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadCommand {
+    #[error("expected `<action> <component>`, got {0:?}")]
+    Shape(String),
+    #[error("unknown action {0:?}")]
+    UnknownAction(String),
+    #[error("{0:?} is not a number of milliseconds")]
+    NotMilliseconds(String),
+}
+
+/// Why `lab kill|pause|…` could not have its command carried out.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("no running `lab up` answers at {} ({source}): start one with `lab up --run-dir {}`", socket.display(), run_dir.display())]
+    NoLab { socket: std::path::PathBuf, run_dir: std::path::PathBuf, source: std::io::Error },
+    #[error("the control connection failed: {0}")]
+    Connection(#[from] std::io::Error),
+    /// The `lab up` answered with an error.
+    #[error("{0}")]
+    Refused(String),
+}
 
 /// A fault or repair, as typed on the command line.
 #[derive(Debug, Clone, PartialEq)]
@@ -60,18 +82,16 @@ impl Action {
         }
     }
 
-    pub fn parse(line: &str) -> Result<(Action, String), String> {
+    pub fn parse(line: &str) -> Result<(Action, String), BadCommand> {
         let words: Vec<&str> = line.split_whitespace().collect();
-        let ms = |i: usize| -> Result<Duration, String> {
+        let ms = |i: usize| -> Result<Duration, BadCommand> {
             words.get(i).map_or(Ok(Duration::ZERO), |w| {
-                w.parse::<u64>()
-                    .map(Duration::from_millis)
-                    .map_err(|_| format!("{w:?} is not a number of milliseconds"))
+                w.parse::<u64>().map(Duration::from_millis).map_err(|_| BadCommand::NotMilliseconds(w.to_string()))
             })
         };
         let (verb, target) = match words.as_slice() {
             [verb, target, ..] => (*verb, target.to_string()),
-            _ => return Err(format!("expected `<action> <component>`, got {line:?}")),
+            _ => return Err(BadCommand::Shape(line.to_owned())),
         };
         let action = match verb {
             "kill" => Action::Kill,
@@ -84,36 +104,19 @@ impl Action {
             "heal" => Action::Heal,
             "partition" => Action::Partition,
             "reconnect" => Action::Reconnect,
-            other => return Err(format!("unknown action {other:?}")),
+            other => return Err(BadCommand::UnknownAction(other.to_owned())),
         };
         Ok((action, target))
     }
 }
 
-/// Carries out `action` on `target`.
-pub async fn apply(
-    topology: &mut Topology,
-    action: &Action,
-    target: &str,
-) -> Result<(), crate::topology::TopologyError> {
-    // On the compose target these are `docker` commands: run them off the runtime.
-    let blocking: Option<ContainerFault> = match action {
-        Action::Kill => Some(Compose::kill),
-        Action::Pause => Some(Compose::pause),
-        Action::Resume => Some(Compose::unpause),
-        Action::Partition => Some(Compose::partition),
-        Action::Reconnect => Some(Compose::reconnect),
-        _ => None,
-    };
-    if let Some(fault) = blocking {
-        if let Some(done) = topology.off_runtime(target, fault).await {
-            return done;
-        }
-    }
+/// Carries out `action` on `target` (whatever runs it: [`Topology::operate`] keeps a
+/// `docker` command off the runtime).
+pub async fn apply(topology: &mut Topology, action: &Action, target: &str) -> Result<(), TopologyError> {
     match action {
-        Action::Kill => topology.kill(target),
-        Action::Pause => topology.pause(target),
-        Action::Resume => topology.resume(target),
+        Action::Kill => topology.operate(target, Operation::Kill).await,
+        Action::Pause => topology.operate(target, Operation::Freeze).await,
+        Action::Resume => topology.operate(target, Operation::Thaw).await,
         Action::Restart => topology.restart(target).await,
         Action::Slow { latency, jitter } => {
             topology.set_faults(target, Faults { latency: *latency, jitter: *jitter, ..Default::default() })
@@ -121,8 +124,8 @@ pub async fn apply(
         Action::Blackhole => topology.set_faults(target, Faults { blackhole: true, ..Default::default() }),
         Action::Reset => topology.set_faults(target, Faults { reset: true, ..Default::default() }),
         Action::Heal => topology.set_faults(target, Faults::default()),
-        Action::Partition => topology.partition(target),
-        Action::Reconnect => topology.reconnect(target),
+        Action::Partition => topology.operate(target, Operation::Partition).await,
+        Action::Reconnect => topology.operate(target, Operation::Reconnect).await,
     }
 }
 
@@ -155,14 +158,12 @@ pub async fn handle(topology: &mut Topology, stream: UnixStream) -> std::io::Res
 }
 
 /// Sends one command to the `lab up` of `run_dir`; returns its answer.
-pub async fn send(run_dir: &Path, line: &str) -> anyhow::Result<()> {
-    let path = run_dir.join(CONTROL_SOCKET);
-    let stream = UnixStream::connect(&path).await.map_err(|e| {
-        anyhow::anyhow!(
-            "no running `lab up` answers at {} ({e}): start one with `lab up --run-dir {}`",
-            path.display(),
-            run_dir.display()
-        )
+pub async fn send(run_dir: &Path, line: &str) -> Result<(), ControlError> {
+    let socket = run_dir.join(CONTROL_SOCKET);
+    let stream = UnixStream::connect(&socket).await.map_err(|source| ControlError::NoLab {
+        socket,
+        run_dir: run_dir.to_path_buf(),
+        source,
     })?;
     let (read, mut write) = stream.into_split();
     write.write_all(format!("{line}\n").as_bytes()).await?;
@@ -170,7 +171,7 @@ pub async fn send(run_dir: &Path, line: &str) -> anyhow::Result<()> {
     BufReader::new(read).read_line(&mut reply).await?;
     match reply.trim() {
         "ok" => Ok(()),
-        other => anyhow::bail!("{}", other.strip_prefix("error: ").unwrap_or(other)),
+        other => Err(ControlError::Refused(other.strip_prefix("error: ").unwrap_or(other).to_owned())),
     }
 }
 
@@ -190,11 +191,14 @@ mod tests {
             Action::Blackhole,
             Action::Reset,
             Action::Heal,
+            Action::Partition,
+            Action::Reconnect,
         ] {
             assert_eq!(Action::parse(&action.line("products")), Ok((action, "products".to_owned())));
         }
-        assert!(Action::parse("explode users").unwrap_err().contains("unknown action"));
-        assert!(Action::parse("kill").is_err());
-        assert!(Action::parse("slow users fast").unwrap_err().contains("milliseconds"));
+        assert_eq!(Action::parse("explode users"), Err(BadCommand::UnknownAction("explode".into())));
+        assert!(Action::parse("explode users").unwrap_err().to_string().contains("unknown action"));
+        assert_eq!(Action::parse("kill"), Err(BadCommand::Shape("kill".into())));
+        assert!(Action::parse("slow users fast").unwrap_err().to_string().contains("milliseconds"));
     }
 }

@@ -210,3 +210,26 @@ pub async fn create_then_use(
         until_accepted: recorder.summary(),
     })
 }
+
+impl Latencies {
+    /// A table, one line per operation (`visible`: the sequential staleness, when it was
+    /// measured), each labelled `label`.
+    pub fn table(&self, label: &str) -> String {
+        let mut out = format!(
+            "{:<9} {:<12} {:>9} {:>9} {:>9} {:>9}  outcomes\n",
+            "mode", "operation", "p50 µs", "p90 µs", "p99 µs", "max µs"
+        );
+        let rows = [
+            ("UserOrders", Some(&self.user_orders)),
+            ("PlaceOrder", Some(&self.place_order)),
+            ("stale", self.propagation.as_ref()),
+        ];
+        for (name, s) in rows.into_iter().filter_map(|(name, s)| Some((name, s?))) {
+            out += &format!(
+                "{label:<9} {name:<12} {:>9} {:>9} {:>9} {:>9}  {:?}\n",
+                s.p50_us, s.p90_us, s.p99_us, s.max_us, s.outcomes
+            );
+        }
+        out
+    }
+}

@@ -6,16 +6,14 @@ use std::{
 };
 
 use anyhow::Context;
-use bench::load::OpenLoop;
 use clap::{Parser, Subcommand};
 use common::config::Mode;
 use lab::{
     client::Clients,
     control::Action,
-    latency::{self, Latencies},
-    seed::{self, SeedConfig, Seeded, SEED_FILE},
-    topology::{Config, Topology, TopologyFile},
-    workload::{Mix, Workload},
+    latency,
+    seed::{self, SeedConfig, Seeded},
+    topology::{Deployment, TopologyFile},
 };
 
 const DEFAULT_RUN_DIR: &str = "runs/latest";
@@ -69,32 +67,32 @@ enum Command {
         seed: u64,
     },
     /// SIGKILL a component of a running `lab up` (users, products, orders, query, nats).
-    Kill(Target),
+    Kill(ComponentArg),
     /// SIGSTOP a component: it freezes with its sockets open.
-    Pause(Target),
+    Pause(ComponentArg),
     /// SIGCONT a paused component.
-    Resume(Target),
+    Resume(ComponentArg),
     /// Start a killed component again (same address, same data).
-    Restart(Target),
+    Restart(ComponentArg),
     /// Add latency (and jitter) on a service's fault proxy (`lab up --proxy NAME`).
     Slow {
         #[command(flatten)]
-        target: Target,
+        component: ComponentArg,
         #[arg(long, default_value_t = 50)]
         latency_ms: u64,
         #[arg(long, default_value_t = 0)]
         jitter_ms: u64,
     },
     /// Make a service's proxy swallow every byte (callers can only time out).
-    Blackhole(Target),
+    Blackhole(ComponentArg),
     /// Reset every connection through a service's proxy, and new ones.
-    Reset(Target),
+    Reset(ComponentArg),
     /// Remove every proxy fault of a service.
-    Heal(Target),
+    Heal(ComponentArg),
     /// Cut a component off the others' network (compose target).
-    Partition(Target),
+    Partition(ComponentArg),
     /// Undo `lab partition`.
-    Reconnect(Target),
+    Reconnect(ComponentArg),
     /// Build the container image of the compose target from the built binaries.
     Image {
         /// Build FROM scratch with the binaries' libraries copied from this machine,
@@ -151,8 +149,9 @@ enum Command {
     },
 }
 
+/// The component a fault command acts on.
 #[derive(clap::Args)]
-struct Target {
+struct ComponentArg {
     /// users, products, orders, query, or nats.
     component: String,
     #[arg(long, default_value = DEFAULT_RUN_DIR)]
@@ -202,11 +201,11 @@ enum TargetKind {
 }
 
 impl DeployArgs {
-    /// The target, with a Compose project name unique to this run.
-    fn target(&self, label: &str) -> lab::topology::Target {
+    /// The deployment, with a Compose project name unique to this run.
+    fn target(&self, label: &str) -> Deployment {
         match self.target {
-            TargetKind::Process => lab::topology::Target::Process,
-            TargetKind::Compose => lab::topology::Target::Compose {
+            TargetKind::Process => Deployment::Process,
+            TargetKind::Compose => Deployment::Compose {
                 image: self.image.clone(),
                 project: format!(
                     "{}{label}{}t{}",
@@ -223,6 +222,28 @@ impl DeployArgs {
 /// so every container, network and volume of the lab can be found and removed.
 fn compose_prefix() -> String {
     std::env::var("CASCADE_COMPOSE_PREFIX").unwrap_or_else(|_| "cascade".into())
+}
+
+impl StartArgs {
+    fn options(&self) -> lab::up::Options {
+        lab::up::Options {
+            mode: self.mode,
+            run_dir: self.run_dir.clone(),
+            fresh: self.fresh,
+            base_port: self.base_port,
+            default_deadline_ms: self.default_deadline_ms,
+            proxies: self.proxies.clone(),
+            deployment: self.deploy.target(self.mode.as_str()),
+        }
+    }
+}
+
+/// Sends one fault command to the `lab up` of the component's run dir.
+async fn control(component: &ComponentArg, action: Action) -> anyhow::Result<()> {
+    let line = action.line(&component.component);
+    lab::control::send(&component.run_dir, &line).await?;
+    println!("{line}: done");
+    Ok(())
 }
 
 #[derive(clap::Args)]
@@ -252,29 +273,32 @@ async fn main() {
 
 async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Up { start } => up(start).await,
+        Command::Up { start } => Ok(lab::up::run(start.options()).await?),
         Command::Seed { run_dir, amounts } => {
             let file = TopologyFile::read(&run_dir)?;
-            run_seed(&run_dir, &Clients::for_topology(&file)?, amounts.config()).await.map(|_| ())
+            seed::seed_run_dir(&run_dir, &Clients::for_topology(&file)?, amounts.config()).await.map(|_| ())
         }
         Command::Latency { run_dir, requests, seed } => {
             let file = TopologyFile::read(&run_dir)?;
-            let seeded = read_seeded(&run_dir)?;
-            let latencies = run_latency(&Clients::for_topology(&file)?, &seeded, requests, seed).await?;
-            print_latencies(&file.mode, &latencies);
+            let seeded = Seeded::read(&run_dir)?;
+            eprintln!("measuring {requests} sequential UserOrders, then {requests} sequential PlaceOrder …");
+            let latencies = latency::sequential(&Clients::for_topology(&file)?, &seeded, requests, seed).await?;
+            print!("{}", latencies.table(&file.mode));
             Ok(())
         }
         Command::Load { run_dir, rate, seconds, deadline_ms, seed } => {
-            load(&run_dir, rate, seconds, Duration::from_millis(deadline_ms), seed).await
+            let file = TopologyFile::read(&run_dir)?;
+            let load = lab::live::Load { rate, seconds, deadline: Duration::from_millis(deadline_ms), seed };
+            Ok(lab::live::run(&run_dir, &file, Seeded::read(&run_dir)?, load).await?)
         }
         Command::Kill(t) => control(&t, Action::Kill).await,
         Command::Pause(t) => control(&t, Action::Pause).await,
         Command::Resume(t) => control(&t, Action::Resume).await,
         Command::Restart(t) => control(&t, Action::Restart).await,
-        Command::Slow { target, latency_ms, jitter_ms } => {
+        Command::Slow { component, latency_ms, jitter_ms } => {
             let slow =
                 Action::Slow { latency: Duration::from_millis(latency_ms), jitter: Duration::from_millis(jitter_ms) };
-            control(&target, slow).await
+            control(&component, slow).await
         }
         Command::Blackhole(t) => control(&t, Action::Blackhole).await,
         Command::Reset(t) => control(&t, Action::Reset).await,
@@ -323,9 +347,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Report { results, compare, out } => {
-            let old = read_results(&results)?;
+            let old = lab::suite::Results::read(&results)?;
             if let Some(newer) = compare {
-                print!("{}", lab::report::compare(&old, &read_results(&newer)?));
+                print!("{}", lab::report::compare(&old, &lab::suite::Results::read(&newer)?));
                 return Ok(());
             }
             let dir = out.unwrap_or_else(|| results.parent().unwrap_or(Path::new(".")).to_path_buf());
@@ -335,191 +359,5 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             println!("report: {}\nreport: {}", md.display(), html.display());
             Ok(())
         }
-    }
-}
-
-/// Starts a topology (the lab's own main thread spawns the services: see
-/// `topology::die_with_parent`).
-async fn start(args: &StartArgs) -> anyhow::Result<Topology> {
-    if args.fresh && args.run_dir.exists() {
-        if let Ok(file) = TopologyFile::read(&args.run_dir) {
-            if file.lab_alive() {
-                anyhow::bail!(
-                    "{} is in use by a running lab (pid {}); not deleting it",
-                    args.run_dir.display(),
-                    file.lab_pid
-                );
-            }
-        }
-        std::fs::remove_dir_all(&args.run_dir).with_context(|| format!("cannot delete {}", args.run_dir.display()))?;
-    }
-    let mut config = Config::new(args.mode, &args.run_dir);
-    config.target = args.deploy.target(args.mode.as_str());
-    config.base_port = args.base_port;
-    config.default_deadline_ms = args.default_deadline_ms;
-    config.proxied = if args.proxies.iter().any(|p| p == "all") {
-        common::names::SERVICES.iter().map(|s| s.to_string()).collect()
-    } else {
-        for p in &args.proxies {
-            if !common::names::SERVICES.contains(&p.as_str()) {
-                anyhow::bail!("--proxy {p}: no such service (users, products, orders, query, or all)");
-            }
-        }
-        args.proxies.clone()
-    };
-    eprintln!("starting the {} topology in {} …", args.mode, args.run_dir.display());
-    Ok(Topology::start(config).await?)
-}
-
-async fn up(args: StartArgs) -> anyhow::Result<()> {
-    let shutdown = common::shutdown::on_signal()?;
-    let mut topology = start(&args).await?;
-    println!("{} topology up (run dir {}):", args.mode, args.run_dir.display());
-    for s in &topology.services {
-        println!("  {:<9} {}  pid {:<7} log {}", s.name, s.address, s.pid().unwrap_or(0), s.log.display());
-    }
-    println!("topology file: {}", args.run_dir.join(lab::topology::TOPOLOGY_FILE).display());
-    println!(
-        "Ctrl-C stops every service; `lab kill|pause|resume|restart|slow … --run-dir {}` act on them.",
-        args.run_dir.display()
-    );
-    let control = lab::control::bind(&args.run_dir)?;
-    let mut tick = tokio::time::interval(Duration::from_millis(500));
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => break,
-            accepted = control.accept() => match accepted {
-                Ok((stream, _)) => {
-                    // A client that never finishes its line must not hold the lab (a
-                    // restart takes at most 20 s).
-                    match tokio::time::timeout(Duration::from_secs(30), lab::control::handle(&mut topology, stream)).await {
-                        Ok(Ok(())) => {}
-                        Ok(Err(error)) => tracing::warn!(%error, "control connection failed"),
-                        Err(_) => tracing::warn!("control connection timed out"),
-                    }
-                }
-                Err(error) => tracing::warn!(%error, "control socket accept failed"),
-            },
-            _ = tick.tick() => {
-                for (name, status) in topology.reap_exited() {
-                    tracing::warn!(service = name, %status, "service exited");
-                }
-            }
-        }
-    }
-    eprintln!("stopping …");
-    topology.stop()?;
-    if let Err(error) = std::fs::remove_file(args.run_dir.join(lab::control::CONTROL_SOCKET)) {
-        tracing::debug!(%error, "control socket already gone");
-    }
-    eprintln!("all services stopped");
-    Ok(())
-}
-
-async fn control(target: &Target, action: Action) -> anyhow::Result<()> {
-    lab::control::send(&target.run_dir, &action.line(&target.component)).await?;
-    println!("{}: done", action.line(&target.component));
-    Ok(())
-}
-
-async fn load(run_dir: &Path, rate: f64, seconds: Option<u64>, deadline: Duration, seed: u64) -> anyhow::Result<()> {
-    let file = TopologyFile::read(run_dir)?;
-    let seeded = std::sync::Arc::new(read_seeded(run_dir)?);
-    if seeded.user_ids.is_empty() || seeded.product_ids.is_empty() {
-        anyhow::bail!(
-            "the seed in {} has no users or products: run `lab seed` with --users and --products > 0",
-            run_dir.display()
-        );
-    }
-    let mut workload = Workload::new(Clients::for_topology(&file)?, seeded, Mix::default(), deadline, seed);
-    let shutdown = common::shutdown::on_signal()?;
-    let duration = seconds.map_or(Duration::from_secs(365 * 24 * 3600), Duration::from_secs);
-    let (live, mut seconds_rx) = tokio::sync::mpsc::unbounded_channel::<bench::load::Second>();
-    println!("open-loop load at {rate}/s on the {} topology in {}; Ctrl-C stops", file.mode, run_dir.display());
-    println!("{:>5} {:>8} {:>10} {:>10}  errors", "t (s)", "ok/s", "p50 µs", "p99 µs");
-    let printer = tokio::spawn(async move {
-        while let Some(second) = seconds_rx.recv().await {
-            let s = second.summary;
-            let errors: Vec<String> =
-                s.outcomes.iter().filter(|(k, _)| k.as_str() != "OK").map(|(k, v)| format!("{k}={v}")).collect();
-            println!("{:>5} {:>8} {:>10} {:>10}  {}", second.second, s.ok, s.p50_us, s.p99_us, errors.join(" "));
-        }
-    });
-    let run = bench::load::open_loop(OpenLoop::new(rate, duration), move |_| workload.next_request(), Some(live));
-    tokio::select! {
-        report = run => {
-            println!("total: {} scheduled, {:?}", report.scheduled, report.all.outcomes);
-        }
-        _ = shutdown.cancelled() => println!("stopped"),
-    }
-    printer.abort();
-    Ok(())
-}
-
-async fn run_seed(run_dir: &Path, clients: &Clients, config: SeedConfig) -> anyhow::Result<Seeded> {
-    eprintln!(
-        "seeding {} users, {} products, {} orders (seed {}) …",
-        config.users, config.products, config.orders, config.seed
-    );
-    let seeded = seed::seed(clients, config, |phase, n| eprintln!("  {phase}: {n} created")).await?;
-    let path = run_dir.join(SEED_FILE);
-    std::fs::write(&path, serde_json::to_string(&seeded)?)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    eprintln!("seeded; ids in {}", path.display());
-    Ok(seeded)
-}
-
-fn read_results(path: &Path) -> anyhow::Result<lab::suite::Results> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read {}: pass the results.json a `lab bench` run printed", path.display()))?;
-    let results: lab::suite::Results =
-        serde_json::from_str(&text).with_context(|| format!("{} is not a Cascade results file", path.display()))?;
-    anyhow::ensure!(
-        results.version == lab::suite::RESULTS_VERSION,
-        "{} has results version {}; this lab reads version {}",
-        path.display(),
-        results.version,
-        lab::suite::RESULTS_VERSION
-    );
-    Ok(results)
-}
-
-fn read_seeded(run_dir: &Path) -> anyhow::Result<Seeded> {
-    let path = run_dir.join(SEED_FILE);
-    let text = std::fs::read_to_string(&path).with_context(|| {
-        format!("cannot read {}: run `lab seed --run-dir {}` first", path.display(), run_dir.display())
-    })?;
-    serde_json::from_str(&text).with_context(|| format!("{} is not a seed file", path.display()))
-}
-
-async fn run_latency(clients: &Clients, seeded: &Seeded, requests: usize, seed: u64) -> anyhow::Result<Latencies> {
-    eprintln!("measuring {requests} sequential UserOrders, then {requests} sequential PlaceOrder …");
-    latency::sequential(clients, seeded, requests, seed).await
-}
-
-fn print_latencies(label: &str, l: &Latencies) {
-    print_header();
-    print_rows(label, l);
-}
-
-fn print_header() {
-    println!(
-        "{:<9} {:<12} {:>9} {:>9} {:>9} {:>9}  outcomes",
-        "mode", "operation", "p50 µs", "p90 µs", "p99 µs", "max µs"
-    );
-}
-
-/// One line per operation; `visible` is the propagation delay when it was measured.
-fn print_rows(label: &str, l: &Latencies) {
-    let rows = [
-        ("UserOrders", Some(&l.user_orders)),
-        ("PlaceOrder", Some(&l.place_order)),
-        ("visible", l.propagation.as_ref()),
-    ];
-    for (name, s) in rows.into_iter().filter_map(|(name, s)| Some((name, s?))) {
-        println!(
-            "{label:<9} {name:<12} {:>9} {:>9} {:>9} {:>9}  {:?}",
-            s.p50_us, s.p90_us, s.p99_us, s.max_us, s.outcomes
-        );
     }
 }

@@ -109,3 +109,29 @@ pub async fn seed(
 
     Ok(Seeded { user_ids, product_ids, order_ids })
 }
+
+/// Seeds a running topology with progress on stderr, and records the ids in the run
+/// dir's [`SEED_FILE`] for later commands.
+pub async fn seed_run_dir(run_dir: &std::path::Path, clients: &Clients, config: SeedConfig) -> anyhow::Result<Seeded> {
+    eprintln!(
+        "seeding {} users, {} products, {} orders (seed {}) …",
+        config.users, config.products, config.orders, config.seed
+    );
+    let seeded = seed(clients, config, |phase, n| eprintln!("  {phase}: {n} created")).await?;
+    let path = run_dir.join(SEED_FILE);
+    std::fs::write(&path, serde_json::to_string(&seeded)?)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    eprintln!("seeded; ids in {}", path.display());
+    Ok(seeded)
+}
+
+impl Seeded {
+    /// The ids `lab seed` recorded in `run_dir`.
+    pub fn read(run_dir: &std::path::Path) -> anyhow::Result<Self> {
+        let path = run_dir.join(SEED_FILE);
+        let text = std::fs::read_to_string(&path).with_context(|| {
+            format!("cannot read {}: run `lab seed --run-dir {}` first", path.display(), run_dir.display())
+        })?;
+        serde_json::from_str(&text).with_context(|| format!("{} is not a seed file", path.display()))
+    }
+}

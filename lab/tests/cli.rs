@@ -8,7 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use lab::topology::{TopologyFile, TOPOLOGY_FILE};
+use lab::topology::{RunsAs, TopologyFile, TOPOLOGY_FILE};
 use nix::{
     sys::signal::{kill, Signal},
     unistd::Pid,
@@ -76,13 +76,17 @@ fn up_seed_latency_then_sigterm_stops_everything() {
     let run_dir = dir.path().join("run");
     let mut lab = lab_up(&run_dir, &[]);
     let file = wait_topology(&run_dir, &mut lab, 4);
-    let pids: Vec<u32> = file.services.iter().map(|s| s.pid).collect();
+    let mut pids: Vec<u32> = file.services.iter().map(|s| s.pid).collect();
     assert!(pids.iter().all(|&p| !dead(p)));
     let names: Vec<&str> = file.services.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(names, ["users", "products", "orders", "query"]);
     for s in &file.services {
         assert!(s.address.ip().is_loopback());
         assert!(s.data_dir.starts_with(&run_dir), "{:?}", s.data_dir);
+        match &s.runs_as {
+            RunsAs::Process { log } => assert!(log.starts_with(&run_dir) && log.is_file(), "{log:?}"),
+            other => panic!("a process recorded as {other:?}"),
+        }
     }
 
     let run_dir_arg = run_dir.to_str().unwrap();
@@ -94,6 +98,22 @@ fn up_seed_latency_then_sigterm_stops_everything() {
     assert!(measured.status.success(), "{}", stderr(&measured));
     let table = String::from_utf8_lossy(&measured.stdout);
     assert!(table.contains("UserOrders") && table.contains("{\"OK\": 20}"), "{table}");
+
+    // Faults through the control socket: a partition needs containers; a kill and a
+    // restart are carried out, and the restarted process is recorded.
+    let partition = run(&["partition", "users", "--run-dir", run_dir_arg]);
+    assert!(!partition.status.success());
+    assert!(stderr(&partition).contains("needs the compose target"), "{}", stderr(&partition));
+    let unknown = run(&["kill", "billing", "--run-dir", run_dir_arg]);
+    assert!(stderr(&unknown).contains("no component named \"billing\""), "{}", stderr(&unknown));
+    let killed = run(&["kill", "products", "--run-dir", run_dir_arg]);
+    assert!(killed.status.success(), "{}", stderr(&killed));
+    wait_dead(&[pids[1]]);
+    let restarted = run(&["restart", "products", "--run-dir", run_dir_arg]);
+    assert!(restarted.status.success(), "{}", stderr(&restarted));
+    let products = TopologyFile::read(&run_dir).unwrap().services.remove(1);
+    assert!(products.pid != pids[1] && !dead(products.pid), "products after restart: {products:?}");
+    pids[1] = products.pid;
 
     // A second lab on the same run dir is refused.
     let second = run(&["up", "--run-dir", run_dir_arg]);

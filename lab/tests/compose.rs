@@ -10,6 +10,7 @@ use common::config::Mode;
 use lab::{
     report::verdicts::{availability_between, fault_windows},
     suite::{Results, Scenario},
+    topology::{RunsAs, TopologyFile},
 };
 
 const LAB: &str = env!("CARGO_BIN_EXE_lab");
@@ -88,6 +89,17 @@ fn kill_and_partition_under_compose_keep_the_invariants() {
     let results: Results = serde_json::from_slice(&std::fs::read(dir.join("results.json")).unwrap()).unwrap();
     assert_eq!(results.environment.target, "compose");
     assert!(dir.join("report.html").is_file());
+    // Each container is recorded as one: its id and its volume's host folder, no log
+    // file (there is none: `docker logs` has its output).
+    let file = TopologyFile::read(&dir.join("kill-dependency-async")).expect("the topology was recorded");
+    assert_eq!((file.target.as_str(), file.services.len()), ("compose", 5));
+    for s in &file.services {
+        match &s.runs_as {
+            RunsAs::Container { container } => assert!(!container.is_empty(), "{s:?}"),
+            other => panic!("a container recorded as {other:?}"),
+        }
+        assert!(s.data_dir.is_absolute() && s.data_dir.ends_with("_data"), "{s:?}");
+    }
     for scenario in [Scenario::KillDependency, Scenario::Partition] {
         let find = |mode: Mode| results.scenario(scenario, mode).expect("scenario ran");
         let window = |mode: Mode| {

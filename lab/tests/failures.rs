@@ -160,7 +160,8 @@ async fn sigterm_stops_a_service_whose_callers_keep_their_connections() {
     let mut c = lab.clients.clone();
     c.orders.place_order(req(place(&user, &product), T)).await.unwrap();
     c.query.user_orders(req(UserOrdersRequest { user_id: user.id.clone() }, T)).await.unwrap();
-    let log = lab.topology.service("users").unwrap().log.clone();
+    let record = lab.topology.file().services.into_iter().find(|s| s.name == "users").unwrap();
+    let lab::topology::RunsAs::Process { log } = record.runs_as else { panic!("users is a process: {record:?}") };
     lab.topology.stop_one("users").unwrap();
     let log = std::fs::read_to_string(&log).unwrap();
     assert!(log.contains("stopped serving"), "users did not stop by itself on SIGTERM:\n{log}");

@@ -368,6 +368,23 @@ pub struct Results {
 }
 
 impl Results {
+    /// A results file a `lab bench` run wrote, of this lab's results version.
+    pub fn read(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| {
+            format!("cannot read {}: pass the results.json a `lab bench` run printed", path.display())
+        })?;
+        let results: Results =
+            serde_json::from_str(&text).with_context(|| format!("{} is not a Cascade results file", path.display()))?;
+        anyhow::ensure!(
+            results.version == RESULTS_VERSION,
+            "{} has results version {}; this lab reads version {}",
+            path.display(),
+            results.version,
+            RESULTS_VERSION
+        );
+        Ok(results)
+    }
+
     /// `scenario` in `mode`: its first round.
     pub fn scenario(&self, scenario: Scenario, mode: Mode) -> Option<&ScenarioResult> {
         self.runs(scenario, mode).next()

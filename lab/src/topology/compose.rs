@@ -1,7 +1,9 @@
 //! The Compose target: the same topology as containers, built from `docker/Dockerfile`
 //! and run from `docker/compose.yml`, with faults done the container way: `docker
 //! kill` (SIGKILL), `docker start`, `docker pause/unpause`, and a fault only containers
-//! give, a network partition (`docker network disconnect/connect`).
+//! give, a network partition (`docker network disconnect/connect`). This module wraps
+//! the `docker` and `docker-compose` commands; `topology::containers` is the backend
+//! built on it.
 
 use std::{
     net::SocketAddr,
@@ -13,8 +15,8 @@ use std::{
 use common::names::NATS;
 
 /// The files of `docker/`, built into the lab so it works from any folder.
-pub const DOCKERFILE: &str = include_str!("../../docker/Dockerfile");
-pub const COMPOSE_FILE: &str = include_str!("../../docker/compose.yml");
+pub const DOCKERFILE: &str = include_str!("../../../docker/Dockerfile");
+pub const COMPOSE_FILE: &str = include_str!("../../../docker/compose.yml");
 /// The image `lab image` builds and the compose target runs, unless told otherwise.
 pub const DEFAULT_IMAGE: &str = "cascade:latest";
 /// Where each service listens inside its container.
@@ -172,6 +174,19 @@ impl Compose {
             .unwrap_or(0)
     }
 
+    /// The host folder of the volume mounted at the container's `/data`.
+    pub fn data_dir(&self, name: &str) -> Result<PathBuf, ComposeError> {
+        let format = r#"{{range .Mounts}}{{if eq .Destination "/data"}}{{.Source}}{{end}}{{end}}"#;
+        let source = run("docker", &["inspect", "--format", format, &self.container(name)], &[])?;
+        if source.is_empty() {
+            return Err(ComposeError::Failed {
+                command: format!("docker inspect {}", self.container(name)),
+                detail: "no volume mounted at /data".into(),
+            });
+        }
+        Ok(PathBuf::from(source))
+    }
+
     pub fn kill(&self, name: &str) -> Result<(), ComposeError> {
         run("docker", &["kill", "--signal", "KILL", &self.container(name)], &[]).map(drop)
     }
@@ -230,46 +245,66 @@ fn nats_greets(port: u16) -> bool {
     stream.read_exact(&mut greeting).is_ok() && &greeting == b"INFO "
 }
 
+/// Why `lab image` could not build the image.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error("{0} not found: build with `cargo build --release --workspace` first")]
+    BinaryMissing(PathBuf),
+    #[error("{context}: {source}")]
+    Io { context: String, source: std::io::Error },
+    #[error(transparent)]
+    Broker(#[from] bench::nats::BrokerError),
+    #[error(transparent)]
+    Compose(#[from] ComposeError),
+}
+
+fn io(context: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> ImageError {
+    let context = context.to_string();
+    move |source| ImageError::Io { context, source }
+}
+
 /// Builds the image: stages the binaries (debug info stripped) and nats-server in a
 /// context next to the binaries, and with `offline` also their shared libraries, then
 /// `docker build`s `docker/Dockerfile` with BASE=scratch (offline) or the public base.
-pub fn build_image(bin_dir: &Path, tag: &str, offline: bool) -> anyhow::Result<u64> {
+/// Returns the image's size in bytes.
+pub fn build_image(bin_dir: &Path, tag: &str, offline: bool) -> Result<u64, ImageError> {
     run("docker", &["version", "--format", "{{.Server.Version}}"], &[])
         .map_err(|e| ComposeError::NoEngine(e.to_string()))?;
     let context = bin_dir.join("docker-context");
     if context.exists() {
-        std::fs::remove_dir_all(&context)?;
+        std::fs::remove_dir_all(&context).map_err(io(format!("cannot delete {}", context.display())))?;
     }
     let bin = context.join("rootfs/usr/local/bin");
-    std::fs::create_dir_all(&bin)?;
-    std::fs::create_dir_all(context.join("rootfs/data"))?;
+    for dir in [bin.clone(), context.join("rootfs/data")] {
+        std::fs::create_dir_all(&dir).map_err(io(format!("cannot create {}", dir.display())))?;
+    }
     let nats = bench::nats::nats_server()?;
     let mut programs: Vec<PathBuf> =
         ["users", "products", "orders", "query", "lab"].iter().map(|n| bin_dir.join(n)).collect();
     programs.push(nats.path.clone());
     for program in &programs {
-        anyhow::ensure!(
-            program.is_file(),
-            "{} not found: build with `cargo build --release --workspace` first",
-            program.display()
-        );
+        if !program.is_file() {
+            return Err(ImageError::BinaryMissing(program.clone()));
+        }
         let target = bin.join(program.file_name().expect("a file name"));
         // Debug info is most of a binary's size and of no use in the image.
         let stripped = Command::new("objcopy").arg("--strip-debug").arg(program).arg(&target).status();
         if !stripped.is_ok_and(|s| s.success()) {
-            std::fs::copy(program, &target)?;
+            std::fs::copy(program, &target).map_err(io(format!("cannot copy {}", program.display())))?;
         }
     }
     if offline {
         for program in &programs {
             for lib in shared_libraries(program)? {
                 let target = context.join("rootfs").join(lib.strip_prefix("/").unwrap_or(&lib));
-                std::fs::create_dir_all(target.parent().expect("a parent"))?;
-                std::fs::copy(&lib, &target)?;
+                let parent = target.parent().expect("a parent");
+                std::fs::create_dir_all(parent).map_err(io(format!("cannot create {}", parent.display())))?;
+                std::fs::copy(&lib, &target).map_err(io(format!("cannot copy {}", lib.display())))?;
             }
         }
     }
-    std::fs::write(context.join("Dockerfile"), DOCKERFILE)?;
+    let dockerfile = context.join("Dockerfile");
+    std::fs::write(&dockerfile, DOCKERFILE).map_err(io(format!("cannot write {}", dockerfile.display())))?;
     let context_arg = context.display().to_string();
     let mut args = vec!["build", "-q", "-t", tag];
     if offline {
@@ -282,8 +317,9 @@ pub fn build_image(bin_dir: &Path, tag: &str, offline: bool) -> anyhow::Result<u
 }
 
 /// The shared libraries `ldd` lists for `program` (none for a static binary).
-fn shared_libraries(program: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    let out = Command::new("ldd").arg(program).output()?;
+fn shared_libraries(program: &Path) -> Result<Vec<PathBuf>, ImageError> {
+    let out =
+        Command::new("ldd").arg(program).output().map_err(io(format!("cannot run ldd on {}", program.display())))?;
     let text = String::from_utf8_lossy(&out.stdout);
     Ok(text
         .lines()

@@ -1,0 +1,460 @@
+//! A topology: the four services (plus, in async mode, a real `nats-server` with
+//! JetStream), each with its own data, and the means to stop, kill, pause and restart
+//! any of them. What runs them is a [`Backend`], chosen once in [`Topology::start`]:
+//!
+//! - [`processes`]: OS processes on loopback started by the lab, faults by real
+//!   signals (SIGKILL, SIGSTOP/SIGCONT, SIGTERM);
+//! - [`containers`]: containers under Docker Compose ([`compose`]), faults the
+//!   container way (`docker kill`, `pause`, `start`) plus network partitions.
+//!
+//! The rest of the lab sees one [`Topology`]: components with addresses, a fault
+//! proxy where asked ([`crate::proxy`]), and [`file::TopologyFile`], what `lab up`
+//! records for other commands. Components start in dependency order (nats, users,
+//! products, orders, query), because a service is given the addresses of what it
+//! calls; a restarted one gets back the address it had, so its callers need not be
+//! told anything.
+
+pub mod compose;
+mod containers;
+pub mod file;
+mod processes;
+
+use std::{
+    fs::{self, File},
+    io::{BufRead, BufReader},
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
+
+use common::{config::Mode, names::SERVICES};
+
+pub use self::file::{RunsAs, ServiceRecord, TopologyFile, TOPOLOGY_FILE};
+use self::{compose::ComposeError, containers::Containers, processes::Processes};
+use crate::proxy::{Faults, Proxy};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TopologyError {
+    #[error("service binary {0} not found: build the services first with `cargo build --release --workspace` (or point CASCADE_BIN_DIR at the folder that holds them)")]
+    BinaryMissing(PathBuf),
+    #[error("a topology is already running from {run_dir} (lab pid {pid}): stop it (Ctrl-C in its terminal) or choose another --run-dir")]
+    AlreadyRunning { run_dir: PathBuf, pid: u32 },
+    #[error("{service} exited during start-up ({status}); last lines of {log}:\n{tail}")]
+    DiedAtStart { service: String, status: String, log: String, tail: String },
+    #[error("{service} was not serving within {secs} s; see {log}")]
+    StartTimeout { service: String, secs: u64, log: String },
+    #[error("{service} at {address} bound its port but is not SERVING: {reason}")]
+    NotServing { service: String, address: SocketAddr, reason: String },
+    #[error("no component named {0:?}; they are users, products, orders, query (and nats in async mode)")]
+    UnknownService(String),
+    #[error("{0} has no fault proxy: start the topology with --proxy {0} (or --proxy all)")]
+    NotProxied(String),
+    #[error("{service} is not running")]
+    NotRunning { service: String },
+    #[error("{context}: {source}")]
+    Io { context: String, source: std::io::Error },
+    #[error("{path} is not a topology file: {source}")]
+    NotATopologyFile { path: PathBuf, source: serde_json::Error },
+    #[error("cannot signal {service}: {source}")]
+    Signal { service: String, source: nix::Error },
+    #[error("a blocking task of the topology failed: {0}")]
+    Blocking(#[from] tokio::task::JoinError),
+    #[error(transparent)]
+    Broker(#[from] bench::nats::BrokerError),
+    #[error(transparent)]
+    Compose(#[from] ComposeError),
+    #[error("{0} needs the compose target (`--target compose`): processes on one host share one network")]
+    NeedsCompose(String),
+}
+
+type Result<T, E = TopologyError> = std::result::Result<T, E>;
+
+fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> TopologyError {
+    let context = context.into();
+    move |source| TopologyError::Io { context, source }
+}
+
+/// How to start a topology.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub mode: Mode,
+    pub run_dir: PathBuf,
+    /// Where the service binaries are.
+    pub bin_dir: PathBuf,
+    /// If set, services listen on base_port, base_port+1, … (users, products, orders,
+    /// query); otherwise on ephemeral ports.
+    pub base_port: Option<u16>,
+    /// Passed to every service as `--default-deadline-ms`.
+    pub default_deadline_ms: Option<u64>,
+    /// Services that get a fault proxy in front of them (processes only).
+    pub proxied: Vec<String>,
+    /// Local processes, or containers under Compose (the `--target` flag).
+    pub target: Deployment,
+    /// Extra environment of one service's process (service name, variable, value): how
+    /// tests set a [`common::failpoint`] on one service only (processes only).
+    pub env: Vec<(String, String, String)>,
+}
+
+impl Config {
+    pub fn new(mode: Mode, run_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            mode,
+            run_dir: run_dir.into(),
+            bin_dir: default_bin_dir(),
+            base_port: None,
+            default_deadline_ms: None,
+            proxied: Vec::new(),
+            target: Deployment::Process,
+            env: Vec::new(),
+        }
+    }
+}
+
+/// What runs the topology (the `--target` flag: a deployment, not a goal).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Deployment {
+    /// Every component a process of this machine, started by the lab.
+    Process,
+    /// Containers of `image`, under Compose project `project`.
+    Compose { image: String, project: String },
+}
+
+/// The earlier name of [`Deployment`], which the suite still uses.
+pub type Target = Deployment;
+
+impl Deployment {
+    /// As recorded in `topology.json` and the results.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Deployment::Process => "process",
+            Deployment::Compose { .. } => "compose",
+        }
+    }
+}
+
+/// What a component is, which decides how it is told where to listen and how the lab
+/// knows it is ready.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A Cascade service: `--listen`/`--addr-file`, then gRPC health.
+    Service,
+    /// nats-server: `-p`/`--ports_file_dir`, then its greeting.
+    Broker,
+}
+
+/// One component of the topology (a service or the broker), whatever runs it.
+#[derive(Debug)]
+pub struct Component {
+    pub name: &'static str,
+    pub kind: Kind,
+    /// Where it listens on this host (a container: its published port).
+    pub address: SocketAddr,
+    /// The host folder its data is in: the process's data dir, or the mountpoint of
+    /// the container's volume.
+    pub data_dir: PathBuf,
+    /// The fault proxy callers go through, if it has one.
+    proxy: Option<Proxy>,
+}
+
+impl Component {
+    /// Where callers reach it: its proxy if it has one, else itself.
+    pub fn public_address(&self) -> SocketAddr {
+        self.proxy.as_ref().map_or(self.address, Proxy::addr)
+    }
+}
+
+/// A fault, or its repair, on one component: what a backend carries out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    /// Dies at once, whatever it was doing (SIGKILL, `docker kill`).
+    Kill,
+    /// Freezes with its sockets open, a grey failure (SIGSTOP, `docker pause`).
+    Freeze,
+    /// Undoes [`Operation::Freeze`].
+    Thaw,
+    /// Cut off the others' network (containers only).
+    Partition,
+    /// Undoes [`Operation::Partition`].
+    Reconnect,
+}
+
+/// The two ways of running a topology; every per-component fault goes through here.
+#[derive(Debug)]
+enum Backend {
+    Processes(Processes),
+    Containers(Containers),
+}
+
+impl Backend {
+    fn operate(&mut self, name: &'static str, operation: Operation) -> Result<()> {
+        match self {
+            Backend::Processes(p) => p.operate(name, operation),
+            Backend::Containers(c) => c.operate(name, operation),
+        }
+    }
+
+    /// Like [`Backend::operate`], without holding a runtime worker while it waits.
+    async fn operate_off_runtime(&mut self, name: &'static str, operation: Operation) -> Result<()> {
+        match self {
+            // A signal is sent at once.
+            Backend::Processes(p) => p.operate(name, operation),
+            Backend::Containers(c) => c.operate_off_runtime(name, operation).await,
+        }
+    }
+
+    async fn restart(&mut self, name: &'static str) -> Result<()> {
+        match self {
+            Backend::Processes(p) => p.restart(name).await,
+            Backend::Containers(c) => c.restart(name).await,
+        }
+    }
+
+    /// Back to running, thawed and connected, whatever was done to it.
+    async fn recover(&mut self, name: &'static str) -> Result<()> {
+        match self {
+            Backend::Processes(p) => p.recover(name).await,
+            Backend::Containers(c) => c.recover(name).await,
+        }
+    }
+
+    fn stop_one(&mut self, name: &'static str) -> Result<()> {
+        match self {
+            Backend::Processes(p) => p.stop_one(name),
+            Backend::Containers(_) => Ok(()),
+        }
+    }
+
+    fn stop(&mut self) -> Result<()> {
+        match self {
+            Backend::Processes(p) => p.stop(),
+            Backend::Containers(c) => c.stop(),
+        }
+    }
+
+    fn reap_exited(&mut self) -> Vec<(&'static str, String)> {
+        match self {
+            Backend::Processes(p) => p.reap_exited(),
+            // A container that exits shows up in `recover` (its state), not here.
+            Backend::Containers(_) => Vec::new(),
+        }
+    }
+
+    fn pid(&self, name: &str) -> Option<u32> {
+        match self {
+            Backend::Processes(p) => p.pid(name),
+            Backend::Containers(c) => c.pid(name),
+        }
+    }
+
+    fn runs_as(&self, name: &str) -> RunsAs {
+        match self {
+            Backend::Processes(p) => p.runs_as(name),
+            Backend::Containers(c) => c.runs_as(name),
+        }
+    }
+
+    fn compose_project(&self) -> Option<String> {
+        match self {
+            Backend::Processes(_) => None,
+            Backend::Containers(c) => Some(c.project().to_owned()),
+        }
+    }
+}
+
+/// A running topology. Dropping it kills every component it started.
+#[derive(Debug)]
+pub struct Topology {
+    pub config: Config,
+    pub services: Vec<Component>,
+    backend: Backend,
+}
+
+impl Topology {
+    /// Starts every component of `config.mode` on the backend `config.target` names and
+    /// waits until each is ready.
+    pub async fn start(config: Config) -> Result<Self> {
+        if let Ok(existing) = TopologyFile::read(&config.run_dir) {
+            if existing.lab_alive() && existing.lab_pid != std::process::id() {
+                return Err(TopologyError::AlreadyRunning { run_dir: config.run_dir.clone(), pid: existing.lab_pid });
+            }
+        }
+        for name in SERVICES {
+            let bin = config.bin_dir.join(name);
+            if !bin.is_file() {
+                return Err(TopologyError::BinaryMissing(bin));
+            }
+        }
+        fs::create_dir_all(&config.run_dir).map_err(io_err(format!("cannot create {}", config.run_dir.display())))?;
+        let (services, backend) = match &config.target {
+            Deployment::Process => {
+                let (services, processes) = processes::start(&config).await?;
+                (services, Backend::Processes(processes))
+            }
+            Deployment::Compose { image, project } => {
+                let (services, containers) = containers::start(&config, image, project).await?;
+                (services, Backend::Containers(containers))
+            }
+        };
+        let topology = Topology { config, services, backend };
+        topology.write_file()?;
+        Ok(topology)
+    }
+
+    /// What `topology.json` holds for this topology.
+    pub fn file(&self) -> TopologyFile {
+        TopologyFile {
+            target: self.config.target.name().to_owned(),
+            compose_project: self.backend.compose_project(),
+            mode: self.config.mode.to_string(),
+            nats_url: self.nats_url(),
+            run_dir: self.config.run_dir.clone(),
+            lab_pid: std::process::id(),
+            services: self
+                .services
+                .iter()
+                .map(|s| ServiceRecord {
+                    name: s.name.to_owned(),
+                    address: s.public_address(),
+                    direct_address: s.proxy.as_ref().map(|_| s.address),
+                    pid: self.backend.pid(s.name).unwrap_or(0),
+                    data_dir: s.data_dir.clone(),
+                    runs_as: self.backend.runs_as(s.name),
+                })
+                .collect(),
+        }
+    }
+
+    fn write_file(&self) -> Result<()> {
+        self.file().write(&self.config.run_dir)
+    }
+
+    /// The component called `name`, by its `'static` name.
+    fn name_of(&self, name: &str) -> Result<&'static str> {
+        Ok(self.service(name)?.name)
+    }
+
+    /// Carries out `operation` on `name`. On the compose target the `docker` command
+    /// runs on a blocking thread, so it does not hold a runtime worker (the load's and
+    /// the probe's tasks run there); a signal is sent at once.
+    pub async fn operate(&mut self, name: &str, operation: Operation) -> Result<()> {
+        let name = self.name_of(name)?;
+        self.backend.operate_off_runtime(name, operation).await
+    }
+
+    /// SIGKILL (or `docker kill`): the component dies at once, whatever it was doing.
+    pub fn kill(&mut self, name: &str) -> Result<()> {
+        let name = self.name_of(name)?;
+        self.backend.operate(name, Operation::Kill)
+    }
+
+    /// SIGSTOP (or `docker pause`): the component freezes with its sockets open (a grey
+    /// failure).
+    pub fn pause(&mut self, name: &str) -> Result<()> {
+        let name = self.name_of(name)?;
+        self.backend.operate(name, Operation::Freeze)
+    }
+
+    /// Undoes [`Topology::pause`].
+    pub fn resume(&mut self, name: &str) -> Result<()> {
+        let name = self.name_of(name)?;
+        self.backend.operate(name, Operation::Thaw)
+    }
+
+    /// Cuts `name` off the network of the others (compose target).
+    pub fn partition(&mut self, name: &str) -> Result<()> {
+        let name = self.name_of(name)?;
+        self.backend.operate(name, Operation::Partition)
+    }
+
+    /// Undoes [`Topology::partition`].
+    pub fn reconnect(&mut self, name: &str) -> Result<()> {
+        let name = self.name_of(name)?;
+        self.backend.operate(name, Operation::Reconnect)
+    }
+
+    /// Starts a killed (or stopped) component again on its old address and data.
+    pub async fn restart(&mut self, name: &str) -> Result<()> {
+        let name = self.name_of(name)?;
+        self.backend.restart(name).await?;
+        self.write_file()?;
+        tracing::info!(service = name, "restarted");
+        Ok(())
+    }
+
+    /// Undoes every fault: restarts what is dead, resumes what is paused, reconnects
+    /// what is cut off, heals proxies.
+    pub async fn recover(&mut self) -> Result<()> {
+        for (name, status) in self.reap_exited() {
+            tracing::warn!(service = name, %status, "had exited by itself");
+        }
+        let names: Vec<&'static str> = self.services.iter().map(|s| s.name).collect();
+        for name in names {
+            self.backend.recover(name).await?;
+            if let Some(proxy) = &self.service(name)?.proxy {
+                proxy.heal();
+            }
+        }
+        self.write_file()
+    }
+
+    /// Stops one component (SIGTERM, SIGKILL after a grace period); nothing to do for a
+    /// container, which only [`Topology::stop`] takes down.
+    pub fn stop_one(&mut self, name: &str) -> Result<()> {
+        let name = self.name_of(name)?;
+        self.backend.stop_one(name)
+    }
+
+    /// Stops every component, callers before callees (the broker last), so nothing
+    /// logs needless errors.
+    pub fn stop(&mut self) -> Result<()> {
+        self.backend.stop()
+    }
+
+    /// A component that exited without being told to: its name and exit status.
+    pub fn reap_exited(&mut self) -> Vec<(&'static str, String)> {
+        self.backend.reap_exited()
+    }
+
+    /// The broker's client URL, in async mode.
+    pub fn nats_url(&self) -> Option<String> {
+        self.services.iter().find(|s| s.kind == Kind::Broker).map(|b| format!("nats://{}", b.address))
+    }
+
+    pub fn service(&self, name: &str) -> Result<&Component> {
+        self.services.iter().find(|s| s.name == name).ok_or_else(|| TopologyError::UnknownService(name.to_owned()))
+    }
+
+    /// Where callers reach `name` (through its proxy, if it has one).
+    pub fn address(&self, name: &str) -> Result<SocketAddr> {
+        Ok(self.service(name)?.public_address())
+    }
+
+    /// Sets the faults of `name`'s proxy.
+    pub fn set_faults(&mut self, name: &str, faults: Faults) -> Result<()> {
+        let proxy = self.service(name)?.proxy.as_ref().ok_or_else(|| TopologyError::NotProxied(name.to_owned()))?;
+        proxy.set(faults);
+        Ok(())
+    }
+}
+
+/// The folder of the service binaries: `CASCADE_BIN_DIR` if set, else the folder of the
+/// running executable (for a test binary in `target/<profile>/deps`, its parent).
+pub fn default_bin_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("CASCADE_BIN_DIR") {
+        return dir.into();
+    }
+    let exe = std::env::current_exe().unwrap_or_default();
+    let mut dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
+    if dir.file_name().is_some_and(|n| n == "deps") {
+        dir.pop();
+    }
+    dir
+}
+
+/// The last `n` lines of a log, for error messages.
+pub fn tail(path: &Path, n: usize) -> String {
+    let Ok(file) = File::open(path) else {
+        return String::from("(no log)");
+    };
+    let lines: Vec<String> = BufReader::new(file).lines().map_while(std::result::Result::ok).collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
