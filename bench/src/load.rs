@@ -53,13 +53,20 @@ pub struct Bucket {
     pub errors: BTreeMap<String, u64>,
     /// p99 of the successful requests intended in this bucket (0 if none).
     pub p99_us: u64,
+    /// p99 of every timed request intended in this bucket, failures at their elapsed
+    /// time (0 if none; absent in results from before it was recorded).
+    #[serde(default)]
+    pub p99_all_us: u64,
 }
 
 /// Requests by intended send time in fixed buckets.
 pub struct Timeline {
     width: Duration,
-    buckets: Vec<(u64, BTreeMap<String, u64>, Histogram<u64>)>,
+    buckets: Vec<TimelineBucket>,
 }
+
+/// Successes, failures by outcome, the successes' latencies, every timed request's.
+type TimelineBucket = (u64, BTreeMap<String, u64>, Histogram<u64>, Histogram<u64>);
 
 impl Timeline {
     pub fn new(width: Duration) -> Self {
@@ -69,14 +76,18 @@ impl Timeline {
     fn record(&mut self, at: Duration, latency: Duration, outcome: &str) {
         let i = (at.as_nanos() / self.width.as_nanos().max(1)) as usize;
         while self.buckets.len() <= i {
-            self.buckets.push((0, BTreeMap::new(), histogram(2)));
+            self.buckets.push((0, BTreeMap::new(), histogram(2), histogram(2)));
         }
-        let (ok, errors, h) = &mut self.buckets[i];
+        let (ok, errors, h, every) = &mut self.buckets[i];
         if outcome == "OK" {
             *ok += 1;
             h.saturating_record(micros(latency));
         } else {
             *errors.entry(outcome.to_owned()).or_default() += 1;
+        }
+        // A shed request was never sent: counted, not timed (as in the recorder).
+        if outcome != SHED {
+            every.saturating_record(micros(latency));
         }
     }
 
@@ -84,11 +95,12 @@ impl Timeline {
         self.buckets
             .iter()
             .enumerate()
-            .map(|(i, (ok, errors, h))| Bucket {
+            .map(|(i, (ok, errors, h, every))| Bucket {
                 t_ms: (self.width * i as u32).as_millis() as u64,
                 ok: *ok,
                 errors: errors.clone(),
                 p99_us: quantile(h, 0.99),
+                p99_all_us: quantile(every, 0.99),
             })
             .collect()
     }
@@ -560,6 +572,23 @@ mod tests {
 
     /// Batching takes every request due at a wake-up and only those, in order, none
     /// twice, none skipped; each keeps its own schedule-exact intended time.
+    /// A bucket in which every request hung until its deadline has no success p99, and
+    /// its all-requests p99 is the deadline: the hang is in the timeline, not a blank.
+    #[test]
+    fn a_bucket_of_hung_requests_shows_in_the_all_requests_p99() {
+        let mut timeline = Timeline::new(Duration::from_millis(100));
+        timeline.record(Duration::from_millis(10), Duration::from_micros(900), "OK");
+        for i in 0..20 {
+            timeline.record(Duration::from_millis(110 + i), Duration::from_millis(500), "DEADLINE_EXCEEDED");
+        }
+        timeline.record(Duration::from_millis(120), Duration::ZERO, SHED);
+        let buckets = timeline.buckets();
+        assert!((895..=910).contains(&buckets[0].p99_all_us), "{:?}", buckets[0]);
+        assert_eq!(buckets[1].p99_us, 0, "nothing succeeded");
+        assert!((495..=510).contains(&(buckets[1].p99_all_us / 1000)), "{:?}", buckets[1]);
+        assert_eq!(buckets[1].errors["DEADLINE_EXCEEDED"], 20);
+    }
+
     #[test]
     fn batches_hold_exactly_the_requests_due_at_each_wake_up() {
         let schedule = Schedule::new(50_000.0, Duration::from_millis(10));

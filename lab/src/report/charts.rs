@@ -141,20 +141,36 @@ pub fn p99_segments(buckets: &[Bucket]) -> Vec<Vec<(f64, f64)>> {
     segments
 }
 
-/// p99 of the successes per bucket (log scale), one line per mode, broken where a
-/// bucket had no successes.
+/// The p99 of every request per bucket, failures at their elapsed time, as (s, ms)
+/// points: `None` for results from before it was recorded.
+pub fn p99_all_points(buckets: &[Bucket]) -> Option<Vec<(f64, f64)>> {
+    buckets.iter().any(|b| b.p99_all_us > 0).then(|| {
+        buckets
+            .iter()
+            .filter(|b| b.ok + b.errors.values().sum::<u64>() > 0)
+            .map(|b| (b.t_ms as f64 / 1000.0, b.p99_all_us.max(1) as f64 / 1000.0))
+            .collect()
+    })
+}
+
+/// p99 per bucket (log scale), per mode: of the successes (solid, broken where a bucket
+/// had none) and of all requests, failures at their elapsed time (a thinner, lighter
+/// line), so a window in which everything failed is neither blank nor hidden.
 pub fn p99_timeline(title: &str, timelines: &[(&str, u64, &[Bucket])], windows: &[Window]) -> String {
     svg(|root, keys| {
         let end = timelines.iter().map(|(_, w, b)| (b.len() as u64 * w) as f64 / 1000.0).fold(1.0, f64::max);
-        let top =
-            timelines.iter().flat_map(|(_, _, b)| b.iter().map(|x| x.p99_us as f64 / 1000.0)).fold(1.0, f64::max) * 2.0;
+        let top = timelines
+            .iter()
+            .flat_map(|(_, _, b)| b.iter().map(|x| x.p99_us.max(x.p99_all_us) as f64 / 1000.0))
+            .fold(1.0, f64::max)
+            * 2.0;
         let mut chart = ChartBuilder::on(root)
             .caption(title, ("sans-serif", 16))
             .margin(10)
             .x_label_area_size(35)
             .y_label_area_size(55)
             .build_cartesian_2d(0.0..end, (0.05..top).log_scale())?;
-        chart.configure_mesh().x_desc("time (s)").y_desc("p99 of successes (ms)").draw()?;
+        chart.configure_mesh().x_desc("time (s)").y_desc("p99 (ms)").draw()?;
         shade_windows(&mut chart, windows, (0.05, top), keys)?;
         for (mode, _, buckets) in timelines {
             let color = mode_color(mode);
@@ -163,7 +179,11 @@ pub fn p99_timeline(title: &str, timelines: &[(&str, u64, &[Bucket])], windows: 
                 let dot = if segment.len() == 1 { 3 } else { 0 };
                 chart.draw_series(LineSeries::new(segment, color.stroke_width(2)).point_size(dot))?;
             }
-            keys.push((format!("{mode} p99"), color.stroke_width(2)));
+            keys.push((format!("{mode} p99, successes"), color.stroke_width(2)));
+            if let Some(all) = p99_all_points(buckets) {
+                chart.draw_series(LineSeries::new(all, color.mix(0.6).stroke_width(1)))?;
+                keys.push((format!("{mode} p99, all requests"), color.mix(0.6).stroke_width(1)));
+            }
         }
         Ok(())
     })

@@ -642,7 +642,7 @@ fn scenario_charts(name: &str, modes: &[(&str, &ScenarioResult)], d: &mut Vec<Bl
         d.push(Block::Chart(
             format!("{name}-p99"),
             charts::p99_timeline(
-                &format!("{name}: p99 of successes per 100 ms (a gap: none succeeded)"),
+                &format!("{name}: p99 per 100 ms, of successes (a gap: none succeeded) and of all requests"),
                 &timelines,
                 &windows,
             ),
