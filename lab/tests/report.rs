@@ -79,7 +79,7 @@ fn every_section_is_there_and_the_html_is_self_contained() {
         "time (s)",
         "requests/s",
         "latency (ms)",
-        "p99 of successes (ms)",
+        "p99 (ms)",
         "sync OK/s",
         "async OK/s",
         "users killed",
@@ -444,7 +444,7 @@ fn charts_show_gaps_as_gaps_and_windows_apart_with_the_legend_off_the_data() {
         svg.split("<rect ").skip(1).filter(|r| attr(r, "opacity") == "0.3").map(|r| attr(r, "fill")).collect();
     assert_eq!(shades.len(), 2, "two fault windows, two shades: {shades:?}");
     let labels = texts(svg);
-    for label in ["users killed", "products killed", "sync p99", "async p99"] {
+    for label in ["users killed", "products killed", "sync p99, successes", "async p99, successes"] {
         let (x, _) = labels.iter().find(|(_, t)| t == label).unwrap_or_else(|| panic!("no legend entry {label:?}"));
         assert!(*x >= plot_right, "legend entry {label:?} at x {x} is on the plot");
     }

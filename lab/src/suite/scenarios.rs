@@ -218,7 +218,7 @@ pub const CONVERGENCE_NOT_APPLICABLE: &str =
 
 /// When the last of the `repairs` took effect, in ms from the start of the load; `None`
 /// if one of them did not take effect.
-fn last_repair(events: &[FaultEvent], repairs: &[String]) -> Option<u64> {
+pub(super) fn last_repair(events: &[FaultEvent], repairs: &[String]) -> Option<u64> {
     let mut last = 0;
     for e in events.iter().filter(|e| repairs.contains(&e.action)) {
         if e.result != OK {

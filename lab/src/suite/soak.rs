@@ -37,7 +37,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     resources::Sampler,
-    scenarios::{converge, drain, load_during, read_view, stats, Step, CONVERGE_WITHIN, OK, SKIPPED_NO_BROKER},
+    scenarios::{
+        converge, drain, last_repair, load_during, read_view, stats, Step, CONVERGE_WITHIN, OK, SKIPPED_NO_BROKER,
+    },
     schedule::{Shape, Until},
     Convergence, Ctx, FaultEvent, FaultKind, Prepared, ScenarioResult,
 };
@@ -206,6 +208,7 @@ pub async fn run(ctx: &Ctx, mode: Mode) -> anyhow::Result<ScenarioResult> {
             }
         }
     };
+    let repairs: Vec<String> = steps.iter().filter(|s| s.action.is_repair()).map(|s| s.action.line(s.target)).collect();
     let (report, events) = load_during(
         &mut prepared,
         workload,
@@ -221,8 +224,9 @@ pub async fn run(ctx: &Ctx, mode: Mode) -> anyhow::Result<ScenarioResult> {
         ended?;
     }
     prepared.topology.recover().await?;
-    // Convergence is timed from the last repair.
-    let repaired = Instant::now();
+    // Convergence is timed from the last repair that took effect; if one did not,
+    // `recover` made it, just now.
+    let repaired = last_repair(&events, &repairs).map_or_else(Instant::now, |ms| started + Duration::from_millis(ms));
     eprintln!(
         "  soak ({mode}): repaired; checking {} writes against the owners, the view and orders' replica …",
         history.started()
