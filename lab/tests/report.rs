@@ -11,8 +11,19 @@ use lab::{
     suite::{Results, Scenario},
 };
 
+/// A quick run recorded before rounds, the staleness probe's send-time measure, the
+/// all-requests figures and the soak: what older results files look like.
 fn fixture() -> Results {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/results.json");
+    read_fixture("results-old.json")
+}
+
+/// Today's quick run, recorded (`lab bench`, default quick profile).
+fn quick_run() -> Results {
+    read_fixture("results.json")
+}
+
+fn read_fixture(name: &str) -> Results {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
     serde_json::from_slice(&std::fs::read(path).expect("fixture")).expect("fixture parses")
 }
 
@@ -518,4 +529,48 @@ fn create_then_use_is_reported_and_cited_by_the_understanding_verdict() {
         summary.contains("create-then-use: first order refused 47 of 100 new users, accepted 100 of 100"),
         "{summary}"
     );
+}
+
+/// The recorded quick run reads right where the issue found figures that measured
+/// something else: sync's staleness is 0 at every percentile, by measurement; sync has
+/// no convergence figure; both modes' chaos met the same victims at the same planned
+/// times; the timelines carry every request's p99; the latency scenarios ran in two
+/// rounds, their order recorded; and the report draws the all-requests line.
+#[test]
+fn the_recorded_quick_run_reads_right() {
+    let r = quick_run();
+    for s in r.runs(Scenario::Steady, Mode::Sync) {
+        let probe = &s.staleness.as_ref().expect("the probe ran").visible;
+        assert!(probe.ok > 0, "the probe measured something: {probe:?}");
+        assert_eq!((probe.p50_us, probe.p99_us, probe.max_us), (0, 0, 0), "sync reads its own writes");
+        let sequential = s.sequential.as_ref().unwrap().propagation.as_ref().expect("sequential staleness");
+        assert_eq!((sequential.p50_us, sequential.p99_us), (0, 0));
+    }
+    let stale_async = r.scenario(Scenario::Steady, Mode::Async).unwrap().staleness.as_ref().unwrap();
+    assert!(stale_async.stale > 0, "async was seen stale at least once: {stale_async:?}");
+    for scenario in [Scenario::KillDependency, Scenario::Chaos] {
+        assert!(r.scenario(scenario, Mode::Sync).unwrap().convergence.is_none(), "{scenario}: sync has nothing to converge");
+        assert!(r.scenario(scenario, Mode::Async).unwrap().convergence.is_some(), "{scenario}: async converges");
+    }
+    let victims = |mode| -> Vec<(String, Option<u64>)> {
+        r.scenario(Scenario::Chaos, mode)
+            .unwrap()
+            .faults
+            .iter()
+            .filter(|e| !e.action.ends_with("nats"))
+            .map(|e| (e.action.clone(), e.planned_ms))
+            .collect()
+    };
+    assert_eq!(victims(Mode::Sync), victims(Mode::Async), "one schedule for both modes");
+    assert!(!victims(Mode::Sync).is_empty());
+    let run = &r.scenario(Scenario::KillDependency, Mode::Sync).unwrap().loads["run"];
+    assert!(run.timeline.iter().any(|b| b.p99_all_us > 0), "buckets carry every request's p99");
+    for mode in [Mode::Sync, Mode::Async] {
+        assert_eq!(r.runs(Scenario::Steady, mode).count(), 2, "{mode}: two rounds");
+    }
+    assert!(!r.run_order.is_empty());
+    let rendered = report::render(&r);
+    let p99 = chart(&rendered, "kill-dependency-p99.svg");
+    assert!(texts(p99).iter().any(|(_, t)| t == "sync p99, all requests"), "the all-requests line is drawn");
+    assert!(rendered.markdown.contains("## Spread across rounds"));
 }
