@@ -67,6 +67,8 @@ pub enum TopologyError {
     Broker(#[from] bench::nats::BrokerError),
     #[error(transparent)]
     Compose(#[from] ComposeError),
+    #[error("{0} mode: the lab does not start it yet")]
+    ModeNotStarted(Mode),
     #[error("{0} needs the compose target (`--target compose`): processes on one host share one network")]
     NeedsCompose(String),
 }
@@ -327,6 +329,9 @@ pub struct Topology {
 impl Topology {
     /// Starts every service of `config.mode` and waits until each is SERVING.
     pub async fn start(config: Config) -> Result<Self> {
+        if config.mode == Mode::BusRpc {
+            return Err(TopologyError::ModeNotStarted(config.mode));
+        }
         if let Ok(existing) = TopologyFile::read(&config.run_dir) {
             if existing.lab_alive() && existing.lab_pid != std::process::id() {
                 return Err(TopologyError::AlreadyRunning { run_dir: config.run_dir.clone(), pid: existing.lab_pid });
@@ -497,6 +502,7 @@ impl Topology {
                 }
             }
             Mode::Async => args.extend(["--nats-url".to_owned(), self.nats_url().expect("the broker starts first")]),
+            Mode::BusRpc => return Err(TopologyError::ModeNotStarted(Mode::BusRpc)),
         }
         Ok(args)
     }

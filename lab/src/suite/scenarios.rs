@@ -182,7 +182,7 @@ async fn with_steps(
         match mode {
             Mode::Async => converge(&prepared, users, since, CONVERGE_WITHIN).await.map(Some),
             // The view is read from the owners on every request: nothing to converge.
-            Mode::Sync => Ok(None),
+            Mode::Sync | Mode::BusRpc => Ok(None),
         }
     };
     let (staleness, convergence) = tokio::join!(probe, convergence);

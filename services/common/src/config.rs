@@ -30,7 +30,7 @@ pub struct ServiceArgs {
     #[arg(long, value_enum, default_value_t = Mode::Sync, env = "CASCADE_MODE")]
     pub mode: Mode,
 
-    /// The NATS server (async mode).
+    /// The NATS server (async and bus-rpc modes).
     #[arg(long, env = "CASCADE_NATS_URL")]
     pub nats_url: Option<String>,
 
@@ -54,12 +54,16 @@ impl ServiceArgs {
 }
 
 /// How services get each other's data: the lab's one independent variable.
-#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(clap::ValueEnum, serde::Serialize, serde::Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[serde(rename_all = "kebab-case")]
 pub enum Mode {
     /// gRPC request chains at request time.
     Sync,
     /// Events over NATS JetStream into each consumer's own store.
     Async,
+    /// The sync call graph carried over core NATS request/reply (no JetStream).
+    #[value(name = "bus-rpc")]
+    BusRpc,
 }
 
 impl Mode {
@@ -67,6 +71,7 @@ impl Mode {
         match self {
             Mode::Sync => "sync",
             Mode::Async => "async",
+            Mode::BusRpc => "bus-rpc",
         }
     }
 }
@@ -76,6 +81,11 @@ impl std::fmt::Display for Mode {
         f.write_str(self.as_str())
     }
 }
+
+/// A mode that talks through NATS was started without `--nats-url`.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("--nats-url is required in {0} mode")]
+pub struct MissingNatsUrl(pub Mode);
 
 /// Where a dependency listens: `HOST:PORT`, with HOST an IP address or a DNS name (a
 /// Compose service name, say).
@@ -113,7 +123,7 @@ impl From<std::net::SocketAddr> for PeerAddr {
 mod tests {
     use clap::Parser;
 
-    use super::{PeerAddr, ServiceArgs};
+    use super::{Mode, PeerAddr, ServiceArgs};
 
     #[derive(Parser)]
     struct Cli {
@@ -127,6 +137,17 @@ mod tests {
         assert_eq!(parse("1500").unwrap().args.duplicate_window_ms, 1500);
         let error = parse("0").err().expect("0 is refused").to_string();
         assert!(error.contains("duplicate-window-ms"), "{error}");
+    }
+
+    #[test]
+    fn bus_rpc_is_spelled_alike_on_the_command_line_and_in_json() {
+        let parse = |mode: &str| Cli::try_parse_from(["svc", "--data-dir", "d", "--mode", mode]);
+        assert_eq!(parse("bus-rpc").unwrap().args.mode, Mode::BusRpc);
+        assert!(parse("bus_rpc").is_err());
+        assert_eq!(Mode::BusRpc.as_str(), "bus-rpc");
+        assert_eq!(Mode::BusRpc.to_string(), "bus-rpc");
+        assert_eq!(serde_json::to_string(&Mode::BusRpc).unwrap(), "\"bus-rpc\"");
+        assert_eq!(serde_json::from_str::<Mode>("\"async\"").unwrap(), Mode::Async);
     }
 
     #[test]
