@@ -49,8 +49,9 @@ pub fn subject(service: &str, method: &str) -> String {
 }
 
 /// Makes one call of `hop` over the bus within what is left of `deadline`: sync mode's
-/// [`deadline::call`] with NATS underneath. No responders is `UNAVAILABLE`, no reply in
-/// time `DEADLINE_EXCEEDED`, a status reply that status; then the same blame.
+/// [`deadline::call`] with NATS underneath. No connection to the broker or no
+/// responders is `UNAVAILABLE`, no reply in time `DEADLINE_EXCEEDED`, a status reply
+/// that status; then the same blame.
 pub async fn call<Req, Resp>(client: &Client, hop: Hop, deadline: Deadline, message: Req) -> Result<Resp, Status>
 where
     Req: Message,
@@ -58,6 +59,11 @@ where
 {
     let subject = subject(hop.dependency, hop.method);
     deadline::call(hop, deadline, message, |request| async move {
+        // With the broker gone a request would sit in the client's buffer until its
+        // deadline; like a refused TCP connection in sync mode, this fails at once.
+        if client.connection_state() != async_nats::connection::State::Connected {
+            return Err(Status::unavailable(format!("no connection to the NATS broker to send on {subject}")));
+        }
         let timeout = request.metadata().get("grpc-timeout").and_then(|v| v.to_str().ok()).map(str::to_owned);
         let mut headers = HeaderMap::new();
         if let Some(timeout) = &timeout {

@@ -36,12 +36,32 @@ struct Broker {
 }
 
 impl Broker {
+    /// On an ephemeral port.
     fn start(dir: &Path) -> Self {
+        Self::on_port(dir, "-1")
+    }
+
+    /// Kills it (SIGKILL) and starts another on the same port.
+    fn restart(&mut self, dir: &Path) {
+        self.kill();
+        let port = self.url.rsplit(':').next().expect("a port").to_owned();
+        let next = Self::on_port(dir, &port);
+        assert_eq!(next.url, self.url);
+        *self = next;
+    }
+
+    fn kill(&mut self) {
+        if let Err(error) = self.child.kill().and_then(|()| self.child.wait().map(drop)) {
+            eprintln!("cannot stop nats-server: {error}");
+        }
+    }
+
+    fn on_port(dir: &Path, port: &str) -> Self {
         let nats = bench::nats::nats_server().expect("a nats-server (found or provisioned)");
         let ports = dir.join("ports");
         std::fs::create_dir_all(&ports).expect("ports dir");
         let child = Command::new(&nats.path)
-            .args(["-a", "127.0.0.1", "-p", "-1", "--ports_file_dir"])
+            .args(["-a", "127.0.0.1", "-p", port, "--ports_file_dir"])
             .arg(&ports)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -64,9 +84,7 @@ impl Broker {
 
 impl Drop for Broker {
     fn drop(&mut self) {
-        if let Err(error) = self.child.kill().and_then(|()| self.child.wait().map(drop)) {
-            eprintln!("cannot stop nats-server: {error}");
-        }
+        self.kill();
     }
 }
 
@@ -333,4 +351,47 @@ async fn bus_rpc_mode_without_a_nats_url_is_a_clear_error() {
     a.nats_url = None;
     let err = orders::run(listener, &a, orders::Peers::default(), CancellationToken::new()).await.expect_err("refused");
     assert_eq!(err.to_string(), "--nats-url is required in bus-rpc mode");
+}
+
+#[tokio::test]
+async fn with_the_broker_dead_calls_fail_at_once_and_work_again_once_it_is_back() {
+    let mut shop = Shop::start(1).await;
+    let mut users = UsersClient::new(common::channel(shop.users[0].addr));
+    let mut products = ProductsClient::new(common::channel(shop.products.addr));
+    let mut orders = OrdersClient::new(common::channel(shop.orders.addr));
+    let ann = users.create_user(CreateUserRequest { name: "Ann".into(), email: "ann@b.test".into() }).await;
+    let ann = ann.expect("user created").into_inner();
+    let tea = products.create_product(CreateProductRequest { title: "Tea".into(), price_cents: 100 }).await;
+    let tea = tea.expect("product created").into_inner();
+    let place = || PlaceOrderRequest { user_id: ann.id.clone(), product_id: tea.id.clone(), quantity: 1 };
+    orders.place_order(place()).await.expect("placed");
+
+    shop.broker.kill();
+    // The services notice the lost connection within moments; until then a call may
+    // still wait for its deadline.
+    let started = Instant::now();
+    let err = loop {
+        let err = orders.place_order(place()).await.expect_err("no broker");
+        if err.code() == Code::Unavailable || started.elapsed() > Duration::from_secs(10) {
+            break err;
+        }
+    };
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    assert!(err.message().contains("no connection to the NATS broker"), "{}", err.message());
+    let started = Instant::now();
+    orders.place_order(place()).await.expect_err("still no broker");
+    assert!(started.elapsed() < Duration::from_millis(500), "failed fast: {:?}", started.elapsed());
+    // The owners' own gRPC API does not need the broker.
+    users.get_user(GetUserRequest { id: ann.id.clone() }).await.expect("users serves without the broker");
+
+    shop.broker.restart(shop.dir.path());
+    let started = Instant::now();
+    loop {
+        match orders.place_order(place()).await {
+            Ok(order) => break assert_eq!(order.into_inner().unit_price_cents, 100),
+            Err(err) => assert!(started.elapsed() < Duration::from_secs(10), "never recovered: {err:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    shop.stop().await;
 }
