@@ -95,6 +95,21 @@ fn decode_reply<Resp: Message + Default>(subject: &str, reply: async_nats::Messa
         .map_err(|e| Status::internal(format!("reply on {subject} is not a valid response: {e}")))
 }
 
+/// Returns once the broker has processed everything `client` sent before: a request
+/// on a subject nobody listens to, which the broker answers "no responders" in order.
+/// (`Client::flush` only writes the socket.) At most [`ROUND_TRIP_TIMEOUT`].
+pub async fn round_trip(client: &Client) -> Result<(), async_nats::RequestError> {
+    let probe = async_nats::Request::new().timeout(Some(ROUND_TRIP_TIMEOUT));
+    match client.send_request(client.new_inbox(), probe).await {
+        Err(error) if error.kind() == RequestErrorKind::NoResponders => Ok(()),
+        Err(error) => Err(error),
+        Ok(_) => Ok(()),
+    }
+}
+
+/// How long [`round_trip`] waits for the broker.
+pub const ROUND_TRIP_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// Headers carrying `status` (a header value cannot hold a line break: they become spaces).
 fn status_headers(status: &Status) -> HeaderMap {
     let mut headers = HeaderMap::new();
@@ -256,8 +271,13 @@ impl<F> Responder<F> {
                 drop(slot);
             });
         }
+        // Unsubscribing only queues the command: the round trip waits until the broker
+        // has applied it, so from here on requests go to the other instances (or get no
+        // responders) instead of to a subscription that will never answer them.
         if let Err(error) = subscriber.unsubscribe().await {
             tracing::warn!(%error, subject = %self.subject, "cannot unsubscribe");
+        } else if let Err(error) = round_trip(&self.client).await {
+            tracing::warn!(%error, subject = %self.subject, "the broker did not confirm the unsubscription");
         }
         while let Some(done) = in_flight.join_next().await {
             if let Err(error) = done {

@@ -21,7 +21,7 @@ use common::{
     deadline::Deadline,
     error::ApiError,
     events::{ORDERS_CONSUMER, ORDERS_SUBJECTS},
-    names::ORDERS,
+    names::{methods, ORDERS},
     proto::{orders_server::OrdersServer, Product},
     serve::{Broker, ServeError},
 };
@@ -78,7 +78,7 @@ pub async fn run(
             let directory = bus::BusDirectory::new(bus.client());
             let api = Arc::new(api::OrdersApi::new(store.clone(), directory, args.default_deadline()));
             let list = api.clone();
-            bus.answer("ListOrdersByUser", move |req| {
+            bus.answer(methods::LIST_ORDERS_BY_USER, move |req| {
                 let api = list.clone();
                 async move { api.list_orders_by_user(req).await }
             })

@@ -13,7 +13,7 @@ use common::{
     broker::Events,
     bus::Bus,
     config::{Mode, ServiceArgs},
-    names::PRODUCTS,
+    names::{methods, PRODUCTS},
     proto::products_server::ProductsServer,
     serve::Broker,
 };
@@ -38,13 +38,13 @@ pub async fn run(listener: TcpListener, args: &ServiceArgs, shutdown: Cancellati
         Mode::BusRpc => {
             let mut bus = Bus::start(args, PRODUCTS, &shutdown).await?;
             let get_product = api.clone();
-            bus.answer("GetProduct", move |req| {
+            bus.answer(methods::GET_PRODUCT, move |req| {
                 let api = get_product.clone();
                 async move { api.get_product(req).await }
             })
             .await?;
             let get_products = api.clone();
-            bus.answer("GetProducts", move |req| {
+            bus.answer(methods::GET_PRODUCTS, move |req| {
                 let api = get_products.clone();
                 async move { api.get_products(req).await }
             })

@@ -9,7 +9,7 @@ use std::{collections::HashMap, future::Future};
 use common::{
     deadline::{Deadline, Hop},
     error::ApiError,
-    names::{MAX_ORDERS_PAGE_SIZE, MAX_PRODUCTS_PER_GET, ORDERS, PRODUCTS, USERS},
+    names::{methods, MAX_ORDERS_PAGE_SIZE, MAX_PRODUCTS_PER_GET, ORDERS, PRODUCTS, USERS},
     proto::{
         GetProductsRequest, GetProductsResponse, GetUserRequest, ListOrdersByUserRequest, ListOrdersByUserResponse,
         Order, Product, User, UserOrdersResponse,
@@ -20,10 +20,10 @@ use tonic::Status;
 use crate::{assemble, Source};
 
 /// The user is the one the client asked for: an unknown one is the client's `NOT_FOUND`.
-pub const GET_USER: Hop = Hop::new(USERS, "GetUser").looking_up_the_clients_id();
+pub const GET_USER: Hop = Hop::new(USERS, methods::GET_USER).looking_up_the_clients_id();
 /// Any refusal of these is this service's fault, whatever the code (see `deadline::blame`).
-pub const LIST_ORDERS: Hop = Hop::new(ORDERS, "ListOrdersByUser");
-pub const GET_PRODUCTS: Hop = Hop::new(PRODUCTS, "GetProducts");
+pub const LIST_ORDERS: Hop = Hop::new(ORDERS, methods::LIST_ORDERS_BY_USER);
+pub const GET_PRODUCTS: Hop = Hop::new(PRODUCTS, methods::GET_PRODUCTS);
 
 /// The three owners' calls, each made within `deadline` as its hop (errors already
 /// blamed, as `deadline::call` does).

@@ -16,7 +16,7 @@ use common::{
     bus::{self, Client},
     config::{Mode, ServiceArgs},
     deadline::{Deadline, Hop},
-    names::{ORDERS, PRODUCTS, USERS},
+    names::{methods, ORDERS, PRODUCTS, USERS},
     proto::{
         admin_client::AdminClient, orders_client::OrdersClient, products_client::ProductsClient,
         query_client::QueryClient, users_client::UsersClient, CreateProductRequest, CreateUserRequest,
@@ -88,6 +88,9 @@ impl Drop for Broker {
     }
 }
 
+/// Every service's deadline for a request that brings none.
+const DEFAULT_DEADLINE: Duration = Duration::from_millis(500);
+
 type Server = Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>>;
 
 /// One running service: its gRPC address, its own shutdown and its task.
@@ -119,7 +122,7 @@ fn args(dir: &Path, name: &str, listen: SocketAddr, nats_url: &str) -> ServiceAr
         listen,
         data_dir: dir.join(name),
         addr_file: None,
-        default_deadline_ms: 2_000,
+        default_deadline_ms: DEFAULT_DEADLINE.as_millis() as u64,
         mode: Mode::BusRpc,
         nats_url: Some(nats_url.to_owned()),
         duplicate_window_ms: 1_000,
@@ -156,7 +159,7 @@ fn query(listener: TcpListener, a: ServiceArgs, stop: CancellationToken) -> Serv
     Box::pin(async move { query::run(listener, &a, query::Peers::default(), stop).await })
 }
 
-const GET_USER: Hop = Hop::new(USERS, "GetUser").looking_up_the_clients_id();
+const GET_USER: Hop = Hop::new(USERS, methods::GET_USER).looking_up_the_clients_id();
 
 /// Waits until `call` gets something other than "nothing answers" (the subscriptions
 /// are made as each service starts).
@@ -194,10 +197,10 @@ impl Shop {
         let deadline = || Deadline::after(Duration::from_secs(1));
         let stranger = || GetUserRequest { id: "usr-00000000000000ff".into() };
         until_answering("users", || bus::call::<_, User>(&shop.bus, GET_USER, deadline(), stranger())).await;
-        let hop = Hop::new(PRODUCTS, "GetProducts");
+        let hop = Hop::new(PRODUCTS, methods::GET_PRODUCTS);
         let none = || GetProductsRequest { ids: Vec::new() };
         until_answering("products", || bus::call::<_, GetProductsResponse>(&shop.bus, hop, deadline(), none())).await;
-        let hop = Hop::new(ORDERS, "ListOrdersByUser");
+        let hop = Hop::new(ORDERS, methods::LIST_ORDERS_BY_USER);
         let list = || ListOrdersByUserRequest { user_id: stranger().id, ..Default::default() };
         until_answering("orders", || bus::call::<_, ListOrdersByUserResponse>(&shop.bus, hop, deadline(), list()))
             .await;
@@ -274,7 +277,7 @@ async fn the_sync_call_graph_over_nats_gives_sync_modes_answers_and_codes() {
     headers.insert(bus::TIMEOUT_HEADER, "0m");
     let payload = prost::Message::encode_to_vec(&GetUserRequest { id: ann.id.clone() });
     let request = async_nats::Request::new().headers(headers).payload(payload.into());
-    let reply = shop.bus.send_request(bus::subject(USERS, "GetUser"), request).await.expect("a reply");
+    let reply = shop.bus.send_request(bus::subject(USERS, methods::GET_USER), request).await.expect("a reply");
     let status = reply.headers.as_ref().and_then(|h| h.get(bus::STATUS_HEADER)).map(|v| v.as_str().to_owned());
     assert_eq!(status, Some((Code::DeadlineExceeded as i32).to_string()), "{reply:?}");
     assert!(reply.payload.is_empty());
@@ -288,17 +291,18 @@ async fn the_sync_call_graph_over_nats_gives_sync_modes_answers_and_codes() {
     let err = query.user_orders(UserOrdersRequest { user_id: ann.id.clone() }).await.expect_err("users is down");
     assert_eq!(err.code(), Code::Unavailable, "{err:?}");
 
-    // users answering nothing: the hop runs out of the client's deadline, named.
-    let mut silent = test_bus.queue_subscribe(bus::subject(USERS, "GetUser"), USERS.to_owned()).await.expect("sub");
-    test_bus.flush().await.expect("flush");
-    let mut timed = tonic::Request::new(place(1));
-    timed.set_timeout(Duration::from_millis(300));
+    // users answering nothing: the hop runs out of the request's deadline (orders'
+    // default, DEFAULT_DEADLINE here: a client deadline would race orders' answer with
+    // its own timer), named.
+    let mut silent =
+        test_bus.queue_subscribe(bus::subject(USERS, methods::GET_USER), USERS.to_owned()).await.expect("sub");
+    bus::round_trip(&test_bus).await.expect("the broker has the subscription");
     let started = Instant::now();
-    let err = orders.place_order(timed).await.expect_err("users is silent");
+    let err = orders.place_order(place(1)).await.expect_err("users is silent");
     let took = started.elapsed();
     assert_eq!(err.code(), Code::DeadlineExceeded, "{err:?}");
     assert!(err.message().contains("users.GetUser"), "{}", err.message());
-    assert!(took >= Duration::from_millis(200) && took < Duration::from_millis(1_500), "took {took:?}");
+    assert!(took >= DEFAULT_DEADLINE * 8 / 10 && took < DEFAULT_DEADLINE * 2, "took {took:?}");
     assert!(silent.next().await.is_some(), "the request reached the silent responder");
 
     let shop = Shop { users: users_running, products: p, orders: o, query: q, bus: test_bus, broker, dir };
@@ -332,7 +336,7 @@ async fn instances_of_a_service_share_its_subject_in_one_queue_group() {
     let mut replies = shop.bus.subscribe(inbox.clone()).await.expect("inbox");
     let payload = prost::Message::encode_to_vec(&GetUserRequest { id: ann.id.clone() });
     for _ in 0..10 {
-        let subject = bus::subject(USERS, "GetUser");
+        let subject = bus::subject(USERS, methods::GET_USER);
         shop.bus.publish_with_reply(subject, inbox.clone(), payload.clone().into()).await.expect("published");
     }
     let mut count = 0;

@@ -13,7 +13,7 @@ use common::{
     broker::Events,
     bus::Bus,
     config::{Mode, ServiceArgs},
-    names::USERS,
+    names::{methods, USERS},
     proto::users_server::UsersServer,
     serve::Broker,
 };
@@ -37,7 +37,7 @@ pub async fn run(listener: TcpListener, args: &ServiceArgs, shutdown: Cancellati
         Mode::BusRpc => {
             let mut bus = Bus::start(args, USERS, &shutdown).await?;
             let get_user = api.clone();
-            bus.answer("GetUser", move |req| {
+            bus.answer(methods::GET_USER, move |req| {
                 let api = get_user.clone();
                 async move { api.get_user(req).await }
             })
