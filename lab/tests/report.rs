@@ -86,16 +86,9 @@ fn every_section_is_there_and_the_html_is_self_contained() {
         assert!(!html.contains(fetch), "the page would fetch: {fetch}");
     }
     // Charts have axes with units, and legends.
-    for needle in [
-        "time (s)",
-        "requests/s",
-        "latency (ms)",
-        "p99 (ms)",
-        "sync OK/s",
-        "async OK/s",
-        "users killed",
-        "MB",
-    ] {
+    for needle in
+        ["time (s)", "requests/s", "latency (ms)", "p99 (ms)", "sync OK/s", "async OK/s", "users killed", "MB"]
+    {
         assert!(html.contains(needle), "no {needle:?} in any chart");
     }
 }
@@ -549,7 +542,10 @@ fn the_recorded_quick_run_reads_right() {
     let stale_async = r.scenario(Scenario::Steady, Mode::Async).unwrap().staleness.as_ref().unwrap();
     assert!(stale_async.stale > 0, "async was seen stale at least once: {stale_async:?}");
     for scenario in [Scenario::KillDependency, Scenario::Chaos] {
-        assert!(r.scenario(scenario, Mode::Sync).unwrap().convergence.is_none(), "{scenario}: sync has nothing to converge");
+        assert!(
+            r.scenario(scenario, Mode::Sync).unwrap().convergence.is_none(),
+            "{scenario}: sync has nothing to converge"
+        );
         assert!(r.scenario(scenario, Mode::Async).unwrap().convergence.is_some(), "{scenario}: async converges");
     }
     let victims = |mode| -> Vec<(String, Option<u64>)> {

@@ -454,8 +454,13 @@ impl Complexity {
         macro_rules! files {
             ($($path:literal),* $(,)?) => { vec![$(($path, include_str!(concat!("../../../", $path)))),*] };
         }
-        let sync =
-            files!["services/common/src/deadline.rs", "services/orders/src/sync.rs", "services/query/src/sync.rs"];
+        // query's chain.rs is sync's call chain (bus-rpc shares it).
+        let sync = files![
+            "services/common/src/deadline.rs",
+            "services/orders/src/sync.rs",
+            "services/query/src/chain.rs",
+            "services/query/src/sync.rs",
+        ];
         let r#async = files![
             "proto/events.proto",
             "services/common/src/events.rs",
@@ -530,7 +535,7 @@ impl Ctx {
         let topology = Topology::start(config).await?;
         let clients = Clients::for_topology(&topology.file())?;
         let seeded = crate::seed::seed(&clients, seed, |_, _| {}).await?;
-        if let Some(url) = topology.nats_url() {
+        if let Some(url) = topology.events_url() {
             let events = (seed.users + seed.products + seed.orders) as u64;
             crate::convergence::wait_settled(&url, events, Duration::from_secs(60)).await?;
         }

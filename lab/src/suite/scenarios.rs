@@ -183,7 +183,7 @@ async fn with_steps(
         match mode {
             Mode::Async => converge(&prepared, users, since, CONVERGE_WITHIN).await.map(Some),
             // The view is read from the owners on every request: nothing to converge.
-            Mode::Sync => Ok(None),
+            Mode::Sync | Mode::BusRpc => Ok(None),
         }
     };
     let (staleness, convergence) = tokio::join!(probe, convergence);
@@ -507,7 +507,7 @@ pub async fn read_view(
 /// In async mode, waits until every outbox is published and every consumer has
 /// applied everything: the replicas cannot change any more. Nothing to do in sync mode.
 pub async fn drain(prepared: &Prepared, within: Duration) -> anyhow::Result<()> {
-    let Some(url) = prepared.topology.nats_url() else { return Ok(()) };
+    let Some(url) = prepared.topology.events_url() else { return Ok(()) };
     let deadline = tokio::time::Instant::now() + within;
     while stats(prepared).await?.values().any(|s| s.outbox_pending > 0) {
         anyhow::ensure!(tokio::time::Instant::now() < deadline, "outboxes did not drain within {} s", within.as_secs());

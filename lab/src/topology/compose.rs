@@ -82,7 +82,7 @@ impl Compose {
         run_dir: &Path,
         project: &str,
         image: &str,
-        mode: &str,
+        mode: common::config::Mode,
         ports: &[(&str, u16)],
     ) -> Result<Self, ComposeError> {
         preflight(image)?;
@@ -92,11 +92,12 @@ impl Compose {
             detail: e.to_string(),
         })?;
         let mut env =
-            vec![("CASCADE_IMAGE".to_owned(), image.to_owned()), ("CASCADE_MODE".to_owned(), mode.to_owned())];
+            vec![("CASCADE_IMAGE".to_owned(), image.to_owned()), ("CASCADE_MODE".to_owned(), mode.to_string())];
         for (name, port) in ports {
             env.push((format!("{}_PORT", name.to_uppercase()), port.to_string()));
         }
-        let profiles = if mode == "async" { vec!["async".to_owned()] } else { Vec::new() };
+        // The broker's profile is named after the first mode that used it.
+        let profiles = if mode.uses_broker() { vec!["async".to_owned()] } else { Vec::new() };
         let mut compose = Self { project: project.to_owned(), file, env, profiles, containers: Default::default() };
         // A project of the same name left by a crashed run must not lend its data.
         compose.compose(&["down", "-v", "--remove-orphans", "-t", "1"])?;

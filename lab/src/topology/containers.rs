@@ -11,10 +11,7 @@ use std::{
     },
 };
 
-use common::{
-    config::Mode,
-    names::{NATS, SERVICES},
-};
+use common::names::{NATS, SERVICES};
 
 use super::{
     compose::{Compose, ComposeError},
@@ -48,7 +45,7 @@ pub(super) struct Containers {
 /// each is ready.
 pub(super) async fn start(config: &Config, image: &str, project: &str) -> Result<(Vec<Component>, Containers)> {
     let mut names: Vec<&'static str> = Vec::new();
-    if config.mode == Mode::Async {
+    if config.mode.uses_broker() {
         names.push(NATS);
     }
     names.extend(SERVICES);
@@ -57,7 +54,7 @@ pub(super) async fn start(config: &Config, image: &str, project: &str) -> Result
         ports.push((*name, reserve_port()?));
     }
     let (run_dir, image, project_name, mode) =
-        (config.run_dir.clone(), image.to_owned(), project.to_owned(), config.mode.to_string());
+        (config.run_dir.clone(), image.to_owned(), project.to_owned(), config.mode);
     let ports_for_up = ports.clone();
     // If this future is dropped (Ctrl-C) or `up` fails, the guard takes down whatever
     // came up; an `up` still running then takes itself down when it ends.
@@ -65,7 +62,7 @@ pub(super) async fn start(config: &Config, image: &str, project: &str) -> Result
         UpGuard { project: Compose::existing(&run_dir, project), armed: true, cancelled: Default::default() };
     let cancelled = guard.cancelled.clone();
     let (compose, found) = tokio::task::spawn_blocking(move || {
-        let compose = Compose::up(&run_dir, &project_name, &image, &mode, &ports_for_up)?;
+        let compose = Compose::up(&run_dir, &project_name, &image, mode, &ports_for_up)?;
         if cancelled.load(Ordering::SeqCst) {
             compose.down()?;
             return Err(ComposeError::Failed { command: "compose up".into(), detail: "cancelled".into() });

@@ -414,9 +414,15 @@ impl Topology {
         self.backend.reap_exited()
     }
 
-    /// The broker's client URL, in async mode.
+    /// The broker's client URL, in the modes that have one (async, bus-rpc).
     pub fn nats_url(&self) -> Option<String> {
         self.services.iter().find(|s| s.kind == Kind::Broker).map(|b| format!("nats://{}", b.address))
+    }
+
+    /// The broker's client URL where the services keep replicas fed by JetStream events
+    /// (async mode): where there is a stream to wait on.
+    pub fn events_url(&self) -> Option<String> {
+        self.nats_url().filter(|_| self.config.mode == Mode::Async)
     }
 
     pub fn service(&self, name: &str) -> Result<&Component> {

@@ -64,7 +64,7 @@ pub(super) async fn start(config: &Config) -> Result<(Vec<Component>, Processes)
     let mut processes = Processes::default();
     let mut components: Vec<Component> = Vec::new();
     let chosen = config.base_port.is_none();
-    if config.mode == Mode::Async {
+    if config.mode.uses_broker() {
         let nats = bench::nats::nats_server()?;
         let dir = config.run_dir.join(NATS);
         let data_dir = dir.join("store");
@@ -124,7 +124,7 @@ pub(super) async fn start(config: &Config) -> Result<(Vec<Component>, Processes)
 }
 
 /// The arguments that tell `name` its mode and where its dependencies are: the
-/// services it calls (sync) or the broker (async), among those already started.
+/// services it calls (sync) or the broker (async, bus-rpc), among those already started.
 fn peer_args(mode: Mode, name: &str, started: &[Component]) -> Result<Vec<String>> {
     let find =
         |dep: &str| started.iter().find(|c| c.name == dep).ok_or_else(|| TopologyError::UnknownService(dep.to_owned()));
@@ -140,7 +140,7 @@ fn peer_args(mode: Mode, name: &str, started: &[Component]) -> Result<Vec<String
                 args.extend([flag.to_string(), find(dep)?.public_address().to_string()]);
             }
         }
-        Mode::Async => args.extend(["--nats-url".to_owned(), format!("nats://{}", find(NATS)?.address)]),
+        Mode::Async | Mode::BusRpc => args.extend(["--nats-url".to_owned(), format!("nats://{}", find(NATS)?.address)]),
     }
     Ok(args)
 }

@@ -137,7 +137,7 @@ pub fn assert_status<T: std::fmt::Debug>(result: Result<T, tonic::Status>, code:
 /// applied them (the replicas are then as fresh as they can be); in sync mode there is
 /// nothing to wait for.
 pub async fn settle(lab: &Lab, events: u64) {
-    if let Some(url) = lab.topology.nats_url() {
+    if let Some(url) = lab.topology.events_url() {
         lab::convergence::wait_settled(&url, events, Duration::from_secs(30)).await.expect("replicas settle");
     }
 }

@@ -30,7 +30,7 @@ pub struct ServiceArgs {
     #[arg(long, value_enum, default_value_t = Mode::Sync, env = "CASCADE_MODE")]
     pub mode: Mode,
 
-    /// The NATS server (async mode).
+    /// The NATS server (async and bus-rpc modes).
     #[arg(long, env = "CASCADE_NATS_URL")]
     pub nats_url: Option<String>,
 
@@ -75,13 +75,23 @@ pub enum Mode {
     Sync,
     /// Events over NATS JetStream into each consumer's own store.
     Async,
+    /// The sync call graph carried over core NATS request/reply (no JetStream).
+    #[value(name = "bus-rpc")]
+    BusRpc,
 }
 
 impl Mode {
+    /// Whether its services talk through a NATS broker (JetStream events, or core NATS
+    /// request/reply), which the topology then starts first.
+    pub fn uses_broker(self) -> bool {
+        !matches!(self, Mode::Sync)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Mode::Sync => "sync",
             Mode::Async => "async",
+            Mode::BusRpc => "bus-rpc",
         }
     }
 }
@@ -91,6 +101,11 @@ impl std::fmt::Display for Mode {
         f.write_str(self.as_str())
     }
 }
+
+/// A mode that talks through NATS was started without `--nats-url`.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("--nats-url is required in {0} mode")]
+pub struct MissingNatsUrl(pub Mode);
 
 /// Where a dependency listens: `HOST:PORT`, with HOST an IP address or a DNS name (a
 /// Compose service name, say).
@@ -128,7 +143,7 @@ impl From<std::net::SocketAddr> for PeerAddr {
 mod tests {
     use clap::Parser;
 
-    use super::{PeerAddr, ServiceArgs};
+    use super::{Mode, PeerAddr, ServiceArgs};
 
     #[derive(Parser)]
     struct Cli {
@@ -142,6 +157,17 @@ mod tests {
         assert_eq!(parse("1500").unwrap().args.duplicate_window_ms, 1500);
         let error = parse("0").err().expect("0 is refused").to_string();
         assert!(error.contains("duplicate-window-ms"), "{error}");
+    }
+
+    #[test]
+    fn bus_rpc_is_spelled_alike_on_the_command_line_and_in_json() {
+        let parse = |mode: &str| Cli::try_parse_from(["svc", "--data-dir", "d", "--mode", mode]);
+        assert_eq!(parse("bus-rpc").unwrap().args.mode, Mode::BusRpc);
+        assert!(parse("bus_rpc").is_err());
+        assert_eq!(Mode::BusRpc.as_str(), "bus-rpc");
+        assert_eq!(Mode::BusRpc.to_string(), "bus-rpc");
+        assert_eq!(serde_json::to_string(&Mode::BusRpc).unwrap(), "\"bus-rpc\"");
+        assert_eq!(serde_json::from_str::<Mode>("\"async\"").unwrap(), Mode::Async);
     }
 
     #[test]

@@ -10,6 +10,8 @@
 //! - [`serve`]: binding, health, reflection, the addr-file handshake with the lab.
 //! - [`events`], [`outbox`], [`consumer`], [`broker`]: async mode's events, the
 //!   transactional outbox and its relay, the idempotent consumer loop, NATS set-up.
+//! - [`bus`]: bus-rpc mode's request/reply over core NATS (subjects, queue groups,
+//!   status and deadline headers).
 //! - [`dead_letters`]: what a service gave up on, kept with the reason and counted.
 //! - [`store`]: opening a service's own sled database and flushing it.
 //! - [`failpoint`]: fault injection that holds a crash window open for tests.
@@ -18,6 +20,7 @@
 //! - [`telemetry`]: `tracing` set-up.
 
 pub mod broker;
+pub mod bus;
 pub mod config;
 pub mod consumer;
 pub mod dead_letters;

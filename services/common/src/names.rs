@@ -10,6 +10,15 @@ pub const QUERY: &str = "query";
 /// The broker, in async mode (a component of the topology, not a service).
 pub const NATS: &str = "nats";
 
+/// The internal RPCs, those one service makes to another: gRPC method names, and in
+/// bus-rpc mode the last token of their subject (`common::bus::subject`).
+pub mod methods {
+    pub const GET_USER: &str = "GetUser";
+    pub const GET_PRODUCT: &str = "GetProduct";
+    pub const GET_PRODUCTS: &str = "GetProducts";
+    pub const LIST_ORDERS_BY_USER: &str = "ListOrdersByUser";
+}
+
 /// Id prefixes: an id says which service owns it, which makes logs and errors readable.
 pub const USER_ID_PREFIX: &str = "usr";
 pub const PRODUCT_ID_PREFIX: &str = "prd";

@@ -125,12 +125,13 @@ fn reflection<S: NamedService>() -> tonic_reflection::server::Builder<'static> {
 }
 
 /// A service's whole life after binding: serve until `shutdown`, then stop its event
-/// tasks (if any) and flush its store (if it has one), whatever ended the serving.
+/// tasks or bus responders (if any) and flush its store (if it has one), whatever
+/// ended the serving.
 pub async fn serve_until_shutdown<S: GrpcService>(
     listener: TcpListener,
     service: S,
     args: &crate::config::ServiceArgs,
-    events: Option<crate::broker::Events>,
+    broker: Broker,
     db: Option<&sled::Db>,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError>
@@ -139,13 +140,29 @@ where
 {
     let served = serve_grpc(listener, service, args.addr_file.as_deref(), shutdown.clone()).await;
     shutdown.cancel();
-    if let Some(events) = events {
-        events.stop().await;
+    match broker {
+        Broker::None => {}
+        Broker::Events(events) => events.stop().await,
+        Broker::Bus(bus) => bus.stop().await,
     }
     if let Some(db) = db {
         crate::store::flush(db).await.map_err(ServeError::FinalFlush)?;
     }
     served
+}
+
+/// What a service does with the broker besides serving gRPC, stopped before the final
+/// flush: nothing (sync), events (async), or answering its internal RPCs (bus-rpc).
+pub enum Broker {
+    None,
+    Events(crate::broker::Events),
+    Bus(crate::bus::Bus),
+}
+
+impl From<Option<crate::broker::Events>> for Broker {
+    fn from(events: Option<crate::broker::Events>) -> Self {
+        events.map_or(Broker::None, Broker::Events)
+    }
 }
 
 /// What every service binary's `main` calls: logging, options, a runtime, the shutdown

@@ -2,25 +2,28 @@
 //!
 //! Placing an order needs two facts owned by other services: that the user exists and
 //! what the product costs now. [`Directory`] is where those facts come from: `sync.rs`
-//! asks users and products over gRPC at request time; `events.rs` reads orders' own
-//! replica, fed by events. The domain (`api.rs`, `store.rs`) does not know which.
+//! asks users and products over gRPC at request time, `bus.rs` asks them the same over
+//! NATS request/reply (bus-rpc mode); `events.rs` reads orders' own replica, fed by
+//! events. The domain (`api.rs`, `store.rs`) does not know which.
 
 pub mod api;
+pub mod bus;
 pub mod events;
 pub mod store;
 pub mod sync;
 
-use std::future::Future;
+use std::{future::Future, sync::Arc};
 
 use common::{
     broker::Events,
+    bus::Bus,
     config::{Mode, PeerAddr, ServiceArgs},
     deadline::Deadline,
     error::ApiError,
     events::{ORDERS_CONSUMER, ORDERS_SUBJECTS},
-    names::ORDERS,
+    names::{methods, ORDERS},
     proto::{orders_server::OrdersServer, Product},
-    serve::ServeError,
+    serve::{Broker, ServeError},
 };
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -48,33 +51,52 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let store = store::OrderStore::open(&args.data_dir, args.mode == Mode::Async)?;
-    match Events::start(args, ORDERS, &shutdown).await? {
-        None => {
+    match args.mode {
+        Mode::Sync => {
             let (Some(users), Some(products)) = (peers.users, peers.products) else {
                 anyhow::bail!("sync mode needs --users-addr and --products-addr");
             };
             let directory = sync::GrpcDirectory::new(&users, &products);
-            Ok(serve_api(listener, args, &store, directory, None, shutdown).await?)
+            let api = Arc::new(api::OrdersApi::new(store.clone(), directory, args.default_deadline()));
+            Ok(serve_api(listener, args, &store, api, Broker::None, shutdown).await?)
         }
-        Some(mut events) => {
+        Mode::Async => {
+            let Some(mut events) = Events::start(args, ORDERS, &shutdown).await? else {
+                anyhow::bail!("async mode: no connection to NATS");
+            };
             let replica = events::Replica::open(store.db())?;
             events.relay(store.outbox().clone());
             events.consume(ORDERS_CONSUMER, &ORDERS_SUBJECTS, replica.clone());
-            Ok(serve_api(listener, args, &store, replica, Some(events), shutdown).await?)
+            let api = Arc::new(api::OrdersApi::new(store.clone(), replica, args.default_deadline()));
+            Ok(serve_api(listener, args, &store, api, Broker::Events(events), shutdown).await?)
+        }
+        Mode::BusRpc => {
+            if peers.users.is_some() || peers.products.is_some() {
+                tracing::warn!("bus-rpc mode reaches users and products over NATS: their addresses are not used");
+            }
+            let mut bus = Bus::start(args, ORDERS, &shutdown).await?;
+            let directory = bus::BusDirectory::new(bus.client());
+            let api = Arc::new(api::OrdersApi::new(store.clone(), directory, args.default_deadline()));
+            let list = api.clone();
+            bus.answer(methods::LIST_ORDERS_BY_USER, move |req| {
+                let api = list.clone();
+                async move { api.list_orders_by_user(req).await }
+            })
+            .await?;
+            Ok(serve_api(listener, args, &store, api, Broker::Bus(bus), shutdown).await?)
         }
     }
 }
 
-/// Builds the gRPC API on its [`Directory`] and serves it until `shutdown`.
+/// Serves the gRPC API, built on its [`Directory`], until `shutdown`.
 async fn serve_api<D: Directory>(
     listener: TcpListener,
     args: &ServiceArgs,
     store: &store::OrderStore,
-    directory: D,
-    events: Option<Events>,
+    api: Arc<api::OrdersApi<D>>,
+    broker: Broker,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
-    let api = api::OrdersApi::new(store.clone(), directory, args.default_deadline());
-    let server = OrdersServer::new(api);
-    common::serve::serve_until_shutdown(listener, server, args, events, Some(store.db()), shutdown).await
+    let server = OrdersServer::from_arc(api);
+    common::serve::serve_until_shutdown(listener, server, args, broker, Some(store.db()), shutdown).await
 }

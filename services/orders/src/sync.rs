@@ -7,7 +7,7 @@ use common::config::PeerAddr;
 use common::{
     deadline::{call, Deadline, Hop},
     error::ApiError,
-    names::{PRODUCTS, USERS},
+    names::{methods, PRODUCTS, USERS},
     proto::{products_client::ProductsClient, users_client::UsersClient, GetProductRequest, GetUserRequest, Product},
 };
 use tonic::transport::Channel;
@@ -31,8 +31,8 @@ impl GrpcDirectory {
 
 /// Both look up an id the client sent: their `NOT_FOUND` is an unknown user or product,
 /// the client's to hear; anything else they refuse is this service's fault (`INTERNAL`).
-const GET_USER: Hop = Hop::new(USERS, "GetUser").looking_up_the_clients_id();
-const GET_PRODUCT: Hop = Hop::new(PRODUCTS, "GetProduct").looking_up_the_clients_id();
+pub(crate) const GET_USER: Hop = Hop::new(USERS, methods::GET_USER).looking_up_the_clients_id();
+pub(crate) const GET_PRODUCT: Hop = Hop::new(PRODUCTS, methods::GET_PRODUCT).looking_up_the_clients_id();
 
 impl Directory for GrpcDirectory {
     async fn check_user(&self, user_id: &str, deadline: Deadline) -> Result<(), ApiError> {

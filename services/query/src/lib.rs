@@ -1,11 +1,14 @@
 //! The query service (D): "the products a user ordered".
 //!
-//! [`Source`] is where its answer comes from. `sync.rs` asks users, then orders, then
-//! products over gRPC while the client waits, and owns no data; `events.rs` reads the
+//! [`Source`] is where its answer comes from. `chain.rs` asks users, then orders, then
+//! products while the client waits, and owns no data: over gRPC (`sync.rs`) or over
+//! NATS request/reply (`bus.rs`, bus-rpc mode); `events.rs` reads the
 //! service's own view, fed by events. Assembling the answer from those three pieces
 //! ([`assemble`]) is the same in every mode.
 
 pub mod api;
+pub mod bus;
+pub mod chain;
 pub mod events;
 pub mod sync;
 
@@ -13,13 +16,14 @@ use std::{collections::HashMap, future::Future};
 
 use common::{
     broker::Events,
-    config::{PeerAddr, ServiceArgs},
+    bus::Bus,
+    config::{Mode, PeerAddr, ServiceArgs},
     deadline::Deadline,
     error::ApiError,
     events::{QUERY_CONSUMER, QUERY_SUBJECTS},
     names::QUERY,
     proto::{query_server::QueryServer, Order, Product, User, UserOrderItem, UserOrdersResponse},
-    serve::ServeError,
+    serve::{Broker, ServeError},
 };
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -80,26 +84,32 @@ pub async fn run(
     peers: Peers,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    match Events::start(args, QUERY, &shutdown).await? {
-        None => {
+    match args.mode {
+        Mode::Sync => {
             let (Some(users), Some(orders), Some(products)) = (peers.users, peers.orders, peers.products) else {
                 anyhow::bail!("sync mode needs --users-addr, --orders-addr and --products-addr");
             };
             let source = sync::GrpcSource::new(&users, &orders, &products);
-            Ok(serve_api(listener, args, source, None, None, shutdown).await?)
+            Ok(serve_api(listener, args, source, Broker::None, None, shutdown).await?)
         }
-        Some(mut events) => {
+        Mode::Async => {
+            let Some(mut events) = Events::start(args, QUERY, &shutdown).await? else {
+                anyhow::bail!("async mode: no connection to NATS");
+            };
             let view = events::View::open(&args.data_dir)?;
             events.consume(QUERY_CONSUMER, &QUERY_SUBJECTS, view.clone());
-            Ok(serve_api(
-                listener,
-                args,
-                view.clone(),
-                Some(events),
-                Some(common::consumer::Projection::db(&view)),
-                shutdown,
-            )
-            .await?)
+            let db = common::consumer::Projection::db(&view);
+            Ok(serve_api(listener, args, view.clone(), Broker::Events(events), Some(db), shutdown).await?)
+        }
+        Mode::BusRpc => {
+            if peers.users.is_some() || peers.orders.is_some() || peers.products.is_some() {
+                tracing::warn!(
+                    "bus-rpc mode reaches users, orders and products over NATS: their addresses are not used"
+                );
+            }
+            let bus = Bus::start(args, QUERY, &shutdown).await?;
+            let source = bus::BusSource::new(bus.client());
+            Ok(serve_api(listener, args, source, Broker::Bus(bus), None, shutdown).await?)
         }
     }
 }
@@ -109,12 +119,12 @@ async fn serve_api<S: Source>(
     listener: TcpListener,
     args: &ServiceArgs,
     source: S,
-    events: Option<Events>,
+    broker: Broker,
     db: Option<&sled::Db>,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
     let server = QueryServer::new(api::QueryApi::new(source, args.default_deadline()));
-    common::serve::serve_until_shutdown(listener, server, args, events, db, shutdown).await
+    common::serve::serve_until_shutdown(listener, server, args, broker, db, shutdown).await
 }
 
 #[cfg(test)]

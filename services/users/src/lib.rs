@@ -7,23 +7,44 @@
 pub mod api;
 pub mod store;
 
+use std::sync::Arc;
+
 use common::{
     broker::Events,
+    bus::Bus,
     config::{Mode, ServiceArgs},
-    names::USERS,
+    names::{methods, USERS},
     proto::users_server::UsersServer,
+    serve::Broker,
 };
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 /// Opens the store in `args.data_dir` and serves on `listener` until `shutdown`; in
-/// async mode also relays the outbox.
+/// async mode also relays the outbox; in bus-rpc mode also answers GetUser on the bus.
 pub async fn run(listener: TcpListener, args: &ServiceArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
     let store = store::UserStore::open(&args.data_dir, args.mode == Mode::Async)?;
-    let mut events = Events::start(args, USERS, &shutdown).await?;
-    if let Some(events) = &mut events {
-        events.relay(store.outbox().clone());
-    }
-    let server = UsersServer::new(api::UsersApi::new(store.clone()));
-    Ok(common::serve::serve_until_shutdown(listener, server, args, events, Some(store.db()), shutdown).await?)
+    let api = Arc::new(api::UsersApi::new(store.clone()));
+    let broker = match args.mode {
+        Mode::Sync => Broker::None,
+        Mode::Async => {
+            let mut events = Events::start(args, USERS, &shutdown).await?;
+            if let Some(events) = &mut events {
+                events.relay(store.outbox().clone());
+            }
+            events.into()
+        }
+        Mode::BusRpc => {
+            let mut bus = Bus::start(args, USERS, &shutdown).await?;
+            let get_user = api.clone();
+            bus.answer(methods::GET_USER, move |req| {
+                let api = get_user.clone();
+                async move { api.get_user(req).await }
+            })
+            .await?;
+            Broker::Bus(bus)
+        }
+    };
+    let server = UsersServer::from_arc(api);
+    Ok(common::serve::serve_until_shutdown(listener, server, args, broker, Some(store.db()), shutdown).await?)
 }
