@@ -294,6 +294,13 @@ fn headlines(s: &ScenarioResult) -> Vec<(String, f64)> {
     if let Some(l) = &s.sequential {
         h.push(("sequential UserOrders p50 (ms)".to_string(), ms(l.user_orders.p50_us)));
         h.push(("sequential PlaceOrder p50 (ms)".to_string(), ms(l.place_order.p50_us)));
+        if let Some(p) = &l.propagation {
+            h.push(("sequential staleness p50 (ms)".to_string(), ms(p.p50_us)));
+        }
+    }
+    if let Some(st) = &s.staleness {
+        h.push(("staleness probe p50 (ms)".to_string(), ms(st.visible.p50_us)));
+        h.push(("staleness probe p99 (ms)".to_string(), ms(st.visible.p99_us)));
     }
     for (name, l) in &s.loads {
         h.push((format!("{name}: OK/s"), l.ok_per_s));
