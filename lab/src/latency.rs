@@ -145,7 +145,9 @@ impl CreateThenUse {
     }
 }
 
-/// Create-then-use, one sequence at a time, `sequences` times: create a user, then at
+/// Create-then-use, one sequence at a time, `sequences` times, a new one `pace` after the
+/// start of the last (at once if it took longer; `Duration::ZERO`: back to back), so the
+/// sequences can be spread over a fault schedule: create a user, then at
 /// once place an order for them (a product chosen by a seeded generator), retrying on
 /// `FAILED_PRECONDITION` after [`RETRY_FIRST`], doubling, until accepted or
 /// [`RETRY_BUDGET`] has been waited. In sync mode the order checks the user with its
@@ -155,6 +157,7 @@ pub async fn create_then_use(
     clients: &Clients,
     seeded: &Seeded,
     sequences: usize,
+    pace: Duration,
     seed: u64,
 ) -> anyhow::Result<CreateThenUse> {
     if seeded.product_ids.is_empty() {
@@ -164,7 +167,10 @@ pub async fn create_then_use(
     let mut recorder = Recorder::default();
     let (mut users, mut orders) = (clients.users.clone(), clients.orders.clone());
     let (mut users_created, mut refused_first, mut accepted, mut retries) = (0, 0, 0, 0);
+    let mut next = tokio::time::Instant::now();
     for i in 0..sequences {
+        tokio::time::sleep_until(next).await;
+        next += pace;
         let message = CreateUserRequest {
             name: format!("New user {i}"),
             email: format!("new-{seed}-{i}-{}@example.test", rng.random::<u32>()),

@@ -188,6 +188,15 @@ async fn both_modes_chaos_schedules_list_the_same_victims() {
     assert_eq!(sb.len(), ab.len(), "the same broker steps in both modes");
     assert!(sb.iter().all(|r| r == SKIPPED_NO_BROKER), "{sb:?}");
     assert!(ab.iter().all(|r| r == "ok"), "{ab:?}");
+    // Create-then-use runs through the faults in every mode: sync asks the owner, so a
+    // user it acknowledged is never refused as unknown.
+    for (mode, r) in [(Mode::Sync, &sync), (Mode::Async, &r#async)] {
+        let c = r.create_then_use.as_ref().unwrap_or_else(|| panic!("{mode}: no create-then-use"));
+        assert!(c.sequences > 1 && c.users_created > 0, "{mode}: {c:?}");
+        if mode == Mode::Sync {
+            assert_eq!(c.refused_first, 0, "{c:?}");
+        }
+    }
     // Every step carries when it was issued and when the call that carried it out
     // returned (a restart: once the process is ready again).
     for f in sync.faults.iter().chain(&r#async.faults) {
@@ -264,7 +273,7 @@ async fn create_then_use_is_refused_only_while_async_has_not_heard_of_the_user()
         // Orders' replica knows the products: only the new users can be "not yet".
         settle(&lab, 3).await;
         let seeded = Seeded { user_ids: Vec::new(), product_ids: products, order_ids: Vec::new() };
-        let c = lab::latency::create_then_use(&lab.clients, &seeded, N, 5).await.unwrap();
+        let c = lab::latency::create_then_use(&lab.clients, &seeded, N, Duration::ZERO, 5).await.unwrap();
         assert_eq!((c.sequences, c.users_created, c.accepted), (N, N, N), "{mode}: {c:?}");
         assert_eq!(c.until_accepted.ok, N as u64, "{mode}: every acceptance is timed: {c:?}");
         let share = c.refused_share();

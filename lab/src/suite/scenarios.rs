@@ -155,6 +155,15 @@ async fn with_steps(
     let mut result = ScenarioResult::default();
     let mut sampler = Sampler::new();
     let (stop_probe, probe) = start_probe(&prepared, acked.clone());
+    // Create-then-use through the faults: a new user and at once an order every
+    // CREATE_THEN_USE_EVERY, over the planned length of the load.
+    let create_then_use = {
+        let (clients, seeded) = (prepared.clients.clone(), prepared.seeded.clone());
+        let sequences = (length.as_millis() / CREATE_THEN_USE_EVERY.as_millis()).max(1) as usize;
+        tokio::spawn(async move {
+            crate::latency::create_then_use(&clients, &seeded, sequences, CREATE_THEN_USE_EVERY, 17).await
+        })
+    };
     // Convergence is timed from the last repair that took effect.
     let repairs: Vec<String> = steps.iter().filter(|s| s.action.is_repair()).map(|s| s.action.line(s.target)).collect();
     let load_started = tokio::time::Instant::now();
@@ -169,6 +178,7 @@ async fn with_steps(
     )
     .await;
     result.loads.insert("run".into(), report);
+    result.create_then_use = Some(create_then_use.await.expect("create-then-use task")?);
     let repaired = last_repair(&events, &repairs);
     let applied = ensure_applied(&events);
     result.faults = events;
@@ -211,6 +221,9 @@ async fn with_steps(
     applied?;
     Ok(result)
 }
+
+/// How often a fault scenario starts a create-then-use sequence.
+const CREATE_THEN_USE_EVERY: Duration = Duration::from_millis(100);
 
 /// Why sync mode has no convergence figure.
 pub const CONVERGENCE_NOT_APPLICABLE: &str =
@@ -527,7 +540,14 @@ async fn steady(ctx: &Ctx, mode: Mode) -> anyhow::Result<ScenarioResult> {
         Some(crate::latency::propagation(&prepared.clients, &prepared.seeded, p.sequential / 5, 11).await?);
     result.sequential = Some(sequential);
     result.create_then_use = Some(
-        crate::latency::create_then_use(&prepared.clients, &prepared.seeded, (p.sequential / 10).max(1), 13).await?,
+        crate::latency::create_then_use(
+            &prepared.clients,
+            &prepared.seeded,
+            (p.sequential / 10).max(1),
+            Duration::ZERO,
+            13,
+        )
+        .await?,
     );
     // Nothing checks losses after the steady rates: the probe's orders are not kept.
     let (stop_probe, probe) = start_probe(&prepared, Arc::default());
