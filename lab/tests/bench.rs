@@ -336,19 +336,11 @@ async fn a_repair_planned_past_the_end_of_the_load_is_still_carried_out() {
     use lab::{
         control::Action,
         suite::{
-            resources::Sampler,
-            scenarios::{load_during, Step, NOT_APPLIED, OK},
+            scenarios::{Step, NOT_APPLIED, OK},
             FaultKind,
         },
-        workload::{Mix, Workload},
     };
-    let lab = support::start(Mode::Sync).await;
-    let (users, products) = populate(&lab, 2, 1).await;
-    let support::Lab { topology, clients, dir: _dir } = lab;
-    let seeded = Arc::new(Seeded { user_ids: users, product_ids: products, order_ids: Vec::new() });
-    let mut prepared = Prepared { topology, clients, seeded };
-    let workload =
-        Workload::new(prepared.clients.clone(), prepared.seeded.clone(), Mix::default(), Duration::from_millis(500), 1);
+    let (mut prepared, workload, _dir) = sync_topology_under_load().await;
     let ms = Duration::from_millis;
     let steps = vec![
         Step { at: ms(100), action: Action::Kill, target: USERS, starts: Some(FaultKind::Kill) },
@@ -356,16 +348,7 @@ async fn a_repair_planned_past_the_end_of_the_load_is_still_carried_out() {
         Step { at: ms(1600), action: Action::Kill, target: PRODUCTS, starts: Some(FaultKind::Kill) },
         Step { at: ms(1700), action: Action::Restart, target: PRODUCTS, starts: None },
     ];
-    let (report, events) = load_during(
-        &mut prepared,
-        workload,
-        bench::load::OpenLoop::new(50.0, ms(500)),
-        steps,
-        &mut Sampler::new(),
-        None,
-        &mut |_| {},
-    )
-    .await;
+    let (report, events) = run_steps(&mut prepared, workload, ms(500), steps).await;
     assert!(report.duration_ms < 1500, "the load ends before the repair: {} ms", report.duration_ms);
     let results: Vec<(&str, &str)> = events.iter().map(|e| (e.action.as_str(), e.result.as_str())).collect();
     assert_eq!(
@@ -388,19 +371,11 @@ async fn a_slow_step_delays_the_rest_of_the_schedule_and_the_load() {
     use lab::{
         control::Action,
         suite::{
-            resources::Sampler,
-            scenarios::{load_during, Step, OK},
+            scenarios::{Step, OK},
             FaultKind,
         },
-        workload::{Mix, Workload},
     };
-    let lab = support::start(Mode::Sync).await;
-    let (users, products) = populate(&lab, 2, 1).await;
-    let support::Lab { topology, clients, dir: _dir } = lab;
-    let seeded = Arc::new(Seeded { user_ids: users, product_ids: products, order_ids: Vec::new() });
-    let mut prepared = Prepared { topology, clients, seeded };
-    let workload =
-        Workload::new(prepared.clients.clone(), prepared.seeded.clone(), Mix::default(), Duration::from_millis(500), 1);
+    let (mut prepared, workload, _dir) = sync_topology_under_load().await;
     let ms = Duration::from_millis;
     // The restart of users takes at least its process's start-up, far more than 1 ms.
     let steps = vec![
@@ -408,16 +383,7 @@ async fn a_slow_step_delays_the_rest_of_the_schedule_and_the_load() {
         Step { at: ms(101), action: Action::Kill, target: PRODUCTS, starts: Some(FaultKind::Kill) },
         Step { at: ms(301), action: Action::Restart, target: PRODUCTS, starts: None },
     ];
-    let (report, events) = load_during(
-        &mut prepared,
-        workload,
-        bench::load::OpenLoop::new(50.0, ms(600)),
-        steps,
-        &mut Sampler::new(),
-        None,
-        &mut |_| {},
-    )
-    .await;
+    let (report, events) = run_steps(&mut prepared, workload, ms(600), steps).await;
     assert!(events.iter().all(|e| e.result == OK), "{events:?}");
     let (restart_users, kill, restart) = (&events[0], &events[1], &events[2]);
     let late = restart_users.effective_ms.unwrap() - 101;
@@ -455,4 +421,34 @@ async fn the_floor_puts_an_independent_client_beside_the_labs() {
         assert!(run.req_per_s > 0.0 && run.min_us > 0.0 && run.mean_us >= run.min_us, "{run:?}");
     }
     assert!(floor.peer_comparison().contains("h2load"), "{}", floor.peer_comparison());
+}
+
+/// A sync topology with two users and a product, and a workload over them (a 500 ms
+/// deadline), for running fault steps by hand.
+async fn sync_topology_under_load() -> (Prepared, lab::workload::Workload, support::RunDir) {
+    let lab = support::start(Mode::Sync).await;
+    let (users, products) = populate(&lab, 2, 1).await;
+    let support::Lab { topology, clients, dir } = lab;
+    let seeded = Arc::new(Seeded { user_ids: users, product_ids: products, order_ids: Vec::new() });
+    let prepared = Prepared { topology, clients, seeded };
+    let workload = lab::workload::Workload::new(
+        prepared.clients.clone(),
+        prepared.seeded.clone(),
+        lab::workload::Mix::default(),
+        Duration::from_millis(500),
+        1,
+    );
+    (prepared, workload, dir)
+}
+
+/// `steps` applied during an open loop of 50 requests/s for `length`.
+async fn run_steps(
+    prepared: &mut Prepared,
+    workload: lab::workload::Workload,
+    length: Duration,
+    steps: Vec<lab::suite::scenarios::Step>,
+) -> (bench::load::LoadReport, Vec<lab::suite::FaultEvent>) {
+    let mut sampler = lab::suite::resources::Sampler::new();
+    let config = bench::load::OpenLoop::new(50.0, length);
+    lab::suite::scenarios::load_during(prepared, workload, config, steps, &mut sampler, None, &mut |_| {}).await
 }
