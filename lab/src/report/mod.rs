@@ -4,6 +4,7 @@
 //! --compare OLD NEW` shows what changed.
 
 pub mod charts;
+pub mod format;
 pub mod verdicts;
 
 use std::{
@@ -14,25 +15,7 @@ use std::{
 use common::config::Mode;
 
 use crate::suite::{probe, Results, Scenario, ScenarioResult};
-
-fn ms(us: u64) -> String {
-    format!("{:.2}", us as f64 / 1000.0)
-}
-
-/// A share in percent with enough digits that a small one does not read as 0 (0.9 %
-/// stays 0.90 %, 0.004 % stays 0.0040 %); exactly 0 is "0%".
-pub fn percent(share: f64) -> String {
-    let p = 100.0 * share;
-    if p == 0.0 {
-        "0%".into()
-    } else if p >= 10.0 {
-        format!("{p:.1}%")
-    } else {
-        // Two significant digits below 10 %.
-        let digits = (1 - p.log10().floor() as i32).max(1) as usize;
-        format!("{p:.digits$}%")
-    }
-}
+use format::{ms_value, percent, percent_one_decimal};
 
 /// A rendered report: Markdown, HTML, and the charts as (file name, SVG).
 pub struct Rendered {
@@ -247,7 +230,7 @@ fn document(r: &Results) -> Vec<Block> {
     if let Some(f) = &r.floor {
         d.push(Para(format!(
             "Floor, same run (p50): loopback TCP round trip {} ms, one gRPC hop {} ms, JetStream publish+ack {} ms, delivery to a consumer {} ms, sled insert+flush {} ms, two-tree transaction+flush {} ms ({}). Load generator: a bare echo takes {:.0} requests/s from 64 closed-loop clients; the open loop kept its schedule up to {:.0}/s against it (it shares the 2 cores with the server), and {:.0}/s against a no-op.",
-            ms(f.tcp_rtt.p50_us), ms(f.grpc_echo.p50_us), ms(f.js_publish_ack.p50_us), ms(f.js_delivery.p50_us), ms(f.sled_flush.p50_us), ms(f.sled_txn2_flush.p50_us),
+            ms_value(f.tcp_rtt.p50_us), ms_value(f.grpc_echo.p50_us), ms_value(f.js_publish_ack.p50_us), ms_value(f.js_delivery.p50_us), ms_value(f.sled_flush.p50_us), ms_value(f.sled_txn2_flush.p50_us),
             f.sled_filesystem.as_ref().map_or_else(|| "filesystem not recorded".to_owned(), |fs| format!("in the run dir: {fs}")),
             f.echo_64_in_flight_per_s, f.generator_ceiling_per_s, f.generator_noop.ok_per_s
         )));
@@ -289,17 +272,17 @@ fn run_order(r: &Results) -> String {
 /// The headline figures of one scenario run, in ms or requests/s, for the spread
 /// across rounds.
 fn headlines(s: &ScenarioResult) -> Vec<(String, f64)> {
-    let ms = |us: u64| us as f64 / 1000.0;
+    let in_ms = |us: u64| us as f64 / 1000.0;
     let mut h = Vec::new();
     if let Some(l) = &s.sequential {
-        h.push(("sequential UserOrders p50 (ms)".to_string(), ms(l.user_orders.p50_us)));
-        h.push(("sequential PlaceOrder p50 (ms)".to_string(), ms(l.place_order.p50_us)));
+        h.push(("sequential UserOrders p50 (ms)".to_string(), in_ms(l.user_orders.p50_us)));
+        h.push(("sequential PlaceOrder p50 (ms)".to_string(), in_ms(l.place_order.p50_us)));
     }
     for (name, l) in &s.loads {
         h.push((format!("{name}: OK/s"), l.ok_per_s));
         if let Some(o) = l.ops.get("UserOrders") {
-            h.push((format!("{name}: UserOrders p50 (ms)"), ms(o.p50_us)));
-            h.push((format!("{name}: UserOrders p99 (ms)"), ms(o.p99_us)));
+            h.push((format!("{name}: UserOrders p50 (ms)"), in_ms(o.p50_us)));
+            h.push((format!("{name}: UserOrders p99 (ms)"), in_ms(o.p99_us)));
         }
     }
     let p50 = |load: &str| s.loads.get(load)?.ops.get("UserOrders").map(|o| o.p50_us as i64);
@@ -355,10 +338,14 @@ fn figures(modes: &[(&str, &ScenarioResult)]) -> Vec<Vec<String>> {
         }
     };
     row("sequential UserOrders p50 / p99 (ms)", &|s| {
-        s.sequential.as_ref().map(|l| format!("{} / {}", ms(l.user_orders.p50_us), ms(l.user_orders.p99_us)))
+        s.sequential
+            .as_ref()
+            .map(|l| format!("{} / {}", ms_value(l.user_orders.p50_us), ms_value(l.user_orders.p99_us)))
     });
     row("sequential PlaceOrder p50 / p99 (ms)", &|s| {
-        s.sequential.as_ref().map(|l| format!("{} / {}", ms(l.place_order.p50_us), ms(l.place_order.p99_us)))
+        s.sequential
+            .as_ref()
+            .map(|l| format!("{} / {}", ms_value(l.place_order.p50_us), ms_value(l.place_order.p99_us)))
     });
     row("create-then-use: first order refused (FAILED_PRECONDITION), of the users just created", &|s| {
         s.create_then_use
@@ -366,7 +353,9 @@ fn figures(modes: &[(&str, &ScenarioResult)]) -> Vec<Vec<String>> {
             .map(|c| format!("{} ({} of {})", percent(c.refused_share()), c.refused_first, c.users_created))
     });
     row("create-then-use: user acknowledged → order accepted p50 / p99 (ms), retries included", &|s| {
-        s.create_then_use.as_ref().map(|c| format!("{} / {}", ms(c.until_accepted.p50_us), ms(c.until_accepted.p99_us)))
+        s.create_then_use
+            .as_ref()
+            .map(|c| format!("{} / {}", ms_value(c.until_accepted.p50_us), ms_value(c.until_accepted.p99_us)))
     });
     row("create-then-use: accepted within the retry budget (first wait, doubling; most waited)", &|s| {
         s.create_then_use.as_ref().map(|c| {
@@ -380,7 +369,7 @@ fn figures(modes: &[(&str, &ScenarioResult)]) -> Vec<Vec<String>> {
             )
         })
     });
-    row("latency added in front of the slowed dependency (ms)", &|s| s.added_latency_us.map(ms));
+    row("latency added in front of the slowed dependency (ms)", &|s| s.added_latency_us.map(ms_value));
     row("faults carried out; of them, with writes in flight when they took effect", &|s| {
         let done: Vec<_> =
             s.faults.iter().filter(|e| e.fault.is_some() && e.result == crate::suite::scenarios::OK).collect();
@@ -394,7 +383,7 @@ fn figures(modes: &[(&str, &ScenarioResult)]) -> Vec<Vec<String>> {
         })
     });
     row("sequential staleness: ack → first read showing it sent, p50 / p99 (ms)", &|s| {
-        s.sequential.as_ref()?.propagation.as_ref().map(|p| format!("{} / {}", ms(p.p50_us), ms(p.p99_us)))
+        s.sequential.as_ref()?.propagation.as_ref().map(|p| format!("{} / {}", ms_value(p.p50_us), ms_value(p.p99_us)))
     });
     let mut loads: Vec<String> = modes.iter().flat_map(|(_, s)| s.loads.keys().cloned()).collect();
     loads.sort_by_key(|k| {
@@ -405,21 +394,31 @@ fn figures(modes: &[(&str, &ScenarioResult)]) -> Vec<Vec<String>> {
         row(&format!("{name}: OK/s"), &|s| s.loads.get(name).map(|l| format!("{:.0}", l.ok_per_s)));
         for op in ["UserOrders", "PlaceOrder"] {
             row(&format!("{name}: {op} p50 / p99 / p99.9 / max (ms), successes only"), &|s| {
-                s.loads
-                    .get(name)?
-                    .ops
-                    .get(op)
-                    .map(|o| format!("{} / {} / {} / {}", ms(o.p50_us), ms(o.p99_us), ms(o.p999_us), ms(o.max_us)))
+                s.loads.get(name)?.ops.get(op).map(|o| {
+                    format!(
+                        "{} / {} / {} / {}",
+                        ms_value(o.p50_us),
+                        ms_value(o.p99_us),
+                        ms_value(o.p999_us),
+                        ms_value(o.max_us)
+                    )
+                })
             });
             row(
                 &format!("{name}: {op} p50 / p99 / p99.9 / max (ms), all requests (failures at their elapsed time)"),
                 &|s| {
                     let a = s.loads.get(name)?.ops.get(op)?.all_requests.as_ref()?;
-                    Some(format!("{} / {} / {} / {}", ms(a.p50_us), ms(a.p99_us), ms(a.p999_us), ms(a.max_us)))
+                    Some(format!(
+                        "{} / {} / {} / {}",
+                        ms_value(a.p50_us),
+                        ms_value(a.p99_us),
+                        ms_value(a.p999_us),
+                        ms_value(a.max_us)
+                    ))
                 },
             );
             row(&format!("{name}: {op} availability"), &|s| {
-                s.loads.get(name)?.ops.get(op).map(|o| format!("{:.1}%", 100.0 * o.availability()))
+                s.loads.get(name)?.ops.get(op).map(|o| percent_one_decimal(o.availability()))
             });
         }
         row(&format!("{name}: errors"), &|s| {
@@ -430,16 +429,17 @@ fn figures(modes: &[(&str, &ScenarioResult)]) -> Vec<Vec<String>> {
         });
         row(&format!("{name}: failures took p50 / max (ms)"), &|s| {
             let l = s.loads.get(name)?;
-            (l.all.ok < l.all.attempted).then(|| format!("{} / {}", ms(l.all.failed_p50_us), ms(l.all.failed_max_us)))
+            (l.all.ok < l.all.attempted)
+                .then(|| format!("{} / {}", ms_value(l.all.failed_p50_us), ms_value(l.all.failed_max_us)))
         });
         row(&format!("{name}: most in flight"), &|s| s.loads.get(name).map(|l| l.max_in_flight.to_string()));
         row(&format!("{name}: generator send lag p50 / p99 / max (ms); sent > 1 ms late"), &|s| {
             let l = s.loads.get(name).filter(|l| l.kind == "open")?;
             Some(format!(
                 "{} / {} / {}; {} ({} of {})",
-                ms(l.send_lag.p50_us),
-                ms(l.send_lag.p99_us),
-                ms(l.send_lag.max_us),
+                ms_value(l.send_lag.p50_us),
+                ms_value(l.send_lag.p99_us),
+                ms_value(l.send_lag.max_us),
                 percent(l.late_share()),
                 l.send_lag.late_over_1ms,
                 l.scheduled
@@ -448,7 +448,7 @@ fn figures(modes: &[(&str, &ScenarioResult)]) -> Vec<Vec<String>> {
     }
     row("availability while the first fault lasted", &|s| {
         let (from, to, what) = verdicts::fault_windows(s).into_iter().next()?;
-        verdicts::availability_between(s, from, to).map(|a| format!("{:.1}% ({what})", 100.0 * a))
+        verdicts::availability_between(s, from, to).map(|a| format!("{} ({what})", percent_one_decimal(a)))
     });
     row(&format!("staleness p50 / p99 (ms): {}", probe::Measure::FirstReadSent.label()), &|s| {
         s.staleness.as_ref().map(|st| {
@@ -456,12 +456,12 @@ fn figures(modes: &[(&str, &ScenarioResult)]) -> Vec<Vec<String>> {
                 probe::Measure::FirstReadSent => String::new(),
                 old => format!(" (older file: {})", old.label()),
             };
-            format!("{} / {}{old}", ms(st.visible.p50_us), ms(st.visible.p99_us))
+            format!("{} / {}{old}", ms_value(st.visible.p50_us), ms_value(st.visible.p99_us))
         })
     });
     row("staleness resolution p50 / p99 (ms): last read that did not show it → first that did", &|s| {
         let r = s.staleness.as_ref()?.resolution.as_ref()?;
-        Some(format!("{} / {}", ms(r.p50_us), ms(r.p99_us)))
+        Some(format!("{} / {}", ms_value(r.p50_us), ms_value(r.p99_us)))
     });
     row("probes stale on their first read / visible; reads per probe mean, max; reads failed", &|s| {
         let st = s.staleness.as_ref()?;
@@ -851,16 +851,4 @@ pub fn compare(old: &Results, new: &Results) -> String {
     }
     writeln!(out, "\n{regressions} regression(s) flagged (20 % worse, or any new loss).").ok();
     out
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn small_shares_keep_their_digits() {
-        assert_eq!(super::percent(0.0), "0%");
-        assert_eq!(super::percent(0.009), "0.90%");
-        assert_eq!(super::percent(0.00004), "0.0040%");
-        assert_eq!(super::percent(0.033), "3.3%");
-        assert_eq!(super::percent(0.95), "95.0%");
-    }
 }

@@ -39,6 +39,8 @@ use tokio::{
 };
 use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};
 
+use crate::report::format::ms_fine;
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Floor {
     pub tcp_rtt: Summary,
@@ -446,17 +448,16 @@ impl Floor {
                 None => "independent client: not measured (results from before it was added)".to_owned(),
             };
         };
-        let ms = |us: f64| format!("{:.3} ms", us / 1000.0);
         let ratio = |a: f64, b: f64| if b > 0.0 { format!("×{:.2}", a / b) } else { "×-".to_owned() };
         format!(
             "lab client vs {} (same health check, same request counts): one at a time mean {} vs {} (lab {}; lab p50 {}, {} min {}); 64 in flight on one connection {:.0}/s vs {:.0}/s (lab {})",
             peer.version,
-            ms(self.grpc_echo.mean_us),
-            ms(peer.sequential.mean_us),
+            ms_fine(self.grpc_echo.mean_us),
+            ms_fine(peer.sequential.mean_us),
             ratio(self.grpc_echo.mean_us, peer.sequential.mean_us),
-            ms(self.grpc_echo.p50_us as f64),
+            ms_fine(self.grpc_echo.p50_us),
             PEER,
-            ms(peer.sequential.min_us),
+            ms_fine(peer.sequential.min_us),
             self.echo_64_in_flight_per_s,
             peer.in_flight_64.req_per_s,
             ratio(self.echo_64_in_flight_per_s, peer.in_flight_64.req_per_s),
