@@ -734,121 +734,188 @@ pub fn write(r: &Results, dir: &Path) -> std::io::Result<(PathBuf, PathBuf)> {
     Ok((md, html))
 }
 
+/// How much worse a figure may get before it is flagged: 20 %.
+const REGRESSION_SHARE: f64 = 0.2;
+
+/// Which way a compared figure improves.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Better {
+    /// A cost: latency.
+    Lower,
+    /// A benefit: availability.
+    Higher,
+}
+
+/// The one rule for "regression", behind both a row's flag and the count in the
+/// summary line (see [`Comparison::row`]): a figure more than 20 % worse (from 0, any
+/// growth of a cost), or any count of losses that grew.
+enum Change<'a> {
+    Figure { old: f64, new: f64, better: Better },
+    Losses { old: &'a [u64], new: &'a [u64] },
+}
+
+impl Change<'_> {
+    fn is_regression(&self) -> bool {
+        match *self {
+            // From nothing, any growth of a cost is a regression.
+            Change::Figure { old: 0.0, new, better } => better == Better::Lower && new > 0.0,
+            Change::Figure { old, new, better: Better::Lower } => (new - old) / old > REGRESSION_SHARE,
+            Change::Figure { old, new, better: Better::Higher } => (new - old) / old < -REGRESSION_SHARE,
+            Change::Losses { old, new } => new.iter().zip(old).any(|(new, old)| new > old),
+        }
+    }
+
+    /// The "change" cell: the relative change of a figure (0 from 0), nothing for counts.
+    fn cell(&self) -> String {
+        match *self {
+            Change::Figure { old, new, .. } => {
+                format!("{:+.0}%", if old == 0.0 { 0.0 } else { 100.0 * (new - old) / old })
+            }
+            Change::Losses { .. } => String::new(),
+        }
+    }
+}
+
+/// The compare table being written, and how many of its rows it flagged.
+struct Comparison {
+    out: String,
+    regressions: usize,
+}
+
+impl Comparison {
+    /// One row; flagged, and counted, exactly when its change is a regression.
+    fn row(&mut self, n: &ScenarioResult, figure: &str, old: &str, new: &str, change: Change) {
+        let regressed = change.is_regression();
+        self.regressions += usize::from(regressed);
+        let cell = match (change.cell(), regressed) {
+            (cell, false) => cell,
+            (cell, true) if cell.is_empty() => "**regression**".into(),
+            (cell, true) => format!("{cell} **regression**"),
+        };
+        writeln!(self.out, "| {} | {} | {figure} | {old} | {new} | {cell} |", n.scenario, n.mode).ok();
+    }
+
+    /// A row for a figure both runs have; none if either lacks it.
+    fn figure(&mut self, n: &ScenarioResult, figure: &str, old: Option<f64>, new: Option<f64>, better: Better) {
+        if let (Some(old), Some(new)) = (old, new) {
+            self.row(n, figure, &format!("{old:.2}"), &format!("{new:.2}"), Change::Figure { old, new, better });
+        }
+    }
+
+    /// A row of loss counts, written "a / b / …".
+    fn losses(&mut self, n: &ScenarioResult, figure: &str, old: &[u64], new: &[u64]) {
+        let show = |counts: &[u64]| counts.iter().map(u64::to_string).collect::<Vec<_>>().join(" / ");
+        self.row(n, figure, &show(old), &show(new), Change::Losses { old, new });
+    }
+}
+
 /// What changed between two runs: the headline latencies, availabilities and losses
 /// side by side, with regressions (more than 20 % worse, or any new loss) flagged.
 pub fn compare(old: &Results, new: &Results) -> String {
-    let mut out = String::new();
     let e = |r: &Results| {
         format!("{} ({} target, {} build)", r.environment.commit, r.environment.target, r.environment.build_profile)
     };
-    writeln!(out, "# Cascade: {} → {}\n", e(old), e(new)).ok();
-    writeln!(out, "| scenario | mode | figure | old | new | change |\n| --- | --- | --- | --- | --- | --- |").ok();
-    let mut regressions = 0;
+    let mut table = Comparison { out: String::new(), regressions: 0 };
+    writeln!(table.out, "# Cascade: {} → {}\n", e(old), e(new)).ok();
+    writeln!(table.out, "| scenario | mode | figure | old | new | change |\n| --- | --- | --- | --- | --- | --- |")
+        .ok();
     for n in &new.scenarios {
         let Some(o) = old.scenarios.iter().find(|o| (&o.scenario, &o.mode, o.round) == (&n.scenario, &n.mode, n.round))
         else {
             continue;
         };
-        let mut line = |figure: &str, old: Option<f64>, new: Option<f64>, lower_is_better: bool| {
-            let (Some(a), Some(b)) = (old, new) else { return };
-            let change = if a == 0.0 { 0.0 } else { (b - a) / a };
-            let worse = if a == 0.0 {
-                // From nothing, any growth of a cost is a regression.
-                lower_is_better && b > 0.0
-            } else if lower_is_better {
-                change > 0.2
-            } else {
-                change < -0.2
-            };
-            if worse {
-                regressions += 1;
-            }
-            writeln!(
-                out,
-                "| {} | {} | {figure} | {a:.2} | {b:.2} | {:+.0}%{} |",
-                n.scenario,
-                n.mode,
-                100.0 * change,
-                if worse { " **regression**" } else { "" }
-            )
-            .ok();
-        };
         let seq = |s: &ScenarioResult, f: fn(&crate::latency::Latencies) -> u64| {
             s.sequential.as_ref().map(|l| f(l) as f64 / 1000.0)
         };
-        line(
+        table.figure(
+            n,
             "sequential UserOrders p50 (ms)",
             seq(o, |l| l.user_orders.p50_us),
             seq(n, |l| l.user_orders.p50_us),
-            true,
+            Better::Lower,
         );
-        line(
+        table.figure(
+            n,
             "sequential PlaceOrder p50 (ms)",
             seq(o, |l| l.place_order.p50_us),
             seq(n, |l| l.place_order.p50_us),
-            true,
+            Better::Lower,
         );
         for (name, load) in &n.loads {
             if let Some(before) = o.loads.get(name) {
-                line(
+                table.figure(
+                    n,
                     &format!("{name}: p99 of successes (ms)"),
                     Some(before.all.p99_us as f64 / 1000.0),
                     Some(load.all.p99_us as f64 / 1000.0),
-                    true,
+                    Better::Lower,
                 );
                 // Only where both runs timed every request.
                 let all_p99 = |s: &bench::Summary| s.all_requests.as_ref().map(|a| a.p99_us as f64 / 1000.0);
-                line(&format!("{name}: p99 of all requests (ms)"), all_p99(&before.all), all_p99(&load.all), true);
-                line(
+                table.figure(
+                    n,
+                    &format!("{name}: p99 of all requests (ms)"),
+                    all_p99(&before.all),
+                    all_p99(&load.all),
+                    Better::Lower,
+                );
+                table.figure(
+                    n,
                     &format!("{name}: availability"),
                     Some(before.all.availability()),
                     Some(load.all.availability()),
-                    false,
+                    Better::Higher,
                 );
             }
         }
         if let (Some(a), Some(b)) = (&o.losses, &n.losses) {
-            if b.lost > a.lost
-                || b.phantom > a.phantom
-                || b.duplicated > a.duplicated
-                || b.dead_letters > a.dead_letters
-            {
-                regressions += 1;
-            }
-            writeln!(
-                out,
-                "| {} | {} | lost / phantom | {} / {} | {} / {} | {} |",
-                n.scenario,
-                n.mode,
-                a.lost,
-                a.phantom,
-                b.lost,
-                b.phantom,
-                if b.lost > a.lost || b.phantom > a.phantom { "**regression**" } else { "" }
-            )
-            .ok();
+            let counts =
+                |l: &crate::suite::Losses| [l.lost as u64, l.duplicated as u64, l.phantom as u64, l.dead_letters];
+            table.losses(n, "lost / duplicated / phantom / dead letters", &counts(a), &counts(b));
         }
         if let (Some(a), Some(b)) = (&o.soak, &n.soak) {
-            let figures = |k: &crate::suite::soak::Soak| {
+            let counts = |k: &crate::suite::soak::Soak| {
                 [k.lost as u64, k.duplicated as u64, k.phantom as u64, k.wrong as u64, k.dead_letters]
             };
-            let worse = figures(b).iter().zip(figures(a)).any(|(new, old)| *new > old);
-            if worse {
-                regressions += 1;
-            }
-            let show = |k: &crate::suite::soak::Soak| figures(k).map(|n| n.to_string()).join(" / ");
-            writeln!(
-                out,
-                "| {} | {} | soak lost / duplicated / phantom / wrong / dead letters | {} | {} | {} |",
-                n.scenario,
-                n.mode,
-                show(a),
-                show(b),
-                if worse { "**regression**" } else { "" }
-            )
-            .ok();
+            table.losses(n, "soak lost / duplicated / phantom / wrong / dead letters", &counts(a), &counts(b));
         }
     }
+    let Comparison { mut out, regressions } = table;
     writeln!(out, "\n{regressions} regression(s) flagged (20 % worse, or any new loss).").ok();
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_regression_rule_reads_a_cost_a_benefit_and_losses() {
+        let cost = |old, new| Change::Figure { old, new, better: Better::Lower }.is_regression();
+        let benefit = |old, new| Change::Figure { old, new, better: Better::Higher }.is_regression();
+        assert!(cost(1.0, 1.21) && !cost(1.0, 1.2) && !cost(1.0, 0.5));
+        assert!(cost(0.0, 0.01), "a cost that grew from nothing");
+        assert!(benefit(1.0, 0.79) && !benefit(1.0, 0.8) && !benefit(0.0, 0.0));
+        assert!(Change::Losses { old: &[0, 0], new: &[0, 1] }.is_regression());
+        assert!(!Change::Losses { old: &[2, 1], new: &[1, 1] }.is_regression());
+    }
+
+    /// The summary line counts exactly the rows it flags. Before, a duplicated order
+    /// counted in the summary while its row ("lost / phantom") showed no flag.
+    #[test]
+    fn the_summary_counts_the_rows_it_flags() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/results-old.json");
+        let old: Results = serde_json::from_slice(&std::fs::read(path).expect("fixture")).expect("fixture parses");
+        let mut new = old.clone();
+        let chaos = new.scenarios.iter_mut().find(|s| s.losses.is_some()).expect("a scenario with losses");
+        chaos.losses.as_mut().expect("losses").duplicated += 1;
+        let table = compare(&old, &new);
+        let flagged: Vec<&str> = table.lines().filter(|l| l.contains("**regression**")).collect();
+        assert_eq!(flagged.len(), 1, "{table}");
+        assert!(
+            flagged[0].contains("lost / duplicated / phantom / dead letters | 0 / 0 / 0 / 0 | 0 / 1 / 0 / 0 |"),
+            "{table}"
+        );
+        assert!(table.contains("\n1 regression(s) flagged"), "{table}");
+    }
 }
