@@ -150,7 +150,7 @@ pub async fn measure(
     // The independent client right after the lab's, with the same request counts.
     let (peer, peer_missing) = match peer(grpc, n as u64, saturated.scheduled).await {
         Ok(peer) => (Some(peer), None),
-        Err(reason) => (None, Some(reason)),
+        Err(reason) => (None, Some(reason.to_string())),
     };
     let (generator_ladder, generator_ceiling_per_s) =
         generator_ladder(&health, echo_64_in_flight_per_s, ceiling_time).await;
@@ -392,17 +392,15 @@ const HEALTH_CHECK_FRAME: [u8; 5] = [0, 0, 0, 0, 0];
 /// Runs h2load against the health check at `grpc`: `sequential` requests one at a time,
 /// then `in_flight` requests with 64 streams in flight, on one connection each time.
 /// `Err` is the reason it did not run (not installed, failed, unexpected output).
-pub async fn peer(grpc: std::net::SocketAddr, sequential: u64, in_flight: u64) -> Result<Peer, String> {
+pub async fn peer(grpc: std::net::SocketAddr, sequential: u64, in_flight: u64) -> Result<Peer, PeerError> {
     let version = match tokio::process::Command::new(PEER).arg("--version").output().await {
         Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).lines().next().unwrap_or("").to_owned(),
-        Ok(out) => return Err(format!("`{PEER} --version` exited with {}", out.status)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(format!("{PEER} not installed (Debian package nghttp2-client)"))
-        }
-        Err(e) => return Err(format!("cannot run {PEER}: {e}")),
+        Ok(out) => return Err(PeerError::Version(out.status)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(PeerError::NotInstalled),
+        Err(e) => return Err(PeerError::CannotRun(e)),
     };
-    let body = tempfile::NamedTempFile::new().map_err(|e| format!("request body file: {e}"))?;
-    std::fs::write(body.path(), HEALTH_CHECK_FRAME).map_err(|e| format!("request body file: {e}"))?;
+    let body = tempfile::NamedTempFile::new().map_err(PeerError::BodyFile)?;
+    std::fs::write(body.path(), HEALTH_CHECK_FRAME).map_err(PeerError::BodyFile)?;
     let run = |streams: u64, requests: u64| {
         let args: Vec<String> = vec![
             "-c1".into(),
@@ -425,19 +423,16 @@ pub async fn peer(grpc: std::net::SocketAddr, sequential: u64, in_flight: u64) -
                     .join(" ")
             );
             let child = tokio::process::Command::new(PEER).args(&args).kill_on_drop(true).output();
-            let out = tokio::time::timeout(PEER_TIMEOUT, child)
-                .await
-                .map_err(|_| format!("`{command}` did not finish in {} s", PEER_TIMEOUT.as_secs()))?
-                .map_err(|e| format!("`{command}`: {e}"))?;
-            let stdout = String::from_utf8_lossy(&out.stdout);
+            let out = match tokio::time::timeout(PEER_TIMEOUT, child).await {
+                Err(_) => return Err(PeerError::Timeout { command }),
+                Ok(Err(source)) => return Err(PeerError::Spawn { command, source }),
+                Ok(Ok(out)) => out,
+            };
             if !out.status.success() {
-                return Err(format!(
-                    "`{command}` exited with {}: {}",
-                    out.status,
-                    String::from_utf8_lossy(&out.stderr).trim()
-                ));
+                let stderr = String::from_utf8_lossy(&out.stderr).trim().to_owned();
+                return Err(PeerError::Failed { command, status: out.status, stderr });
             }
-            parse_h2load(&stdout, command).map_err(|e| format!("h2load output: {e}"))
+            Ok(parse_h2load(&String::from_utf8_lossy(&out.stdout), command)?)
         }
     };
     let sequential = run(1, sequential).await?;
@@ -447,6 +442,27 @@ pub async fn peer(grpc: std::net::SocketAddr, sequential: u64, in_flight: u64) -
 
 /// Longest an h2load run may take (a stalled server must not hang the floor).
 const PEER_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Why the independent client gave no figures; recorded as `Floor::peer_missing`.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    #[error("{PEER} not installed (Debian package nghttp2-client)")]
+    NotInstalled,
+    #[error("`{PEER} --version` exited with {0}")]
+    Version(std::process::ExitStatus),
+    #[error("cannot run {PEER}: {0}")]
+    CannotRun(std::io::Error),
+    #[error("request body file: {0}")]
+    BodyFile(std::io::Error),
+    #[error("`{command}` did not finish in {} s", PEER_TIMEOUT.as_secs())]
+    Timeout { command: String },
+    #[error("`{command}`: {source}")]
+    Spawn { command: String, source: std::io::Error },
+    #[error("`{command}` exited with {status}: {stderr}")]
+    Failed { command: String, status: std::process::ExitStatus, stderr: String },
+    #[error("h2load output: {0}")]
+    Output(#[from] H2loadOutputError),
+}
 
 /// What was unexpected in h2load's output.
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -634,6 +650,17 @@ req/s           :    1470.64     1470.64     1470.64        0.00   100.00%
             Err(H2loadOutputError::Unreadable { what: "req/s", .. })
         ));
         assert_eq!(parse_h2load("", String::new()), Err(H2loadOutputError::MissingLine("finished in")));
+    }
+
+    /// The reasons are recorded as `peer_missing`: their words stay those of the
+    /// results already written.
+    #[test]
+    fn why_the_peer_did_not_run_reads_as_before() {
+        assert_eq!(PeerError::NotInstalled.to_string(), "h2load not installed (Debian package nghttp2-client)");
+        let output = PeerError::from(H2loadOutputError::MissingLine("finished in"));
+        assert_eq!(output.to_string(), "h2load output: no line starting \"finished in\"");
+        let timeout = PeerError::Timeout { command: "h2load -c1".into() };
+        assert_eq!(timeout.to_string(), "`h2load -c1` did not finish in 120 s");
     }
 
     #[test]
