@@ -4,6 +4,7 @@
 //! --compare OLD NEW` shows what changed.
 
 pub mod charts;
+pub mod format;
 pub mod verdicts;
 
 use std::{
@@ -14,25 +15,7 @@ use std::{
 use common::config::Mode;
 
 use crate::suite::{probe, Results, Scenario, ScenarioResult};
-
-fn ms(us: u64) -> String {
-    format!("{:.2}", us as f64 / 1000.0)
-}
-
-/// A share in percent with enough digits that a small one does not read as 0 (0.9 %
-/// stays 0.90 %, 0.004 % stays 0.0040 %); exactly 0 is "0%".
-pub fn percent(share: f64) -> String {
-    let p = 100.0 * share;
-    if p == 0.0 {
-        "0%".into()
-    } else if p >= 10.0 {
-        format!("{p:.1}%")
-    } else {
-        // Two significant digits below 10 %.
-        let digits = (1 - p.log10().floor() as i32).max(1) as usize;
-        format!("{p:.digits$}%")
-    }
-}
+use format::{ms_value, percent, percent_one_decimal};
 
 /// A rendered report: Markdown, HTML, and the charts as (file name, SVG).
 pub struct Rendered {
@@ -247,7 +230,7 @@ fn document(r: &Results) -> Vec<Block> {
     if let Some(f) = &r.floor {
         d.push(Para(format!(
             "Floor, same run (p50): loopback TCP round trip {} ms, one gRPC hop {} ms, JetStream publish+ack {} ms, delivery to a consumer {} ms, sled insert+flush {} ms, two-tree transaction+flush {} ms ({}). Load generator: a bare echo takes {:.0} requests/s from 64 closed-loop clients; the open loop kept its schedule up to {:.0}/s against it (it shares the 2 cores with the server), and {:.0}/s against a no-op.",
-            ms(f.tcp_rtt.p50_us), ms(f.grpc_echo.p50_us), ms(f.js_publish_ack.p50_us), ms(f.js_delivery.p50_us), ms(f.sled_flush.p50_us), ms(f.sled_txn2_flush.p50_us),
+            ms_value(f.tcp_rtt.p50_us), ms_value(f.grpc_echo.p50_us), ms_value(f.js_publish_ack.p50_us), ms_value(f.js_delivery.p50_us), ms_value(f.sled_flush.p50_us), ms_value(f.sled_txn2_flush.p50_us),
             f.sled_filesystem.as_ref().map_or_else(|| "filesystem not recorded".to_owned(), |fs| format!("in the run dir: {fs}")),
             f.echo_64_in_flight_per_s, f.generator_ceiling_per_s, f.generator_noop.ok_per_s
         )));
@@ -289,24 +272,24 @@ fn run_order(r: &Results) -> String {
 /// The headline figures of one scenario run, in ms or requests/s, for the spread
 /// across rounds.
 fn headlines(s: &ScenarioResult) -> Vec<(String, f64)> {
-    let ms = |us: u64| us as f64 / 1000.0;
+    let in_ms = |us: u64| us as f64 / 1000.0;
     let mut h = Vec::new();
     if let Some(l) = &s.sequential {
-        h.push(("sequential UserOrders p50 (ms)".to_string(), ms(l.user_orders.p50_us)));
-        h.push(("sequential PlaceOrder p50 (ms)".to_string(), ms(l.place_order.p50_us)));
+        h.push(("sequential UserOrders p50 (ms)".to_string(), in_ms(l.user_orders.p50_us)));
+        h.push(("sequential PlaceOrder p50 (ms)".to_string(), in_ms(l.place_order.p50_us)));
         if let Some(p) = &l.propagation {
-            h.push(("sequential staleness p50 (ms)".to_string(), ms(p.p50_us)));
+            h.push(("sequential staleness p50 (ms)".to_string(), in_ms(p.p50_us)));
         }
     }
     if let Some(st) = &s.staleness {
-        h.push(("staleness probe p50 (ms)".to_string(), ms(st.visible.p50_us)));
-        h.push(("staleness probe p99 (ms)".to_string(), ms(st.visible.p99_us)));
+        h.push(("staleness probe p50 (ms)".to_string(), in_ms(st.visible.p50_us)));
+        h.push(("staleness probe p99 (ms)".to_string(), in_ms(st.visible.p99_us)));
     }
     for (name, l) in &s.loads {
         h.push((format!("{name}: OK/s"), l.ok_per_s));
         if let Some(o) = l.ops.get("UserOrders") {
-            h.push((format!("{name}: UserOrders p50 (ms)"), ms(o.p50_us)));
-            h.push((format!("{name}: UserOrders p99 (ms)"), ms(o.p99_us)));
+            h.push((format!("{name}: UserOrders p50 (ms)"), in_ms(o.p50_us)));
+            h.push((format!("{name}: UserOrders p99 (ms)"), in_ms(o.p99_us)));
         }
     }
     let p50 = |load: &str| s.loads.get(load)?.ops.get("UserOrders").map(|o| o.p50_us as i64);
@@ -362,10 +345,14 @@ fn figures(modes: &[(&str, &ScenarioResult)]) -> Vec<Vec<String>> {
         }
     };
     row("sequential UserOrders p50 / p99 (ms)", &|s| {
-        s.sequential.as_ref().map(|l| format!("{} / {}", ms(l.user_orders.p50_us), ms(l.user_orders.p99_us)))
+        s.sequential
+            .as_ref()
+            .map(|l| format!("{} / {}", ms_value(l.user_orders.p50_us), ms_value(l.user_orders.p99_us)))
     });
     row("sequential PlaceOrder p50 / p99 (ms)", &|s| {
-        s.sequential.as_ref().map(|l| format!("{} / {}", ms(l.place_order.p50_us), ms(l.place_order.p99_us)))
+        s.sequential
+            .as_ref()
+            .map(|l| format!("{} / {}", ms_value(l.place_order.p50_us), ms_value(l.place_order.p99_us)))
     });
     row("create-then-use: first order refused (FAILED_PRECONDITION), of the users just created", &|s| {
         s.create_then_use
@@ -373,7 +360,9 @@ fn figures(modes: &[(&str, &ScenarioResult)]) -> Vec<Vec<String>> {
             .map(|c| format!("{} ({} of {})", percent(c.refused_share()), c.refused_first, c.users_created))
     });
     row("create-then-use: user acknowledged → order accepted p50 / p99 (ms), retries included", &|s| {
-        s.create_then_use.as_ref().map(|c| format!("{} / {}", ms(c.until_accepted.p50_us), ms(c.until_accepted.p99_us)))
+        s.create_then_use
+            .as_ref()
+            .map(|c| format!("{} / {}", ms_value(c.until_accepted.p50_us), ms_value(c.until_accepted.p99_us)))
     });
     row("create-then-use: accepted within the retry budget (first wait, doubling; most waited)", &|s| {
         s.create_then_use.as_ref().map(|c| {
@@ -387,7 +376,7 @@ fn figures(modes: &[(&str, &ScenarioResult)]) -> Vec<Vec<String>> {
             )
         })
     });
-    row("latency added in front of the slowed dependency (ms)", &|s| s.added_latency_us.map(ms));
+    row("latency added in front of the slowed dependency (ms)", &|s| s.added_latency_us.map(ms_value));
     row("faults carried out; of them, with writes in flight when they took effect", &|s| {
         let done: Vec<_> =
             s.faults.iter().filter(|e| e.fault.is_some() && e.result == crate::suite::scenarios::OK).collect();
@@ -401,7 +390,7 @@ fn figures(modes: &[(&str, &ScenarioResult)]) -> Vec<Vec<String>> {
         })
     });
     row("sequential staleness: ack → first read showing it sent, p50 / p99 (ms)", &|s| {
-        s.sequential.as_ref()?.propagation.as_ref().map(|p| format!("{} / {}", ms(p.p50_us), ms(p.p99_us)))
+        s.sequential.as_ref()?.propagation.as_ref().map(|p| format!("{} / {}", ms_value(p.p50_us), ms_value(p.p99_us)))
     });
     let mut loads: Vec<String> = modes.iter().flat_map(|(_, s)| s.loads.keys().cloned()).collect();
     loads.sort_by_key(|k| {
@@ -412,21 +401,31 @@ fn figures(modes: &[(&str, &ScenarioResult)]) -> Vec<Vec<String>> {
         row(&format!("{name}: OK/s"), &|s| s.loads.get(name).map(|l| format!("{:.0}", l.ok_per_s)));
         for op in ["UserOrders", "PlaceOrder"] {
             row(&format!("{name}: {op} p50 / p99 / p99.9 / max (ms), successes only"), &|s| {
-                s.loads
-                    .get(name)?
-                    .ops
-                    .get(op)
-                    .map(|o| format!("{} / {} / {} / {}", ms(o.p50_us), ms(o.p99_us), ms(o.p999_us), ms(o.max_us)))
+                s.loads.get(name)?.ops.get(op).map(|o| {
+                    format!(
+                        "{} / {} / {} / {}",
+                        ms_value(o.p50_us),
+                        ms_value(o.p99_us),
+                        ms_value(o.p999_us),
+                        ms_value(o.max_us)
+                    )
+                })
             });
             row(
                 &format!("{name}: {op} p50 / p99 / p99.9 / max (ms), all requests (failures at their elapsed time)"),
                 &|s| {
                     let a = s.loads.get(name)?.ops.get(op)?.all_requests.as_ref()?;
-                    Some(format!("{} / {} / {} / {}", ms(a.p50_us), ms(a.p99_us), ms(a.p999_us), ms(a.max_us)))
+                    Some(format!(
+                        "{} / {} / {} / {}",
+                        ms_value(a.p50_us),
+                        ms_value(a.p99_us),
+                        ms_value(a.p999_us),
+                        ms_value(a.max_us)
+                    ))
                 },
             );
             row(&format!("{name}: {op} availability"), &|s| {
-                s.loads.get(name)?.ops.get(op).map(|o| format!("{:.1}%", 100.0 * o.availability()))
+                s.loads.get(name)?.ops.get(op).map(|o| percent_one_decimal(o.availability()))
             });
         }
         row(&format!("{name}: errors"), &|s| {
@@ -437,16 +436,17 @@ fn figures(modes: &[(&str, &ScenarioResult)]) -> Vec<Vec<String>> {
         });
         row(&format!("{name}: failures took p50 / max (ms)"), &|s| {
             let l = s.loads.get(name)?;
-            (l.all.ok < l.all.attempted).then(|| format!("{} / {}", ms(l.all.failed_p50_us), ms(l.all.failed_max_us)))
+            (l.all.ok < l.all.attempted)
+                .then(|| format!("{} / {}", ms_value(l.all.failed_p50_us), ms_value(l.all.failed_max_us)))
         });
         row(&format!("{name}: most in flight"), &|s| s.loads.get(name).map(|l| l.max_in_flight.to_string()));
         row(&format!("{name}: generator send lag p50 / p99 / max (ms); sent > 1 ms late"), &|s| {
             let l = s.loads.get(name).filter(|l| l.kind == "open")?;
             Some(format!(
                 "{} / {} / {}; {} ({} of {})",
-                ms(l.send_lag.p50_us),
-                ms(l.send_lag.p99_us),
-                ms(l.send_lag.max_us),
+                ms_value(l.send_lag.p50_us),
+                ms_value(l.send_lag.p99_us),
+                ms_value(l.send_lag.max_us),
                 percent(l.late_share()),
                 l.send_lag.late_over_1ms,
                 l.scheduled
@@ -455,7 +455,7 @@ fn figures(modes: &[(&str, &ScenarioResult)]) -> Vec<Vec<String>> {
     }
     row("availability while the first fault lasted", &|s| {
         let (from, to, what) = verdicts::fault_windows(s).into_iter().next()?;
-        verdicts::availability_between(s, from, to).map(|a| format!("{:.1}% ({what})", 100.0 * a))
+        verdicts::availability_between(s, from, to).map(|a| format!("{} ({what})", percent_one_decimal(a)))
     });
     row(&format!("staleness p50 / p99 (ms): {}", probe::Measure::FirstReadSent.label()), &|s| {
         s.staleness.as_ref().map(|st| {
@@ -463,12 +463,12 @@ fn figures(modes: &[(&str, &ScenarioResult)]) -> Vec<Vec<String>> {
                 probe::Measure::FirstReadSent => String::new(),
                 old => format!(" (older file: {})", old.label()),
             };
-            format!("{} / {}{old}", ms(st.visible.p50_us), ms(st.visible.p99_us))
+            format!("{} / {}{old}", ms_value(st.visible.p50_us), ms_value(st.visible.p99_us))
         })
     });
     row("staleness resolution p50 / p99 (ms): last read that did not show it → first that did", &|s| {
         let r = s.staleness.as_ref()?.resolution.as_ref()?;
-        Some(format!("{} / {}", ms(r.p50_us), ms(r.p99_us)))
+        Some(format!("{} / {}", ms_value(r.p50_us), ms_value(r.p99_us)))
     });
     row("probes stale on their first read / visible; reads per probe mean, max; reads failed", &|s| {
         let st = s.staleness.as_ref()?;
@@ -741,133 +741,188 @@ pub fn write(r: &Results, dir: &Path) -> std::io::Result<(PathBuf, PathBuf)> {
     Ok((md, html))
 }
 
+/// How much worse a figure may get before it is flagged: 20 %.
+const REGRESSION_SHARE: f64 = 0.2;
+
+/// Which way a compared figure improves.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Better {
+    /// A cost: latency.
+    Lower,
+    /// A benefit: availability.
+    Higher,
+}
+
+/// The one rule for "regression", behind both a row's flag and the count in the
+/// summary line (see [`Comparison::row`]): a figure more than 20 % worse (from 0, any
+/// growth of a cost), or any count of losses that grew.
+enum Change<'a> {
+    Figure { old: f64, new: f64, better: Better },
+    Losses { old: &'a [u64], new: &'a [u64] },
+}
+
+impl Change<'_> {
+    fn is_regression(&self) -> bool {
+        match *self {
+            // From nothing, any growth of a cost is a regression.
+            Change::Figure { old: 0.0, new, better } => better == Better::Lower && new > 0.0,
+            Change::Figure { old, new, better: Better::Lower } => (new - old) / old > REGRESSION_SHARE,
+            Change::Figure { old, new, better: Better::Higher } => (new - old) / old < -REGRESSION_SHARE,
+            Change::Losses { old, new } => new.iter().zip(old).any(|(new, old)| new > old),
+        }
+    }
+
+    /// The "change" cell: the relative change of a figure (0 from 0), nothing for counts.
+    fn cell(&self) -> String {
+        match *self {
+            Change::Figure { old, new, .. } => {
+                format!("{:+.0}%", if old == 0.0 { 0.0 } else { 100.0 * (new - old) / old })
+            }
+            Change::Losses { .. } => String::new(),
+        }
+    }
+}
+
+/// The compare table being written, and how many of its rows it flagged.
+struct Comparison {
+    out: String,
+    regressions: usize,
+}
+
+impl Comparison {
+    /// One row; flagged, and counted, exactly when its change is a regression.
+    fn row(&mut self, n: &ScenarioResult, figure: &str, old: &str, new: &str, change: Change) {
+        let regressed = change.is_regression();
+        self.regressions += usize::from(regressed);
+        let cell = match (change.cell(), regressed) {
+            (cell, false) => cell,
+            (cell, true) if cell.is_empty() => "**regression**".into(),
+            (cell, true) => format!("{cell} **regression**"),
+        };
+        writeln!(self.out, "| {} | {} | {figure} | {old} | {new} | {cell} |", n.scenario, n.mode).ok();
+    }
+
+    /// A row for a figure both runs have; none if either lacks it.
+    fn figure(&mut self, n: &ScenarioResult, figure: &str, old: Option<f64>, new: Option<f64>, better: Better) {
+        if let (Some(old), Some(new)) = (old, new) {
+            self.row(n, figure, &format!("{old:.2}"), &format!("{new:.2}"), Change::Figure { old, new, better });
+        }
+    }
+
+    /// A row of loss counts, written "a / b / …".
+    fn losses(&mut self, n: &ScenarioResult, figure: &str, old: &[u64], new: &[u64]) {
+        let show = |counts: &[u64]| counts.iter().map(u64::to_string).collect::<Vec<_>>().join(" / ");
+        self.row(n, figure, &show(old), &show(new), Change::Losses { old, new });
+    }
+}
+
 /// What changed between two runs: the headline latencies, availabilities and losses
 /// side by side, with regressions (more than 20 % worse, or any new loss) flagged.
 pub fn compare(old: &Results, new: &Results) -> String {
-    let mut out = String::new();
     let e = |r: &Results| {
         format!("{} ({} target, {} build)", r.environment.commit, r.environment.target, r.environment.build_profile)
     };
-    writeln!(out, "# Cascade: {} → {}\n", e(old), e(new)).ok();
-    writeln!(out, "| scenario | mode | figure | old | new | change |\n| --- | --- | --- | --- | --- | --- |").ok();
-    let mut regressions = 0;
+    let mut table = Comparison { out: String::new(), regressions: 0 };
+    writeln!(table.out, "# Cascade: {} → {}\n", e(old), e(new)).ok();
+    writeln!(table.out, "| scenario | mode | figure | old | new | change |\n| --- | --- | --- | --- | --- | --- |")
+        .ok();
     for n in &new.scenarios {
         let Some(o) = old.scenarios.iter().find(|o| (&o.scenario, &o.mode, o.round) == (&n.scenario, &n.mode, n.round))
         else {
             continue;
         };
-        let mut line = |figure: &str, old: Option<f64>, new: Option<f64>, lower_is_better: bool| {
-            let (Some(a), Some(b)) = (old, new) else { return };
-            let change = if a == 0.0 { 0.0 } else { (b - a) / a };
-            let worse = if a == 0.0 {
-                // From nothing, any growth of a cost is a regression.
-                lower_is_better && b > 0.0
-            } else if lower_is_better {
-                change > 0.2
-            } else {
-                change < -0.2
-            };
-            if worse {
-                regressions += 1;
-            }
-            writeln!(
-                out,
-                "| {} | {} | {figure} | {a:.2} | {b:.2} | {:+.0}%{} |",
-                n.scenario,
-                n.mode,
-                100.0 * change,
-                if worse { " **regression**" } else { "" }
-            )
-            .ok();
-        };
         let seq = |s: &ScenarioResult, f: fn(&crate::latency::Latencies) -> u64| {
             s.sequential.as_ref().map(|l| f(l) as f64 / 1000.0)
         };
-        line(
+        table.figure(
+            n,
             "sequential UserOrders p50 (ms)",
             seq(o, |l| l.user_orders.p50_us),
             seq(n, |l| l.user_orders.p50_us),
-            true,
+            Better::Lower,
         );
-        line(
+        table.figure(
+            n,
             "sequential PlaceOrder p50 (ms)",
             seq(o, |l| l.place_order.p50_us),
             seq(n, |l| l.place_order.p50_us),
-            true,
+            Better::Lower,
         );
         for (name, load) in &n.loads {
             if let Some(before) = o.loads.get(name) {
-                line(
+                table.figure(
+                    n,
                     &format!("{name}: p99 of successes (ms)"),
                     Some(before.all.p99_us as f64 / 1000.0),
                     Some(load.all.p99_us as f64 / 1000.0),
-                    true,
+                    Better::Lower,
                 );
                 // Only where both runs timed every request.
                 let all_p99 = |s: &bench::Summary| s.all_requests.as_ref().map(|a| a.p99_us as f64 / 1000.0);
-                line(&format!("{name}: p99 of all requests (ms)"), all_p99(&before.all), all_p99(&load.all), true);
-                line(
+                table.figure(
+                    n,
+                    &format!("{name}: p99 of all requests (ms)"),
+                    all_p99(&before.all),
+                    all_p99(&load.all),
+                    Better::Lower,
+                );
+                table.figure(
+                    n,
                     &format!("{name}: availability"),
                     Some(before.all.availability()),
                     Some(load.all.availability()),
-                    false,
+                    Better::Higher,
                 );
             }
         }
         if let (Some(a), Some(b)) = (&o.losses, &n.losses) {
-            if b.lost > a.lost
-                || b.phantom > a.phantom
-                || b.duplicated > a.duplicated
-                || b.dead_letters > a.dead_letters
-            {
-                regressions += 1;
-            }
-            writeln!(
-                out,
-                "| {} | {} | lost / phantom | {} / {} | {} / {} | {} |",
-                n.scenario,
-                n.mode,
-                a.lost,
-                a.phantom,
-                b.lost,
-                b.phantom,
-                if b.lost > a.lost || b.phantom > a.phantom { "**regression**" } else { "" }
-            )
-            .ok();
+            let counts =
+                |l: &crate::suite::Losses| [l.lost as u64, l.duplicated as u64, l.phantom as u64, l.dead_letters];
+            table.losses(n, "lost / duplicated / phantom / dead letters", &counts(a), &counts(b));
         }
         if let (Some(a), Some(b)) = (&o.soak, &n.soak) {
-            let figures = |k: &crate::suite::soak::Soak| {
+            let counts = |k: &crate::suite::soak::Soak| {
                 [k.lost as u64, k.duplicated as u64, k.phantom as u64, k.wrong as u64, k.dead_letters]
             };
-            let worse = figures(b).iter().zip(figures(a)).any(|(new, old)| *new > old);
-            if worse {
-                regressions += 1;
-            }
-            let show = |k: &crate::suite::soak::Soak| figures(k).map(|n| n.to_string()).join(" / ");
-            writeln!(
-                out,
-                "| {} | {} | soak lost / duplicated / phantom / wrong / dead letters | {} | {} | {} |",
-                n.scenario,
-                n.mode,
-                show(a),
-                show(b),
-                if worse { "**regression**" } else { "" }
-            )
-            .ok();
+            table.losses(n, "soak lost / duplicated / phantom / wrong / dead letters", &counts(a), &counts(b));
         }
     }
+    let Comparison { mut out, regressions } = table;
     writeln!(out, "\n{regressions} regression(s) flagged (20 % worse, or any new loss).").ok();
     out
 }
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
-    fn small_shares_keep_their_digits() {
-        assert_eq!(super::percent(0.0), "0%");
-        assert_eq!(super::percent(0.009), "0.90%");
-        assert_eq!(super::percent(0.00004), "0.0040%");
-        assert_eq!(super::percent(0.033), "3.3%");
-        assert_eq!(super::percent(0.95), "95.0%");
+    fn the_regression_rule_reads_a_cost_a_benefit_and_losses() {
+        let cost = |old, new| Change::Figure { old, new, better: Better::Lower }.is_regression();
+        let benefit = |old, new| Change::Figure { old, new, better: Better::Higher }.is_regression();
+        assert!(cost(1.0, 1.21) && !cost(1.0, 1.2) && !cost(1.0, 0.5));
+        assert!(cost(0.0, 0.01), "a cost that grew from nothing");
+        assert!(benefit(1.0, 0.79) && !benefit(1.0, 0.8) && !benefit(0.0, 0.0));
+        assert!(Change::Losses { old: &[0, 0], new: &[0, 1] }.is_regression());
+        assert!(!Change::Losses { old: &[2, 1], new: &[1, 1] }.is_regression());
+    }
+
+    /// The summary line counts exactly the rows it flags. Before, a duplicated order
+    /// counted in the summary while its row ("lost / phantom") showed no flag.
+    #[test]
+    fn the_summary_counts_the_rows_it_flags() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/results-old.json");
+        let old: Results = serde_json::from_slice(&std::fs::read(path).expect("fixture")).expect("fixture parses");
+        let mut new = old.clone();
+        let chaos = new.scenarios.iter_mut().find(|s| s.losses.is_some()).expect("a scenario with losses");
+        chaos.losses.as_mut().expect("losses").duplicated += 1;
+        let table = compare(&old, &new);
+        let flagged: Vec<&str> = table.lines().filter(|l| l.contains("**regression**")).collect();
+        assert_eq!(flagged.len(), 1, "{table}");
+        assert!(
+            flagged[0].contains("lost / duplicated / phantom / dead letters | 0 / 0 / 0 / 0 | 0 / 1 / 0 / 0 |"),
+            "{table}"
+        );
+        assert!(table.contains("\n1 regression(s) flagged"), "{table}");
     }
 }

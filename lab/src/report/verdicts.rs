@@ -4,7 +4,11 @@
 
 use common::config::Mode;
 
-use crate::suite::{Results, Scenario, ScenarioResult};
+use super::format::{ms_rounded, ms_signed, percent_one_decimal};
+use crate::{
+    latency::CreateThenUse,
+    suite::{Results, Scenario, ScenarioResult},
+};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Verdict {
@@ -39,18 +43,6 @@ pub struct Claim {
     pub verdict: Verdict,
     /// One sentence with the numbers.
     pub sentence: String,
-}
-
-fn pct(x: f64) -> String {
-    format!("{:.1}%", 100.0 * x)
-}
-
-fn ms(us: f64) -> String {
-    if us >= 10_000.0 {
-        format!("{:.0} ms", us / 1000.0)
-    } else {
-        format!("{:.2} ms", us / 1000.0)
-    }
 }
 
 /// The window in which `target` was down (from its kill/pause to its restart/resume),
@@ -96,41 +88,65 @@ fn first_window_availability(s: &ScenarioResult) -> Option<(f64, String, u64)> {
     Some((availability_between(s, from, to)?, what, to - from))
 }
 
+/// Every claim, in the order of the notes; each judged by its own function.
 pub fn judge(r: &Results) -> Vec<Claim> {
-    let mut claims = Vec::new();
+    vec![
+        sync_fails_whole(r),
+        sync_as_slow_as_slowest_hop(r),
+        sync_web_of_requests(r),
+        async_query_independent_and_fast(r),
+        duplication(r),
+        sync_asker_needs_no_database(r),
+        async_harder_to_understand(r),
+        never_lost(r),
+        bus_request_reply_is_sync(),
+    ]
+}
 
-    // 1. A failing dependency fails the whole sync request.
+/// UserOrders' p50 of `mode`'s sequential run in the steady scenario, in µs.
+fn sequential_user_orders_p50(r: &Results, mode: Mode) -> Option<f64> {
+    r.scenario(Scenario::Steady, mode)?.sequential.as_ref().map(|l| l.user_orders.p50_us as f64)
+}
+
+/// A failing dependency fails the whole sync request.
+fn sync_fails_whole(r: &Results) -> Claim {
+    const CLAIM: &str = "sync: if any inter-service request fails, the whole request fails";
     let (ks, ka) =
         (r.scenario(Scenario::KillDependency, Mode::Sync), r.scenario(Scenario::KillDependency, Mode::Async));
-    claims.push(match (ks.and_then(first_window_availability), ka.and_then(first_window_availability)) {
-        (Some((s, what, len)), Some((a, _, _))) => {
-            let reads = |x: Option<&ScenarioResult>| x.and_then(|x| x.loads.get("run")?.ops.get("UserOrders").map(|o| o.availability()));
-            Claim {
-                claim: "sync: if any inter-service request fails, the whole request fails",
-                evidence: Scenario::KillDependency.to_string(),
-                sync: format!("{} served while {what}", pct(s)),
-                r#async: format!("{} served", pct(a)),
-                verdict: if s <= 0.2 && a >= 0.95 {
-                    Verdict::Confirmed
-                } else if s >= 0.95 {
-                    Verdict::Refuted
-                } else {
-                    Verdict::Inconclusive("the modes did not separate clearly".into())
-                },
-                sentence: format!(
-                    "While {what} for {:.1} s, sync served {} of all requests (UpdatePrice, which needs no other service, is what got through) and async {}; over the whole run UserOrders succeeded {} (sync) vs {} (async).",
-                    len as f64 / 1000.0,
-                    pct(s),
-                    pct(a),
-                    reads(ks).map_or("-".into(), pct),
-                    reads(ka).map_or("-".into(), pct)
-                ),
-            }
-        }
-        _ => missing("sync: if any inter-service request fails, the whole request fails", Scenario::KillDependency),
-    });
+    let Some(((s, what, len), (a, _, _))) =
+        ks.and_then(first_window_availability).zip(ka.and_then(first_window_availability))
+    else {
+        return missing(CLAIM, Scenario::KillDependency);
+    };
+    let reads = |x: Option<&ScenarioResult>| {
+        x.and_then(|x| x.loads.get("run")?.ops.get("UserOrders").map(|o| o.availability()))
+    };
+    Claim {
+        claim: CLAIM,
+        evidence: Scenario::KillDependency.to_string(),
+        sync: format!("{} served while {what}", percent_one_decimal(s)),
+        r#async: format!("{} served", percent_one_decimal(a)),
+        verdict: if s <= 0.2 && a >= 0.95 {
+            Verdict::Confirmed
+        } else if s >= 0.95 {
+            Verdict::Refuted
+        } else {
+            Verdict::Inconclusive("the modes did not separate clearly".into())
+        },
+        sentence: format!(
+            "While {what} for {:.1} s, sync served {} of all requests (UpdatePrice, which needs no other service, is what got through) and async {}; over the whole run UserOrders succeeded {} (sync) vs {} (async).",
+            len as f64 / 1000.0,
+            percent_one_decimal(s),
+            percent_one_decimal(a),
+            reads(ks).map_or("-".into(), percent_one_decimal),
+            reads(ka).map_or("-".into(), percent_one_decimal)
+        ),
+    }
+}
 
-    // 2. A request is only as fast as its slowest hop.
+/// A request is only as fast as its slowest hop.
+fn sync_as_slow_as_slowest_hop(r: &Results) -> Claim {
+    const CLAIM: &str = "sync: a request is only as fast as its slowest hop";
     let delta = |mode: Mode| {
         let s = r.scenario(Scenario::SlowDependency, mode)?;
         let p50 = |phase: &str| s.loads.get(phase)?.ops.get("UserOrders").map(|o| o.p50_us as f64);
@@ -138,17 +154,17 @@ pub fn judge(r: &Results) -> Vec<Claim> {
     };
     // What the proxy added, as the run recorded it.
     let added = r.scenario(Scenario::SlowDependency, Mode::Sync).and_then(|s| s.added_latency_us).map(|us| us as f64);
-    claims.push(match (delta(Mode::Sync), delta(Mode::Async), added) {
+    match (delta(Mode::Sync), delta(Mode::Async), added) {
         (Some(_), Some(_), None) => Claim {
             verdict: Verdict::Inconclusive("the latency added is not in these results".into()),
             sentence: "The latency the proxy added was not recorded in these results, so the rise cannot be compared with it.".into(),
-            ..missing("sync: a request is only as fast as its slowest hop", Scenario::SlowDependency)
+            ..missing(CLAIM, Scenario::SlowDependency)
         },
         (Some(s), Some(a), Some(added)) => Claim {
-            claim: "sync: a request is only as fast as its slowest hop",
+            claim: CLAIM,
             evidence: Scenario::SlowDependency.to_string(),
-            sync: format!("UserOrders p50 +{}", ms(s)),
-            r#async: format!("UserOrders p50 {:+.2} ms", a / 1000.0),
+            sync: format!("UserOrders p50 +{}", ms_rounded(s)),
+            r#async: format!("UserOrders p50 {}", ms_signed(a)),
             verdict: if s >= 0.8 * added && a.abs() < 0.2 * added {
                 Verdict::Confirmed
             } else if s < 0.2 * added {
@@ -157,77 +173,82 @@ pub fn judge(r: &Results) -> Vec<Claim> {
                 Verdict::Inconclusive("the added latency only partly reached sync".into())
             },
             sentence: format!(
-                "With {} added in front of products, sync UserOrders p50 rose by {} ({:.0}% of it); async changed by {:+.2} ms.",
-                ms(added),
-                ms(s),
+                "With {} added in front of products, sync UserOrders p50 rose by {} ({:.0}% of it); async changed by {}.",
+                ms_rounded(added),
+                ms_rounded(s),
                 100.0 * s / added,
-                a / 1000.0
+                ms_signed(a)
             ),
         },
-        _ => missing("sync: a request is only as fast as its slowest hop", Scenario::SlowDependency),
-    });
+        _ => missing(CLAIM, Scenario::SlowDependency),
+    }
+}
 
-    // 3. A web of requests.
+/// A web of requests: inter-service calls per client request, counted by the services.
+fn sync_web_of_requests(r: &Results) -> Claim {
+    const CLAIM: &str = "sync: a web of requests grows";
     let rpcs =
         |mode: Mode, op: &str| r.scenario(Scenario::FanOut, mode)?.fanout.as_ref()?.rpcs_per_request.get(op).copied();
-    claims.push(match (rpcs(Mode::Sync, "UserOrders"), rpcs(Mode::Async, "UserOrders"), rpcs(Mode::Sync, "PlaceOrder")) {
-        (Some(s), Some(a), Some(sp)) => {
-            let echo = r.floor.as_ref().map(|f| f.grpc_echo.p50_us as f64);
-            let seq = |mode: Mode| r.scenario(Scenario::Steady, mode)?.sequential.as_ref().map(|l| l.user_orders.p50_us as f64);
-            let depth = match (seq(Mode::Sync), echo) {
-                (Some(p), Some(e)) if e > 0.0 => format!(" Sync UserOrders took {:.1} gRPC echoes ({}).", p / e, ms(p)),
-                _ => String::new(),
-            };
-            Claim {
-                claim: "sync: a web of requests grows",
-                evidence: Scenario::FanOut.to_string(),
-                sync: format!("{s:.1} RPCs per UserOrders, {sp:.1} per PlaceOrder"),
-                r#async: format!("{a:.1} RPCs per UserOrders"),
-                verdict: if s >= 2.0 && s > a { Verdict::Confirmed } else { Verdict::Refuted },
-                sentence: format!("Counted in the services: each sync UserOrders made {s:.1} inter-service calls and each PlaceOrder {sp:.1}; async made {a:.1}.{depth}"),
-            }
-        }
-        _ => missing("sync: a web of requests grows", Scenario::FanOut),
-    });
+    let (Some(s), Some(a), Some(sp)) =
+        (rpcs(Mode::Sync, "UserOrders"), rpcs(Mode::Async, "UserOrders"), rpcs(Mode::Sync, "PlaceOrder"))
+    else {
+        return missing(CLAIM, Scenario::FanOut);
+    };
+    let echo = r.floor.as_ref().map(|f| f.grpc_echo.p50_us as f64);
+    let depth = match (sequential_user_orders_p50(r, Mode::Sync), echo) {
+        (Some(p), Some(e)) if e > 0.0 => format!(" Sync UserOrders took {:.1} gRPC echoes ({}).", p / e, ms_rounded(p)),
+        _ => String::new(),
+    };
+    Claim {
+        claim: CLAIM,
+        evidence: Scenario::FanOut.to_string(),
+        sync: format!("{s:.1} RPCs per UserOrders, {sp:.1} per PlaceOrder"),
+        r#async: format!("{a:.1} RPCs per UserOrders"),
+        verdict: if s >= 2.0 && s > a { Verdict::Confirmed } else { Verdict::Refuted },
+        sentence: format!("Counted in the services: each sync UserOrders made {s:.1} inter-service calls and each PlaceOrder {sp:.1}; async made {a:.1}.{depth}"),
+    }
+}
 
-    // 4. The async query service has no runtime dependency and is fast.
-    let seq = |mode: Mode| r.scenario(Scenario::Steady, mode)?.sequential.as_ref().map(|l| l.user_orders.p50_us as f64);
-    claims.push(match (ka.and_then(first_window_availability), seq(Mode::Sync), seq(Mode::Async)) {
-        (Some((a, what, _)), Some(ps), Some(pa)) => Claim {
-            claim: "async: the query service has zero runtime dependencies and is fast",
-            evidence: format!("{}, {}", Scenario::KillDependency, Scenario::Steady),
-            sync: format!("UserOrders p50 {}", ms(ps)),
-            r#async: format!("{} served while {what}; UserOrders p50 {}", pct(a), ms(pa)),
-            verdict: match (a >= 0.99, a < 0.9, pa < ps) {
-                (true, _, true) => Verdict::Confirmed,
-                (_, true, _) => Verdict::Refuted,
-                (true, _, false) => Verdict::Inconclusive("it kept answering, but was not faster".into()),
-                (false, false, _) => Verdict::Inconclusive("it answered most, not all, requests during the fault".into()),
-            },
-            sentence: format!(
-                "Async answered {} of requests while {what}, and its UserOrders took {} at p50 against {} for the sync chain ({:.1}× faster).",
-                pct(a),
-                ms(pa),
-                ms(ps),
-                ps / pa.max(1.0)
-            ),
+/// The async query service has no runtime dependency and is fast.
+fn async_query_independent_and_fast(r: &Results) -> Claim {
+    const CLAIM: &str = "async: the query service has zero runtime dependencies and is fast";
+    let killed = r.scenario(Scenario::KillDependency, Mode::Async).and_then(first_window_availability);
+    let (Some((a, what, _)), Some(ps), Some(pa)) =
+        (killed, sequential_user_orders_p50(r, Mode::Sync), sequential_user_orders_p50(r, Mode::Async))
+    else {
+        return missing(CLAIM, Scenario::KillDependency);
+    };
+    Claim {
+        claim: CLAIM,
+        evidence: format!("{}, {}", Scenario::KillDependency, Scenario::Steady),
+        sync: format!("UserOrders p50 {}", ms_rounded(ps)),
+        r#async: format!("{} served while {what}; UserOrders p50 {}", percent_one_decimal(a), ms_rounded(pa)),
+        verdict: match (a >= 0.99, a < 0.9, pa < ps) {
+            (true, _, true) => Verdict::Confirmed,
+            (_, true, _) => Verdict::Refuted,
+            (true, _, false) => Verdict::Inconclusive("it kept answering, but was not faster".into()),
+            (false, false, _) => Verdict::Inconclusive("it answered most, not all, requests during the fault".into()),
         },
-        _ => missing("async: the query service has zero runtime dependencies and is fast", Scenario::KillDependency),
-    });
+        sentence: format!(
+            "Async answered {} of requests while {what}, and its UserOrders took {} at p50 against {} for the sync chain ({:.1}× faster).",
+            percent_one_decimal(a),
+            ms_rounded(pa),
+            ms_rounded(ps),
+            ps / pa.max(1.0)
+        ),
+    }
+}
 
-    // 5. Duplicated data: what the stores hold (keys + values), not what sled's log
-    // segments happen to occupy; results from before the logical figure existed fall
-    // back to file sizes, and say so.
-    claims.push(duplication(r));
-
-    // 6. The sync querying service needs no database.
+/// The sync querying service needs no database.
+fn sync_asker_needs_no_database(r: &Results) -> Claim {
+    const CLAIM: &str = "sync: the service that asks others needs no database of its own";
     let disk =
         |mode: Mode| r.scenario(Scenario::Storage, mode)?.storage.as_ref().map(|b| b.values().sum::<u64>() as f64);
     let query_disk = |mode: Mode| r.scenario(Scenario::Storage, mode)?.storage.as_ref()?.get("query").copied();
-    claims.push(match (query_disk(Mode::Sync), query_disk(Mode::Async)) {
+    match (query_disk(Mode::Sync), query_disk(Mode::Async)) {
         // Sizes of zero everywhere would mean nothing was measured, not no database.
         (Some(s), Some(a)) if disk(Mode::Sync).is_some_and(|t| t > 0.0) => Claim {
-            claim: "sync: the service that asks others needs no database of its own",
+            claim: CLAIM,
             evidence: Scenario::Storage.to_string(),
             sync: format!("query: {s} bytes"),
             r#async: format!("query: {:.1} MB", a as f64 / 1e6),
@@ -237,68 +258,79 @@ pub fn judge(r: &Results) -> Vec<Claim> {
                 a as f64 / 1e6
             ),
         },
-        _ => missing("sync: the service that asks others needs no database of its own", Scenario::Storage),
-    });
+        _ => missing(CLAIM, Scenario::Storage),
+    }
+}
 
-    // 7. Harder to understand (by proxy).
+/// "Not yet", as a client sees it: the first order for a user just created refused,
+/// and how long until one was accepted.
+fn not_yet_words(c: &CreateThenUse) -> String {
+    format!(
+        "{} of first orders for a user just created refused, accepted {} after the user's acknowledgement at p50 ({} at p99)",
+        percent_one_decimal(c.refused_share()),
+        ms_rounded(c.until_accepted.p50_us),
+        ms_rounded(c.until_accepted.p99_us)
+    )
+}
+
+/// Harder to understand, by proxy: code, processes, staleness, and "not yet".
+fn async_harder_to_understand(r: &Results) -> Claim {
+    const CLAIM: &str = "async: harder to understand";
     let lines = |m: Mode| r.complexity.lines.get(m.as_str()).copied();
     let processes = |m: Mode| r.scenario(Scenario::Steady, m).map(|s| s.resources.len());
     let stale =
         r.scenario(Scenario::Steady, Mode::Async).and_then(|s| s.staleness.as_ref()).map(|s| s.visible.p99_us as f64);
     // A client must handle "not yet": an order for a user just created may be refused.
     let not_yet = |m: Mode| r.scenario(Scenario::Steady, m).and_then(|s| s.create_then_use.as_ref());
-    let not_yet_words = |c: &crate::latency::CreateThenUse| {
-        format!(
-            "{} of first orders for a user just created refused, accepted {} after the user's acknowledgement at p50 ({} at p99)",
-            pct(c.refused_share()),
-            ms(c.until_accepted.p50_us as f64),
-            ms(c.until_accepted.p99_us as f64)
-        )
+    let cell = |c: Option<&CreateThenUse>| c.map_or(String::new(), |c| format!("; {}", not_yet_words(c)));
+    let (Some(ls), Some(la), Some(ps), Some(pa)) =
+        (lines(Mode::Sync), lines(Mode::Async), processes(Mode::Sync), processes(Mode::Async))
+    else {
+        return missing(CLAIM, Scenario::Steady);
     };
-    let cell =
-        |c: Option<&crate::latency::CreateThenUse>| c.map_or(String::new(), |c| format!("; {}", not_yet_words(c)));
-    claims.push(match (lines(Mode::Sync), lines(Mode::Async), processes(Mode::Sync), processes(Mode::Async)) {
-        (Some(ls), Some(la), Some(ps), Some(pa)) => Claim {
-            claim: "async: harder to understand",
-            evidence: format!("{} (processes, staleness, create-then-use); code", Scenario::Steady),
-            sync: format!("{ls} lines of communication code, {ps} processes{}", cell(not_yet(Mode::Sync))),
-            r#async: format!("{la} lines, {pa} processes{}", cell(not_yet(Mode::Async))),
-            verdict: if la > ls && pa > ps {
-                let handle = match (not_yet(Mode::Sync), not_yet(Mode::Async)) {
-                    (Some(s), Some(a)) if a.refused_first > s.refused_first => {
-                        format!("; and a client must handle \"not yet\": {} (sync: {})", not_yet_words(a), pct(s.refused_share()))
-                    }
-                    _ => String::new(),
-                };
-                Verdict::Inconclusive(format!("understanding is not measurable; its proxies are larger in async: {:.1}× the code, one more process, and a reader sees data up to {} old at p99{handle}", la as f64 / ls.max(1) as f64, stale.map_or("-".into(), ms)))
-            } else {
-                Verdict::Inconclusive("understanding is not measurable, and its proxies do not favour sync".into())
-            },
-            sentence: format!(
-                "Communication code: {ls} lines in sync, {la} in async (outbox, relay, consumers, events); processes: {ps} vs {pa}.{}",
-                match (not_yet(Mode::Sync), not_yet(Mode::Async)) {
-                    (Some(s), Some(a)) => format!(
-                        " Creating a user and ordering for them at once ({} times, retrying while refused): async {}; sync {}.",
-                        a.sequences,
-                        not_yet_words(a),
-                        not_yet_words(s)
-                    ),
-                    _ => String::new(),
+    Claim {
+        claim: CLAIM,
+        evidence: format!("{} (processes, staleness, create-then-use); code", Scenario::Steady),
+        sync: format!("{ls} lines of communication code, {ps} processes{}", cell(not_yet(Mode::Sync))),
+        r#async: format!("{la} lines, {pa} processes{}", cell(not_yet(Mode::Async))),
+        verdict: if la > ls && pa > ps {
+            let handle = match (not_yet(Mode::Sync), not_yet(Mode::Async)) {
+                (Some(s), Some(a)) if a.refused_first > s.refused_first => {
+                    format!("; and a client must handle \"not yet\": {} (sync: {})", not_yet_words(a), percent_one_decimal(s.refused_share()))
                 }
-            ),
+                _ => String::new(),
+            };
+            Verdict::Inconclusive(format!("understanding is not measurable; its proxies are larger in async: {:.1}× the code, one more process, and a reader sees data up to {} old at p99{handle}", la as f64 / ls.max(1) as f64, stale.map_or("-".into(), ms_rounded)))
+        } else {
+            Verdict::Inconclusive("understanding is not measurable, and its proxies do not favour sync".into())
         },
-        _ => missing("async: harder to understand", Scenario::Steady),
-    });
+        sentence: format!(
+            "Communication code: {ls} lines in sync, {la} in async (outbox, relay, consumers, events); processes: {ps} vs {pa}.{}",
+            match (not_yet(Mode::Sync), not_yet(Mode::Async)) {
+                (Some(s), Some(a)) => format!(
+                    " Creating a user and ordering for them at once ({} times, retrying while refused): async {}; sync {}.",
+                    a.sequences,
+                    not_yet_words(a),
+                    not_yet_words(s)
+                ),
+                _ => String::new(),
+            }
+        ),
+    }
+}
 
-    // 8. Nothing acknowledged is lost: the soak when it ran, else chaos (orders only).
-    claims.push(if r.scenarios.iter().any(|s| s.soak.is_some()) {
+/// Nothing acknowledged is lost: the soak when it ran, else chaos (orders only).
+fn never_lost(r: &Results) -> Claim {
+    if r.scenarios.iter().any(|s| s.soak.is_some()) {
         never_lost_by_soak(r)
     } else {
         never_lost_by_chaos(r)
-    });
+    }
+}
 
-    // 9. The event bus as request/reply.
-    claims.push(Claim {
+/// The event bus as request/reply.
+fn bus_request_reply_is_sync() -> Claim {
+    Claim {
         claim: "an event bus used as request/reply is \"basically sync\"",
         evidence: "-".into(),
         sync: "-".into(),
@@ -307,8 +339,7 @@ pub fn judge(r: &Results) -> Vec<Claim> {
         sentence:
             "Not measured yet: the NATS request/reply variant of the sync call graph does not exist in this build."
                 .into(),
-    });
-    claims
+    }
 }
 
 const NEVER_LOST: &str = "an acknowledged write is never lost (both modes, under random kills)";
@@ -474,7 +505,7 @@ fn missing(claim: &'static str, scenario: Scenario) -> Claim {
     }
 }
 
-/// Claim 5, on logical bytes where the results have them, else on bytes on disk.
+/// Data is duplicated in async, on logical bytes where the results have them, else on bytes on disk.
 fn duplication(r: &Results) -> Claim {
     const CLAIM: &str = "async: data is duplicated (extra storage, extra db)";
     let storage = |mode: Mode| r.scenario(Scenario::Storage, mode);

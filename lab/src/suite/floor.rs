@@ -39,6 +39,8 @@ use tokio::{
 };
 use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};
 
+use crate::report::format::ms_fine;
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Floor {
     pub tcp_rtt: Summary,
@@ -125,8 +127,8 @@ where
     Ok(recorder.summary())
 }
 
-/// Measures the floor; the sled figures in a new directory under `sled_dir`, which
-/// should be on the services' filesystem.
+/// Measures the floor, one figure after another (each below); the sled figures in a new
+/// directory under `sled_dir`, which should be on the services' filesystem.
 pub async fn measure(
     sled_dir: &std::path::Path,
     grpc: std::net::SocketAddr,
@@ -134,7 +136,44 @@ pub async fn measure(
     n: usize,
     ceiling_time: Duration,
 ) -> anyhow::Result<Floor> {
-    // Raw TCP.
+    let tcp_rtt = tcp_rtt(n).await?;
+    // With the lab's own client, the one the workload measures with.
+    let conn = crate::client::Conn::lazy(grpc);
+    let health = HealthClient::with_origin(conn.clone(), conn.origin());
+    let grpc_echo = grpc_echo(&health, n).await?;
+    let js = jetstream::new(async_nats::connect(nats_url).await?);
+    let js_publish_ack = js_publish_ack(&js, n).await?;
+    let js_delivery = js_delivery(&js, n).await?;
+    let sled = Sled::measure(sled_dir, n).await?;
+    let saturated = echo_64_in_flight(&health, ceiling_time).await;
+    let echo_64_in_flight_per_s = saturated.ok_per_s;
+    // The independent client right after the lab's, with the same request counts.
+    let (peer, peer_missing) = match peer(grpc, n as u64, saturated.scheduled).await {
+        Ok(peer) => (Some(peer), None),
+        Err(reason) => (None, Some(reason.to_string())),
+    };
+    let (generator_ladder, generator_ceiling_per_s) =
+        generator_ladder(&health, echo_64_in_flight_per_s, ceiling_time).await;
+    let generator_noop = generator_noop(echo_64_in_flight_per_s, ceiling_time).await;
+    Ok(Floor {
+        tcp_rtt,
+        grpc_echo,
+        js_publish_ack,
+        js_delivery,
+        sled_flush: sled.flush,
+        sled_txn2_flush: sled.txn2_flush,
+        sled_filesystem: sled.filesystem,
+        echo_64_in_flight_per_s,
+        generator_ladder,
+        generator_ceiling_per_s,
+        generator_noop,
+        peer,
+        peer_missing,
+    })
+}
+
+/// Raw TCP: 64 bytes to an echo task and back on loopback, `n` times.
+async fn tcp_rtt(n: usize) -> anyhow::Result<Summary> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let echo = tokio::spawn(async move {
@@ -157,43 +196,64 @@ pub async fn measure(
         stream.read_exact(&mut buf).await?;
         recorder.record(start.elapsed(), "OK");
     }
-    let tcp_rtt = recorder.summary();
     drop(stream);
     echo.abort();
+    Ok(recorder.summary())
+}
 
-    // One bare gRPC hop.
-    // With the lab's own client, the one the workload measures with.
-    let conn = crate::client::Conn::lazy(grpc);
-    let health = HealthClient::with_origin(conn.clone(), conn.origin());
-    let check = |mut client: HealthClient<crate::client::Conn>| async move {
-        client.check(HealthCheckRequest { service: String::new() }).await.map(|_| ())
-    };
-    let grpc_echo = time(n, || {
+/// The health client the gRPC figures and the generator's ceiling use.
+type Health = HealthClient<crate::client::Conn>;
+
+/// One health check of the whole server: a bare gRPC hop, no storage touched.
+async fn check(mut client: Health) -> Result<(), tonic::Status> {
+    client.check(HealthCheckRequest { service: String::new() }).await.map(|_| ())
+}
+
+/// One bare gRPC hop, `n` times in a row.
+async fn grpc_echo(health: &Health, n: usize) -> anyhow::Result<Summary> {
+    time(n, || {
         let client = health.clone();
         async move { Ok(check(client).await?) }
     })
-    .await?;
+    .await
+}
 
-    // JetStream.
-    let js = jetstream::new(async_nats::connect(nats_url).await?);
-    let floor_stream = js
+/// The floor's own stream on the topology's broker.
+async fn floor_stream(js: &jetstream::Context) -> anyhow::Result<stream::Stream> {
+    Ok(js
         .get_or_create_stream(stream::Config {
             name: "FLOOR".into(),
             subjects: vec!["floor.>".into()],
             storage: stream::StorageType::File,
             ..Default::default()
         })
-        .await?;
-    let payload = bytes::Bytes::from(vec![1u8; 128]);
-    let js_publish_ack = time(n, || {
+        .await?)
+}
+
+/// The payload of every floor message.
+fn floor_payload() -> bytes::Bytes {
+    bytes::Bytes::from(vec![1u8; 128])
+}
+
+/// A JetStream publish until its PubAck, `n` times in a row.
+async fn js_publish_ack(js: &jetstream::Context, n: usize) -> anyhow::Result<Summary> {
+    floor_stream(js).await?;
+    let payload = floor_payload();
+    time(n, || {
         let (js, payload) = (js.clone(), payload.clone());
         async move {
             js.publish("floor.ack", payload).await?.await?;
             Ok(())
         }
     })
-    .await?;
-    let consumer: pull::Stream = floor_stream
+    .await
+}
+
+/// From the start of a publish until a durable pull consumer holds the message (then
+/// acked), `n` times in a row.
+async fn js_delivery(js: &jetstream::Context, n: usize) -> anyhow::Result<Summary> {
+    let mut consumer: pull::Stream = floor_stream(js)
+        .await?
         .get_or_create_consumer(
             "floor",
             pull::Config {
@@ -205,7 +265,7 @@ pub async fn measure(
         .await?
         .messages()
         .await?;
-    let mut consumer = consumer;
+    let payload = floor_payload();
     let mut recorder = Recorder::default();
     for _ in 0..n {
         let start = Instant::now();
@@ -215,33 +275,64 @@ pub async fn measure(
         recorder.record(start.elapsed(), "OK");
         ack.await?;
     }
-    let js_delivery = recorder.summary();
+    Ok(recorder.summary())
+}
 
-    // sled.
-    let dir = tempfile::tempdir_in(sled_dir)?;
-    let sled_filesystem = filesystem(dir.path());
-    let db = sled::open(dir.path())?;
-    let (a, b) = (db.open_tree("a")?, db.open_tree("b")?);
-    let mut key = 0u64;
-    let value = [9u8; 96];
-    let sled_flush = time(n, || {
+/// The sled figures, from one database in a directory of the run dir.
+struct Sled {
+    flush: Summary,
+    txn2_flush: Summary,
+    filesystem: Option<String>,
+}
+
+impl Sled {
+    async fn measure(sled_dir: &std::path::Path, n: usize) -> anyhow::Result<Sled> {
+        let dir = tempfile::tempdir_in(sled_dir)?;
+        let filesystem = filesystem(dir.path());
+        let db = sled::open(dir.path())?;
+        let (a, b) = (db.open_tree("a")?, db.open_tree("b")?);
+        let flush = sled_flush(&db, &a, n, 1).await?;
+        // Fresh keys after the first figure's.
+        let txn2_flush = sled_txn2_flush(&db, (&a, &b), n, n as u64 + 1).await?;
+        Ok(Sled { flush, txn2_flush, filesystem })
+    }
+}
+
+/// The value every sled figure writes.
+const SLED_VALUE: [u8; 96] = [9u8; 96];
+
+/// An insert and a flush, `n` times, with the keys from `first_key` on.
+async fn sled_flush(db: &sled::Db, tree: &sled::Tree, n: usize, first_key: u64) -> anyhow::Result<Summary> {
+    let mut key = first_key;
+    time(n, || {
+        let k = key;
         key += 1;
-        let (a, db) = (&a, &db);
         async move {
-            a.insert(key.to_be_bytes(), &value[..])?;
+            tree.insert(k.to_be_bytes(), &SLED_VALUE[..])?;
             common::store::flush(db).await?;
             Ok(())
         }
     })
-    .await?;
-    let sled_txn2_flush = time(n, || {
+    .await
+}
+
+/// A two-tree transaction and a flush (what an outbox write and an event apply cost),
+/// `n` times, with the keys from `first_key` on.
+async fn sled_txn2_flush(
+    db: &sled::Db,
+    trees: (&sled::Tree, &sled::Tree),
+    n: usize,
+    first_key: u64,
+) -> anyhow::Result<Summary> {
+    let mut key = first_key;
+    time(n, || {
+        let k = key;
         key += 1;
-        let (a, b, db) = (&a, &b, &db);
         async move {
-            (a, b)
+            trees
                 .transaction(|(a, b)| {
-                    a.insert(&key.to_be_bytes(), &value[..])?;
-                    b.insert(&key.to_be_bytes(), &value[..])?;
+                    a.insert(&k.to_be_bytes(), &SLED_VALUE[..])?;
+                    b.insert(&k.to_be_bytes(), &SLED_VALUE[..])?;
                     Ok::<_, sled::transaction::ConflictableTransactionError<()>>(())
                 })
                 .map_err(|e| anyhow::anyhow!("transaction: {e:?}"))?;
@@ -249,31 +340,29 @@ pub async fn measure(
             Ok(())
         }
     })
-    .await?;
-    drop((a, b, db));
+    .await
+}
 
-    // The generator's ceiling.
-    let saturated = {
-        let health = health.clone();
-        closed_loop(64, ceiling_time, move |_| {
-            let client = health.clone();
-            ("echo", async move { bench::outcome(&check(client).await) })
-        })
-        .await
-    };
-    let echo_64_in_flight_per_s = saturated.ok_per_s;
-    // The independent client right after the lab's, with the same request counts.
-    let (peer, peer_missing) = match peer(grpc, n as u64, saturated.scheduled).await {
-        Ok(peer) => (Some(peer), None),
-        Err(reason) => (None, Some(reason)),
-    };
-    let mut generator_ladder = Vec::new();
-    let mut generator_ceiling_per_s = 0.0;
+/// Health checks from 64 closed-loop clients for `how_long`.
+async fn echo_64_in_flight(health: &Health, how_long: Duration) -> LoadReport {
+    let health = health.clone();
+    closed_loop(64, how_long, move |_| {
+        let client = health.clone();
+        ("echo", async move { bench::outcome(&check(client).await) })
+    })
+    .await
+}
+
+/// The open-loop generator against the echo at 25, 50, 75 and 90 % of `echo_rate`: each
+/// rung, and the highest rate whose schedule it kept (0 if none).
+async fn generator_ladder(health: &Health, echo_rate: f64, how_long: Duration) -> (Vec<LoadReport>, f64) {
+    let mut ladder = Vec::new();
+    let mut ceiling = 0.0;
     for share in [0.25, 0.5, 0.75, 0.9] {
         let health = health.clone();
-        let rate = (share * echo_64_in_flight_per_s).max(1.0);
+        let rate = (share * echo_rate).max(1.0);
         let report = open_loop(
-            OpenLoop::new(rate, ceiling_time),
+            OpenLoop::new(rate, how_long),
             move |_| {
                 let client = health.clone();
                 ("echo", async move { bench::outcome(&check(client).await) })
@@ -282,28 +371,17 @@ pub async fn measure(
         )
         .await;
         if kept_schedule(&report) {
-            generator_ceiling_per_s = rate;
+            ceiling = rate;
         }
-        generator_ladder.push(report);
+        ladder.push(report);
     }
-    let generator_noop =
-        open_loop(OpenLoop::new(echo_64_in_flight_per_s.max(1.0), ceiling_time), |_| ("noop", async { "OK" }), None)
-            .await;
-    Ok(Floor {
-        tcp_rtt,
-        grpc_echo,
-        js_publish_ack,
-        js_delivery,
-        sled_flush,
-        sled_txn2_flush,
-        sled_filesystem,
-        echo_64_in_flight_per_s,
-        generator_ladder,
-        generator_ceiling_per_s,
-        generator_noop,
-        peer,
-        peer_missing,
-    })
+    (ladder, ceiling)
+}
+
+/// The open-loop generator against a no-op (no network) at `rate`: its own dispatch
+/// ceiling.
+async fn generator_noop(rate: f64, how_long: Duration) -> LoadReport {
+    open_loop(OpenLoop::new(rate.max(1.0), how_long), |_| ("noop", async { "OK" }), None).await
 }
 
 /// The gRPC frame h2load sends as every request's body: no compression flag, a
@@ -314,17 +392,15 @@ const HEALTH_CHECK_FRAME: [u8; 5] = [0, 0, 0, 0, 0];
 /// Runs h2load against the health check at `grpc`: `sequential` requests one at a time,
 /// then `in_flight` requests with 64 streams in flight, on one connection each time.
 /// `Err` is the reason it did not run (not installed, failed, unexpected output).
-pub async fn peer(grpc: std::net::SocketAddr, sequential: u64, in_flight: u64) -> Result<Peer, String> {
+pub async fn peer(grpc: std::net::SocketAddr, sequential: u64, in_flight: u64) -> Result<Peer, PeerError> {
     let version = match tokio::process::Command::new(PEER).arg("--version").output().await {
         Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).lines().next().unwrap_or("").to_owned(),
-        Ok(out) => return Err(format!("`{PEER} --version` exited with {}", out.status)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(format!("{PEER} not installed (Debian package nghttp2-client)"))
-        }
-        Err(e) => return Err(format!("cannot run {PEER}: {e}")),
+        Ok(out) => return Err(PeerError::Version(out.status)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(PeerError::NotInstalled),
+        Err(e) => return Err(PeerError::CannotRun(e)),
     };
-    let body = tempfile::NamedTempFile::new().map_err(|e| format!("request body file: {e}"))?;
-    std::fs::write(body.path(), HEALTH_CHECK_FRAME).map_err(|e| format!("request body file: {e}"))?;
+    let body = tempfile::NamedTempFile::new().map_err(PeerError::BodyFile)?;
+    std::fs::write(body.path(), HEALTH_CHECK_FRAME).map_err(PeerError::BodyFile)?;
     let run = |streams: u64, requests: u64| {
         let args: Vec<String> = vec![
             "-c1".into(),
@@ -347,19 +423,16 @@ pub async fn peer(grpc: std::net::SocketAddr, sequential: u64, in_flight: u64) -
                     .join(" ")
             );
             let child = tokio::process::Command::new(PEER).args(&args).kill_on_drop(true).output();
-            let out = tokio::time::timeout(PEER_TIMEOUT, child)
-                .await
-                .map_err(|_| format!("`{command}` did not finish in {} s", PEER_TIMEOUT.as_secs()))?
-                .map_err(|e| format!("`{command}`: {e}"))?;
-            let stdout = String::from_utf8_lossy(&out.stdout);
+            let out = match tokio::time::timeout(PEER_TIMEOUT, child).await {
+                Err(_) => return Err(PeerError::Timeout { command }),
+                Ok(Err(source)) => return Err(PeerError::Spawn { command, source }),
+                Ok(Ok(out)) => out,
+            };
             if !out.status.success() {
-                return Err(format!(
-                    "`{command}` exited with {}: {}",
-                    out.status,
-                    String::from_utf8_lossy(&out.stderr).trim()
-                ));
+                let stderr = String::from_utf8_lossy(&out.stderr).trim().to_owned();
+                return Err(PeerError::Failed { command, status: out.status, stderr });
             }
-            parse_h2load(&stdout, command).map_err(|e| format!("h2load output: {e}"))
+            Ok(parse_h2load(&String::from_utf8_lossy(&out.stdout), command)?)
         }
     };
     let sequential = run(1, sequential).await?;
@@ -369,6 +442,27 @@ pub async fn peer(grpc: std::net::SocketAddr, sequential: u64, in_flight: u64) -
 
 /// Longest an h2load run may take (a stalled server must not hang the floor).
 const PEER_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Why the independent client gave no figures; recorded as `Floor::peer_missing`.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    #[error("{PEER} not installed (Debian package nghttp2-client)")]
+    NotInstalled,
+    #[error("`{PEER} --version` exited with {0}")]
+    Version(std::process::ExitStatus),
+    #[error("cannot run {PEER}: {0}")]
+    CannotRun(std::io::Error),
+    #[error("request body file: {0}")]
+    BodyFile(std::io::Error),
+    #[error("`{command}` did not finish in {} s", PEER_TIMEOUT.as_secs())]
+    Timeout { command: String },
+    #[error("`{command}`: {source}")]
+    Spawn { command: String, source: std::io::Error },
+    #[error("`{command}` exited with {status}: {stderr}")]
+    Failed { command: String, status: std::process::ExitStatus, stderr: String },
+    #[error("h2load output: {0}")]
+    Output(#[from] H2loadOutputError),
+}
 
 /// What was unexpected in h2load's output.
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -446,17 +540,16 @@ impl Floor {
                 None => "independent client: not measured (results from before it was added)".to_owned(),
             };
         };
-        let ms = |us: f64| format!("{:.3} ms", us / 1000.0);
         let ratio = |a: f64, b: f64| if b > 0.0 { format!("×{:.2}", a / b) } else { "×-".to_owned() };
         format!(
             "lab client vs {} (same health check, same request counts): one at a time mean {} vs {} (lab {}; lab p50 {}, {} min {}); 64 in flight on one connection {:.0}/s vs {:.0}/s (lab {})",
             peer.version,
-            ms(self.grpc_echo.mean_us),
-            ms(peer.sequential.mean_us),
+            ms_fine(self.grpc_echo.mean_us),
+            ms_fine(peer.sequential.mean_us),
             ratio(self.grpc_echo.mean_us, peer.sequential.mean_us),
-            ms(self.grpc_echo.p50_us as f64),
+            ms_fine(self.grpc_echo.p50_us),
             PEER,
-            ms(peer.sequential.min_us),
+            ms_fine(peer.sequential.min_us),
             self.echo_64_in_flight_per_s,
             peer.in_flight_64.req_per_s,
             ratio(self.echo_64_in_flight_per_s, peer.in_flight_64.req_per_s),
@@ -557,6 +650,17 @@ req/s           :    1470.64     1470.64     1470.64        0.00   100.00%
             Err(H2loadOutputError::Unreadable { what: "req/s", .. })
         ));
         assert_eq!(parse_h2load("", String::new()), Err(H2loadOutputError::MissingLine("finished in")));
+    }
+
+    /// The reasons are recorded as `peer_missing`: their words stay those of the
+    /// results already written.
+    #[test]
+    fn why_the_peer_did_not_run_reads_as_before() {
+        assert_eq!(PeerError::NotInstalled.to_string(), "h2load not installed (Debian package nghttp2-client)");
+        let output = PeerError::from(H2loadOutputError::MissingLine("finished in"));
+        assert_eq!(output.to_string(), "h2load output: no line starting \"finished in\"");
+        let timeout = PeerError::Timeout { command: "h2load -c1".into() };
+        assert_eq!(timeout.to_string(), "`h2load -c1` did not finish in 120 s");
     }
 
     #[test]

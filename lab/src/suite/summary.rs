@@ -3,11 +3,7 @@
 use std::fmt::Write;
 
 use super::Results;
-use crate::report::percent;
-
-fn ms(us: u64) -> String {
-    format!("{:.2} ms", us as f64 / 1000.0)
-}
+use crate::report::format::{ms, percent, percent_one_decimal};
 
 pub fn text(r: &Results) -> String {
     let mut out = String::new();
@@ -87,9 +83,9 @@ pub fn text(r: &Results) -> String {
             let writes = load.ops.get("PlaceOrder");
             write!(
                 out,
-                " | {name}: {:.0} ok/s, UserOrders {:.1}% p99 {} successes only",
+                " | {name}: {:.0} ok/s, UserOrders {} p99 {} successes only",
                 load.ok_per_s,
-                100.0 * reads.map_or(1.0, |x| x.availability()),
+                percent_one_decimal(reads.map_or(1.0, |x| x.availability())),
                 ms(reads.map_or(0, |x| x.p99_us)),
             )
             .ok();
@@ -99,7 +95,7 @@ pub fn text(r: &Results) -> String {
             }
             // A run without PlaceOrder (the soak's reads) has no figure for it.
             if let Some(w) = writes {
-                write!(out, ", PlaceOrder {:.1}%", 100.0 * w.availability()).ok();
+                write!(out, ", PlaceOrder {}", percent_one_decimal(w.availability())).ok();
             }
             if load.kind == "open" {
                 write!(out, ", send lag p99 {} ({} late)", ms(load.send_lag.p99_us), percent(load.late_share())).ok();
