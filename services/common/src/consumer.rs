@@ -235,10 +235,10 @@ async fn consumer(js: &jetstream::Context, name: &str, subjects: &[&str]) -> Res
     Ok(consumer)
 }
 
-/// Inside a projection's transaction: true if `envelope` was applied before;
-/// otherwise records it as applied (the caller then applies its effect in the same
-/// transaction).
-pub fn first_time(
+/// Inside a projection's transaction: records `envelope` as applied and returns true,
+/// the caller then applying its effect in the same transaction; returns false, and
+/// writes nothing, if it was applied before.
+pub fn record_first_apply(
     applied: &sled::transaction::TransactionalTree,
     envelope: &Envelope,
 ) -> Result<bool, sled::transaction::ConflictableTransactionError<StoreError>> {

@@ -5,7 +5,7 @@
 //! refused with FAILED_PRECONDITION.
 
 use common::{
-    consumer::{copy_user_or_product, first_time, Projection},
+    consumer::{copy_user_or_product, record_first_apply, Projection},
     dead_letters::DeadLetters,
     deadline::Deadline,
     error::ApiError,
@@ -51,7 +51,7 @@ impl Projection for Replica {
         // Orders' consumer only receives user and product events: there is nothing else
         // to copy.
         Ok((&self.users, &self.products, &self.applied).transaction(|(users, products, applied)| {
-            if first_time(applied, envelope)? {
+            if record_first_apply(applied, envelope)? {
                 copy_user_or_product(users, products, envelope)?;
                 return Ok(true);
             }

@@ -6,7 +6,7 @@
 use std::{collections::HashMap, path::Path};
 
 use common::{
-    consumer::{copy_user_or_product, first_time, Projection},
+    consumer::{copy_user_or_product, record_first_apply, Projection},
     dead_letters::DeadLetters,
     deadline::Deadline,
     error::ApiError,
@@ -68,7 +68,7 @@ impl Projection for View {
     fn apply(&self, envelope: &Envelope) -> Result<bool, StoreError> {
         let trees = (&self.users, &self.products, &self.orders, &self.by_user, &self.applied, &self.counts);
         Ok(trees.transaction(|(users, products, orders, by_user, applied, counts)| {
-            if !first_time(applied, envelope)? {
+            if !record_first_apply(applied, envelope)? {
                 return Ok(false);
             }
             match &envelope.payload {
