@@ -570,3 +570,31 @@ fn the_recorded_quick_run_reads_right() {
     assert!(texts(p99).iter().any(|(_, t)| t == "sync p99, all requests"), "the all-requests line is drawn");
     assert!(rendered.markdown.contains("## Spread across rounds"));
 }
+
+/// The bus-rpc claim is computed from the data: inconclusive without bus-rpc in the
+/// run; confirmed when bus-rpc loses its availability with the dependency as sync does;
+/// refuted when it keeps serving; and bus-rpc gets a column in the scenario tables.
+#[test]
+fn the_bus_rpc_claim_follows_the_bus_rpc_figures() {
+    const CLAIM: &str = "an event bus used as request/reply";
+    let r = quick_run();
+    assert!(
+        matches!(verdict(&r, CLAIM), Verdict::Inconclusive(why) if why.contains("bus-rpc was not in this run")),
+        "{:?}",
+        verdict(&r, CLAIM)
+    );
+    let with_bus = |like: Mode| {
+        let mut r = quick_run();
+        for scenario in [Scenario::KillDependency, Scenario::Steady] {
+            let mut bus = r.scenario(scenario, like).unwrap().clone();
+            bus.mode = Mode::BusRpc;
+            r.scenarios.push(bus);
+        }
+        r.modes.push(Mode::BusRpc);
+        r
+    };
+    let coupled = with_bus(Mode::Sync);
+    assert_eq!(verdict(&coupled, CLAIM), Verdict::Confirmed);
+    assert!(report::render(&coupled).markdown.contains("| figure | sync | async | bus-rpc |"));
+    assert_eq!(verdict(&with_bus(Mode::Async), CLAIM), Verdict::Refuted);
+}

@@ -4,6 +4,7 @@
 use plotters::prelude::*;
 
 use bench::{load::Bucket, Summary};
+use common::config::Mode;
 
 pub const W: u32 = 900;
 const H: u32 = 300;
@@ -11,15 +12,18 @@ const H: u32 = 300;
 pub const LEGEND_W: u32 = 190;
 const SYNC: RGBColor = RGBColor(214, 96, 77);
 const ASYNC: RGBColor = RGBColor(67, 147, 195);
+const BUS_RPC: RGBColor = RGBColor(77, 160, 90);
+const OTHER: RGBColor = RGBColor(120, 90, 170);
 /// One shade per distinct fault window, in order of first appearance.
 const WINDOW_SHADES: [RGBColor; 4] =
     [RGBColor(240, 190, 60), RGBColor(150, 110, 200), RGBColor(90, 180, 110), RGBColor(150, 150, 150)];
 
 pub fn mode_color(mode: &str) -> RGBColor {
-    if mode == "sync" {
-        SYNC
-    } else {
-        ASYNC
+    match <Mode as clap::ValueEnum>::from_str(mode, false) {
+        Ok(Mode::Sync) => SYNC,
+        Ok(Mode::Async) => ASYNC,
+        Ok(Mode::BusRpc) => BUS_RPC,
+        _ => OTHER,
     }
 }
 

@@ -152,9 +152,9 @@ fn document(r: &Results) -> Vec<Block> {
     for name in r.scenarios_ran() {
         d.push(Heading(3, name.to_string()));
         d.push(Para(name.description().into()));
-        let (s, a) = (r.scenario(name, Mode::Sync), r.scenario(name, Mode::Async));
+        // A column per mode the run had (results name them in the order asked).
         let modes: Vec<(&str, &ScenarioResult)> =
-            [("sync", s), ("async", a)].into_iter().filter_map(|(m, x)| Some((m, x?))).collect();
+            r.modes.iter().filter_map(|&m| Some((m.as_str(), r.scenario(name, m)?))).collect();
         let rows = figures(&modes);
         if !rows.is_empty() {
             let mut head = vec!["figure".to_string()];
@@ -304,7 +304,7 @@ fn headlines(s: &ScenarioResult) -> Vec<(String, f64)> {
 fn spread_table(r: &Results) -> Option<Block> {
     let mut rows = Vec::new();
     for name in r.scenarios_ran() {
-        for mode in [Mode::Sync, Mode::Async] {
+        for &mode in &r.modes {
             let runs: Vec<&ScenarioResult> = r.runs(name, mode).collect();
             if runs.len() < 2 {
                 continue;

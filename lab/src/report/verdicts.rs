@@ -99,7 +99,7 @@ pub fn judge(r: &Results) -> Vec<Claim> {
         sync_asker_needs_no_database(r),
         async_harder_to_understand(r),
         never_lost(r),
-        bus_request_reply_is_sync(),
+        bus_request_reply_is_sync(r),
     ]
 }
 
@@ -328,17 +328,42 @@ fn never_lost(r: &Results) -> Claim {
     }
 }
 
-/// The event bus as request/reply.
-fn bus_request_reply_is_sync() -> Claim {
+/// The event bus as request/reply ("approach 1"): does it inherit sync's coupling?
+/// Measured in bus-rpc mode beside sync, when the run had it.
+fn bus_request_reply_is_sync(r: &Results) -> Claim {
+    const CLAIM: &str = "an event bus used as request/reply is \"basically sync\"";
+    let window = |m: Mode| r.scenario(Scenario::KillDependency, m).and_then(first_window_availability);
+    let (Some((s, what, _)), Some((b, _, _))) = (window(Mode::Sync), window(Mode::BusRpc)) else {
+        return Claim {
+            sentence: format!(
+                "Not measured in this run: it needs {} in sync and bus-rpc mode (`lab bench --modes sync,async,bus-rpc`).",
+                Scenario::KillDependency
+            ),
+            verdict: Verdict::Inconclusive("bus-rpc was not in this run".into()),
+            ..missing(CLAIM, Scenario::KillDependency)
+        };
+    };
+    let p50 = |m: Mode| {
+        sequential_user_orders_p50(r, m).map_or("-".to_owned(), |us| format!("; UserOrders p50 {}", ms_rounded(us)))
+    };
     Claim {
-        claim: "an event bus used as request/reply is \"basically sync\"",
-        evidence: "-".into(),
-        sync: "-".into(),
-        r#async: "-".into(),
-        verdict: Verdict::Inconclusive("not measured: the bus-rpc variant is not built yet".into()),
-        sentence:
-            "Not measured yet: the NATS request/reply variant of the sync call graph does not exist in this build."
-                .into(),
+        claim: CLAIM,
+        evidence: format!("{}, {}", Scenario::KillDependency, Scenario::Steady),
+        sync: format!("{} served while {what}{}", percent_one_decimal(s), p50(Mode::Sync)),
+        r#async: format!("bus-rpc: {} served while {what}{}", percent_one_decimal(b), p50(Mode::BusRpc)),
+        verdict: if s <= 0.2 && b <= 0.2 {
+            Verdict::Confirmed
+        } else if b >= 0.95 {
+            Verdict::Refuted
+        } else {
+            Verdict::Inconclusive("the modes did not separate clearly".into())
+        },
+        sentence: format!(
+            "While {what}, sync served {} of all requests and the same call graph over NATS request/reply {}: \
+             the bus carries the calls, the caller still waits on the owner.",
+            percent_one_decimal(s),
+            percent_one_decimal(b)
+        ),
     }
 }
 
