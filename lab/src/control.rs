@@ -66,6 +66,17 @@ impl Action {
         matches!(self, Action::Resume | Action::Restart | Action::Heal | Action::Reconnect)
     }
 
+    /// For a fault that leaves its target down until repaired: the repair that ends it,
+    /// and how the target is while it lasts ("killed").
+    pub fn window(&self) -> Option<(Action, &'static str)> {
+        match self {
+            Action::Kill => Some((Action::Restart, "killed")),
+            Action::Pause => Some((Action::Resume, "paused")),
+            Action::Partition => Some((Action::Reconnect, "partitioned")),
+            _ => None,
+        }
+    }
+
     /// The one-line form: `kill users`, `slow products 50 10` (ms).
     pub fn line(&self, target: &str) -> String {
         match self {

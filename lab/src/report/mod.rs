@@ -549,7 +549,7 @@ fn figures(modes: &[(&str, &ScenarioResult)]) -> Vec<Vec<String>> {
     row("faults applied", &|s| {
         // A long schedule (the soak's) is summed up; every step is in the results file.
         if s.faults.len() > 12 {
-            let ok = s.faults.iter().filter(|f| f.result == "ok").count();
+            let ok = s.faults.iter().filter(|f| f.result == crate::suite::scenarios::OK).count();
             return Some(format!(
                 "{} steps (faults and repairs), {ok} done; each is listed in results.json",
                 s.faults.len()

@@ -6,8 +6,9 @@ use common::config::Mode;
 
 use super::format::{ms_rounded, ms_signed, percent_one_decimal};
 use crate::{
+    control::Action,
     latency::CreateThenUse,
-    suite::{Results, Scenario, ScenarioResult},
+    suite::{scenarios::OK, Results, Scenario, ScenarioResult},
 };
 
 #[derive(Debug, Clone, PartialEq)]
@@ -50,21 +51,16 @@ pub struct Claim {
 pub fn fault_windows(s: &ScenarioResult) -> Vec<(u64, u64, String)> {
     let mut windows = Vec::new();
     for (i, e) in s.faults.iter().enumerate() {
-        let mut words = e.action.split_whitespace();
-        let (Some(verb), Some(target)) = (words.next(), words.next()) else { continue };
+        let Ok((action, target)) = Action::parse(&e.action) else { continue };
         // Each fault ends with its own repair.
-        let (repair, how) = match verb {
-            "kill" => ("restart", "killed"),
-            "pause" => ("resume", "paused"),
-            "partition" => ("reconnect", "partitioned"),
-            _ => continue,
-        };
-        if e.result != "ok" {
+        let Some((repair, how)) = action.window() else { continue };
+        if e.result != OK {
             continue;
         }
+        let repair = repair.line(&target);
         let end = s.faults[i + 1..]
             .iter()
-            .find(|f| f.result == "ok" && f.action.split_whitespace().eq([repair, target]))
+            .find(|f| f.result == OK && f.action == repair)
             .map_or_else(|| s.loads.get("run").map_or(e.t_ms, |l| l.duration_ms), |f| f.t_ms);
         windows.push((e.t_ms, end, format!("{target} {how}")));
     }
