@@ -205,8 +205,9 @@ async fn with_steps(
     result.convergence = convergence;
     result.losses = Some(losses);
     if !mode.uses_broker() && name == Scenario::KillBroker {
-        result.note =
-            Some(format!("{mode} mode has no broker: the fault has nothing to act on; {CONVERGENCE_NOT_APPLICABLE}"));
+        result.note = Some(format!(
+            "{DOES_NOT_APPLY}{mode} mode has no broker: the fault has nothing to act on; {CONVERGENCE_NOT_APPLICABLE}"
+        ));
     } else if let Some(note) = faults_did_not_apply(&result.faults) {
         result.note = Some(format!("{note}; {CONVERGENCE_NOT_APPLICABLE}"));
     }
@@ -409,17 +410,18 @@ pub fn skipped_by_design(result: &str) -> bool {
     result == SKIPPED_NO_BROKER || result.starts_with(DOES_NOT_APPLY)
 }
 
-/// When none of a scenario's faults applied to this mode (every one was on a
-/// component it does not have): the note that says so, with the first reason.
+/// When none of a scenario's faults applied to this mode (each was on a component it
+/// does not have, or on the broker it does not have, and at least one was a
+/// component's): the note that says so, with the first reason.
 pub fn faults_did_not_apply(events: &[FaultEvent]) -> Option<String> {
-    let mut faults = events.iter().filter(|e| e.fault.is_some()).peekable();
-    faults.peek()?;
     let mut reason = None;
-    for e in faults {
-        if !e.result.starts_with(DOES_NOT_APPLY) {
+    for e in events.iter().filter(|e| e.fault.is_some()) {
+        if !skipped_by_design(&e.result) {
             return None;
         }
-        reason.get_or_insert_with(|| e.result.clone());
+        if e.result.starts_with(DOES_NOT_APPLY) {
+            reason.get_or_insert_with(|| e.result.clone());
+        }
     }
     reason.map(|r| format!("{r}: the fault had nothing to act on, so the figures are of the load alone"))
 }
@@ -804,6 +806,10 @@ mod tests {
             faults_did_not_apply(&[fault("kill users", &monolith), event("restart users", &monolith)]).expect("a note");
         assert!(note.starts_with("does not apply: monolith mode has no users process"), "{note}");
         assert_eq!(faults_did_not_apply(&[fault("kill users", OK), fault("kill products", &monolith)]), None);
+        // Chaos in a monolith: service faults that do not apply, broker faults skipped.
+        let chaos = [fault("kill nats", SKIPPED_NO_BROKER), fault("kill users", &monolith)];
+        assert!(faults_did_not_apply(&chaos).is_some_and(|n| n.contains("no users process")));
+        assert_eq!(faults_did_not_apply(&[fault("kill nats", SKIPPED_NO_BROKER)]), None, "sync's broker skip");
         assert_eq!(faults_did_not_apply(&[event("restart users", &monolith)]), None, "no fault, no note");
     }
 }
