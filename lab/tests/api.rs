@@ -227,6 +227,13 @@ async fn api_contract_bus_rpc() {
     api_contract(Mode::BusRpc).await;
 }
 
+/// One process serving all four services from one database, calling itself in
+/// process: the same public API, the same codes.
+#[tokio::test]
+async fn api_contract_monolith() {
+    api_contract(Mode::Monolith).await;
+}
+
 /// Asks the server reflection service of version `$v` (`v1` or `v1alpha`: the two are
 /// the same protocol under two package names, and clients speak one or the other) at
 /// `$addr` to list the services it advertises.
@@ -285,6 +292,51 @@ async fn health_and_reflection_v1_and_v1alpha() {
     }
 }
 
+/// The monolith's one listener advertises (and serves health for) all four services;
+/// a fault on one of them is refused as not applying, naming the process to act on.
+#[tokio::test]
+async fn the_monolith_serves_all_four_services_on_one_address_and_refuses_faults_on_one() {
+    let mut lab = support::start(Mode::Monolith).await;
+    let file = lab.topology.file();
+    let monolith = file.address("monolith").unwrap();
+    for name in ["users", "products", "orders", "query"] {
+        assert_eq!(file.address(name).unwrap(), monolith, "{name} is served by the monolith");
+    }
+    assert_eq!(lab.topology.services.len(), 1, "one process: {:?}", lab.topology.services);
+    let mut want = vec![
+        "cascade.v1.Admin".to_owned(),
+        "cascade.v1.Orders".to_owned(),
+        "cascade.v1.Products".to_owned(),
+        "cascade.v1.Query".to_owned(),
+        "cascade.v1.Users".to_owned(),
+        "grpc.health.v1.Health".to_owned(),
+        "grpc.reflection.v1.ServerReflection".to_owned(),
+        "grpc.reflection.v1alpha.ServerReflection".to_owned(),
+    ];
+    want.sort();
+    let v1 = reflection_list_services!(v1, monolith);
+    assert_eq!(v1.as_ref().map_err(|s| (s.code(), s.message())), Ok(&want));
+    let error = lab.topology.kill("users").expect_err("no users process in a monolith");
+    assert!(
+        matches!(&error, lab::topology::TopologyError::NoSuchComponent { mode: Mode::Monolith, component } if component == "users"),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("monolith mode has no separate users process"), "{error}");
+    // The process itself can be killed and restarted, and still knows what it acknowledged.
+    let ada = lab
+        .clients
+        .users
+        .create_user(req(CreateUserRequest { name: "Ada".into(), email: "ada@example.test".into() }, T))
+        .await
+        .unwrap()
+        .into_inner();
+    lab.topology.kill("monolith").unwrap();
+    lab.topology.restart("monolith").await.unwrap();
+    lab.reconnect();
+    let got = lab.clients.users.get_user(req(GetUserRequest { id: ada.id.clone() }, T)).await.unwrap().into_inner();
+    assert_eq!(got, ada);
+}
+
 /// One content row of a `UserOrders` item: what must be equal across modes (ids and
 /// times differ between two topologies).
 type Row = (String, i64, i64, u32);
@@ -340,17 +392,24 @@ async fn many_orders(mode: Mode) -> (String, Vec<Row>) {
         .await
         .unwrap_or_else(|status| panic!("{mode:?}: UserOrders failed: {:?}: {}", status.code(), status.message()))
         .into_inner();
-    if mode != Mode::Async {
-        // Each page and each batch is a call of its own, and counted as one.
-        let stats = query_rpcs(&lab).await;
-        let sent = |hop: &str| stats.get(hop).copied().unwrap_or(0) - stats_before.get(hop).copied().unwrap_or(0);
-        let pages = n.div_ceil(MAX_ORDERS_PAGE_SIZE as usize) as u64;
-        let batches = n.div_ceil(MAX_PRODUCTS_PER_GET) as u64;
-        assert_eq!((pages, batches), (2, 2), "the test's size covers more than one of each");
-        assert_eq!(
-            (sent("users.GetUser"), sent("orders.ListOrdersByUser"), sent("products.GetProducts")),
-            (1, pages, batches)
-        );
+    let stats = query_rpcs(&lab).await;
+    let sent = |hop: &str| stats.get(hop).copied().unwrap_or(0) - stats_before.get(hop).copied().unwrap_or(0);
+    let sent = (sent("users.GetUser"), sent("orders.ListOrdersByUser"), sent("products.GetProducts"));
+    match mode {
+        // The view is the query service's own: no calls.
+        Mode::Async => assert_eq!(sent, (0, 0, 0)),
+        // The same chain, in process: nothing is sent, nothing counted.
+        Mode::Monolith => {
+            assert_eq!(sent, (0, 0, 0));
+            assert!(stats.is_empty(), "the monolith makes no inter-service RPCs: {stats:?}");
+        }
+        Mode::Sync | Mode::BusRpc => {
+            // Each page and each batch is a call of its own, and counted as one.
+            let pages = n.div_ceil(MAX_ORDERS_PAGE_SIZE as usize) as u64;
+            let batches = n.div_ceil(MAX_PRODUCTS_PER_GET) as u64;
+            assert_eq!((pages, batches), (2, 2), "the test's size covers more than one of each");
+            assert_eq!(sent, (1, pages, batches));
+        }
     }
     let mut want: Vec<(String, String, u32)> = placed;
     want.sort();
@@ -372,8 +431,13 @@ async fn query_rpcs(lab: &support::Lab) -> std::collections::HashMap<String, u64
 
 #[tokio::test]
 async fn a_user_with_more_orders_than_a_page_and_more_products_than_a_get_gets_them_all_in_every_mode() {
-    let (sync, asynchronous, bus) =
-        tokio::join!(many_orders(Mode::Sync), many_orders(Mode::Async), many_orders(Mode::BusRpc));
+    let (sync, asynchronous, bus, monolith) = tokio::join!(
+        many_orders(Mode::Sync),
+        many_orders(Mode::Async),
+        many_orders(Mode::BusRpc),
+        many_orders(Mode::Monolith)
+    );
     assert_eq!(sync, asynchronous, "sync and async give the same answer");
     assert_eq!(sync, bus, "sync and bus-rpc give the same answer");
+    assert_eq!(sync, monolith, "sync and the monolith give the same answer");
 }

@@ -278,7 +278,7 @@ async fn create_then_use_is_refused_only_while_async_has_not_heard_of_the_user()
         assert_eq!(c.until_accepted.ok, N as u64, "{mode}: every acceptance is timed: {c:?}");
         let share = c.refused_share();
         match mode {
-            Mode::Sync | Mode::BusRpc => {
+            Mode::Sync | Mode::BusRpc | Mode::Monolith => {
                 assert_eq!((c.refused_first, c.retries), (0, 0), "{mode} asks the owner: {c:?}")
             }
             Mode::Async => assert!((0.0..=1.0).contains(&share), "async: {share}"),

@@ -134,6 +134,41 @@ fn up_seed_latency_then_sigterm_stops_everything() {
 }
 
 #[test]
+fn a_monolith_is_one_process_that_serves_every_service_and_a_fault_on_one_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = dir.path().join("run");
+    let mut lab = lab_up(&run_dir, &["--mode", "monolith"]);
+    let file = wait_topology(&run_dir, &mut lab, 5);
+    let names: Vec<&str> = file.services.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["monolith", "users", "products", "orders", "query"]);
+    let monolith = &file.services[0];
+    assert!(!dead(monolith.pid) && monolith.served_by.is_none());
+    for s in &file.services[1..] {
+        assert_eq!((s.address, s.pid, s.served_by.as_deref()), (monolith.address, monolith.pid, Some("monolith")));
+    }
+    let run_dir_arg = run_dir.to_str().unwrap();
+    let seeded = run(&["seed", "--run-dir", run_dir_arg, "--users", "3", "--products", "2", "--orders", "5"]);
+    assert!(seeded.status.success(), "{}", stderr(&seeded));
+    let refused = run(&["kill", "users", "--run-dir", run_dir_arg]);
+    assert!(!refused.status.success());
+    assert!(stderr(&refused).contains("monolith mode has no separate users process"), "{}", stderr(&refused));
+    assert!(!dead(monolith.pid), "nothing was killed");
+    let killed = run(&["kill", "monolith", "--run-dir", run_dir_arg]);
+    assert!(killed.status.success(), "{}", stderr(&killed));
+    wait_dead(&[monolith.pid]);
+    let restarted = run(&["restart", "monolith", "--run-dir", run_dir_arg]);
+    assert!(restarted.status.success(), "{}", stderr(&restarted));
+    let pid = TopologyFile::read(&run_dir).unwrap().services[0].pid;
+    assert!(pid != monolith.pid && !dead(pid));
+    let measured = run(&["latency", "--run-dir", run_dir_arg, "--requests", "10"]);
+    assert!(measured.status.success(), "{}", stderr(&measured));
+
+    kill(Pid::from_raw(lab.id() as i32), Signal::SIGTERM).unwrap();
+    assert!(lab.wait().unwrap().success());
+    wait_dead(&[pid]);
+}
+
+#[test]
 fn async_topology_including_the_broker_dies_with_a_sigkilled_lab() {
     let dir = tempfile::tempdir().unwrap();
     let run_dir = dir.path().join("run");

@@ -115,6 +115,12 @@ fn uptime_ticks() -> Option<u64> {
     Some((seconds * TICKS_PER_SECOND) as u64)
 }
 
+/// Every process of `topology` once: a service another component serves (monolith
+/// mode) is that component's process, not one of its own.
+fn components(topology: &TopologyFile) -> impl Iterator<Item = (u32, &str)> {
+    topology.services.iter().filter(|s| s.served_by.is_none()).map(|s| (s.pid, s.name.as_str()))
+}
+
 impl Sampler {
     /// A sampler whose scenario begins now: processes started from now on count
     /// from their start.
@@ -124,12 +130,12 @@ impl Sampler {
 
     /// Reads every live process of `topology` and the lab process now, outside the load.
     pub fn sample(&mut self, topology: &TopologyFile) {
-        self.sample_pids(topology.services.iter().map(|s| (s.pid, s.name.as_str())), false);
+        self.sample_pids(components(topology), false);
     }
 
     /// Like [`Sampler::sample`], while the load runs: its RSS counts for the load's peak.
     pub fn sample_load(&mut self, topology: &TopologyFile) {
-        self.sample_pids(topology.services.iter().map(|s| (s.pid, s.name.as_str())), true);
+        self.sample_pids(components(topology), true);
     }
 
     fn sample_pids<'a>(&mut self, pids: impl Iterator<Item = (u32, &'a str)>, in_load: bool) {

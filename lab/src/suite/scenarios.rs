@@ -26,6 +26,7 @@ use super::{
 use crate::{
     control::{self, Action},
     history::InFlight,
+    topology::TopologyError,
     workload::{Mix, Workload},
 };
 
@@ -193,7 +194,7 @@ async fn with_steps(
         match mode {
             Mode::Async => converge(&prepared, users, since, CONVERGE_WITHIN).await.map(Some),
             // The view is read from the owners on every request: nothing to converge.
-            Mode::Sync | Mode::BusRpc => Ok(None),
+            Mode::Sync | Mode::BusRpc | Mode::Monolith => Ok(None),
         }
     };
     let (staleness, convergence) = tokio::join!(probe, convergence);
@@ -213,9 +214,12 @@ async fn with_steps(
     }
     result.convergence = convergence;
     result.losses = Some(losses);
-    if mode == Mode::Sync && name == Scenario::KillBroker {
-        result.note =
-            Some(format!("sync mode has no broker: the fault has nothing to act on; {CONVERGENCE_NOT_APPLICABLE}"));
+    if !mode.uses_broker() && name == Scenario::KillBroker {
+        result.note = Some(format!(
+            "{DOES_NOT_APPLY}{mode} mode has no broker: the fault has nothing to act on; {CONVERGENCE_NOT_APPLICABLE}"
+        ));
+    } else if let Some(note) = faults_did_not_apply(&result.faults) {
+        result.note = Some(format!("{note}; {CONVERGENCE_NOT_APPLICABLE}"));
     }
     prepared.topology.stop()?;
     applied?;
@@ -225,7 +229,7 @@ async fn with_steps(
 /// How often a fault scenario starts a create-then-use sequence.
 const CREATE_THEN_USE_EVERY: Duration = Duration::from_millis(100);
 
-/// Why sync mode has no convergence figure.
+/// Why sync mode (and bus-rpc, and the monolith) has no convergence figure.
 pub const CONVERGENCE_NOT_APPLICABLE: &str =
     "convergence not applicable: the sync view is assembled from the owners on every read";
 
@@ -243,12 +247,13 @@ pub(super) fn last_repair(events: &[FaultEvent], repairs: &[String]) -> Option<u
 }
 
 /// Fails unless every planned step was carried out: a scenario whose fault never
-/// happened measured something else. A broker step in a mode without a broker is
-/// skipped by design, not failed.
+/// happened measured something else. A broker step in a mode without a broker, or a
+/// step on a component the mode does not have (a service in monolith mode), is skipped
+/// by design, not failed.
 pub fn ensure_applied(events: &[FaultEvent]) -> anyhow::Result<()> {
     let failed: Vec<String> = events
         .iter()
-        .filter(|e| e.result != OK && e.result != SKIPPED_NO_BROKER)
+        .filter(|e| e.result != OK && !skipped_by_design(&e.result))
         .map(|e| format!("{} (planned at {} ms): {}", e.action, e.planned_ms.unwrap_or(e.t_ms), e.result))
         .collect();
     anyhow::ensure!(failed.is_empty(), "planned faults that did not happen: {}", failed.join("; "));
@@ -374,6 +379,7 @@ async fn apply_step(
     } else {
         match control::apply(&mut prepared.topology, &step.action, step.target).await {
             Ok(()) => OK.to_owned(),
+            Err(TopologyError::NoSuchComponent { mode, component }) => does_not_apply(mode, &component),
             Err(e) => format!("error: {e}"),
         }
     };
@@ -401,6 +407,38 @@ async fn apply_step(
 pub const OK: &str = "ok";
 /// The result of a broker fault in a mode without a broker.
 pub const SKIPPED_NO_BROKER: &str = "skipped: no broker in this mode";
+/// How the result of a step on a component the mode does not have begins (see
+/// [`does_not_apply`]).
+pub const DOES_NOT_APPLY: &str = "does not apply: ";
+
+/// The result of a step on `component` in a `mode` that has no such component (a
+/// service in monolith mode): `does not apply: monolith mode has no users process`.
+pub fn does_not_apply(mode: Mode, component: &str) -> String {
+    format!("{DOES_NOT_APPLY}{mode} mode has no {component} process")
+}
+
+/// Whether a step's result says it was skipped by design (no broker, or no such
+/// component in this mode), not failed.
+pub fn skipped_by_design(result: &str) -> bool {
+    result == SKIPPED_NO_BROKER || result.starts_with(DOES_NOT_APPLY)
+}
+
+/// When none of a scenario's faults applied to this mode (each was on a component it
+/// does not have, or on the broker it does not have, and at least one was a
+/// component's): the note that says so, with the first reason.
+pub fn faults_did_not_apply(events: &[FaultEvent]) -> Option<String> {
+    let mut reason = None;
+    for e in events.iter().filter(|e| e.fault.is_some()) {
+        if !skipped_by_design(&e.result) {
+            return None;
+        }
+        if e.result.starts_with(DOES_NOT_APPLY) {
+            reason.get_or_insert_with(|| e.result.clone());
+        }
+    }
+    reason.map(|r| format!("{r}: the fault had nothing to act on, so the figures are of the load alone"))
+}
+
 /// The result of a step still pending when the load ended.
 pub const NOT_APPLIED: &str = "not applied: the load had ended";
 
@@ -594,8 +632,24 @@ async fn steady(ctx: &Ctx, mode: Mode) -> anyhow::Result<ScenarioResult> {
 
 async fn slow_dependency(ctx: &Ctx, mode: Mode) -> anyhow::Result<ScenarioResult> {
     let p = &ctx.profile;
-    let mut prepared = ctx.prepare(Scenario::SlowDependency.name(), mode, &[PRODUCTS], p.seed).await?;
     let mut result = ScenarioResult::default();
+    if mode == Mode::Monolith {
+        // Nothing travels between the services to slow down: the scenario does not
+        // apply, and says so rather than showing a figure.
+        let reason = does_not_apply(mode, PRODUCTS);
+        result.faults.push(FaultEvent {
+            t_ms: 0,
+            action: Action::Slow { latency: Duration::from_millis(20), jitter: Duration::ZERO }.line(PRODUCTS),
+            result: reason.clone(),
+            planned_ms: Some(0),
+            effective_ms: None,
+            fault: None,
+            writes_in_flight: None,
+        });
+        result.note = Some(format!("{reason}: no call between services to slow down"));
+        return Ok(result);
+    }
+    let mut prepared = ctx.prepare(Scenario::SlowDependency.name(), mode, &[PRODUCTS], p.seed).await?;
     let mut sampler = Sampler::new();
     let added = Duration::from_millis(20);
     result.added_latency_us = Some(added.as_micros() as u64);
@@ -759,5 +813,23 @@ mod tests {
         let err = ensure_applied(&[event("kill users", OK), event("restart users", NOT_APPLIED)]).unwrap_err();
         assert!(err.to_string().contains("restart users"), "{err}");
         assert!(ensure_applied(&[event("pause products", "error: not running")]).is_err());
+        let monolith = does_not_apply(Mode::Monolith, "users");
+        assert_eq!(monolith, "does not apply: monolith mode has no users process");
+        assert!(ensure_applied(&[event("kill users", &monolith), event("restart users", &monolith)]).is_ok());
+    }
+
+    #[test]
+    fn a_scenario_none_of_whose_faults_applied_says_so() {
+        let fault = |action: &str, result: &str| FaultEvent { fault: Some(FaultKind::Kill), ..event(action, result) };
+        let monolith = does_not_apply(Mode::Monolith, "users");
+        let note =
+            faults_did_not_apply(&[fault("kill users", &monolith), event("restart users", &monolith)]).expect("a note");
+        assert!(note.starts_with("does not apply: monolith mode has no users process"), "{note}");
+        assert_eq!(faults_did_not_apply(&[fault("kill users", OK), fault("kill products", &monolith)]), None);
+        // Chaos in a monolith: service faults that do not apply, broker faults skipped.
+        let chaos = [fault("kill nats", SKIPPED_NO_BROKER), fault("kill users", &monolith)];
+        assert!(faults_did_not_apply(&chaos).is_some_and(|n| n.contains("no users process")));
+        assert_eq!(faults_did_not_apply(&[fault("kill nats", SKIPPED_NO_BROKER)]), None, "sync's broker skip");
+        assert_eq!(faults_did_not_apply(&[event("restart users", &monolith)]), None, "no fault, no note");
     }
 }

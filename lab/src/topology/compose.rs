@@ -12,7 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::names::NATS;
+use common::names::{MONOLITH, NATS};
 
 /// The files of `docker/`, built into the lab so it works from any folder.
 pub const DOCKERFILE: &str = include_str!("../../../docker/Dockerfile");
@@ -96,12 +96,20 @@ impl Compose {
         for (name, port) in ports {
             env.push((format!("{}_PORT", name.to_uppercase()), port.to_string()));
         }
-        // The broker's profile is named after the first mode that used it.
-        let profiles = if mode.uses_broker() { vec!["async".to_owned()] } else { Vec::new() };
+        // The broker's profile is named after the first mode that used it; the monolith
+        // has its own, and is the only service started in its mode.
+        let profiles = match mode {
+            common::config::Mode::Monolith => vec![MONOLITH.to_owned()],
+            m if m.uses_broker() => vec!["async".to_owned()],
+            _ => Vec::new(),
+        };
         let mut compose = Self { project: project.to_owned(), file, env, profiles, containers: Default::default() };
         // A project of the same name left by a crashed run must not lend its data.
         compose.compose(&["down", "-v", "--remove-orphans", "-t", "1"])?;
-        compose.compose(&["up", "-d"])?;
+        match mode {
+            common::config::Mode::Monolith => compose.compose(&["up", "-d", MONOLITH])?,
+            _ => compose.compose(&["up", "-d"])?,
+        };
         for (name, _) in ports {
             let id = compose.compose(&["ps", "-q", name])?;
             let id = id.lines().next().unwrap_or_default().trim().to_owned();
@@ -125,7 +133,7 @@ impl Compose {
             project: project.to_owned(),
             file: run_dir.join("compose.yml"),
             env: Vec::new(),
-            profiles: vec!["async".to_owned()],
+            profiles: vec!["async".to_owned(), MONOLITH.to_owned()],
             containers: Default::default(),
         }
     }
@@ -281,7 +289,7 @@ pub fn build_image(bin_dir: &Path, tag: &str, offline: bool) -> Result<u64, Imag
     }
     let nats = bench::nats::nats_server()?;
     let mut programs: Vec<PathBuf> =
-        ["users", "products", "orders", "query", "lab"].iter().map(|n| bin_dir.join(n)).collect();
+        ["users", "products", "orders", "query", MONOLITH, "lab"].iter().map(|n| bin_dir.join(n)).collect();
     programs.push(nats.path.clone());
     for program in &programs {
         if !program.is_file() {

@@ -11,7 +11,7 @@ use std::{
     },
 };
 
-use common::names::{NATS, SERVICES};
+use common::names::NATS;
 
 use super::{
     compose::{Compose, ComposeError},
@@ -48,7 +48,7 @@ pub(super) async fn start(config: &Config, image: &str, project: &str) -> Result
     if config.mode.uses_broker() {
         names.push(NATS);
     }
-    names.extend(SERVICES);
+    names.extend(super::programs(config.mode));
     let mut ports = Vec::new();
     for name in &names {
         ports.push((*name, reserve_port()?));

@@ -48,6 +48,10 @@ pub struct ServiceRecord {
     /// What runs it, and where its output goes.
     #[serde(flatten)]
     pub runs_as: RunsAs,
+    /// Set when this is a service served by another component (monolith mode: the four
+    /// services, each recorded at the monolith's address): not a process of its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub served_by: Option<String>,
 }
 
 /// What runs a component: a process of the lab, or a container.
@@ -107,6 +111,7 @@ mod tests {
             pid: 42,
             data_dir: "run/users/data".into(),
             runs_as,
+            served_by: None,
         }
     }
 

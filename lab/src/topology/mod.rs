@@ -26,7 +26,10 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use common::{config::Mode, names::SERVICES};
+use common::{
+    config::Mode,
+    names::{MONOLITH, SERVICES},
+};
 
 pub use self::file::{RunsAs, ServiceRecord, TopologyFile, TOPOLOGY_FILE};
 use self::{compose::ComposeError, containers::Containers, processes::Processes};
@@ -64,6 +67,10 @@ pub enum TopologyError {
     Compose(#[from] ComposeError),
     #[error("{0} needs the compose target (`--target compose`): processes on one host share one network")]
     NeedsCompose(String),
+    /// A component this mode does not run as a process of its own (`users` in monolith
+    /// mode): a fault on it does not apply. The suite records it as such.
+    #[error("{mode} mode has no separate {component} process; act on {MONOLITH} instead (e.g. `lab kill {MONOLITH}`)")]
+    NoSuchComponent { mode: Mode, component: String },
 }
 
 type Result<T, E = TopologyError> = std::result::Result<T, E>;
@@ -277,13 +284,20 @@ impl Topology {
                 return Err(TopologyError::AlreadyRunning { run_dir: config.run_dir.clone(), pid: existing.lab_pid });
             }
         }
-        for name in SERVICES {
+        for name in programs(config.mode) {
             let bin = config.bin_dir.join(name);
             if !bin.is_file() {
                 return Err(TopologyError::BinaryMissing(bin));
             }
         }
         fs::create_dir_all(&config.run_dir).map_err(io_err(format!("cannot create {}", config.run_dir.display())))?;
+        let mut config = config;
+        if config.mode == Mode::Monolith && !config.proxied.is_empty() {
+            // Nothing travels between the services to put a proxy on; a fault on one of
+            // them is refused as not applying (`NoSuchComponent`).
+            tracing::info!(proxied = ?config.proxied, "monolith mode: no fault proxies between services");
+            config.proxied.clear();
+        }
         let (services, backend) = match &config.target {
             Deployment::Process => {
                 let (services, processes) = processes::start(&config).await?;
@@ -308,27 +322,40 @@ impl Topology {
             nats_url: self.nats_url(),
             run_dir: self.config.run_dir.clone(),
             lab_pid: std::process::id(),
-            services: self
-                .services
-                .iter()
-                .map(|s| ServiceRecord {
-                    name: s.name.to_owned(),
-                    address: s.public_address(),
-                    direct_address: s.proxy.as_ref().map(|_| s.address),
-                    pid: self.backend.pid(s.name).unwrap_or(0),
-                    data_dir: s.data_dir.clone(),
-                    runs_as: self.backend.runs_as(s.name),
-                })
-                .collect(),
+            services: self.records(),
         }
+    }
+
+    /// One record per component; in monolith mode also one per service it serves, at
+    /// its address (`served_by` names it), so clients find every service as in the
+    /// other modes.
+    fn records(&self) -> Vec<ServiceRecord> {
+        let record = |s: &Component, name: &str, served_by: Option<&str>| ServiceRecord {
+            name: name.to_owned(),
+            address: s.public_address(),
+            direct_address: s.proxy.as_ref().map(|_| s.address),
+            pid: self.backend.pid(s.name).unwrap_or(0),
+            data_dir: s.data_dir.clone(),
+            runs_as: self.backend.runs_as(s.name),
+            served_by: served_by.map(str::to_owned),
+        };
+        let mut records: Vec<ServiceRecord> = self.services.iter().map(|s| record(s, s.name, None)).collect();
+        if let Some(monolith) = self.services.iter().find(|s| s.name == MONOLITH) {
+            records.extend(SERVICES.iter().map(|name| record(monolith, name, Some(MONOLITH))));
+        }
+        records
     }
 
     fn write_file(&self) -> Result<()> {
         self.file().write(&self.config.run_dir)
     }
 
-    /// The component called `name`, by its `'static` name.
+    /// The component called `name`, by its `'static` name: the one a fault acts on. In
+    /// monolith mode a service is no component of its own ([`TopologyError::NoSuchComponent`]).
     fn name_of(&self, name: &str) -> Result<&'static str> {
+        if self.config.mode == Mode::Monolith && SERVICES.contains(&name) {
+            return Err(TopologyError::NoSuchComponent { mode: self.config.mode, component: name.to_owned() });
+        }
         Ok(self.service(name)?.name)
     }
 
@@ -425,7 +452,13 @@ impl Topology {
         self.nats_url().filter(|_| self.config.mode == Mode::Async)
     }
 
+    /// The component called `name`, or (monolith mode) the one that serves the service
+    /// `name`.
     pub fn service(&self, name: &str) -> Result<&Component> {
+        let name = match self.config.mode {
+            Mode::Monolith if SERVICES.contains(&name) => MONOLITH,
+            _ => name,
+        };
         self.services.iter().find(|s| s.name == name).ok_or_else(|| TopologyError::UnknownService(name.to_owned()))
     }
 
@@ -436,9 +469,19 @@ impl Topology {
 
     /// Sets the faults of `name`'s proxy.
     pub fn set_faults(&mut self, name: &str, faults: Faults) -> Result<()> {
+        let name = self.name_of(name)?;
         let proxy = self.service(name)?.proxy.as_ref().ok_or_else(|| TopologyError::NotProxied(name.to_owned()))?;
         proxy.set(faults);
         Ok(())
+    }
+}
+
+/// The programs a topology of `mode` runs (besides the broker): the four services, or
+/// the monolith.
+pub fn programs(mode: Mode) -> &'static [&'static str] {
+    match mode {
+        Mode::Monolith => &[MONOLITH],
+        _ => &SERVICES,
     }
 }
 

@@ -85,7 +85,7 @@ pub(super) async fn start(config: &Config) -> Result<(Vec<Component>, Processes)
         components.push(Component { name: NATS, kind: Kind::Broker, address: broker.address, data_dir, proxy: None });
         processes.members.push(broker);
     }
-    for (i, name) in SERVICES.into_iter().enumerate() {
+    for (i, &name) in super::programs(config.mode).iter().enumerate() {
         let dir = config.run_dir.join(name);
         let data_dir = dir.join("data");
         fs::create_dir_all(&data_dir).map_err(io_err(format!("cannot create {}", data_dir.display())))?;
@@ -124,7 +124,8 @@ pub(super) async fn start(config: &Config) -> Result<(Vec<Component>, Processes)
 }
 
 /// The arguments that tell `name` its mode and where its dependencies are: the
-/// services it calls (sync) or the broker (async, bus-rpc), among those already started.
+/// services it calls (sync) or the broker (async, bus-rpc), among those already started;
+/// the monolith has none.
 fn peer_args(mode: Mode, name: &str, started: &[Component]) -> Result<Vec<String>> {
     let find =
         |dep: &str| started.iter().find(|c| c.name == dep).ok_or_else(|| TopologyError::UnknownService(dep.to_owned()));
@@ -141,6 +142,8 @@ fn peer_args(mode: Mode, name: &str, started: &[Component]) -> Result<Vec<String
             }
         }
         Mode::Async | Mode::BusRpc => args.extend(["--nats-url".to_owned(), format!("nats://{}", find(NATS)?.address)]),
+        // One process: nothing to find.
+        Mode::Monolith => {}
     }
     Ok(args)
 }

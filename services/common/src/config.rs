@@ -78,13 +78,16 @@ pub enum Mode {
     /// The sync call graph carried over core NATS request/reply (no JetStream).
     #[value(name = "bus-rpc")]
     BusRpc,
+    /// One process serving all four APIs from one database, with in-process calls:
+    /// the floor that shows what distribution costs.
+    Monolith,
 }
 
 impl Mode {
     /// Whether its services talk through a NATS broker (JetStream events, or core NATS
     /// request/reply), which the topology then starts first.
     pub fn uses_broker(self) -> bool {
-        !matches!(self, Mode::Sync)
+        matches!(self, Mode::Async | Mode::BusRpc)
     }
 
     pub fn as_str(self) -> &'static str {
@@ -92,6 +95,7 @@ impl Mode {
             Mode::Sync => "sync",
             Mode::Async => "async",
             Mode::BusRpc => "bus-rpc",
+            Mode::Monolith => "monolith",
         }
     }
 }
@@ -99,6 +103,22 @@ impl Mode {
 impl std::fmt::Display for Mode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// A service binary was started in monolith mode, where the `monolith` binary serves
+/// every service in one process.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("monolith mode has no separate {0} process: run the `monolith` binary, which serves all four services")]
+pub struct ServedByMonolith(pub &'static str);
+
+impl ServiceArgs {
+    /// Refuses monolith mode in a binary of one service (`name`).
+    pub fn refuse_monolith(&self, name: &'static str) -> Result<(), ServedByMonolith> {
+        match self.mode {
+            Mode::Monolith => Err(ServedByMonolith(name)),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -168,6 +188,15 @@ mod tests {
         assert_eq!(Mode::BusRpc.to_string(), "bus-rpc");
         assert_eq!(serde_json::to_string(&Mode::BusRpc).unwrap(), "\"bus-rpc\"");
         assert_eq!(serde_json::from_str::<Mode>("\"async\"").unwrap(), Mode::Async);
+    }
+
+    #[test]
+    fn monolith_is_a_mode_without_a_broker() {
+        let parse = |mode: &str| Cli::try_parse_from(["svc", "--data-dir", "d", "--mode", mode]);
+        assert_eq!(parse("monolith").unwrap().args.mode, Mode::Monolith);
+        assert_eq!(serde_json::to_string(&Mode::Monolith).unwrap(), "\"monolith\"");
+        assert!(!Mode::Monolith.uses_broker());
+        assert!(Mode::Async.uses_broker() && Mode::BusRpc.uses_broker() && !Mode::Sync.uses_broker());
     }
 
     #[test]

@@ -9,6 +9,9 @@ pub const ORDERS: &str = "orders";
 pub const QUERY: &str = "query";
 /// The broker, in async mode (a component of the topology, not a service).
 pub const NATS: &str = "nats";
+/// The one process of monolith mode, serving all four services (a component of the
+/// topology in that mode, in place of the four).
+pub const MONOLITH: &str = "monolith";
 
 /// The internal RPCs, those one service makes to another: gRPC method names, and in
 /// bus-rpc mode the last token of their subject (`common::bus::subject`).

@@ -10,6 +10,7 @@ use tonic::{
     body::Body,
     codegen::{http, Service},
     server::NamedService,
+    service::Routes,
     transport::{server::TcpIncoming, Server},
 };
 
@@ -51,37 +52,70 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     })
 }
 
-/// Serves `service` (plus `grpc.health.v1`, server reflection and `Admin.Stats`) on an already-bound
+/// The gRPC services one process serves on its listener: a service binary serves one,
+/// the monolith all four. Health, reflection and `Admin.Stats` are added by
+/// [`serve_until_shutdown`].
+pub struct Services {
+    routes: Routes,
+    names: Vec<&'static str>,
+}
+
+impl Services {
+    pub fn new<S: GrpcService>(service: S) -> Self
+    where
+        S::Future: Send + 'static,
+    {
+        Self { routes: Routes::new(service), names: vec![S::NAME] }
+    }
+
+    /// Serves `service` too, on the same listener.
+    pub fn and<S: GrpcService>(mut self, service: S) -> Self
+    where
+        S::Future: Send + 'static,
+    {
+        self.routes = self.routes.add_service(service);
+        self.names.push(S::NAME);
+        self
+    }
+
+    /// The full names of the services (`cascade.v1.Users`, …), in the order added.
+    pub fn names(&self) -> &[&'static str] {
+        &self.names
+    }
+}
+
+/// Serves `services` (plus `grpc.health.v1`, server reflection and `Admin.Stats`) on an already-bound
 /// listener until `shutdown` is cancelled: the gRPC server alone, nothing before or after. Health says SERVING from the start, which is
 /// true because the listener is bound: connections made now wait in its backlog.
 /// If `addr_file` is given, the bound address is written there once serving starts.
-async fn serve_grpc<S: GrpcService>(
+async fn serve_grpc(
     listener: TcpListener,
-    service: S,
+    services: Services,
     addr_file: Option<&Path>,
     shutdown: CancellationToken,
-) -> Result<(), ServeError>
-where
-    S::Future: Send + 'static,
-{
+) -> Result<(), ServeError> {
     let addr = listener.local_addr()?;
     let (reporter, health) = tonic_health::server::health_reporter();
-    reporter.set_serving::<S>().await;
-    let (reflection_v1, reflection_v1alpha) = (reflection::<S>().build_v1()?, reflection::<S>().build_v1alpha()?);
+    for name in &services.names {
+        reporter.set_service_status(*name, tonic_health::ServingStatus::Serving).await;
+    }
+    let (reflection_v1, reflection_v1alpha) =
+        (reflection(&services.names).build_v1()?, reflection(&services.names).build_v1alpha()?);
     if let Some(path) = addr_file {
         write_addr_file(path, addr)?;
     }
-    tracing::info!(%addr, service = S::NAME, "ready");
-    let serving = Server::builder()
+    let shown = services.names.join(", ");
+    tracing::info!(%addr, service = %shown, "ready");
+    let routes = services
+        .routes
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(crate::proto::admin_server::AdminServer::new(crate::stats::AdminApi))
-        .add_service(service)
-        .serve_with_incoming_shutdown(
-            TcpIncoming::from(listener).with_nodelay(Some(true)),
-            shutdown.clone().cancelled_owned(),
-        );
+        .add_service(crate::proto::admin_server::AdminServer::new(crate::stats::AdminApi));
+    let serving = Server::builder().add_routes(routes).serve_with_incoming_shutdown(
+        TcpIncoming::from(listener).with_nodelay(Some(true)),
+        shutdown.clone().cancelled_owned(),
+    );
     // Graceful shutdown stops accepting, lets requests in flight finish and waits for
     // every connection to close; a caller's idle connection may never close (hyper
     // waits on it), so the drain is bounded: past it, the connections are dropped, as a
@@ -92,9 +126,9 @@ where
     };
     tokio::select! {
         served = serving => served?,
-        () = drained => tracing::info!(service = S::NAME, "connections still open {DRAIN:?} after shutdown began: dropped"),
+        () = drained => tracing::info!(service = %shown, "connections still open {DRAIN:?} after shutdown began: dropped"),
     }
-    tracing::info!(service = S::NAME, "stopped serving");
+    tracing::info!(service = %shown, "stopped serving");
     Ok(())
 }
 
@@ -108,17 +142,16 @@ pub const DRAIN: Duration = Duration::from_secs(1);
 /// process serves, both reflection services included, and can describe them: the
 /// builder would add only its own version's descriptors, so both are registered here
 /// (the crate's own registration of one of them is then skipped as a duplicate file).
-fn reflection<S: NamedService>() -> tonic_reflection::server::Builder<'static> {
+fn reflection(names: &[&'static str]) -> tonic_reflection::server::Builder<'static> {
     let mut builder = tonic_reflection::server::Builder::configure()
         // All four Cascade services: `with_service_name` narrows what is advertised.
         .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET)
-        .with_service_name(S::NAME)
         .with_service_name(ADMIN_SERVICE)
         .with_service_name(HEALTH_SERVICE);
-    for name in REFLECTION_SERVICES {
+    for name in names.iter().copied().chain(REFLECTION_SERVICES) {
         builder = builder.with_service_name(name);
     }
     builder
@@ -138,7 +171,19 @@ pub async fn serve_until_shutdown<S: GrpcService>(
 where
     S::Future: Send + 'static,
 {
-    let served = serve_grpc(listener, service, args.addr_file.as_deref(), shutdown.clone()).await;
+    serve_all_until_shutdown(listener, Services::new(service), args, broker, db, shutdown).await
+}
+
+/// [`serve_until_shutdown`] for several services on one listener (the monolith).
+pub async fn serve_all_until_shutdown(
+    listener: TcpListener,
+    services: Services,
+    args: &crate::config::ServiceArgs,
+    broker: Broker,
+    db: Option<&sled::Db>,
+    shutdown: CancellationToken,
+) -> Result<(), ServeError> {
+    let served = serve_grpc(listener, services, args.addr_file.as_deref(), shutdown.clone()).await;
     shutdown.cancel();
     match broker {
         Broker::None => {}

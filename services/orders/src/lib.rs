@@ -50,6 +50,7 @@ pub async fn run(
     peers: Peers,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    args.refuse_monolith(ORDERS)?;
     let store = store::OrderStore::open(&args.data_dir, args.mode == Mode::Async)?;
     match args.mode {
         Mode::Sync => {
@@ -85,6 +86,7 @@ pub async fn run(
             .await?;
             Ok(serve_api(listener, args, &store, api, Broker::Bus(bus), shutdown).await?)
         }
+        Mode::Monolith => Err(common::config::ServedByMonolith(ORDERS).into()),
     }
 }
 

@@ -41,13 +41,18 @@ impl OrderStore {
     /// `events`: stage an `OrderPlaced` with every order (async mode).
     pub fn open(dir: &Path, events: bool) -> Result<Self, OpenError> {
         let db = store::open(dir)?;
-        let err = |source| OpenError::Other { dir: dir.display().to_string(), source };
+        Self::in_db(&db, events).map_err(|source| OpenError::Other { dir: dir.display().to_string(), source })
+    }
+
+    /// The store's trees in an open database, which may hold other stores' trees too
+    /// (the monolith's one database: tree names do not collide).
+    pub fn in_db(db: &sled::Db, events: bool) -> sled::Result<Self> {
         Ok(Self {
-            orders: db.open_tree("orders").map_err(err)?,
-            by_user: db.open_tree("by_user").map_err(err)?,
-            ids: IdGen::open(&db, "orders").map_err(err)?,
-            outbox: Outbox::open(&db, events).map_err(err)?,
-            db,
+            orders: db.open_tree("orders")?,
+            by_user: db.open_tree("by_user")?,
+            ids: IdGen::open(db, "orders")?,
+            outbox: Outbox::open(db, events)?,
+            db: db.clone(),
         })
     }
 

@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 /// async mode also relays the outbox; in bus-rpc mode also answers GetProduct and
 /// GetProducts on the bus.
 pub async fn run(listener: TcpListener, args: &ServiceArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+    args.refuse_monolith(PRODUCTS)?;
     let store = store::ProductStore::open(&args.data_dir, args.mode == Mode::Async)?;
     let api = Arc::new(api::ProductsApi::new(store.clone()));
     let broker = match args.mode {
@@ -51,6 +52,7 @@ pub async fn run(listener: TcpListener, args: &ServiceArgs, shutdown: Cancellati
             .await?;
             Broker::Bus(bus)
         }
+        Mode::Monolith => return Err(common::config::ServedByMonolith(PRODUCTS).into()),
     };
     let server = ProductsServer::from_arc(api);
     Ok(common::serve::serve_until_shutdown(listener, server, args, broker, Some(store.db()), shutdown).await?)

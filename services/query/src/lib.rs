@@ -84,6 +84,7 @@ pub async fn run(
     peers: Peers,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    args.refuse_monolith(QUERY)?;
     match args.mode {
         Mode::Sync => {
             let (Some(users), Some(orders), Some(products)) = (peers.users, peers.orders, peers.products) else {
@@ -111,6 +112,7 @@ pub async fn run(
             let source = bus::BusSource::new(bus.client());
             Ok(serve_api(listener, args, source, Broker::Bus(bus), None, shutdown).await?)
         }
+        Mode::Monolith => Err(common::config::ServedByMonolith(QUERY).into()),
     }
 }
 

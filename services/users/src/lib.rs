@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 /// Opens the store in `args.data_dir` and serves on `listener` until `shutdown`; in
 /// async mode also relays the outbox; in bus-rpc mode also answers GetUser on the bus.
 pub async fn run(listener: TcpListener, args: &ServiceArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+    args.refuse_monolith(USERS)?;
     let store = store::UserStore::open(&args.data_dir, args.mode == Mode::Async)?;
     let api = Arc::new(api::UsersApi::new(store.clone()));
     let broker = match args.mode {
@@ -44,6 +45,7 @@ pub async fn run(listener: TcpListener, args: &ServiceArgs, shutdown: Cancellati
             .await?;
             Broker::Bus(bus)
         }
+        Mode::Monolith => return Err(common::config::ServedByMonolith(USERS).into()),
     };
     let server = UsersServer::from_arc(api);
     Ok(common::serve::serve_until_shutdown(listener, server, args, broker, Some(store.db()), shutdown).await?)

@@ -26,12 +26,17 @@ impl UserStore {
     /// `events`: stage a `UserCreated` with every new user (async mode).
     pub fn open(dir: &Path, events: bool) -> Result<Self, OpenError> {
         let db = store::open(dir)?;
-        let err = |source| OpenError::Other { dir: dir.display().to_string(), source };
+        Self::in_db(&db, events).map_err(|source| OpenError::Other { dir: dir.display().to_string(), source })
+    }
+
+    /// The store's trees in an open database, which may hold other stores' trees too
+    /// (the monolith's one database: tree names do not collide).
+    pub fn in_db(db: &sled::Db, events: bool) -> sled::Result<Self> {
         Ok(Self {
-            users: db.open_tree("users").map_err(err)?,
-            ids: IdGen::open(&db, "users").map_err(err)?,
-            outbox: Outbox::open(&db, events).map_err(err)?,
-            db,
+            users: db.open_tree("users")?,
+            ids: IdGen::open(db, "users")?,
+            outbox: Outbox::open(db, events)?,
+            db: db.clone(),
         })
     }
 
