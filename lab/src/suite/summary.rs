@@ -51,6 +51,11 @@ pub fn text(r: &Results) -> String {
     for s in &r.scenarios {
         let round = if s.round > 1 { format!(" r{}", s.round) } else { String::new() };
         write!(out, "{:<17} {:<5}{round}", s.scenario, s.mode).ok();
+        // A scenario whose faults had nothing to act on says so first: its figures are
+        // of the load alone.
+        if let Some(note) = s.note.as_deref().filter(|n| n.starts_with(super::scenarios::DOES_NOT_APPLY)) {
+            write!(out, " | {note}").ok();
+        }
         if let Some(l) = &s.sequential {
             write!(
                 out,
@@ -194,4 +199,26 @@ pub fn text(r: &Results) -> String {
         .ok();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::suite::{scenarios::DOES_NOT_APPLY, Scenario, ScenarioResult};
+    use common::config::Mode;
+
+    #[test]
+    fn a_scenario_that_did_not_apply_says_so_on_its_line() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/results.json");
+        let mut r: Results = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        let note = format!("{DOES_NOT_APPLY}monolith mode has no users process");
+        r.scenarios = vec![ScenarioResult {
+            scenario: Scenario::KillDependency,
+            mode: Mode::Monolith,
+            note: Some(note.clone()),
+            ..Default::default()
+        }];
+        let line = text(&r).lines().find(|l| l.starts_with("kill-dependency")).unwrap().to_owned();
+        assert!(line.contains(&note), "{line}");
+    }
 }
