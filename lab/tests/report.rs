@@ -598,3 +598,22 @@ fn the_bus_rpc_claim_follows_the_bus_rpc_figures() {
     assert!(report::render(&coupled).markdown.contains("| figure | sync | async | bus-rpc |"));
     assert_eq!(verdict(&with_bus(Mode::Async), CLAIM), Verdict::Refuted);
 }
+
+/// A mode a scenario's faults did not apply to (the monolith has no users process to
+/// kill) gets its reason in the scenario's section, not a column of numbers that were
+/// measured without the fault.
+#[test]
+fn a_scenario_that_did_not_apply_to_a_mode_gives_the_reason_not_numbers() {
+    let mut r = quick_run();
+    let mut mono = r.scenario(Scenario::KillDependency, Mode::Sync).unwrap().clone();
+    mono.mode = Mode::Monolith;
+    mono.note = Some(format!("{}monolith mode has no users process", lab::suite::scenarios::DOES_NOT_APPLY));
+    r.scenarios.push(mono);
+    r.modes.push(Mode::Monolith);
+    let md = report::render(&r).markdown;
+    let section = &md[md.find("### kill-dependency").unwrap()..];
+    let section = &section[..section[4..].find("\n### ").map_or(section.len(), |i| i + 4)];
+    assert!(section.contains("| figure | sync | async |"), "{section}");
+    assert!(!section.contains("| monolith |"), "no column of numbers for the monolith: {section}");
+    assert!(section.contains("monolith: does not apply: monolith mode has no users process"), "{section}");
+}

@@ -152,9 +152,15 @@ fn document(r: &Results) -> Vec<Block> {
     for name in r.scenarios_ran() {
         d.push(Heading(3, name.to_string()));
         d.push(Para(name.description().into()));
-        // A column per mode the run had (results name them in the order asked).
-        let modes: Vec<(&str, &ScenarioResult)> =
+        // A column per mode the run had (results name them in the order asked), but for
+        // a mode the scenario's faults did not apply to: its figures are of the load
+        // alone, so it gets its reason below instead of numbers.
+        let ran: Vec<(&str, &ScenarioResult)> =
             r.modes.iter().filter_map(|&m| Some((m.as_str(), r.scenario(name, m)?))).collect();
+        let applies = |x: &ScenarioResult| {
+            !x.note.as_deref().is_some_and(|n| n.starts_with(crate::suite::scenarios::DOES_NOT_APPLY))
+        };
+        let modes: Vec<(&str, &ScenarioResult)> = ran.iter().copied().filter(|(_, x)| applies(x)).collect();
         let rows = figures(&modes);
         if !rows.is_empty() {
             let mut head = vec!["figure".to_string()];
@@ -165,7 +171,7 @@ fn document(r: &Results) -> Vec<Block> {
             d.push(table);
         }
         scenario_charts(name.name(), &modes, &mut d);
-        for (mode, x) in &modes {
+        for (mode, x) in &ran {
             if let Some(note) = &x.note {
                 d.push(Para(format!("{mode}: {note}")));
             }
