@@ -166,7 +166,6 @@ async fn with_steps(
         })
     };
     // Convergence is timed from the last repair that took effect.
-    let repairs: Vec<String> = steps.iter().filter(|s| s.action.is_repair()).map(|s| s.action.line(s.target)).collect();
     let load_started = tokio::time::Instant::now();
     let (report, events) = load_during(
         &mut prepared,
@@ -180,7 +179,7 @@ async fn with_steps(
     .await;
     result.loads.insert("run".into(), report);
     result.create_then_use = Some(create_then_use.await.expect("create-then-use task")?);
-    let repaired = last_repair(&events, &repairs);
+    let repaired = last_repair(&events);
     let applied = ensure_applied(&events);
     result.faults = events;
     prepared.topology.recover().await?;
@@ -233,11 +232,12 @@ const CREATE_THEN_USE_EVERY: Duration = Duration::from_millis(100);
 pub const CONVERGENCE_NOT_APPLICABLE: &str =
     "convergence not applicable: the sync view is assembled from the owners on every read";
 
-/// When the last of the `repairs` took effect, in ms from the start of the load; `None`
-/// if one of them did not take effect.
-pub(super) fn last_repair(events: &[FaultEvent], repairs: &[String]) -> Option<u64> {
+/// When the last repair among `events` took effect, in ms from the start of the load;
+/// `None` if one of them did not take effect.
+pub(super) fn last_repair(events: &[FaultEvent]) -> Option<u64> {
     let mut last = 0;
-    for e in events.iter().filter(|e| repairs.contains(&e.action)) {
+    let is_repair = |e: &&FaultEvent| Action::parse(&e.action).is_ok_and(|(action, _)| action.is_repair());
+    for e in events.iter().filter(is_repair) {
         if e.result != OK {
             return None;
         }

@@ -208,7 +208,6 @@ pub async fn run(ctx: &Ctx, mode: Mode) -> anyhow::Result<ScenarioResult> {
             }
         }
     };
-    let repairs: Vec<String> = steps.iter().filter(|s| s.action.is_repair()).map(|s| s.action.line(s.target)).collect();
     let (report, events) = load_during(
         &mut prepared,
         workload,
@@ -226,7 +225,7 @@ pub async fn run(ctx: &Ctx, mode: Mode) -> anyhow::Result<ScenarioResult> {
     prepared.topology.recover().await?;
     // Convergence is timed from the last repair that took effect; if one did not,
     // `recover` made it, just now.
-    let repaired = last_repair(&events, &repairs).map_or_else(Instant::now, |ms| started + Duration::from_millis(ms));
+    let repaired = last_repair(&events).map_or_else(Instant::now, |ms| started + Duration::from_millis(ms));
     eprintln!(
         "  soak ({mode}): repaired; checking {} writes against the owners, the view and orders' replica …",
         history.started()
