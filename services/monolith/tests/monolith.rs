@@ -27,7 +27,11 @@ struct Process {
 impl Process {
     async fn start(data_dir: &Path) -> Self {
         let addr_file = data_dir.with_extension("addr");
-        let _ = std::fs::remove_file(&addr_file);
+        // A previous run's address must not be read as this one's.
+        match std::fs::remove_file(&addr_file) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => panic!("cannot remove {}: {e}", addr_file.display()),
+            _ => {}
+        }
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_monolith"))
             .args(["--listen", "127.0.0.1:0", "--mode", "monolith", "--data-dir"])
             .arg(data_dir)
