@@ -166,3 +166,38 @@ async fn sigterm_stops_a_service_whose_callers_keep_their_connections() {
     let log = std::fs::read_to_string(&log).unwrap();
     assert!(log.contains("stopped serving"), "users did not stop by itself on SIGTERM:\n{log}");
 }
+
+/// A slowed dependency's latency reaches the caller of a request/reply chain, whatever
+/// carries it: in bus-rpc mode the proxy in front of products must slow the requests
+/// the broker hands products (its gRPC edge carries no call from the other services),
+/// as it slows the gRPC calls into products in sync mode.
+#[tokio::test]
+async fn a_slowed_dependency_slows_the_chain_over_grpc_and_over_the_bus() {
+    for mode in [Mode::Sync, Mode::BusRpc] {
+        let mut lab = support::start_with(mode, |c| c.proxied = vec!["products".into()]).await;
+        let (user, product) = fixture(&lab).await;
+        let mut c = lab.clients.clone();
+        let added = Duration::from_millis(60);
+        lab.topology.set_faults("products", lab::proxy::Faults { latency: added, ..Default::default() }).unwrap();
+        // UserOrders asks products once for the current prices; PlaceOrder asks it
+        // whether the product exists; UpdatePrice goes to products' own gRPC edge.
+        for placed in 1..=3 {
+            let start = Instant::now();
+            let read = c.query.user_orders(req(UserOrdersRequest { user_id: user.id.clone() }, T)).await;
+            assert_eq!(read.unwrap().into_inner().items.len(), placed);
+            assert!(
+                start.elapsed() >= added,
+                "{mode}: UserOrders took {:?}, less than the added {added:?}",
+                start.elapsed()
+            );
+            let start = Instant::now();
+            c.orders.place_order(req(place(&user, &product), T)).await.unwrap();
+            assert!(start.elapsed() >= added, "{mode}: PlaceOrder took {:?}", start.elapsed());
+            let start = Instant::now();
+            let price = common::proto::UpdatePriceRequest { id: product.id.clone(), price_cents: 2500 };
+            c.products.update_price(req(price, T)).await.unwrap();
+            assert!(start.elapsed() >= added, "{mode}: UpdatePrice took {:?}", start.elapsed());
+        }
+        lab.topology.set_faults("products", lab::proxy::Faults::default()).unwrap();
+    }
+}

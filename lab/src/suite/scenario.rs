@@ -78,7 +78,7 @@ impl Scenario {
     pub fn description(self) -> &'static str {
         match self {
             Scenario::Steady => "Latency and throughput at fixed open-loop rates, sequential latency, the saturation point (closed-loop clients), the staleness probe, and create-then-use: a user created, then at once an order placed for them, retried while refused as not yet known.",
-            Scenario::SlowDependency => "A fixed latency added in front of `products` by a fault proxy (see the table): how much of it reaches the client.",
+            Scenario::SlowDependency => "A fixed latency added in front of `products` by a fault proxy (see the table), and in bus-rpc mode on its link to the broker, which carries the other services' calls to it: how much of it reaches the client.",
             Scenario::KillDependency => "`users` SIGKILLed, then `products`, under load: availability during the faults, staleness, recovery and convergence.",
             Scenario::PauseDependency => "`products` frozen with SIGSTOP (a grey failure): do callers fail at their deadline or pile up?",
             Scenario::KillBroker => "`nats-server` SIGKILLed under load and restarted (sync mode has no broker: the control).",

@@ -160,9 +160,17 @@ pub struct Component {
     pub data_dir: PathBuf,
     /// The fault proxy callers go through, if it has one.
     proxy: Option<Proxy>,
+    /// In bus-rpc mode, the fault proxy between a proxied service and the broker, which
+    /// carries the other services' calls to it: the same faults as [`Self::proxy`].
+    broker_link: Option<Proxy>,
 }
 
 impl Component {
+    /// Its fault proxies: in front of it, and on its link to the broker.
+    fn proxies(&self) -> impl Iterator<Item = &Proxy> {
+        self.proxy.iter().chain(&self.broker_link)
+    }
+
     /// Where callers reach it: its proxy if it has one, else itself.
     pub fn public_address(&self) -> SocketAddr {
         self.proxy.as_ref().map_or(self.address, Proxy::addr)
@@ -416,9 +424,7 @@ impl Topology {
         let names: Vec<&'static str> = self.services.iter().map(|s| s.name).collect();
         for name in names {
             self.backend.recover(name).await?;
-            if let Some(proxy) = &self.service(name)?.proxy {
-                proxy.heal();
-            }
+            self.service(name)?.proxies().for_each(Proxy::heal);
         }
         self.write_file()
     }
@@ -467,11 +473,15 @@ impl Topology {
         Ok(self.service(name)?.public_address())
     }
 
-    /// Sets the faults of `name`'s proxy.
+    /// Sets the faults of `name`'s proxies (in bus-rpc mode, on its link to the broker
+    /// as well).
     pub fn set_faults(&mut self, name: &str, faults: Faults) -> Result<()> {
         let name = self.name_of(name)?;
-        let proxy = self.service(name)?.proxy.as_ref().ok_or_else(|| TopologyError::NotProxied(name.to_owned()))?;
-        proxy.set(faults);
+        let service = self.service(name)?;
+        if service.proxy.is_none() {
+            return Err(TopologyError::NotProxied(name.to_owned()));
+        }
+        service.proxies().for_each(|proxy| proxy.set(faults));
         Ok(())
     }
 }

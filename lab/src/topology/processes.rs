@@ -82,7 +82,14 @@ pub(super) async fn start(config: &Config) -> Result<(Vec<Component>, Processes)
         let mut broker = Process::new(NATS, Kind::Broker, nats.path, address, dir.join("log"));
         broker.args = args;
         spawn_on_chosen_port(&mut broker, chosen).await?;
-        components.push(Component { name: NATS, kind: Kind::Broker, address: broker.address, data_dir, proxy: None });
+        components.push(Component {
+            name: NATS,
+            kind: Kind::Broker,
+            address: broker.address,
+            data_dir,
+            proxy: None,
+            broker_link: None,
+        });
         processes.members.push(broker);
     }
     for (i, &name) in super::programs(config.mode).iter().enumerate() {
@@ -101,7 +108,22 @@ pub(super) async fn start(config: &Config) -> Result<(Vec<Component>, Processes)
         if let Some(ms) = config.default_deadline_ms {
             args.extend(["--default-deadline-ms".to_owned(), ms.to_string()]);
         }
-        args.extend(peer_args(config.mode, name, &components)?);
+        // In bus-rpc mode the other services reach a proxied one through the broker, so
+        // its link to the broker gets a fault proxy too.
+        let broker_link = match (config.mode, proxied) {
+            (Mode::BusRpc, true) => {
+                let broker = components.iter().find(|c| c.kind == Kind::Broker).map(|c| c.address);
+                let broker = broker.ok_or_else(|| TopologyError::UnknownService(NATS.to_owned()))?;
+                let any_port = SocketAddr::from(([127, 0, 0, 1], 0));
+                Some(
+                    Proxy::start(any_port, broker)
+                        .await
+                        .map_err(io_err(format!("cannot start the fault proxy of {name}'s link to the broker")))?,
+                )
+            }
+            _ => None,
+        };
+        args.extend(peer_args(config.mode, name, &components, broker_link.as_ref().map(Proxy::addr))?);
         let mut service = Process::new(name, Kind::Service, config.bin_dir.join(name), listen, dir.join("log"));
         service.args = args;
         service.env = (config.env.iter())
@@ -117,16 +139,23 @@ pub(super) async fn start(config: &Config) -> Result<(Vec<Component>, Processes)
             ),
             false => None,
         };
-        components.push(Component { name, kind: Kind::Service, address: service.address, data_dir, proxy });
+        components.push(Component {
+            name,
+            kind: Kind::Service,
+            address: service.address,
+            data_dir,
+            proxy,
+            broker_link,
+        });
         processes.members.push(service);
     }
     Ok((components, processes))
 }
 
 /// The arguments that tell `name` its mode and where its dependencies are: the
-/// services it calls (sync) or the broker (async, bus-rpc), among those already started;
-/// the monolith has none.
-fn peer_args(mode: Mode, name: &str, started: &[Component]) -> Result<Vec<String>> {
+/// services it calls (sync) or the broker (async, bus-rpc: at `broker_via` if given, a
+/// proxy in front of it), among those already started; the monolith has none.
+fn peer_args(mode: Mode, name: &str, started: &[Component], broker_via: Option<SocketAddr>) -> Result<Vec<String>> {
     let find =
         |dep: &str| started.iter().find(|c| c.name == dep).ok_or_else(|| TopologyError::UnknownService(dep.to_owned()));
     let mut args = vec!["--mode".to_owned(), mode.to_string()];
@@ -141,7 +170,13 @@ fn peer_args(mode: Mode, name: &str, started: &[Component]) -> Result<Vec<String
                 args.extend([flag.to_string(), find(dep)?.public_address().to_string()]);
             }
         }
-        Mode::Async | Mode::BusRpc => args.extend(["--nats-url".to_owned(), format!("nats://{}", find(NATS)?.address)]),
+        Mode::Async | Mode::BusRpc => {
+            let broker = match broker_via {
+                Some(proxy) => proxy,
+                None => find(NATS)?.address,
+            };
+            args.extend(["--nats-url".to_owned(), format!("nats://{broker}")]);
+        }
         // One process: nothing to find.
         Mode::Monolith => {}
     }

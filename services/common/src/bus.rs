@@ -130,6 +130,9 @@ fn deadline_of(message: &async_nats::Message, default: Duration) -> Deadline {
     Deadline::after(budget)
 }
 
+/// How long a starting service waits for the broker before it serves without it.
+pub const CONNECT_WAIT: Duration = Duration::from_secs(2);
+
 /// A service's connection to the bus and the subscriptions answering its internal RPCs.
 /// Tasks watch the service's shutdown token; [`Bus::stop`] waits for them and drains
 /// the connection.
@@ -197,6 +200,29 @@ impl Bus {
         };
         self.tasks.spawn(server.run(subscriber, self.shutdown.clone()));
         Ok(())
+    }
+
+    /// Waits (at most [`CONNECT_WAIT`]) until the connection is up and the broker has
+    /// every subscription made so far, so the service reports ready only once its
+    /// callers' requests can reach it and its own calls can leave. A broker that is down
+    /// does not keep the service from serving its public API: after the wait it serves
+    /// anyway, and calls over the bus fail UNAVAILABLE until the connection is made.
+    pub async fn ready(&self) {
+        let up = async {
+            while self.client.connection_state() != async_nats::connection::State::Connected {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            // A round trip to the broker: the subscriptions sent before it are in place.
+            self.client.flush().await
+        };
+        match tokio::time::timeout(CONNECT_WAIT, up).await {
+            Ok(Ok(())) => tracing::info!(service = self.service, "connected to the bus"),
+            Ok(Err(error)) => tracing::warn!(service = self.service, %error, "bus flush failed; serving anyway"),
+            Err(_) => tracing::warn!(
+                service = self.service,
+                "no broker after {CONNECT_WAIT:?}: serving anyway; calls over the bus fail until it connects"
+            ),
+        }
     }
 
     /// Waits for every subscription to stop (after shutdown), then drains the connection.

@@ -183,6 +183,9 @@ pub async fn serve_all_until_shutdown(
     db: Option<&sled::Db>,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
+    if let Broker::Bus(bus) = &broker {
+        bus.ready().await;
+    }
     let served = serve_grpc(listener, services, args.addr_file.as_deref(), shutdown.clone()).await;
     shutdown.cancel();
     match broker {
