@@ -125,7 +125,8 @@ enum Command {
         /// Service faults per mode in the soak.
         #[arg(long, default_value_t = lab::suite::soak::DEFAULT_FAULTS)]
         kills: usize,
-        #[arg(long, value_enum, value_delimiter = ',', default_value = "sync,async")]
+        /// The modes to compare (any subset, comma-separated).
+        #[arg(long, value_enum, value_delimiter = ',', default_value = "sync,async,bus-rpc,monolith")]
         modes: Vec<Mode>,
         /// Parent folder of the run's topologies and results.
         #[arg(long, default_value = "runs")]

@@ -88,12 +88,14 @@ impl Profile {
         Self {
             name: "quick".into(),
             steady_rates: vec![200.0, 1000.0],
-            steady_secs: 2.0,
+            // Four modes in about five minutes: shorter phases than the two-mode
+            // suite had (2 s rates, fault timelines 1.0, chaos 10 s, 1000 sequential).
+            steady_secs: 1.5,
             fault_rate: 200.0,
-            stretch: 1.0,
-            chaos_secs: 10.0,
+            stretch: 0.7,
+            chaos_secs: 7.0,
             saturation_clients: 64,
-            sequential: 1000,
+            sequential: 500,
             seed: SeedConfig { users: 100, products: 50, orders: 500, seed },
             storage_seed: SeedConfig { users: 500, products: 100, orders: 3000, seed },
             deadline_ms: 500,
