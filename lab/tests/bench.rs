@@ -79,9 +79,10 @@ async fn the_checker_detects_a_dropped_event() {
     assert!(convergence.diff.examples[0].contains(&dropped.id), "{:?}", convergence.diff.examples);
 }
 
-/// `lab bench --scenario fan-out`: the inter-service calls per request are what the
-/// code does (sync UserOrders = 3 hops, PlaceOrder = 2; async none), counted by the
-/// services, and async publishes one event per write.
+/// `lab bench --scenario fan-out` (all four modes by default): the inter-service calls
+/// per request are what the code does (sync and bus-rpc UserOrders = 3 hops, PlaceOrder
+/// = 2; async and the monolith none), counted by the services, and async publishes one
+/// event per write.
 #[test]
 fn fan_out_is_counted_by_the_services() {
     let runs = tempfile::tempdir().unwrap();
@@ -97,6 +98,12 @@ fn fan_out_is_counted_by_the_services() {
     let scenarios = results["scenarios"].as_array().unwrap();
     let fanout = |mode: &str| scenarios.iter().find(|s| s["mode"] == mode).unwrap()["fanout"].clone();
     let (sync, r#async) = (fanout("sync"), fanout("async"));
+    // bus-rpc carries sync's call graph over the broker: the same calls, counted alike;
+    // the monolith makes none.
+    assert_eq!(fanout("bus-rpc")["rpcs_by_hop"], sync["rpcs_by_hop"]);
+    for op in ["UserOrders", "PlaceOrder", "UpdatePrice"] {
+        assert_eq!(fanout("monolith")["rpcs_per_request"][op], 0.0, "{op}");
+    }
     assert_eq!(sync["rpcs_per_request"]["UserOrders"], 3.0);
     assert_eq!(sync["rpcs_per_request"]["PlaceOrder"], 2.0);
     assert_eq!(sync["rpcs_per_request"]["UpdatePrice"], 0.0);

@@ -109,7 +109,12 @@ fn kill_and_partition_under_compose_keep_the_invariants() {
         };
         let (sync, what) = window(Mode::Sync);
         let (r#async, _) = window(Mode::Async);
+        let (bus, _) = window(Mode::BusRpc);
         assert!(sync <= 0.5, "{scenario}: sync served {sync} while {what}: it should lose availability");
+        assert!(bus <= 0.5, "{scenario}: bus-rpc served {bus} while {what}: it should lose availability, like sync");
+        // The monolith has no users container to kill or cut off: said, not measured.
+        let note = find(Mode::Monolith).note.as_deref().unwrap_or_default();
+        assert!(note.starts_with("does not apply: monolith mode has no users process"), "{scenario}: {note}");
         assert!(r#async >= 0.95, "{scenario}: async served {async} while {what}: it should keep serving");
         let a = find(Mode::Async);
         let losses = a.losses.as_ref().unwrap();
