@@ -712,10 +712,10 @@ pub fn targets(results: &Results) -> Vec<TargetCheck> {
     }
     if let Some(l) = seq(Mode::Sync) {
         checks.push(TargetCheck::at_most(
-            "sync UserOrders p50 <= 1.25 x 4 gRPC echoes",
+            "sync UserOrders p50 <= 1.25 x 3 gRPC echoes",
             l.user_orders.p50_us as f64,
-            1.25 * 4.0 * echo,
-            "sequential UserOrders (steady): client→query plus three hops",
+            1.25 * 3.0 * echo,
+            "sequential UserOrders (steady): client→query, then users and orders together, then products",
         ));
     }
     let floor_sum = (floor.js_publish_ack.p50_us + floor.js_delivery.p50_us + floor.sled_txn2_flush.p50_us) as f64;

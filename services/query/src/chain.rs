@@ -1,7 +1,9 @@
-//! The call chain behind `UserOrders` in sync and bus-rpc modes: users.GetUser, then
-//! orders.ListOrdersByUser (page after page), then products.GetProducts for the
-//! distinct products (in batches the products service accepts). Each call gets only
-//! what is left of the client's deadline, and the answer fails if any call fails.
+//! The call chain behind `UserOrders` in sync and bus-rpc modes: users.GetUser together
+//! with orders.ListOrdersByUser (page after page), as any team that measured would
+//! write them, then products.GetProducts for the distinct products (in batches the
+//! products service accepts, sent together): two sequential hops, not three. Each call
+//! gets only what is left of the client's deadline, and the answer fails if any call
+//! fails.
 //! [`Owners`] is how the calls travel: gRPC (`sync.rs`) or NATS (`bus.rs`).
 
 use std::{collections::HashMap, future::Future};
@@ -88,12 +90,99 @@ impl<O: Owners> Chain<O> {
 
 impl<O: Owners> Source for Chain<O> {
     async fn user_orders(&self, user_id: &str, deadline: Deadline) -> Result<UserOrdersResponse, ApiError> {
-        let user = self.0.get_user(GetUserRequest { id: user_id.to_owned() }, deadline).await?;
-        let orders = all_orders(user_id, |message| self.0.list_orders_by_user(message, deadline)).await?;
+        // Independent calls go out together; the user's answer is looked at first, so an
+        // unknown user is the client's NOT_FOUND whatever orders said.
+        let (user, orders) = tokio::join!(
+            self.0.get_user(GetUserRequest { id: user_id.to_owned() }, deadline),
+            all_orders(user_id, |message| self.0.list_orders_by_user(message, deadline))
+        );
+        let (user, orders) = (user?, orders?);
         let mut ids: Vec<String> = orders.iter().map(|o| o.product_id.clone()).collect();
         ids.sort_unstable();
         ids.dedup();
         let products = self.products(&ids, deadline).await?;
         assemble(user, orders, &products)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{sync::Mutex, time::Duration};
+
+    use common::proto::Order;
+    use tokio::sync::Notify;
+
+    use super::*;
+
+    /// Owners whose users answer only once orders has been asked: a chain that waits
+    /// for the user before it asks for the orders never gets an answer.
+    #[derive(Default)]
+    struct Gated {
+        orders_asked: Notify,
+        user_fails: bool,
+        calls: Mutex<Vec<&'static str>>,
+    }
+
+    impl Owners for Gated {
+        async fn get_user(&self, message: GetUserRequest, _: Deadline) -> Result<User, Status> {
+            self.orders_asked.notified().await;
+            self.calls.lock().unwrap().push("users");
+            match self.user_fails {
+                true => Err(Status::not_found(format!("no user {}", message.id))),
+                false => Ok(User { id: message.id, name: "Ada".into(), ..Default::default() }),
+            }
+        }
+
+        async fn list_orders_by_user(
+            &self,
+            message: ListOrdersByUserRequest,
+            _: Deadline,
+        ) -> Result<ListOrdersByUserResponse, Status> {
+            self.calls.lock().unwrap().push("orders");
+            self.orders_asked.notify_one();
+            let order = Order {
+                id: "o-1".into(),
+                user_id: message.user_id,
+                product_id: "p-1".into(),
+                quantity: 1,
+                unit_price_cents: 100,
+                ..Default::default()
+            };
+            Ok(ListOrdersByUserResponse { orders: vec![order], next_page_token: String::new() })
+        }
+
+        async fn get_products(&self, message: GetProductsRequest, _: Deadline) -> Result<GetProductsResponse, Status> {
+            self.calls.lock().unwrap().push("products");
+            let products = (message.ids.into_iter())
+                .map(|id| Product { id, title: "Lamp".into(), price_cents: 120, ..Default::default() })
+                .collect();
+            Ok(GetProductsResponse { products })
+        }
+    }
+
+    async fn user_orders(owners: Gated) -> (Result<UserOrdersResponse, ApiError>, Vec<&'static str>) {
+        let chain = Chain(owners);
+        let answer = tokio::time::timeout(
+            Duration::from_secs(5),
+            chain.user_orders("u-1", Deadline::after(Duration::from_secs(5))),
+        )
+        .await
+        .expect("the chain asked for the user and waited for it before asking for the orders");
+        (answer, chain.0.calls.into_inner().unwrap())
+    }
+
+    #[tokio::test]
+    async fn users_and_orders_are_asked_together_then_products() {
+        let (answer, calls) = user_orders(Gated::default()).await;
+        assert_eq!(answer.unwrap().items.len(), 1);
+        assert_eq!(calls, ["orders", "users", "products"]);
+    }
+
+    #[tokio::test]
+    async fn an_unknown_user_is_still_the_clients_not_found() {
+        let (answer, calls) = user_orders(Gated { user_fails: true, ..Default::default() }).await;
+        let status = Status::from(answer.expect_err("an unknown user"));
+        assert_eq!(status.code(), tonic::Code::NotFound, "{status:?}");
+        assert_eq!(calls, ["orders", "users"], "no products asked for an unknown user");
     }
 }

@@ -1,7 +1,7 @@
 //! The query service (D): "the products a user ordered".
 //!
-//! [`Source`] is where its answer comes from. `chain.rs` asks users, then orders, then
-//! products while the client waits, and owns no data: over gRPC (`sync.rs`) or over
+//! [`Source`] is where its answer comes from. `chain.rs` asks users and orders
+//! together, then products, while the client waits, and owns no data: over gRPC (`sync.rs`) or over
 //! NATS request/reply (`bus.rs`, bus-rpc mode); `events.rs` reads the
 //! service's own view, fed by events. Assembling the answer from those three pieces
 //! ([`assemble`]) is the same in every mode.
