@@ -636,7 +636,7 @@ fn curve_blocks(modes: &[(&str, &ScenarioResult)], d: &mut Vec<Block>) {
         modes.iter().filter_map(|(m, s)| Some((*m, s.load_curve.as_ref()?))).collect();
     if !curves.is_empty() {
         d.push(Block::Para(format!(
-            "Latencies are counted from each request's intended send time, over all requests (a failure at its elapsed time; a request the generator shed is counted, not timed). Each rung lasted {} s at a fraction of the saturation that mode's own closed-loop run measured. By the rule used here, {}. The data grows as the ladder climbs: every rung's `PlaceOrder`s add orders.",
+            "Latencies are counted from each request's intended send time, over all requests (a failure at its elapsed time; a request the generator shed is counted, not timed). Each rung lasted {} s at a fraction of the saturation that mode's own closed-loop run measured, on the same topology, lowest first; before each rung, async's outboxes and consumers were let drain. By the rule used here, {}. The data grows as the ladder climbs: every rung's `PlaceOrder`s add orders.",
             curves[0].1.step_ms as f64 / 1000.0,
             crate::suite::curves::KNEE_RULE
         )));

@@ -8,6 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use anyhow::Context;
 use bench::{
     call,
     load::{closed_loop, LoadReport, OpenLoop, SHED},
@@ -134,9 +135,10 @@ impl LoadCurve {
                 (
                     format!("below the lowest rung ({:.0}/s, {:.2} × saturation)", r.offered_per_s, r.fraction),
                     format!(
-                        "even the lowest rung served {} of its offered rate, all-requests p99 {}",
+                        "even the lowest rung served {} of its offered rate, all-requests p99 {}, {} sent > 1 ms late by the generator",
                         percent(r.served_share()),
-                        ms(r.all_p99_us)
+                        ms(r.all_p99_us),
+                        percent(r.late_share)
                     ),
                 )
             }
@@ -146,13 +148,14 @@ impl LoadCurve {
                 let past = match self.rungs.get(i + 1) {
                     None => "no rung past it: every rung measured kept up".into(),
                     Some(n) => format!(
-                        "at {:.0}/s ({:.2} ×): {:.0} ok/s, {} failed, {} shed, all-requests p99 {}",
+                        "at {:.0}/s ({:.2} ×): {:.0} ok/s, {} failed, {} shed, all-requests p99 {}, {} sent > 1 ms late by the generator",
                         n.offered_per_s,
                         n.fraction,
                         n.goodput_per_s,
                         percent(n.failed_share),
                         percent(n.shed_share),
-                        ms(n.all_p99_us)
+                        ms(n.all_p99_us),
+                        percent(n.late_share)
                     ),
                 };
                 (at, past)
@@ -188,6 +191,8 @@ const DEADLINE: Duration = Duration::from_secs(10);
 const REFUSED_BUDGET: Duration = Duration::from_secs(10);
 /// How long the user's `UserOrders` may take to show every order placed.
 const VISIBLE_WITHIN: Duration = Duration::from_secs(60);
+/// How long the system may take to settle before a load-curve rung.
+const SETTLE_WITHIN: Duration = Duration::from_secs(60);
 /// The most a long phase stays silent on stderr.
 const PROGRESS_EVERY: Duration = Duration::from_secs(3);
 
@@ -231,6 +236,11 @@ pub async fn load_curve(ctx: &Ctx, mode: Mode) -> anyhow::Result<ScenarioResult>
     fractions.sort_by(f64::total_cmp);
     let mut rungs = Vec::new();
     for (i, &fraction) in fractions.iter().enumerate() {
+        // Each rung starts from a settled system: what the run before left queued
+        // (async's outboxes and consumers) is not charged to it.
+        scenarios::drain(&prepared, SETTLE_WITHIN)
+            .await
+            .with_context(|| format!("load-curve ({mode}): before the {fraction} × rung"))?;
         let workload = Workload::new(
             prepared.clients.clone(),
             prepared.seeded.clone(),
@@ -338,6 +348,11 @@ async fn one_size(
             break if first { 0 } else { acknowledged.elapsed().as_millis() as u64 };
         }
         first = false;
+        if last_said.elapsed() >= PROGRESS_EVERY {
+            let shown = shown.as_ref().map_or_else(|s| format!("a failed read ({})", s.code()), |n| n.to_string());
+            eprintln!("  orders-per-user ({mode}): waiting for the user's UserOrders to show {size} orders: {shown}");
+            last_said = Instant::now();
+        }
         if acknowledged.elapsed() > VISIBLE_WITHIN {
             let shown = shown.map_or_else(|s| format!("the last read failed: {s}"), |n| format!("showed {n}"));
             anyhow::bail!(
@@ -354,7 +369,11 @@ async fn one_size(
     let before = scenarios::stats(prepared).await?;
     let mut recorder = Recorder::default();
     let mut items = None;
-    for _ in 0..reads {
+    for k in 0..reads {
+        if last_said.elapsed() >= PROGRESS_EVERY {
+            eprintln!("  orders-per-user ({mode}): {k} of {reads} reads of the {size}-order user");
+            last_said = Instant::now();
+        }
         let request = UserOrdersRequest { user_id: user_id.clone() };
         let sent = Instant::now();
         let answer = call(DEADLINE, request, |r| query.user_orders(r)).await;
