@@ -722,6 +722,11 @@ fn curve_blocks(modes: &[(&str, &ScenarioResult)], d: &mut Vec<Block>) {
     let sizes: Vec<(&str, &Vec<crate::suite::curves::OrdersPerUser>)> =
         modes.iter().filter_map(|(m, s)| Some((*m, s.orders_per_user.as_ref()?))).collect();
     if !sizes.is_empty() {
+        d.push(Block::Para(format!(
+            "Each read is sent when the last has answered; its latency is from send to answer, of the successes. The chain of sync and bus-rpc asks `orders.ListOrdersByUser` for pages of up to {} orders, so its calls per read grow by one for every {} orders the user has; async's query service and the monolith answer without calling another service.",
+            common::names::MAX_ORDERS_PAGE_SIZE,
+            common::names::MAX_ORDERS_PAGE_SIZE
+        )));
         let lines: Vec<charts::Curve> = sizes
             .iter()
             .map(|(m, points)| charts::Curve {
