@@ -58,6 +58,9 @@ fn legend(area: &Area, keys: &Keys) -> Drawn {
         let y = 40 + 20 * i as i32;
         if style.filled {
             area.draw(&Rectangle::new([(6, y - 6), (22, y + 6)], *style))?;
+        } else if label.ends_with(DASHED) {
+            area.draw(&PathElement::new([(4, y), (11, y)], *style))?;
+            area.draw(&PathElement::new([(17, y), (24, y)], *style))?;
         } else {
             area.draw(&PathElement::new([(4, y), (24, y)], *style))?;
         }
@@ -291,5 +294,109 @@ pub fn bars(title: &str, categories: &[String], values: &[(&str, Vec<f64>)], uni
             keys.push((mode.to_string(), color.filled()));
         }
         Ok(())
+    })
+}
+
+/// How a legend label ends when its line is dashed (the legend draws its swatch so).
+pub const DASHED: &str = "(dashed)";
+
+/// One mode's line pair on a latency curve: (x, p50 ms, p99 ms) points, x rising, and
+/// an x to mark on its p99 line (the knee).
+pub struct Curve<'a> {
+    pub mode: &'a str,
+    pub points: Vec<(f64, f64, f64)>,
+    pub mark: Option<f64>,
+}
+
+/// The y range (ms, log) that holds every point of `curves`.
+fn curve_range(curves: &[Curve]) -> (f64, f64) {
+    let ys = curves.iter().flat_map(|c| c.points.iter().flat_map(|p| [p.1, p.2])).filter(|y| *y > 0.0);
+    let (lo, hi) = ys.fold((f64::MAX, 0.0f64), |(lo, hi), y| (lo.min(y), hi.max(y)));
+    if hi == 0.0 {
+        (0.01, 1.0)
+    } else {
+        (lo / 2.0, hi * 2.0)
+    }
+}
+
+/// Draws each curve's p50 (solid) and p99 (dashed) lines, and its mark (a dot on the
+/// p99 line), with their legend entries (what the percentiles are of is the y axis's
+/// to say).
+fn draw_curves<'a, X, Y>(
+    chart: &mut ChartContext<'a, SVGBackend<'a>, Cartesian2d<X, Y>>,
+    curves: &[Curve],
+    mark_label: &str,
+    keys: &mut Keys,
+) -> Drawn
+where
+    X: Ranged<ValueType = f64>,
+    Y: Ranged<ValueType = f64>,
+{
+    let positive = |y: f64| y.max(0.001);
+    for c in curves {
+        let color = mode_color(c.mode);
+        let p50: Vec<(f64, f64)> = c.points.iter().map(|p| (p.0, positive(p.1))).collect();
+        let p99: Vec<(f64, f64)> = c.points.iter().map(|p| (p.0, positive(p.2))).collect();
+        chart.draw_series(LineSeries::new(p50, color.stroke_width(2)).point_size(2))?;
+        keys.push((format!("{} p50", c.mode), color.stroke_width(2)));
+        chart.draw_series(DashedLineSeries::new(p99.clone(), 6, 4, color.stroke_width(2)))?;
+        chart.draw_series(p99.iter().map(|&p| Circle::new(p, 2, color.filled())))?;
+        keys.push((format!("{} p99 {DASHED}", c.mode), color.stroke_width(2)));
+        if let Some(x) = c.mark {
+            if let Some(&(_, y)) = p99.iter().find(|p| p.0 == x) {
+                chart.draw_series([Circle::new((x, y), 7, BLACK.stroke_width(2))])?;
+            }
+        }
+    }
+    if curves.iter().any(|c| c.mark.is_some()) {
+        keys.push((mark_label.to_owned(), BLACK.stroke_width(2)));
+    }
+    Ok(())
+}
+
+/// Latency (log) against offered load (linear), p50 and p99 per mode, each mode's
+/// knee circled on its p99 line.
+pub fn load_curve(title: &str, curves: &[Curve]) -> String {
+    svg(|root, keys| {
+        let right = curves.iter().flat_map(|c| c.points.iter().map(|p| p.0)).fold(1.0, f64::max) * 1.05;
+        let (bottom, top) = curve_range(curves);
+        let mut chart = ChartBuilder::on(root)
+            .caption(title, ("sans-serif", 16))
+            .margin(10)
+            .x_label_area_size(35)
+            .y_label_area_size(55)
+            .build_cartesian_2d(0.0..right, (bottom..top).log_scale())?;
+        chart
+            .configure_mesh()
+            .x_desc("offered load (requests/s)")
+            .y_desc("latency (ms), all requests")
+            .x_label_formatter(&|x: &f64| format!("{x:.0}"))
+            .y_label_formatter(&|y: &f64| format!("{y:.3}").trim_end_matches('0').trim_end_matches('.').to_string())
+            .draw()?;
+        draw_curves(&mut chart, curves, "knee (circled on p99)", keys)
+    })
+}
+
+/// Latency (log) against a count (log), p50 and p99 per mode.
+pub fn count_curve(title: &str, x_desc: &str, y_desc: &str, curves: &[Curve]) -> String {
+    svg(|root, keys| {
+        let xs = curves.iter().flat_map(|c| c.points.iter().map(|p| p.0)).filter(|x| *x > 0.0);
+        let (left, right) = xs.fold((f64::MAX, 1.0f64), |(lo, hi), x| (lo.min(x), hi.max(x)));
+        let (left, right) = (10f64.powf(left.min(right).log10().floor()), 10f64.powf(right.log10().ceil()).max(10.0));
+        let (bottom, top) = curve_range(curves);
+        let mut chart = ChartBuilder::on(root)
+            .caption(title, ("sans-serif", 16))
+            .margin(10)
+            .x_label_area_size(35)
+            .y_label_area_size(55)
+            .build_cartesian_2d((left..right).log_scale(), (bottom..top).log_scale())?;
+        chart
+            .configure_mesh()
+            .x_desc(x_desc)
+            .y_desc(y_desc)
+            .x_label_formatter(&|x: &f64| format!("{x:.0}"))
+            .y_label_formatter(&|y: &f64| format!("{y:.3}").trim_end_matches('0').trim_end_matches('.').to_string())
+            .draw()?;
+        draw_curves(&mut chart, curves, "", keys)
     })
 }

@@ -170,6 +170,7 @@ fn document(r: &Results) -> Vec<Block> {
         if let Some(table) = soak_table(&modes) {
             d.push(table);
         }
+        curve_blocks(&modes, &mut d);
         scenario_charts(name.name(), &modes, &mut d);
         for (mode, x) in &ran {
             if let Some(note) = &x.note {
@@ -625,6 +626,165 @@ fn soak_table(modes: &[(&str, &ScenarioResult)]) -> Option<Block> {
         ];
         Block::Table(head.map(String::from).to_vec(), rows)
     })
+}
+
+/// The load curve's and the orders-per-user curve's tables and charts, for the modes
+/// that have them.
+fn curve_blocks(modes: &[(&str, &ScenarioResult)], d: &mut Vec<Block>) {
+    use crate::suite::curves::{knee, Knee};
+    let curves: Vec<(&str, &crate::suite::curves::LoadCurve)> =
+        modes.iter().filter_map(|(m, s)| Some((*m, s.load_curve.as_ref()?))).collect();
+    if !curves.is_empty() {
+        d.push(Block::Para(format!(
+            "Latencies are counted from each request's intended send time, over all requests (a failure at its elapsed time; a request the generator shed is counted, not timed). Each rung lasted {} s at a fraction of the saturation that mode's own closed-loop run measured, on the same topology, lowest first; before each rung, async's outboxes and consumers were let drain. By the rule used here, {}. The data grows as the ladder climbs: every rung's `PlaceOrder`s add orders.",
+            curves[0].1.step_ms as f64 / 1000.0,
+            crate::suite::curves::KNEE_RULE
+        )));
+        d.push(Block::Table(
+            [
+                "mode",
+                "saturation: ok/s of the closed-loop run (clients, s)",
+                "knee: offered rate (× saturation)",
+                "past the knee (the next rung)",
+            ]
+            .map(String::from)
+            .to_vec(),
+            curves
+                .iter()
+                .map(|(m, c)| {
+                    let (at, past) = c.describe_knee();
+                    vec![
+                        m.to_string(),
+                        format!(
+                            "{:.0} ({}, {:.1} s)",
+                            c.saturation_ok_per_s,
+                            c.saturation_clients,
+                            c.saturation_ms as f64 / 1000.0
+                        ),
+                        at,
+                        past,
+                    ]
+                })
+                .collect(),
+        ));
+        let lines: Vec<charts::Curve> = curves
+            .iter()
+            .map(|(m, c)| charts::Curve {
+                mode: m,
+                points: c
+                    .rungs
+                    .iter()
+                    .map(|r| (r.offered_per_s, r.all_p50_us as f64 / 1000.0, r.all_p99_us as f64 / 1000.0))
+                    .collect(),
+                mark: match knee(&c.rungs) {
+                    Knee::At(i) => Some(c.rungs[i].offered_per_s),
+                    Knee::NoRungs | Knee::BelowLowest => None,
+                },
+            })
+            .collect();
+        d.push(Block::Chart(
+            "load-curve".into(),
+            charts::load_curve("load-curve: latency of all requests against offered load (knee circled)", &lines),
+        ));
+        let head = [
+            "mode",
+            "× saturation",
+            "offered (req/s)",
+            "ok/s",
+            "all requests p50 / p99 (ms)",
+            "successes p50 / p99 (ms)",
+            "failed",
+            "shed by the generator",
+            "sent > 1 ms late",
+            "orders added",
+        ];
+        let rows = curves
+            .iter()
+            .flat_map(|(m, c)| {
+                c.rungs.iter().map(move |r| {
+                    vec![
+                        m.to_string(),
+                        format!("{:.2}", r.fraction),
+                        format!("{:.0}", r.offered_per_s),
+                        format!("{:.0}", r.goodput_per_s),
+                        format!("{} / {}", ms_value(r.all_p50_us), ms_value(r.all_p99_us)),
+                        format!("{} / {}", ms_value(r.ok_p50_us), ms_value(r.ok_p99_us)),
+                        percent(r.failed_share),
+                        percent(r.shed_share),
+                        percent(r.late_share),
+                        r.orders_placed.to_string(),
+                    ]
+                })
+            })
+            .collect();
+        d.push(Block::Table(head.map(String::from).to_vec(), rows));
+    }
+    let sizes: Vec<(&str, &Vec<crate::suite::curves::OrdersPerUser>)> =
+        modes.iter().filter_map(|(m, s)| Some((*m, s.orders_per_user.as_ref()?))).collect();
+    if !sizes.is_empty() {
+        d.push(Block::Para(format!(
+            "Each read is sent when the last has answered; its latency is from send to answer, of the successes. The chain of sync and bus-rpc asks `orders.ListOrdersByUser` for pages of up to {} orders, so its calls per read grow by one for every {} orders the user has; async's query service and the monolith answer without calling another service.",
+            common::names::MAX_ORDERS_PAGE_SIZE,
+            common::names::MAX_ORDERS_PAGE_SIZE
+        )));
+        let lines: Vec<charts::Curve> = sizes
+            .iter()
+            .map(|(m, points)| charts::Curve {
+                mode: m,
+                points: points
+                    .iter()
+                    .map(|p| (p.orders as f64, p.reads.p50_us as f64 / 1000.0, p.reads.p99_us as f64 / 1000.0))
+                    .collect(),
+                mark: None,
+            })
+            .collect();
+        d.push(Block::Chart(
+            "orders-per-user".into(),
+            charts::count_curve(
+                "orders-per-user: sequential UserOrders latency against the user's orders",
+                "orders the user has (log scale)",
+                "UserOrders latency (ms), successes",
+                &lines,
+            ),
+        ));
+        let mut rows = Vec::new();
+        let mut all: Vec<usize> = sizes.iter().flat_map(|(_, p)| p.iter().map(|x| x.orders)).collect();
+        all.sort_unstable();
+        all.dedup();
+        for size in all {
+            for (m, points) in &sizes {
+                let Some(p) = points.iter().find(|p| p.orders == size) else { continue };
+                let hops: Vec<String> = p.calls_by_hop.iter().map(|(h, n)| format!("{h} {n:.2}")).collect();
+                rows.push(vec![
+                    size.to_string(),
+                    m.to_string(),
+                    p.items.to_string(),
+                    format!("{} / {}", ms_value(p.reads.p50_us), ms_value(p.reads.p99_us)),
+                    format!("{} of {}", p.reads.ok, p.reads.attempted),
+                    if hops.is_empty() {
+                        format!("{:.2}", p.calls_per_read)
+                    } else {
+                        format!("{:.2} ({})", p.calls_per_read, hops.join(", "))
+                    },
+                    p.visible_after_ms.to_string(),
+                ]);
+            }
+        }
+        d.push(Block::Table(
+            [
+                "orders of the user",
+                "mode",
+                "items in the reply",
+                "UserOrders p50 / p99 (ms), successes",
+                "reads ok",
+                "inter-service calls per read (by hop), counted by the services",
+                "last order acknowledged → all shown (ms)",
+            ]
+            .map(String::from)
+            .to_vec(),
+            rows,
+        ));
+    }
 }
 
 fn scenario_charts(name: &str, modes: &[(&str, &ScenarioResult)], d: &mut Vec<Block>) {

@@ -4,6 +4,7 @@
 //! and the latency scenarios run over several rounds so each headline figure has a
 //! spread. Results are one versioned JSON file, with the order that actually ran.
 
+pub mod curves;
 pub mod floor;
 pub mod probe;
 pub mod resources;
@@ -73,6 +74,18 @@ pub struct Profile {
     /// recorded: the report then says so rather than assume one).
     #[serde(default)]
     pub mix: Option<Mix>,
+    /// Fractions of the measured saturation the load curve offers, one rung each.
+    #[serde(default = "quick_curve_fractions")]
+    pub curve_fractions: Vec<f64>,
+    /// Length of each load-curve rung, and of its saturation run.
+    #[serde(default = "one_second")]
+    pub curve_step_secs: f64,
+    /// Orders placed for one user, per point of the orders-per-user curve.
+    #[serde(default = "quick_orders_per_user")]
+    pub orders_per_user: Vec<usize>,
+    /// Sequential `UserOrders` reads per point of the orders-per-user curve.
+    #[serde(default = "quick_orders_per_user_reads")]
+    pub orders_per_user_reads: usize,
 }
 
 fn default_soak_faults() -> usize {
@@ -81,6 +94,22 @@ fn default_soak_faults() -> usize {
 
 fn one() -> usize {
     1
+}
+
+fn quick_curve_fractions() -> Vec<f64> {
+    vec![0.1, 0.25, 0.5, 0.75, 0.9, 1.0, 1.25]
+}
+
+fn one_second() -> f64 {
+    1.0
+}
+
+fn quick_orders_per_user() -> Vec<usize> {
+    vec![10, 100, 1000]
+}
+
+fn quick_orders_per_user_reads() -> usize {
+    50
 }
 
 impl Profile {
@@ -103,6 +132,10 @@ impl Profile {
             long_scenarios: false,
             rounds: 2,
             mix: Some(Mix::default()),
+            curve_fractions: quick_curve_fractions(),
+            curve_step_secs: one_second(),
+            orders_per_user: quick_orders_per_user(),
+            orders_per_user_reads: quick_orders_per_user_reads(),
         }
     }
 
@@ -123,6 +156,10 @@ impl Profile {
             long_scenarios: true,
             rounds: 3,
             mix: Some(Mix::default()),
+            curve_fractions: vec![0.1, 0.25, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.25, 1.5],
+            curve_step_secs: 5.0,
+            orders_per_user: vec![10, 100, 1000, 10_000],
+            orders_per_user_reads: 500,
         }
     }
 
@@ -309,6 +346,12 @@ pub struct ScenarioResult {
     /// is refused, and how long until it is accepted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub create_then_use: Option<crate::latency::CreateThenUse>,
+    /// Latency against offered load (load-curve).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_curve: Option<curves::LoadCurve>,
+    /// `UserOrders` against the orders a user has, one point per size (orders-per-user).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub orders_per_user: Option<Vec<curves::OrdersPerUser>>,
 }
 
 /// Logical bytes (keys + values) per sled tree, per component.

@@ -37,11 +37,15 @@ pub enum Scenario {
     Storage,
     /// Inter-service calls and events per request.
     FanOut,
+    /// Latency against offered load, from a tenth of the mode's saturation to past it.
+    LoadCurve,
+    /// `UserOrders` latency against the number of orders the user has.
+    OrdersPerUser,
 }
 
 impl Scenario {
     /// Every scenario, in the order the suite runs them.
-    pub const ALL: [Scenario; 12] = [
+    pub const ALL: [Scenario; 14] = [
         Scenario::Floor,
         Scenario::Steady,
         Scenario::SlowDependency,
@@ -54,6 +58,8 @@ impl Scenario {
         Scenario::Soak,
         Scenario::Storage,
         Scenario::FanOut,
+        Scenario::LoadCurve,
+        Scenario::OrdersPerUser,
     ];
 
     /// Its name in results files and on the command line.
@@ -71,6 +77,8 @@ impl Scenario {
             Scenario::Soak => "soak",
             Scenario::Storage => "storage",
             Scenario::FanOut => "fan-out",
+            Scenario::LoadCurve => "load-curve",
+            Scenario::OrdersPerUser => "orders-per-user",
         }
     }
 
@@ -88,6 +96,8 @@ impl Scenario {
             Scenario::Soak => "Many seeded random faults per mode under load (SIGKILL and restart, SIGSTOP and SIGCONT, restart on the same data dir; the same service faults at the same planned times in both modes, broker faults from a stream of their own), while writers create users and products, change prices and place orders. Then every fault is repaired, the replicas settle, and a checker holds the owners, the query view and orders' replica to the history of every acknowledged write (a write that failed or timed out is in doubt: it may explain an effect, nothing is owed for it).",
             Scenario::Storage => "For the same data, per component: logical bytes (keys + values in its sled trees, read after the topology stopped) beside bytes on disk (file sizes: sled's log segments and churn, and the broker's store): the price of duplication.",
             Scenario::FanOut => "Inter-service calls per client request and events per write, counted by the services.",
+            Scenario::LoadCurve => "Latency against offered load: the mode's saturation measured by a short closed-loop run, then the workload open-loop at fractions of it (see the table), each rung on the same topology, one after another.",
+            Scenario::OrdersPerUser => "`UserOrders` against the number of orders the user has: for each size a new user gets that many orders (placed through the public API, 16 at a time), and once `UserOrders` shows them all it is read sequentially; the inter-service calls per read are counted by the services.",
             Scenario::Floor => "What the machine itself costs, measured in the same run: a loopback round trip, one gRPC hop, a JetStream publish and delivery, a sled flush.",
         }
     }

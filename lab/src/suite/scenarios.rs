@@ -81,6 +81,8 @@ pub async fn run(ctx: &Ctx, scenario: Scenario, mode: Mode) -> anyhow::Result<Sc
         Scenario::Soak => super::soak::run(ctx, mode).await?,
         Scenario::Storage => storage(ctx, mode).await?,
         Scenario::FanOut => fan_out(ctx, mode).await?,
+        Scenario::LoadCurve => super::curves::load_curve(ctx, mode).await?,
+        Scenario::OrdersPerUser => super::curves::orders_per_user(ctx, mode).await?,
         Scenario::Floor => anyhow::bail!("the floor runs once per machine, not in a mode"),
     };
     result.scenario = scenario;
@@ -739,7 +741,7 @@ pub async fn stats(prepared: &Prepared) -> anyhow::Result<BTreeMap<String, Stats
 }
 
 /// Inter-service calls made between two snapshots, by hop.
-fn rpcs_between(
+pub(super) fn rpcs_between(
     before: &BTreeMap<String, StatsResponse>,
     after: &BTreeMap<String, StatsResponse>,
 ) -> BTreeMap<String, u64> {

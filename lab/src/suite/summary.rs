@@ -185,6 +185,29 @@ pub fn text(r: &Results) -> String {
             )
             .ok();
         }
+        if let Some(c) = &s.load_curve {
+            let (at, past) = c.describe_knee();
+            write!(
+                out,
+                " | saturation {:.0} ok/s ({} clients); knee {at}; past it: {past}",
+                c.saturation_ok_per_s, c.saturation_clients
+            )
+            .ok();
+        }
+        if let Some(points) = &s.orders_per_user {
+            for p in points {
+                write!(
+                    out,
+                    " | {} orders: UserOrders p50 {} p99 {}, {} items, {:.2} calls/read",
+                    p.orders,
+                    ms(p.reads.p50_us),
+                    ms(p.reads.p99_us),
+                    p.items,
+                    p.calls_per_read
+                )
+                .ok();
+            }
+        }
         writeln!(out).ok();
     }
     for t in &r.targets {
