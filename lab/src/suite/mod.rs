@@ -307,6 +307,11 @@ pub struct ScenarioResult {
     /// is refused, and how long until it is accepted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub create_then_use: Option<crate::latency::CreateThenUse>,
+    /// CPU seconds of every service and broker process over the saturation run alone
+    /// (steady): the sampler read before and after that run (the lab process not
+    /// included). Absent in results from before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub saturation_cpu_s: Option<f64>,
 }
 
 /// Logical bytes (keys + values) per sled tree, per component.
