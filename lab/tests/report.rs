@@ -826,6 +826,12 @@ fn the_headline_chart_has_a_group_per_fault_and_no_bar_where_a_fault_did_not_app
     // Older results without the note: sync's broker fault, skipped, is still "n/a".
     let svg = chart(&report::render(&quick_run()), "headline.svg").to_string();
     assert_eq!(texts(&svg).iter().filter(|(_, t)| t == "n/a").count(), 1, "{svg}");
+
+    // A run without fault scenarios says so where their bars would be.
+    let mut steady_only = four_modes();
+    steady_only.scenarios.retain(|s| s.scenario == Scenario::Steady);
+    let svg = chart(&report::render(&steady_only), "headline.svg").to_string();
+    assert!(texts(&svg).iter().any(|(_, t)| t == "no fault scenario in this run"), "{svg}");
 }
 
 /// A mode a scenario's faults did not apply to (the monolith has no users process to

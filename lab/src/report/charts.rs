@@ -306,6 +306,11 @@ pub fn headline(title: &str, windows: &[String], served: &[(&str, Vec<Bar>)], p5
             y_format: Some(|y| format!("{y:.0}%")),
         };
         served_bars.draw(&left, Some(&|y| format!("{y:.0}")))?;
+        if windows.is_empty() {
+            let (w, h) = left.dim_in_pixel();
+            let style = ("sans-serif", 14).into_font().color(&BLACK).pos(Pos::new(HPos::Center, VPos::Center));
+            left.draw_text("no fault scenario in this run", &style, (w as i32 / 2, h as i32 / 2))?;
+        }
         let p50: Vec<(&str, Vec<Bar>)> = p50.iter().map(|(m, v)| (*m, vec![v.clone()])).collect();
         let latency = Grouped {
             caption: "latency, one request at a time",
