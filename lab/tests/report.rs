@@ -779,6 +779,10 @@ fn the_price_of_distribution_divides_by_the_monolith() {
         .find(|l| l.starts_with("| CPU per request in the saturation run (µs: CPU of every service and broker process over that run ÷ the requests it served) | 200 | 3.00× |"))
         .expect("CPU per request row");
     assert!(cpu.contains("| no ratio: the CPU of the saturation run alone is not in these results | 3.00× |"), "{cpu}");
+    assert!(
+        md.contains("| saturation: CPU seconds of the services and broker over that run alone; per request it served (µs) | 3.00; 600 | - | 2.40; 600 | 2.00; 200 |"),
+        "the steady table gives the CPU itself: {md}"
+    );
     // Bytes on disk: monolith 2 MB; logical 0.4 MB.
     assert!(md.contains("| bytes on disk (MB: file sizes, broker store included) | 2.00 |"), "{md}");
     assert!(md.contains("| logical bytes (MB: keys + values in the services' sled trees) | 0.40 |"), "{md}");

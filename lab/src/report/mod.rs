@@ -627,6 +627,13 @@ fn figures(modes: &[(&str, &ScenarioResult)]) -> Vec<Vec<String>> {
     row("CPU seconds of the services and broker (a restarted process from its start)", &|s| {
         (!s.resources.is_empty()).then(|| format!("{:.2}", s.resources.values().map(|u| u.cpu_s).sum::<f64>()))
     });
+    row("saturation: CPU seconds of the services and broker over that run alone; per request it served (µs)", &|s| {
+        let cpu = s.saturation_cpu_s?;
+        Some(
+            price::cpu_per_request_us(s)
+                .map_or_else(|why| format!("{cpu:.2}; {why}"), |us| format!("{cpu:.2}; {us:.0}")),
+        )
+    });
     row("CPU seconds of the lab process (load generator, probe, checker)", &|s| {
         s.generator_cpu_s.map(|cpu| format!("{cpu:.2}"))
     });

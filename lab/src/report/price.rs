@@ -95,14 +95,7 @@ pub fn of_distribution(r: &Results) -> Option<Vec<Figure>> {
             "CPU per request in the saturation run (µs: CPU of every service and broker process over that run ÷ the requests it served)",
             Scenario::Steady,
             whole,
-            &|s| {
-                let served = saturation(s)?.all.ok;
-                let cpu = s.saturation_cpu_s.ok_or("the CPU of the saturation run alone is not in these results")?;
-                if served == 0 {
-                    return Err("the saturation run served no request".into());
-                }
-                Ok(cpu * 1e6 / served as f64)
-            },
+            &cpu_per_request_us,
         ),
         figure("bytes on disk (MB: file sizes, broker store included)", Scenario::Storage, ms, &|s| {
             let bytes = s.storage.as_ref().ok_or("no file sizes recorded")?;
@@ -113,6 +106,17 @@ pub fn of_distribution(r: &Results) -> Option<Vec<Figure>> {
             Ok(per.values().sum::<u64>() as f64 / 1e6)
         }),
     ])
+}
+
+/// CPU time of every service and broker process over the saturation run (steady) ÷
+/// the requests it served, in µs; or what is missing for it.
+pub fn cpu_per_request_us(s: &ScenarioResult) -> Result<f64, String> {
+    let served = saturation(s)?.all.ok;
+    let cpu = s.saturation_cpu_s.ok_or("the CPU of the saturation run alone is not in these results")?;
+    if served == 0 {
+        return Err("the saturation run served no request".into());
+    }
+    Ok(cpu * 1e6 / served as f64)
 }
 
 /// The saturation run of a steady scenario.
