@@ -669,7 +669,7 @@ fn four_modes() -> Results {
         added.push(lab::suite::ScenarioResult { mode: Mode::BusRpc, ..bus });
         let mut mono = lab::suite::ScenarioResult { mode: Mode::Monolith, ..s.clone() };
         let component = match s.scenario {
-            Scenario::KillDependency => Some("users"),
+            Scenario::KillDependency | Scenario::Chaos => Some("users"),
             Scenario::PauseDependency | Scenario::SlowDependency => Some("products"),
             Scenario::KillQuery => Some("query"),
             _ => None,
@@ -737,6 +737,18 @@ fn the_claims_have_a_cell_per_mode() {
     // The verdicts are still the figures'.
     assert_eq!(verdict(&r, "sync: if any inter-service"), Verdict::Confirmed);
     assert_eq!(verdict(&r, "an event bus used as request/reply"), Verdict::Confirmed);
+
+    // "Never lost" holds for every mode the kills applied to: not the monolith's chaos
+    // (nothing to kill), but a loss in bus-rpc refutes it.
+    const NEVER_LOST: &str = "an acknowledged write is never lost";
+    assert_eq!(verdict(&r, NEVER_LOST), verdict(&quick_run(), NEVER_LOST));
+    assert!(cell(NEVER_LOST, Mode::Monolith).starts_with("does not apply: monolith mode has no users process"));
+    let mut lost = r.clone();
+    scenario(&mut lost, "chaos", "bus-rpc").losses.as_mut().unwrap().lost = 1;
+    assert_eq!(verdict(&lost, NEVER_LOST), Verdict::Refuted);
+    let claim = report::verdicts::judge(&lost).into_iter().find(|c| c.claim.starts_with(NEVER_LOST)).unwrap();
+    assert!(claim.sentence.contains("; bus-rpc lost 1 of"), "{}", claim.sentence);
+    assert!(claim.cell(Mode::BusRpc).unwrap().starts_with("1 lost of"));
 }
 
 /// The price of distribution: each headline figure of the monolith, and every other

@@ -580,7 +580,7 @@ fn bus_request_reply_is_sync(r: &Results) -> Claim {
     }
 }
 
-const NEVER_LOST: &str = "an acknowledged write is never lost (both modes, under random kills)";
+const NEVER_LOST: &str = "an acknowledged write is never lost (every mode the kills apply to, under random kills)";
 
 /// What a checker that found nothing proves: nothing unless faults were carried out,
 /// writes acknowledged, and faults took effect while writes were in flight (a kill
@@ -597,9 +597,19 @@ fn unproven(faults: usize, acknowledged: usize, faults_on_writes: usize) -> Opti
     }
 }
 
-/// Runs of `scenario` the claim rests on: the fewest of any mode.
-fn runs(r: &Results, scenario: Scenario) -> usize {
-    [Mode::Sync, Mode::Async].into_iter().map(|m| r.runs(scenario, m).count()).min().unwrap_or(0)
+/// Runs of `scenario` the claim rests on: the fewest of any of `modes`.
+fn runs(r: &Results, scenario: Scenario, modes: impl IntoIterator<Item = Mode>) -> usize {
+    modes.into_iter().map(|m| r.runs(scenario, m).count()).min().unwrap_or(0)
+}
+
+/// The modes of the run besides sync and async that `scenario`'s faults applied to (bus-rpc):
+/// a "never" claim holds for them too.
+fn other_modes_under(r: &Results, scenario: Scenario) -> Vec<Mode> {
+    r.modes
+        .iter()
+        .copied()
+        .filter(|&m| m != Mode::Sync && m != Mode::Async && does_not_apply(r, scenario, m).is_none())
+        .collect()
 }
 
 /// Faults of a scenario carried out, and of those, how many took effect while writes
@@ -628,12 +638,32 @@ fn never_lost_by_chaos(r: &Results) -> Claim {
             let ca = &ca;
             let faults =
                 |(done, on_writes): (usize, usize)| format!("{done} faults, {on_writes} with writes in flight");
-            let why: Vec<String> = [("sync", &ls, fs), ("async", &la, fa)]
+            // Beside sync and async, every other mode the faults applied to (bus-rpc).
+            let others: Vec<_> = other_modes_under(r, Scenario::Chaos)
                 .into_iter()
+                .filter_map(|m| chaos(m).map(|(l, c, f)| (m, l, c, f)))
+                .collect();
+            let why: Vec<String> = [(Mode::Sync, &ls, fs), (Mode::Async, &la, fa)]
+                .into_iter()
+                .chain(others.iter().map(|(m, l, _, f)| (*m, l, *f)))
                 .filter_map(|(m, l, (done, on_writes))| {
                     Some(format!("{m}: {}", unproven(done, l.acknowledged_orders, on_writes)?))
                 })
                 .collect();
+            let others_clean = others.iter().all(|(_, l, c, _)| clean(l, c.as_ref()));
+            let others_words: String = others
+                .iter()
+                .map(|(m, l, _, f)| {
+                    format!(
+                        "; {m} lost {} of {} ({} dead letters; {})",
+                        l.lost,
+                        l.acknowledged_orders,
+                        l.dead_letters,
+                        faults(*f)
+                    )
+                })
+                .collect();
+            let modes = [Mode::Sync, Mode::Async].into_iter().chain(others.iter().map(|(m, ..)| *m));
             Claim {
                 claim: NEVER_LOST,
                 evidence: Scenario::Chaos.to_string(),
@@ -645,15 +675,15 @@ fn never_lost_by_chaos(r: &Results) -> Claim {
                         Some(format!("{} lost of {}, converged {converged}; {}", l.lost, l.acknowledged_orders, faults(faults_done(x))))
                     })
                 }),
-                verdict: if !(clean(&ls, cs) && clean(&la, Some(ca))) {
+                verdict: if !(clean(&ls, cs) && clean(&la, Some(ca)) && others_clean) {
                     Verdict::Refuted
                 } else if !why.is_empty() {
                     Verdict::Inconclusive(why.join("; "))
                 } else {
-                    Verdict::NotRefuted { runs: runs(r, Scenario::Chaos) }
+                    Verdict::NotRefuted { runs: runs(r, Scenario::Chaos, modes) }
                 },
                 sentence: format!(
-                    "Under random SIGKILLs ({} in async, {} in sync), async lost {} of {} acknowledged orders, duplicated {}, showed {} phantom rows, set {} events aside as dead letters, and its view equalled the truth {}; sync lost {} of {} ({} dead letters).",
+                    "Under random SIGKILLs ({} in async, {} in sync), async lost {} of {} acknowledged orders, duplicated {}, showed {} phantom rows, set {} events aside as dead letters, and its view equalled the truth {}; sync lost {} of {} ({} dead letters){others_words}.",
                     faults(fa), faults(fs), la.lost, la.acknowledged_orders, la.duplicated, la.phantom, la.dead_letters, ca.describe(), ls.lost, ls.acknowledged_orders, ls.dead_letters
                 ),
             }
@@ -685,8 +715,12 @@ fn never_lost_by_soak(r: &Results) -> Claim {
             )
         })
     };
-    let ran: Vec<(Mode, &crate::suite::soak::Soak, &crate::suite::Convergence)> =
-        [Mode::Sync, Mode::Async].into_iter().filter_map(|m| soak(m).map(|(k, c)| (m, k, c))).collect();
+    // Sync, async, and every other mode the soak's faults applied to (bus-rpc).
+    let ran: Vec<(Mode, &crate::suite::soak::Soak, &crate::suite::Convergence)> = [Mode::Sync, Mode::Async]
+        .into_iter()
+        .chain(other_modes_under(r, Scenario::Soak))
+        .filter_map(|m| soak(m).map(|(k, c)| (m, k, c)))
+        .collect();
     let failed: Vec<String> = ran
         .iter()
         .filter_map(|(m, k, c)| {
@@ -711,18 +745,19 @@ fn never_lost_by_soak(r: &Results) -> Claim {
     } else if !not_shown.is_empty() {
         Verdict::Inconclusive(not_shown.join("; "))
     } else {
-        Verdict::NotRefuted { runs: runs(r, Scenario::Soak) }
+        Verdict::NotRefuted { runs: runs(r, Scenario::Soak, ran.iter().map(|(m, ..)| *m)) }
     };
     let sentence = if failed.is_empty() {
+        let each: Vec<String> = ran.iter().map(|(m, ..)| format!("{m}: {}.", cell(*m))).collect();
         format!(
-            "After seeded random kills, pauses and restarts, with the replicas settled, the checker compared every acknowledged user, price and order with the owners, the query view and orders' replica. sync: {}. async: {}.",
-            cell(Mode::Sync),
-            cell(Mode::Async)
+            "After seeded random kills, pauses and restarts, with the replicas settled, the checker compared every acknowledged user, price and order with the owners, the query view and orders' replica. {}",
+            each.join(" ")
         )
     } else {
         format!("The soak's checker found: {}.", failed.join("; "))
     };
-    Claim { claim: NEVER_LOST, evidence: Scenario::Soak.to_string(), cells: per_mode(r, cell), verdict, sentence }
+    let cells = per_mode(r, |m| does_not_apply(r, Scenario::Soak, m).unwrap_or_else(|| cell(m)));
+    Claim { claim: NEVER_LOST, evidence: Scenario::Soak.to_string(), cells, verdict, sentence }
 }
 
 fn missing(r: &Results, claim: &'static str, scenario: Scenario) -> Claim {
