@@ -156,6 +156,27 @@ async fn the_truth_builder_gives_the_expected_rows() {
     assert_eq!(truth.user_orders("usr-00000000000000ff").await.unwrap(), None);
 }
 
+/// The steady scenario records the CPU of its saturation run alone: every service and
+/// broker process (the broker is sampled), read right before and right after that run,
+/// so less than the scenario's whole, which also ran an open-loop rate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn steady_records_the_cpu_of_the_saturation_run_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ctx = small_ctx(dir.path());
+    ctx.profile.steady_rates = vec![100.0];
+    ctx.profile.steady_secs = 1.0;
+    ctx.profile.sequential = 50;
+    ctx.profile.saturation_clients = 8;
+    let steady = lab::suite::scenarios::run(&ctx, Scenario::Steady, Mode::Async).await.expect("steady runs");
+    let served = steady.loads["saturation"].all.ok;
+    let cpu = steady.saturation_cpu_s.expect("the saturation run's CPU is recorded");
+    assert!(served > 0, "the saturation run served requests");
+    assert!(cpu > 0.0, "the services served {served} requests on no CPU");
+    assert!(steady.resources.contains_key("nats"), "the broker is sampled: {:?}", steady.resources.keys());
+    let whole: f64 = steady.resources.values().map(|u| u.cpu_s).sum();
+    assert!(cpu < whole, "the saturation run alone ({cpu} s) is less than the scenario's whole ({whole} s)");
+}
+
 /// A small profile for scenario runs in tests.
 fn small_ctx(dir: &std::path::Path) -> lab::suite::Ctx {
     let mut profile = lab::suite::Profile::quick(7);

@@ -585,7 +585,7 @@ fn the_bus_rpc_claim_follows_the_bus_rpc_figures() {
     );
     let with_bus = |like: Mode| {
         let mut r = quick_run();
-        for scenario in [Scenario::KillDependency, Scenario::Steady] {
+        for scenario in [Scenario::KillDependency, Scenario::SlowDependency, Scenario::Steady] {
             let mut bus = r.scenario(scenario, like).unwrap().clone();
             bus.mode = Mode::BusRpc;
             r.scenarios.push(bus);
@@ -597,6 +597,257 @@ fn the_bus_rpc_claim_follows_the_bus_rpc_figures() {
     assert_eq!(verdict(&coupled, CLAIM), Verdict::Confirmed);
     assert!(report::render(&coupled).markdown.contains("| figure | sync | async | bus-rpc |"));
     assert_eq!(verdict(&with_bus(Mode::Async), CLAIM), Verdict::Refuted);
+
+    // Each figure in its mode's cell: bus-rpc's own, with its latency as a multiple of sync's.
+    let claim = report::verdicts::judge(&coupled).into_iter().find(|c| c.claim.starts_with(CLAIM)).unwrap();
+    let bus = claim.cell(Mode::BusRpc).unwrap();
+    assert!(bus.contains("kill-dependency: 3.7% served while users killed"), "{bus}");
+    assert!(bus.contains("slow-dependency: UserOrders p50 +27 ms"), "{bus}");
+    assert!(bus.contains("sequential UserOrders p50 1.22 ms (1.00× sync)"), "{bus}");
+    assert!(bus.contains("kill-broker: -"), "bus-rpc's kill-broker is not in this run: {bus}");
+    assert!(claim.cell(Mode::Sync).unwrap().contains("kill-broker: does not apply: sync mode has no broker"));
+    assert!(claim
+        .cell(Mode::Async)
+        .unwrap()
+        .starts_with("kill-broker: 100.0% of all requests served while nats killed"));
+    assert!(
+        claim.sentence.contains("the broker's death was not measured (kill-broker in bus-rpc mode)"),
+        "{}",
+        claim.sentence
+    );
+
+    // The broker's death, where bus-rpc ran it, in its cell and the sentence.
+    let mut broker = coupled.clone();
+    let mut killed = broker.scenario(Scenario::KillBroker, Mode::Async).unwrap().clone();
+    killed.mode = Mode::BusRpc;
+    broker.scenarios.push(killed);
+    let claim = report::verdicts::judge(&broker).into_iter().find(|c| c.claim.starts_with(CLAIM)).unwrap();
+    assert!(claim
+        .cell(Mode::BusRpc)
+        .unwrap()
+        .contains("kill-broker: 100.0% of all requests served while nats killed, UserOrders 100.0% over the run"));
+    assert!(
+        claim.sentence.contains("with the broker killed bus-rpc had 100.0% of all requests served"),
+        "{}",
+        claim.sentence
+    );
+
+    // The coupling in part: failing with the dependency, but not slowed by it.
+    let mut half = coupled.clone();
+    let slowed_like_async = half.scenario(Scenario::SlowDependency, Mode::Async).unwrap().clone();
+    half.scenarios.retain(|s| (s.scenario, s.mode) != (Scenario::SlowDependency, Mode::BusRpc));
+    half.scenarios.push(lab::suite::ScenarioResult { mode: Mode::BusRpc, ..slowed_like_async });
+    assert!(
+        matches!(verdict(&half, CLAIM), Verdict::Inconclusive(why) if why.contains("bus-rpc failed with the dependency as sync did; the slow hop's latency did not reach its caller")),
+        "{:?}",
+        verdict(&half, CLAIM)
+    );
+
+    // A scenario missing in bus-rpc mode: inconclusive, saying which.
+    let mut partial = coupled.clone();
+    partial.scenarios.retain(|s| (s.scenario, s.mode) != (Scenario::SlowDependency, Mode::BusRpc));
+    assert!(
+        matches!(verdict(&partial, CLAIM), Verdict::Inconclusive(why) if why == "not in this run: slow-dependency in bus-rpc mode"),
+        "{:?}",
+        verdict(&partial, CLAIM)
+    );
+}
+
+/// The monolith's colour in the charts.
+const MONOLITH: &str = "#785AAA";
+
+/// The recorded quick run with bus-rpc (the sync call graph: its figures are sync's, its
+/// broker's death async's) and the monolith (steady and storage of its own; every fault
+/// scenario did not apply to it, as the suite records it) added.
+fn four_modes() -> Results {
+    use lab::suite::scenarios::{does_not_apply, DOES_NOT_APPLY};
+    let mut r = quick_run();
+    let mut added = Vec::new();
+    for s in r.scenarios.iter().filter(|s| s.mode == Mode::Sync) {
+        let like = if s.scenario == Scenario::KillBroker { Mode::Async } else { Mode::Sync };
+        let bus = r.runs(s.scenario, like).find(|x| x.round == s.round).unwrap().clone();
+        added.push(lab::suite::ScenarioResult { mode: Mode::BusRpc, ..bus });
+        let mut mono = lab::suite::ScenarioResult { mode: Mode::Monolith, ..s.clone() };
+        let component = match s.scenario {
+            Scenario::KillDependency | Scenario::Chaos => Some("users"),
+            Scenario::PauseDependency | Scenario::SlowDependency => Some("products"),
+            Scenario::KillQuery => Some("query"),
+            _ => None,
+        };
+        if let Some(component) = component {
+            let reason = does_not_apply(Mode::Monolith, component);
+            for e in &mut mono.faults {
+                e.result = reason.clone();
+            }
+            mono.note =
+                Some(format!("{reason}: the fault had nothing to act on, so the figures are of the load alone"));
+        }
+        if s.scenario == Scenario::KillBroker {
+            mono.note = Some(format!("{DOES_NOT_APPLY}monolith mode has no broker: the fault has nothing to act on"));
+        }
+        if s.scenario == Scenario::Storage {
+            mono.storage = Some([("monolith".to_string(), 2_000_000)].into());
+            mono.logical_storage = Some([("monolith".to_string(), [("orders".to_string(), 400_000)].into())].into());
+        }
+        added.push(mono);
+    }
+    r.scenarios.extend(added);
+    r.modes = vec![Mode::Sync, Mode::Async, Mode::BusRpc, Mode::Monolith];
+    r
+}
+
+/// The claims table has a column per mode of the run, in its order; each cell is that
+/// mode's figure, or why the claim cannot concern it. A two-mode run keeps two columns.
+#[test]
+fn the_claims_have_a_cell_per_mode() {
+    let md = report::render(&quick_run()).markdown;
+    assert!(md.contains("| claim | sync | async | verdict |"), "two modes, two columns");
+
+    let r = four_modes();
+    let md = report::render(&r).markdown;
+    assert!(md.contains("| claim | sync | async | bus-rpc | monolith | verdict |"), "{md}");
+    let claims = report::verdicts::judge(&r);
+    for c in &claims {
+        let modes: Vec<Mode> = c.cells.iter().map(|(m, _)| *m).collect();
+        assert_eq!(modes, r.modes, "{}", c.claim);
+        let row = md.lines().find(|l| l.starts_with(&format!("| {} |", c.claim))).expect("a row per claim");
+        assert_eq!(row.matches(" | ").count(), 5, "claim, four modes, verdict: {row}");
+    }
+    let cell = |claim: &str, mode: Mode| {
+        claims.iter().find(|c| c.claim.starts_with(claim)).unwrap().cell(mode).unwrap().to_string()
+    };
+    // Each mode's own figures…
+    assert_eq!(cell("sync: if any inter-service", Mode::BusRpc), "3.7% served while users killed");
+    assert_eq!(cell("sync: if any inter-service", Mode::Async), "100.0% served while users killed");
+    assert_eq!(cell("sync: a request is only as fast", Mode::BusRpc), "UserOrders p50 +27 ms");
+    // …or why the claim cannot concern the mode.
+    assert_eq!(
+        cell("sync: if any inter-service", Mode::Monolith),
+        "does not apply: monolith mode has no users process"
+    );
+    assert_eq!(
+        cell("sync: a request is only as fast", Mode::Monolith),
+        "does not apply: monolith mode has no products process"
+    );
+    assert!(cell("sync: the service that asks others", Mode::Monolith)
+        .starts_with("does not apply: monolith mode has no query service of its own"));
+    assert_eq!(cell("sync: the service that asks others", Mode::BusRpc), "query: 0 bytes");
+    assert_eq!(cell("async: data is duplicated", Mode::Monolith), "0.40 MB logical");
+    assert!(cell("an event bus used as request/reply", Mode::Monolith).starts_with("does not apply: one process"));
+    // The verdicts are still the figures'.
+    assert_eq!(verdict(&r, "sync: if any inter-service"), Verdict::Confirmed);
+    assert_eq!(verdict(&r, "an event bus used as request/reply"), Verdict::Confirmed);
+
+    // "Never lost" holds for every mode the kills applied to: not the monolith's chaos
+    // (nothing to kill), but a loss in bus-rpc refutes it.
+    const NEVER_LOST: &str = "an acknowledged write is never lost";
+    assert_eq!(verdict(&r, NEVER_LOST), verdict(&quick_run(), NEVER_LOST));
+    assert!(cell(NEVER_LOST, Mode::Monolith).starts_with("does not apply: monolith mode has no users process"));
+    let mut lost = r.clone();
+    scenario(&mut lost, "chaos", "bus-rpc").losses.as_mut().unwrap().lost = 1;
+    assert_eq!(verdict(&lost, NEVER_LOST), Verdict::Refuted);
+    let claim = report::verdicts::judge(&lost).into_iter().find(|c| c.claim.starts_with(NEVER_LOST)).unwrap();
+    assert!(claim.sentence.contains("; bus-rpc lost 1 of"), "{}", claim.sentence);
+    assert!(claim.cell(Mode::BusRpc).unwrap().starts_with("1 lost of"));
+}
+
+/// The price of distribution: each headline figure of the monolith, and every other
+/// mode's ÷ it, both sides measured; where one is not, the cell says what is missing.
+#[test]
+fn the_price_of_distribution_divides_by_the_monolith() {
+    assert!(!report::render(&quick_run()).markdown.contains("price of distribution"), "no monolith, no price");
+
+    let mut r = four_modes();
+    fn steady(r: &mut Results, mode: Mode) -> &mut lab::suite::ScenarioResult {
+        r.scenarios.iter_mut().find(|s| s.scenario == Scenario::Steady && s.mode == mode).unwrap()
+    }
+    for (mode, p50_us, ok_per_s, cpu_s, served) in [
+        (Mode::Monolith, 400, 5000.0, 2.0, 10_000),
+        (Mode::Sync, 1_200, 2500.0, 3.0, 5_000),
+        (Mode::Async, 600, 4000.0, 4.0, 8_000),
+        (Mode::BusRpc, 1_600, 2000.0, 2.4, 4_000),
+    ] {
+        let s = steady(&mut r, mode);
+        s.sequential.as_mut().unwrap().user_orders.p50_us = p50_us;
+        let saturation = s.loads.get_mut("saturation").unwrap();
+        saturation.ok_per_s = ok_per_s;
+        saturation.all.ok = served;
+        s.saturation_cpu_s = Some(cpu_s);
+    }
+    // Async's CPU over the saturation run alone was not recorded.
+    steady(&mut r, Mode::Async).saturation_cpu_s = None;
+    let md = report::render(&r).markdown;
+    let compact = md.find("## The price of distribution, at a glance").expect("the compact table near the top");
+    assert!(compact < md.find("## Scenarios").unwrap(), "near the top");
+    assert!(md.contains("| figure | monolith | sync ÷ monolith | async ÷ monolith | bus-rpc ÷ monolith |"), "{md}");
+    assert!(md.contains("| sequential UserOrders p50 (ms) | 0.40 | 3.00× | 1.50× | 4.00× |"), "{md}");
+    assert!(
+        md.contains("| saturation throughput (requests served/s, closed loop) | 5000 | 0.50× | 0.80× | 0.40× |"),
+        "{md}"
+    );
+    // CPU per request: monolith 200 µs, sync 600 µs, bus-rpc 600 µs; async unrecorded.
+    let cpu = md
+        .lines()
+        .find(|l| l.starts_with("| CPU per request in the saturation run (µs: CPU of every service and broker process over that run ÷ the requests it served) | 200 | 3.00× |"))
+        .expect("CPU per request row");
+    assert!(cpu.contains("| no ratio: the CPU of the saturation run alone is not in these results | 3.00× |"), "{cpu}");
+    assert!(
+        md.contains("| saturation: CPU seconds of the services and broker over that run alone; per request it served (µs) | 3.00; 600 | - | 2.40; 600 | 2.00; 200 |"),
+        "the steady table gives the CPU itself: {md}"
+    );
+    // Bytes on disk: monolith 2 MB; logical 0.4 MB.
+    assert!(md.contains("| bytes on disk (MB: file sizes, broker store included) | 2.00 |"), "{md}");
+    assert!(md.contains("| logical bytes (MB: keys + values in the services' sled trees) | 0.40 |"), "{md}");
+    // The full section: the figures themselves beside the ratios, and the latency saved.
+    assert!(md.contains("## The price of distribution\n"), "{md}");
+    assert!(
+        md.contains("| sequential UserOrders p50 (ms) | 0.40 | 1.20 | 3.00× | 0.60 | 1.50× | 1.60 | 4.00× |"),
+        "{md}"
+    );
+    assert!(md.contains("sync 1.20 ms, of which the monolith saves 67%"), "{md}");
+
+    // Without the monolith's storage, no ratio, and the cell says why.
+    r.scenarios.retain(|s| (s.scenario, s.mode) != (Scenario::Storage, Mode::Monolith));
+    let md = report::render(&r).markdown;
+    assert!(md.contains("| bytes on disk (MB: file sizes, broker store included) | not measured: storage was not run in monolith mode | no ratio: monolith: storage was not run in monolith mode |"), "{md}");
+}
+
+/// The headline chart opens the report, above the claims table: a group of bars per
+/// fault window, a bar per mode, and for a mode the fault did not apply to no bar but
+/// "n/a"; beside them sequential UserOrders p50.
+#[test]
+fn the_headline_chart_has_a_group_per_fault_and_no_bar_where_a_fault_did_not_apply() {
+    let r = four_modes();
+    let rendered = report::render(&r);
+    let md = &rendered.markdown;
+    let chart_at = md.find("![headline](charts/headline.svg)").expect("the headline chart");
+    assert!(chart_at < md.find("## Summary: the claims, judged").unwrap(), "above the claims table");
+    assert!(rendered.html.find("<figure><svg").unwrap() < rendered.html.find("<table>").unwrap(), "inline, first");
+    let svg = chart(&rendered, "headline.svg");
+    let labels: Vec<String> = texts(svg).into_iter().map(|(_, t)| t).collect();
+    for window in ["users killed", "products killed", "products paused", "nats killed", "query killed"] {
+        assert_eq!(labels.iter().filter(|t| *t == window).count(), 1, "one group for {window}: {labels:?}");
+    }
+    for axis in ["served (% of requests sent in the window)", "sequential UserOrders p50 (ms)", "UserOrders p50"] {
+        assert!(labels.iter().any(|t| t == axis), "no {axis:?}: {labels:?}");
+    }
+    // The monolith: its legend swatch and its latency bar, no bar for the five fault
+    // windows (none applied to it), and five "n/a"; sync has no broker: one more.
+    let filled = |colour: &str| svg.split("<rect ").skip(1).filter(|r| attr(r, "fill") == colour).count();
+    assert_eq!(filled(MONOLITH), 2, "{svg}");
+    assert_eq!(labels.iter().filter(|t| *t == "n/a").count(), 6, "{labels:?}");
+    // Sync: legend, latency, and four windows (a zero is a bar, and sync served some).
+    assert_eq!(filled(&format!("#{:02X}{:02X}{:02X}", 214, 96, 77)), 6);
+
+    // Older results without the note: sync's broker fault, skipped, is still "n/a".
+    let svg = chart(&report::render(&quick_run()), "headline.svg").to_string();
+    assert_eq!(texts(&svg).iter().filter(|(_, t)| t == "n/a").count(), 1, "{svg}");
+
+    // A run without fault scenarios says so where their bars would be.
+    let mut steady_only = four_modes();
+    steady_only.scenarios.retain(|s| s.scenario == Scenario::Steady);
+    let svg = chart(&report::render(&steady_only), "headline.svg").to_string();
+    assert!(texts(&svg).iter().any(|(_, t)| t == "no fault scenario in this run"), "{svg}");
 }
 
 /// A mode a scenario's faults did not apply to (the monolith has no users process to

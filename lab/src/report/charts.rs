@@ -1,13 +1,18 @@
 //! The report's charts, drawn with `plotters` into SVG strings: the same SVG is a file
 //! beside `report.md` and inline in `report.html`.
 
-use plotters::prelude::*;
+use plotters::{
+    prelude::*,
+    style::text_anchor::{HPos, Pos, VPos},
+};
 
 use bench::{load::Bucket, Summary};
 use common::config::Mode;
 
 pub const W: u32 = 900;
 const H: u32 = 300;
+/// The headline chart is taller: two panels under one title.
+const HEADLINE_H: u32 = 380;
 /// The legend has a column of its own right of the plot, so it never covers data.
 pub const LEGEND_W: u32 = 190;
 const SYNC: RGBColor = RGBColor(214, 96, 77);
@@ -35,9 +40,14 @@ type Keys = Vec<(String, ShapeStyle)>;
 
 /// Draws a chart into the plot area left of the legend column, then its legend there.
 fn svg(draw: impl FnOnce(&Area, &mut Keys) -> Drawn) -> String {
+    svg_sized(H, draw)
+}
+
+/// [`svg`], `height` pixels high.
+fn svg_sized(height: u32, draw: impl FnOnce(&Area, &mut Keys) -> Drawn) -> String {
     let mut out = String::new();
     {
-        let root = SVGBackend::with_string(&mut out, (W, H)).into_drawing_area();
+        let root = SVGBackend::with_string(&mut out, (W, height)).into_drawing_area();
         let drawn = root.fill(&WHITE).map_err(|e| e.to_string().into()).and_then(|()| {
             let (plot, side) = root.split_horizontally(W - LEGEND_W);
             let mut keys = Keys::new();
@@ -257,41 +267,69 @@ pub fn spectrum(title: &str, series: &[(String, &str, &Summary)]) -> String {
     })
 }
 
+/// A bar's value, or why it has none (drawn where the bar would be: "n/a", "-").
+pub type Bar = Result<f64, String>;
+
 /// Grouped bars: one group per category, one bar per mode. `values`: (mode, per
 /// category value). `unit` labels the y axis.
 pub fn bars(title: &str, categories: &[String], values: &[(&str, Vec<f64>)], unit: &str) -> String {
+    let values: Vec<(&str, Vec<Bar>)> = values.iter().map(|(m, v)| (*m, v.iter().map(|&y| Ok(y)).collect())).collect();
     svg(|root, keys| {
-        let top = values.iter().flat_map(|(_, v)| v.iter().copied()).fold(1e-9, f64::max) * 1.2;
-        let n = categories.len().max(1) as f64;
-        let mut chart = ChartBuilder::on(root)
-            .caption(title, ("sans-serif", 16))
-            .margin(10)
-            .x_label_area_size(35)
-            .y_label_area_size(65)
-            .build_cartesian_2d(0.0..n, 0.0..top)?;
-        let labels = categories.to_vec();
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .y_desc(unit)
-            .x_labels(categories.len() * 2 + 1)
-            .x_label_formatter(&move |x: &f64| {
-                let i = x.floor() as usize;
-                if (x - x.floor() - 0.5).abs() < 0.01 && i < labels.len() {
-                    labels[i].clone()
-                } else {
-                    String::new()
-                }
-            })
-            .draw()?;
-        let width = 0.8 / values.len().max(1) as f64;
-        for (k, (mode, v)) in values.iter().enumerate() {
-            let color = mode_color(mode);
-            chart.draw_series(v.iter().enumerate().map(|(i, &y)| {
-                let x0 = i as f64 + 0.1 + k as f64 * width;
-                Rectangle::new([(x0, 0.0), (x0 + width * 0.9, y)], color.filled())
-            }))?;
-            keys.push((mode.to_string(), color.filled()));
+        let bars = Grouped {
+            caption: title,
+            x_desc: None,
+            y_desc: unit,
+            categories,
+            values: &values,
+            top: None,
+            y_format: None,
+        };
+        bars.draw(root, None)?;
+        keys.extend(values.iter().map(|(mode, _)| (mode.to_string(), mode_color(mode).filled())));
+        Ok(())
+    })
+}
+
+/// The headline: per mode side by side, (a) the share of requests served while each
+/// fault window lasted (a group per window, in %) and (b) sequential UserOrders p50
+/// (ms). A mode without a figure gets no bar, and its reason where the bar would be.
+/// `served`: (mode, per window); `p50`: (mode, ms).
+pub fn headline(title: &str, windows: &[String], served: &[(&str, Vec<Bar>)], p50: &[(&str, Bar)]) -> String {
+    svg_sized(HEADLINE_H, |root, keys| {
+        let area = root.titled(title, ("sans-serif", 17))?;
+        let (w, _) = area.dim_in_pixel();
+        let (left, right) = area.split_horizontally(w * 7 / 10);
+        let served_bars = Grouped {
+            caption: "requests served while the fault lasted",
+            x_desc: Some("fault window (its scenario's first round)"),
+            y_desc: "served (% of requests sent in the window)",
+            categories: windows,
+            values: served,
+            top: Some(110.0),
+            y_format: Some(|y| format!("{y:.0}%")),
+        };
+        served_bars.draw(&left, Some(&|y| format!("{y:.0}")))?;
+        if windows.is_empty() {
+            let (w, h) = left.dim_in_pixel();
+            let style = ("sans-serif", 14).into_font().color(&BLACK).pos(Pos::new(HPos::Center, VPos::Center));
+            left.draw_text("no fault scenario in this run", &style, (w as i32 / 2, h as i32 / 2))?;
+        }
+        let p50: Vec<(&str, Vec<Bar>)> = p50.iter().map(|(m, v)| (*m, vec![v.clone()])).collect();
+        let latency = Grouped {
+            caption: "latency, one request at a time",
+            x_desc: Some("steady, round 1"),
+            y_desc: "sequential UserOrders p50 (ms)",
+            categories: &["UserOrders p50".to_string()],
+            values: &p50,
+            top: None,
+            y_format: None,
+        };
+        latency.draw(&right, Some(&|y| format!("{y:.2}")))?;
+        let modes = served.iter().chain(&p50).map(|(m, _)| *m);
+        for mode in modes {
+            if !keys.iter().any(|(k, _)| k == mode) {
+                keys.push((mode.to_string(), mode_color(mode).filled()));
+            }
         }
         Ok(())
     })
@@ -399,4 +437,77 @@ pub fn count_curve(title: &str, x_desc: &str, y_desc: &str, curves: &[Curve]) ->
             .draw()?;
         draw_curves(&mut chart, curves, "", keys)
     })
+}
+
+/// A panel of grouped bars: one group per category, one bar per mode.
+struct Grouped<'a> {
+    caption: &'a str,
+    x_desc: Option<&'a str>,
+    y_desc: &'a str,
+    categories: &'a [String],
+    values: &'a [(&'a str, Vec<Bar>)],
+    /// The y axis's top; by default a fifth above the highest bar.
+    top: Option<f64>,
+    /// How the y axis's labels are written (by default plotters').
+    y_format: Option<fn(&f64) -> String>,
+}
+
+impl Grouped<'_> {
+    /// Draws the panel; with `label`, each bar's value is written above it.
+    fn draw(&self, area: &Area, label: Option<&dyn Fn(f64) -> String>) -> Drawn {
+        let highest = self
+            .values
+            .iter()
+            .flat_map(|(_, v)| v.iter().filter_map(|y| y.as_ref().ok()))
+            .fold(1e-9, |a, &b| f64::max(a, b));
+        let top = self.top.unwrap_or(highest * 1.2);
+        let n = self.categories.len().max(1) as f64;
+        let mut chart = ChartBuilder::on(area)
+            .caption(self.caption, ("sans-serif", 15))
+            .margin(10)
+            .x_label_area_size(if self.x_desc.is_some() { 45 } else { 35 })
+            .y_label_area_size(65)
+            .build_cartesian_2d(0.0..n, 0.0..top)?;
+        let labels = self.categories.to_vec();
+        let label_of = |x: &f64| {
+            let i = x.floor() as usize;
+            if (x - x.floor() - 0.5).abs() < 0.01 && i < labels.len() {
+                labels[i].clone()
+            } else {
+                String::new()
+            }
+        };
+        let mut mesh = chart.configure_mesh();
+        mesh.disable_x_mesh().y_desc(self.y_desc).x_labels(self.categories.len() * 2 + 1).x_label_formatter(&label_of);
+        if let Some(x_desc) = self.x_desc {
+            mesh.x_desc(x_desc);
+        }
+        if let Some(y_format) = &self.y_format {
+            mesh.y_label_formatter(y_format);
+        }
+        mesh.draw()?;
+        let width = 0.8 / self.values.len().max(1) as f64;
+        let above = ("sans-serif", 11).into_font().color(&BLACK).pos(Pos::new(HPos::Center, VPos::Bottom));
+        for (k, (mode, v)) in self.values.iter().enumerate() {
+            let color = mode_color(mode);
+            for (i, y) in v.iter().enumerate() {
+                let x0 = i as f64 + 0.1 + k as f64 * width;
+                let middle = x0 + width * 0.45;
+                match y {
+                    Ok(y) => {
+                        chart.draw_series([Rectangle::new([(x0, 0.0), (x0 + width * 0.9, *y)], color.filled())])?;
+                        if let Some(label) = label {
+                            chart.draw_series([Text::new(label(*y), (middle, *y), above.clone())])?;
+                        }
+                    }
+                    // No bar: the reason stands where it would be, in the mode's colour.
+                    Err(why) => {
+                        let style = above.clone().color(&color);
+                        chart.draw_series([Text::new(why.clone(), (middle, 0.0), style)])?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
 }

@@ -5,6 +5,7 @@
 
 pub mod charts;
 pub mod format;
+pub mod price;
 pub mod verdicts;
 
 use std::{
@@ -135,17 +136,38 @@ fn document(r: &Results) -> Vec<Block> {
         e.cores, e.build_profile, e.target, e.commit, r.profile.name
     )));
 
+    if let Some(svg) = headline_chart(r) {
+        d.push(Chart("headline".into(), svg));
+        d.push(Para(format!(
+            "Left: the share of requests sent while each fault lasted (kill-dependency, pause-dependency, kill-broker, kill-query; round 1) that succeeded. Right: sequential `UserOrders` p50 (steady, round 1), lower is better. `{NOT_APPLICABLE}`: the fault does not apply to the mode (it has no such process); `{NOT_MEASURED}`: not measured in this run."
+        )));
+    }
+
     d.push(Heading(2, "Summary: the claims, judged".into()));
     let claims = verdicts::judge(r);
+    let mut head = vec!["claim".to_string()];
+    head.extend(r.modes.iter().map(|m| m.to_string()));
+    head.push("verdict".into());
     d.push(Table(
-        vec!["claim".into(), "sync".into(), "async".into(), "verdict".into()],
+        head,
         claims
             .iter()
-            .map(|c| vec![c.claim.into(), c.sync.clone(), c.r#async.clone(), format!("**{}**", c.verdict.word())])
+            .map(|c| {
+                let mut row = vec![c.claim.to_string()];
+                row.extend(c.cells.iter().map(|(_, cell)| cell.clone()));
+                row.push(format!("**{}**", c.verdict.word()));
+                row
+            })
             .collect(),
     ));
     for c in &claims {
         d.push(Para(format!("**{}** — {} ({})", c.verdict.word(), c.sentence, c.evidence)));
+    }
+    let price = price::of_distribution(r);
+    if let Some(table) = price.as_deref().and_then(price::compact) {
+        d.push(Heading(2, "The price of distribution, at a glance".into()));
+        d.push(Para("Each mode's figure ÷ the monolith's (one process, one database, in-process calls), from this run; the section \"The price of distribution\" below gives the figures themselves.".into()));
+        d.push(table);
     }
 
     d.push(Heading(2, "Scenarios".into()));
@@ -177,6 +199,12 @@ fn document(r: &Results) -> Vec<Block> {
                 d.push(Para(format!("{mode}: {note}")));
             }
         }
+    }
+
+    if let Some(price) = &price {
+        d.push(Heading(2, "The price of distribution".into()));
+        d.push(Para(price::method(r)));
+        d.extend(price::full(price));
     }
 
     if let Some(table) = spread_table(r) {
@@ -246,6 +274,73 @@ fn document(r: &Results) -> Vec<Block> {
     d.push(Para("Reproduce:".into()));
     d.push(Code(format!("cargo build --release --workspace && {}", e.command)));
     d
+}
+
+/// The fault scenarios of the headline chart, in its order.
+const HEADLINE_FAULTS: [Scenario; 4] =
+    [Scenario::KillDependency, Scenario::PauseDependency, Scenario::KillBroker, Scenario::KillQuery];
+
+/// What the headline chart shows where a mode has no bar: the fault did not apply to
+/// it, or it was not measured.
+pub const NOT_APPLICABLE: &str = "n/a";
+pub const NOT_MEASURED: &str = "no data";
+
+/// The headline chart: per mode, the share of requests served while each fault window
+/// of the fault scenarios lasted (round 1), and sequential UserOrders p50 (steady, round
+/// 1). `None` when the run has neither.
+fn headline_chart(r: &Results) -> Option<String> {
+    // Every window of every fault scenario that ran, labelled as recorded ("users
+    // killed"), in the order they first appear.
+    let mut windows: Vec<(Scenario, String)> = Vec::new();
+    for scenario in HEADLINE_FAULTS {
+        for &mode in &r.modes {
+            for (_, _, what) in r.scenario(scenario, mode).map(verdicts::fault_windows).unwrap_or_default() {
+                if !windows.iter().any(|(s, w)| *s == scenario && *w == what) {
+                    windows.push((scenario, what));
+                }
+            }
+        }
+    }
+    let served: Vec<(&str, Vec<charts::Bar>)> = r
+        .modes
+        .iter()
+        .map(|&mode| {
+            let bars = windows
+                .iter()
+                .map(|(scenario, what)| {
+                    if verdicts::does_not_apply(r, *scenario, mode).is_some() {
+                        return Err(NOT_APPLICABLE.to_string());
+                    }
+                    let s = r.scenario(*scenario, mode).ok_or_else(|| NOT_MEASURED.to_string())?;
+                    verdicts::fault_windows(s)
+                        .into_iter()
+                        .find(|(_, _, w)| w == what)
+                        .and_then(|(from, to, _)| verdicts::availability_between(s, from, to))
+                        .map(|share| 100.0 * share)
+                        .ok_or_else(|| NOT_MEASURED.to_string())
+                })
+                .collect();
+            (mode.as_str(), bars)
+        })
+        .collect();
+    let p50: Vec<(&str, charts::Bar)> = r
+        .modes
+        .iter()
+        .map(|&mode| {
+            let seq = r.scenario(Scenario::Steady, mode).and_then(|s| s.sequential.as_ref());
+            (mode.as_str(), seq.map(|l| l.user_orders.p50_us as f64 / 1000.0).ok_or_else(|| NOT_MEASURED.to_string()))
+        })
+        .collect();
+    if windows.is_empty() && p50.iter().all(|(_, v)| v.is_err()) {
+        return None;
+    }
+    let labels: Vec<String> = windows.into_iter().map(|(_, what)| what).collect();
+    Some(charts::headline(
+        "Per mode: requests served while each fault lasted, and UserOrders latency",
+        &labels,
+        &served,
+        &p50,
+    ))
 }
 
 /// The order the scenarios ran in, as the results recorded it.
@@ -532,6 +627,13 @@ fn figures(modes: &[(&str, &ScenarioResult)]) -> Vec<Vec<String>> {
     });
     row("CPU seconds of the services and broker (a restarted process from its start)", &|s| {
         (!s.resources.is_empty()).then(|| format!("{:.2}", s.resources.values().map(|u| u.cpu_s).sum::<f64>()))
+    });
+    row("saturation: CPU seconds of the services and broker over that run alone; per request it served (µs)", &|s| {
+        let cpu = s.saturation_cpu_s?;
+        Some(
+            price::cpu_per_request_us(s)
+                .map_or_else(|why| format!("{cpu:.2}; {why}"), |us| format!("{cpu:.2}; {us:.0}")),
+        )
     });
     row("CPU seconds of the lab process (load generator, probe, checker)", &|s| {
         s.generator_cpu_s.map(|cpu| format!("{cpu:.2}"))

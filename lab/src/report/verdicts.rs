@@ -8,7 +8,10 @@ use super::format::{ms_rounded, ms_signed, percent_one_decimal};
 use crate::{
     control::Action,
     latency::CreateThenUse,
-    suite::{scenarios::OK, Results, Scenario, ScenarioResult},
+    suite::{
+        scenarios::{skipped_by_design, DOES_NOT_APPLY, OK, SKIPPED_NO_BROKER},
+        Results, Scenario, ScenarioResult,
+    },
 };
 
 #[derive(Debug, Clone, PartialEq)]
@@ -39,11 +42,68 @@ pub struct Claim {
     pub claim: &'static str,
     /// What measured it: the scenarios, and anything else the claim rests on.
     pub evidence: String,
-    pub sync: String,
-    pub r#async: String,
+    /// One cell per mode of the run, in the order of `results.modes`: that mode's
+    /// figures, "-" where they were not measured, or why the claim cannot concern it.
+    pub cells: Vec<(Mode, String)>,
     pub verdict: Verdict,
     /// One sentence with the numbers.
     pub sentence: String,
+}
+
+impl Claim {
+    /// The cell of `mode`, if the run had it.
+    pub fn cell(&self, mode: Mode) -> Option<&str> {
+        self.cells.iter().find(|(m, _)| *m == mode).map(|(_, c)| c.as_str())
+    }
+}
+
+/// A cell per mode of the run, in its order.
+fn per_mode(r: &Results, cell: impl Fn(Mode) -> String) -> Vec<(Mode, String)> {
+    r.modes.iter().map(|&m| (m, cell(m))).collect()
+}
+
+/// Why `scenario`'s faults did not apply to `mode`, as the run recorded it ("does not
+/// apply: monolith mode has no users process"); `None` if they applied or it did not run.
+/// Results from before the note was written say it in their fault steps: each fault
+/// skipped by design (sync's "skipped: no broker in this mode").
+pub fn does_not_apply(r: &Results, scenario: Scenario, mode: Mode) -> Option<String> {
+    let s = r.scenario(scenario, mode)?;
+    if let Some(reason) = s.note.as_deref().and_then(|n| n.strip_prefix(DOES_NOT_APPLY)) {
+        return Some(format!("{DOES_NOT_APPLY}{}", reason.split([':', ';']).next().unwrap_or(reason).trim()));
+    }
+    let starts_fault =
+        |e: &&crate::suite::FaultEvent| Action::parse(&e.action).is_ok_and(|(a, _)| a.window().is_some());
+    let faults: Vec<&crate::suite::FaultEvent> = s.faults.iter().filter(starts_fault).collect();
+    if faults.is_empty() || !faults.iter().all(|e| skipped_by_design(&e.result)) {
+        return None;
+    }
+    Some(match faults[0].result.as_str() {
+        SKIPPED_NO_BROKER => format!("{DOES_NOT_APPLY}{mode} mode has no broker"),
+        other => other.to_string(),
+    })
+}
+
+/// A mode's cell from its run of `scenario`: why the scenario did not apply to it, "-"
+/// where it did not run or `figure` finds nothing, else `figure`.
+fn scenario_cell(
+    r: &Results,
+    scenario: Scenario,
+    mode: Mode,
+    figure: impl Fn(&ScenarioResult) -> Option<String>,
+) -> String {
+    if let Some(reason) = does_not_apply(r, scenario, mode) {
+        return reason;
+    }
+    r.scenario(scenario, mode).and_then(figure).unwrap_or_else(|| "-".into())
+}
+
+/// A change in ms with its sign, whole ms from 10 ms up: "+27 ms", "-0.76 ms".
+fn ms_change(us: f64) -> String {
+    if us >= 0.0 {
+        format!("+{}", ms_rounded(us))
+    } else {
+        format!("-{}", ms_rounded(-us))
+    }
 }
 
 /// The window in which `target` was down (from its kill/pause to its restart/resume),
@@ -76,6 +136,26 @@ pub fn availability_between(s: &ScenarioResult, from: u64, to: u64) -> Option<f6
         all += b.ok + b.errors.values().sum::<u64>();
     }
     (all > 0).then(|| ok as f64 / all as f64)
+}
+
+/// A mode's cell: the share served while the first fault of `scenario` lasted.
+fn served_in_first_window(r: &Results, scenario: Scenario, mode: Mode) -> String {
+    scenario_cell(r, scenario, mode, |s| {
+        first_window_availability(s).map(|(a, what, _)| format!("{} served while {what}", percent_one_decimal(a)))
+    })
+}
+
+/// UserOrders p50 of the slow-dependency scenario's slowed phase less its baseline's, µs.
+fn slowed_minus_baseline(s: &ScenarioResult) -> Option<f64> {
+    let p50 = |phase: &str| s.loads.get(phase)?.ops.get("UserOrders").map(|o| o.p50_us as f64);
+    Some(p50("slowed")? - p50("baseline")?)
+}
+
+/// A mode's cell: how much UserOrders p50 rose with the dependency slowed.
+fn slowed_cell(r: &Results, mode: Mode) -> String {
+    scenario_cell(r, Scenario::SlowDependency, mode, |s| {
+        slowed_minus_baseline(s).map(|d| format!("UserOrders p50 {}", ms_change(d)))
+    })
 }
 
 /// Availability while the first fault of a scenario lasted.
@@ -112,7 +192,7 @@ fn sync_fails_whole(r: &Results) -> Claim {
     let Some(((s, what, len), (a, _, _))) =
         ks.and_then(first_window_availability).zip(ka.and_then(first_window_availability))
     else {
-        return missing(CLAIM, Scenario::KillDependency);
+        return missing(r, CLAIM, Scenario::KillDependency);
     };
     let reads = |x: Option<&ScenarioResult>| {
         x.and_then(|x| x.loads.get("run")?.ops.get("UserOrders").map(|o| o.availability()))
@@ -120,8 +200,7 @@ fn sync_fails_whole(r: &Results) -> Claim {
     Claim {
         claim: CLAIM,
         evidence: Scenario::KillDependency.to_string(),
-        sync: format!("{} served while {what}", percent_one_decimal(s)),
-        r#async: format!("{} served", percent_one_decimal(a)),
+        cells: per_mode(r, |m| served_in_first_window(r, Scenario::KillDependency, m)),
         verdict: if s <= 0.2 && a >= 0.95 {
             Verdict::Confirmed
         } else if s >= 0.95 {
@@ -143,24 +222,19 @@ fn sync_fails_whole(r: &Results) -> Claim {
 /// A request is only as fast as its slowest hop.
 fn sync_as_slow_as_slowest_hop(r: &Results) -> Claim {
     const CLAIM: &str = "sync: a request is only as fast as its slowest hop";
-    let delta = |mode: Mode| {
-        let s = r.scenario(Scenario::SlowDependency, mode)?;
-        let p50 = |phase: &str| s.loads.get(phase)?.ops.get("UserOrders").map(|o| o.p50_us as f64);
-        Some(p50("slowed")? - p50("baseline")?)
-    };
+    let delta = |mode: Mode| r.scenario(Scenario::SlowDependency, mode).and_then(slowed_minus_baseline);
     // What the proxy added, as the run recorded it.
     let added = r.scenario(Scenario::SlowDependency, Mode::Sync).and_then(|s| s.added_latency_us).map(|us| us as f64);
     match (delta(Mode::Sync), delta(Mode::Async), added) {
         (Some(_), Some(_), None) => Claim {
             verdict: Verdict::Inconclusive("the latency added is not in these results".into()),
             sentence: "The latency the proxy added was not recorded in these results, so the rise cannot be compared with it.".into(),
-            ..missing(CLAIM, Scenario::SlowDependency)
+            ..missing(r, CLAIM, Scenario::SlowDependency)
         },
         (Some(s), Some(a), Some(added)) => Claim {
             claim: CLAIM,
             evidence: Scenario::SlowDependency.to_string(),
-            sync: format!("UserOrders p50 +{}", ms_rounded(s)),
-            r#async: format!("UserOrders p50 {}", ms_signed(a)),
+            cells: per_mode(r, |m| slowed_cell(r, m)),
             verdict: if s >= 0.8 * added && a.abs() < 0.2 * added {
                 Verdict::Confirmed
             } else if s < 0.2 * added {
@@ -176,7 +250,7 @@ fn sync_as_slow_as_slowest_hop(r: &Results) -> Claim {
                 ms_signed(a)
             ),
         },
-        _ => missing(CLAIM, Scenario::SlowDependency),
+        _ => missing(r, CLAIM, Scenario::SlowDependency),
     }
 }
 
@@ -188,7 +262,7 @@ fn sync_web_of_requests(r: &Results) -> Claim {
     let (Some(s), Some(a), Some(sp)) =
         (rpcs(Mode::Sync, "UserOrders"), rpcs(Mode::Async, "UserOrders"), rpcs(Mode::Sync, "PlaceOrder"))
     else {
-        return missing(CLAIM, Scenario::FanOut);
+        return missing(r, CLAIM, Scenario::FanOut);
     };
     let echo = r.floor.as_ref().map(|f| f.grpc_echo.p50_us as f64);
     let depth = match (sequential_user_orders_p50(r, Mode::Sync), echo) {
@@ -198,8 +272,13 @@ fn sync_web_of_requests(r: &Results) -> Claim {
     Claim {
         claim: CLAIM,
         evidence: Scenario::FanOut.to_string(),
-        sync: format!("{s:.1} RPCs per UserOrders, {sp:.1} per PlaceOrder"),
-        r#async: format!("{a:.1} RPCs per UserOrders"),
+        cells: per_mode(r, |m| {
+            scenario_cell(r, Scenario::FanOut, m, |x| {
+                let per = &x.fanout.as_ref()?.rpcs_per_request;
+                let (u, p) = (per.get("UserOrders")?, per.get("PlaceOrder")?);
+                Some(format!("{u:.1} RPCs per UserOrders, {p:.1} per PlaceOrder"))
+            })
+        }),
         verdict: if s >= 2.0 && s > a { Verdict::Confirmed } else { Verdict::Refuted },
         sentence: format!("Counted in the services: each sync UserOrders made {s:.1} inter-service calls and each PlaceOrder {sp:.1}; async made {a:.1}.{depth}"),
     }
@@ -212,13 +291,15 @@ fn async_query_independent_and_fast(r: &Results) -> Claim {
     let (Some((a, what, _)), Some(ps), Some(pa)) =
         (killed, sequential_user_orders_p50(r, Mode::Sync), sequential_user_orders_p50(r, Mode::Async))
     else {
-        return missing(CLAIM, Scenario::KillDependency);
+        return missing(r, CLAIM, Scenario::KillDependency);
     };
     Claim {
         claim: CLAIM,
         evidence: format!("{}, {}", Scenario::KillDependency, Scenario::Steady),
-        sync: format!("UserOrders p50 {}", ms_rounded(ps)),
-        r#async: format!("{} served while {what}; UserOrders p50 {}", percent_one_decimal(a), ms_rounded(pa)),
+        cells: per_mode(r, |m| {
+            let p50 = sequential_user_orders_p50(r, m).map_or("-".into(), ms_rounded);
+            format!("{}; UserOrders p50 {p50}", served_in_first_window(r, Scenario::KillDependency, m))
+        }),
         verdict: match (a >= 0.99, a < 0.9, pa < ps) {
             (true, _, true) => Verdict::Confirmed,
             (_, true, _) => Verdict::Refuted,
@@ -246,15 +327,25 @@ fn sync_asker_needs_no_database(r: &Results) -> Claim {
         (Some(s), Some(a)) if disk(Mode::Sync).is_some_and(|t| t > 0.0) => Claim {
             claim: CLAIM,
             evidence: Scenario::Storage.to_string(),
-            sync: format!("query: {s} bytes"),
-            r#async: format!("query: {:.1} MB", a as f64 / 1e6),
+            cells: per_mode(r, |m| {
+                scenario_cell(r, Scenario::Storage, m, |x| {
+                    let bytes = x.storage.as_ref()?;
+                    // A mode without a query process of its own (the monolith): its one
+                    // database serves every API.
+                    Some(match bytes.get("query") {
+                        Some(&b) if b < 100_000 => format!("query: {b} bytes"),
+                        Some(&b) => format!("query: {:.1} MB", b as f64 / 1e6),
+                        None => format!("{DOES_NOT_APPLY}{m} mode has no query service of its own (one process, one database for every API)"),
+                    })
+                })
+            }),
             verdict: if s == 0 { Verdict::Confirmed } else { Verdict::Refuted },
             sentence: format!(
                 "The sync query service wrote {s} bytes; the async one kept its own copy of {:.1} MB.",
                 a as f64 / 1e6
             ),
         },
-        _ => missing(CLAIM, Scenario::Storage),
+        _ => missing(r, CLAIM, Scenario::Storage),
     }
 }
 
@@ -282,13 +373,22 @@ fn async_harder_to_understand(r: &Results) -> Claim {
     let (Some(ls), Some(la), Some(ps), Some(pa)) =
         (lines(Mode::Sync), lines(Mode::Async), processes(Mode::Sync), processes(Mode::Async))
     else {
-        return missing(CLAIM, Scenario::Steady);
+        return missing(r, CLAIM, Scenario::Steady);
     };
     Claim {
         claim: CLAIM,
         evidence: format!("{} (processes, staleness, create-then-use); code", Scenario::Steady),
-        sync: format!("{ls} lines of communication code, {ps} processes{}", cell(not_yet(Mode::Sync))),
-        r#async: format!("{la} lines, {pa} processes{}", cell(not_yet(Mode::Async))),
+        cells: per_mode(r, |m| {
+            let lines = lines(m).map_or("communication code not counted".into(), |l| {
+                format!("{l} lines of communication code")
+            });
+            let processes = match processes(m) {
+                Some(1) => "1 process".into(),
+                Some(n) => format!("{n} processes"),
+                None => "processes not counted".into(),
+            };
+            format!("{lines}, {processes}{}", cell(not_yet(m)))
+        }),
         verdict: if la > ls && pa > ps {
             let handle = match (not_yet(Mode::Sync), not_yet(Mode::Async)) {
                 (Some(s), Some(a)) if a.refused_first > s.refused_first => {
@@ -324,46 +424,163 @@ fn never_lost(r: &Results) -> Claim {
     }
 }
 
-/// The event bus as request/reply ("approach 1"): does it inherit sync's coupling?
-/// Measured in bus-rpc mode beside sync, when the run had it.
+/// The event bus as request/reply ("approach 1"): does bus-rpc inherit sync's coupling,
+/// (a) failing while a dependency is down and (b) passing the slow hop's latency on to
+/// its caller? Judged on those two, beside what the bus adds: latency over gRPC, and
+/// the broker as a new single point of failure. Measured in bus-rpc mode beside sync
+/// (and async, for the broker), when the run had them.
 fn bus_request_reply_is_sync(r: &Results) -> Claim {
     const CLAIM: &str = "an event bus used as request/reply is \"basically sync\"";
-    let window = |m: Mode| r.scenario(Scenario::KillDependency, m).and_then(first_window_availability);
-    let (Some((s, what, _)), Some((b, _, _))) = (window(Mode::Sync), window(Mode::BusRpc)) else {
+    let (sync, bus) = (Mode::Sync, Mode::BusRpc);
+    let evidence = [Scenario::KillDependency, Scenario::SlowDependency, Scenario::Steady, Scenario::KillBroker]
+        .map(|s| s.to_string())
+        .join(", ");
+    if !r.modes.contains(&bus) {
         return Claim {
+            evidence,
             sentence: format!(
-                "Not measured in this run: it needs {} in sync and bus-rpc mode (`lab bench --modes sync,async,bus-rpc`).",
-                Scenario::KillDependency
+                "Not measured in this run: it needs {}, {}, {} and {} in sync and bus-rpc mode (`lab bench --modes sync,async,bus-rpc`).",
+                Scenario::KillDependency,
+                Scenario::SlowDependency,
+                Scenario::Steady,
+                Scenario::KillBroker
             ),
             verdict: Verdict::Inconclusive("bus-rpc was not in this run".into()),
-            ..missing(CLAIM, Scenario::KillDependency)
+            ..missing(r, CLAIM, Scenario::KillDependency)
+        };
+    }
+    let window = |m: Mode| r.scenario(Scenario::KillDependency, m).and_then(first_window_availability);
+    let slowed = |m: Mode| r.scenario(Scenario::SlowDependency, m).and_then(slowed_minus_baseline);
+    let added = r.scenario(Scenario::SlowDependency, bus).and_then(|s| s.added_latency_us).map(|us| us as f64);
+    let p50 = |m: Mode| sequential_user_orders_p50(r, m);
+    // The broker's death where it applied: all requests served while it was down, and
+    // UserOrders over the whole run (the timeline does not split by operation).
+    let broker = |m: Mode| {
+        if does_not_apply(r, Scenario::KillBroker, m).is_some() {
+            return None;
+        }
+        let s = r.scenario(Scenario::KillBroker, m)?;
+        let (from, to, what) = fault_windows(s).into_iter().next()?;
+        let reads = s.loads.get("run")?.ops.get("UserOrders")?.availability();
+        Some(format!(
+            "{} of all requests served while {what}, UserOrders {} over the run",
+            percent_one_decimal(availability_between(s, from, to)?),
+            percent_one_decimal(reads)
+        ))
+    };
+    let cells = per_mode(r, |m| {
+        if m == Mode::Monolith {
+            return format!("{DOES_NOT_APPLY}one process: no calls between services for a bus to carry");
+        }
+        let mut parts = Vec::new();
+        // The coupling and the latency concern the call chains; async answers from its
+        // own store and stands beside them for the broker alone.
+        if m != Mode::Async {
+            parts.push(format!(
+                "{}: {}",
+                Scenario::KillDependency,
+                served_in_first_window(r, Scenario::KillDependency, m)
+            ));
+            parts.push(format!("{}: {}", Scenario::SlowDependency, slowed_cell(r, m)));
+            let ratio = match (m, p50(m), p50(sync)) {
+                (Mode::BusRpc, Some(b), Some(s)) if s > 0.0 => format!(" ({:.2}× sync)", b / s),
+                _ => String::new(),
+            };
+            parts.push(format!("sequential UserOrders p50 {}{ratio}", p50(m).map_or("-".into(), ms_rounded)));
+        }
+        let killed = does_not_apply(r, Scenario::KillBroker, m).or_else(|| broker(m)).unwrap_or_else(|| "-".into());
+        parts.push(format!("{}: {killed}", Scenario::KillBroker));
+        parts.join("; ")
+    });
+
+    let mut absent = Vec::new();
+    for (scenario, m, measured) in [
+        (Scenario::KillDependency, sync, window(sync).is_some()),
+        (Scenario::KillDependency, bus, window(bus).is_some()),
+        (Scenario::SlowDependency, sync, slowed(sync).is_some()),
+        (Scenario::SlowDependency, bus, slowed(bus).is_some() && added.is_some()),
+    ] {
+        if !measured {
+            absent.push(format!("{scenario} in {m} mode"));
+        }
+    }
+    let (Some((s, what, len)), Some((b, _, _)), Some(ds), Some(db), Some(added)) =
+        (window(sync), window(bus), slowed(sync), slowed(bus), added)
+    else {
+        return Claim {
+            claim: CLAIM,
+            evidence,
+            cells,
+            verdict: Verdict::Inconclusive(format!("not in this run: {}", absent.join(", "))),
+            sentence: format!("Not measured in this run: {}.", absent.join(", ")),
         };
     };
-    let p50 = |m: Mode| {
-        sequential_user_orders_p50(r, m).map_or("-".to_owned(), |us| format!("; UserOrders p50 {}", ms_rounded(us)))
+    // Each part of the coupling: inherited (true), not (false), or in between (None).
+    let fails_with = if s <= 0.2 && b <= 0.2 {
+        Some(true)
+    } else if b >= 0.95 {
+        Some(false)
+    } else {
+        None
+    };
+    let slows_with = if db >= 0.8 * added {
+        Some(true)
+    } else if db < 0.2 * added {
+        Some(false)
+    } else {
+        None
+    };
+    let verdict = match (fails_with, slows_with) {
+        (Some(true), Some(true)) => Verdict::Confirmed,
+        (Some(false), Some(false)) => Verdict::Refuted,
+        _ => {
+            let failing = match fails_with {
+                Some(true) => "bus-rpc failed with the dependency as sync did",
+                Some(false) => "bus-rpc kept serving with the dependency down",
+                None => "bus-rpc served part of its requests with the dependency down",
+            };
+            let slowing = match slows_with {
+                Some(true) => "the slow hop's latency reached its caller",
+                Some(false) => "the slow hop's latency did not reach its caller",
+                None => "only part of the slow hop's latency reached its caller",
+            };
+            Verdict::Inconclusive(format!("the coupling held in part: {failing}; {slowing}"))
+        }
+    };
+    let latency = match (p50(bus), p50(sync)) {
+        (Some(b), Some(s)) if s > 0.0 => format!(
+            "bus-rpc's sequential UserOrders p50 was {} against sync's {} ({:.2}×)",
+            ms_rounded(b),
+            ms_rounded(s),
+            b / s
+        ),
+        _ => format!("its latency over gRPC was not measured ({} in sync and bus-rpc mode)", Scenario::Steady),
+    };
+    let broker_words = match broker(bus) {
+        Some(bus_words) => format!(
+            "with the broker killed bus-rpc had {bus_words} (async: {}; sync has no broker)",
+            broker(Mode::Async).unwrap_or_else(|| "not in this run".into())
+        ),
+        None => format!("the broker's death was not measured ({} in bus-rpc mode)", Scenario::KillBroker),
     };
     Claim {
         claim: CLAIM,
-        evidence: format!("{}, {}", Scenario::KillDependency, Scenario::Steady),
-        sync: format!("{} served while {what}{}", percent_one_decimal(s), p50(Mode::Sync)),
-        r#async: format!("bus-rpc: {} served while {what}{}", percent_one_decimal(b), p50(Mode::BusRpc)),
-        verdict: if s <= 0.2 && b <= 0.2 {
-            Verdict::Confirmed
-        } else if b >= 0.95 {
-            Verdict::Refuted
-        } else {
-            Verdict::Inconclusive("the modes did not separate clearly".into())
-        },
+        evidence,
+        cells,
+        verdict,
         sentence: format!(
-            "While {what}, sync served {} of all requests and the same call graph over NATS request/reply {}: \
-             the bus carries the calls, the caller still waits on the owner.",
+            "While {what} for {:.1} s, sync served {} of all requests and the same call graph over NATS request/reply {}; with {} added in front of products, UserOrders p50 changed by {} in sync and {} in bus-rpc; and the bus adds to it: {latency}, and {broker_words}.",
+            len as f64 / 1000.0,
             percent_one_decimal(s),
-            percent_one_decimal(b)
+            percent_one_decimal(b),
+            ms_rounded(added),
+            ms_change(ds),
+            ms_change(db),
         ),
     }
 }
 
-const NEVER_LOST: &str = "an acknowledged write is never lost (both modes, under random kills)";
+const NEVER_LOST: &str = "an acknowledged write is never lost (every mode the kills apply to, under random kills)";
 
 /// What a checker that found nothing proves: nothing unless faults were carried out,
 /// writes acknowledged, and faults took effect while writes were in flight (a kill
@@ -380,9 +597,19 @@ fn unproven(faults: usize, acknowledged: usize, faults_on_writes: usize) -> Opti
     }
 }
 
-/// Runs of `scenario` the claim rests on: the fewest of any mode.
-fn runs(r: &Results, scenario: Scenario) -> usize {
-    [Mode::Sync, Mode::Async].into_iter().map(|m| r.runs(scenario, m).count()).min().unwrap_or(0)
+/// Runs of `scenario` the claim rests on: the fewest of any of `modes`.
+fn runs(r: &Results, scenario: Scenario, modes: impl IntoIterator<Item = Mode>) -> usize {
+    modes.into_iter().map(|m| r.runs(scenario, m).count()).min().unwrap_or(0)
+}
+
+/// The modes of the run besides sync and async that `scenario`'s faults applied to (bus-rpc):
+/// a "never" claim holds for them too.
+fn other_modes_under(r: &Results, scenario: Scenario) -> Vec<Mode> {
+    r.modes
+        .iter()
+        .copied()
+        .filter(|&m| m != Mode::Sync && m != Mode::Async && does_not_apply(r, scenario, m).is_none())
+        .collect()
 }
 
 /// Faults of a scenario carried out, and of those, how many took effect while writes
@@ -411,37 +638,57 @@ fn never_lost_by_chaos(r: &Results) -> Claim {
             let ca = &ca;
             let faults =
                 |(done, on_writes): (usize, usize)| format!("{done} faults, {on_writes} with writes in flight");
-            let why: Vec<String> = [("sync", &ls, fs), ("async", &la, fa)]
+            // Beside sync and async, every other mode the faults applied to (bus-rpc).
+            let others: Vec<_> = other_modes_under(r, Scenario::Chaos)
                 .into_iter()
+                .filter_map(|m| chaos(m).map(|(l, c, f)| (m, l, c, f)))
+                .collect();
+            let why: Vec<String> = [(Mode::Sync, &ls, fs), (Mode::Async, &la, fa)]
+                .into_iter()
+                .chain(others.iter().map(|(m, l, _, f)| (*m, l, *f)))
                 .filter_map(|(m, l, (done, on_writes))| {
                     Some(format!("{m}: {}", unproven(done, l.acknowledged_orders, on_writes)?))
                 })
                 .collect();
+            let others_clean = others.iter().all(|(_, l, c, _)| clean(l, c.as_ref()));
+            let others_words: String = others
+                .iter()
+                .map(|(m, l, _, f)| {
+                    format!(
+                        "; {m} lost {} of {} ({} dead letters; {})",
+                        l.lost,
+                        l.acknowledged_orders,
+                        l.dead_letters,
+                        faults(*f)
+                    )
+                })
+                .collect();
+            let modes = [Mode::Sync, Mode::Async].into_iter().chain(others.iter().map(|(m, ..)| *m));
             Claim {
                 claim: NEVER_LOST,
                 evidence: Scenario::Chaos.to_string(),
-                sync: format!(
-                    "{} lost of {}, converged {}; {}",
-                    ls.lost,
-                    ls.acknowledged_orders,
-                    cs.map_or("not applicable".into(), |c| c.converged.to_string()),
-                    faults(fs)
-                ),
-                r#async: format!("{} lost of {}, converged {}; {}", la.lost, la.acknowledged_orders, ca.describe(), faults(fa)),
-                verdict: if !(clean(&ls, cs) && clean(&la, Some(ca))) {
+                cells: per_mode(r, |m| {
+                    scenario_cell(r, Scenario::Chaos, m, |x| {
+                        let l = x.losses.as_ref()?;
+                        // A mode whose view is assembled on every read has nothing to converge.
+                        let converged = x.convergence.as_ref().map_or("not applicable".into(), |c| c.describe());
+                        Some(format!("{} lost of {}, converged {converged}; {}", l.lost, l.acknowledged_orders, faults(faults_done(x))))
+                    })
+                }),
+                verdict: if !(clean(&ls, cs) && clean(&la, Some(ca)) && others_clean) {
                     Verdict::Refuted
                 } else if !why.is_empty() {
                     Verdict::Inconclusive(why.join("; "))
                 } else {
-                    Verdict::NotRefuted { runs: runs(r, Scenario::Chaos) }
+                    Verdict::NotRefuted { runs: runs(r, Scenario::Chaos, modes) }
                 },
                 sentence: format!(
-                    "Under random SIGKILLs ({} in async, {} in sync), async lost {} of {} acknowledged orders, duplicated {}, showed {} phantom rows, set {} events aside as dead letters, and its view equalled the truth {}; sync lost {} of {} ({} dead letters).",
+                    "Under random SIGKILLs ({} in async, {} in sync), async lost {} of {} acknowledged orders, duplicated {}, showed {} phantom rows, set {} events aside as dead letters, and its view equalled the truth {}; sync lost {} of {} ({} dead letters){others_words}.",
                     faults(fa), faults(fs), la.lost, la.acknowledged_orders, la.duplicated, la.phantom, la.dead_letters, ca.describe(), ls.lost, ls.acknowledged_orders, ls.dead_letters
                 ),
             }
         }
-        _ => missing(NEVER_LOST, Scenario::Chaos),
+        _ => missing(r, NEVER_LOST, Scenario::Chaos),
     }
 }
 
@@ -468,8 +715,12 @@ fn never_lost_by_soak(r: &Results) -> Claim {
             )
         })
     };
-    let ran: Vec<(Mode, &crate::suite::soak::Soak, &crate::suite::Convergence)> =
-        [Mode::Sync, Mode::Async].into_iter().filter_map(|m| soak(m).map(|(k, c)| (m, k, c))).collect();
+    // Sync, async, and every other mode the soak's faults applied to (bus-rpc).
+    let ran: Vec<(Mode, &crate::suite::soak::Soak, &crate::suite::Convergence)> = [Mode::Sync, Mode::Async]
+        .into_iter()
+        .chain(other_modes_under(r, Scenario::Soak))
+        .filter_map(|m| soak(m).map(|(k, c)| (m, k, c)))
+        .collect();
     let failed: Vec<String> = ran
         .iter()
         .filter_map(|(m, k, c)| {
@@ -494,33 +745,26 @@ fn never_lost_by_soak(r: &Results) -> Claim {
     } else if !not_shown.is_empty() {
         Verdict::Inconclusive(not_shown.join("; "))
     } else {
-        Verdict::NotRefuted { runs: runs(r, Scenario::Soak) }
+        Verdict::NotRefuted { runs: runs(r, Scenario::Soak, ran.iter().map(|(m, ..)| *m)) }
     };
     let sentence = if failed.is_empty() {
+        let each: Vec<String> = ran.iter().map(|(m, ..)| format!("{m}: {}.", cell(*m))).collect();
         format!(
-            "After seeded random kills, pauses and restarts, with the replicas settled, the checker compared every acknowledged user, price and order with the owners, the query view and orders' replica. sync: {}. async: {}.",
-            cell(Mode::Sync),
-            cell(Mode::Async)
+            "After seeded random kills, pauses and restarts, with the replicas settled, the checker compared every acknowledged user, price and order with the owners, the query view and orders' replica. {}",
+            each.join(" ")
         )
     } else {
         format!("The soak's checker found: {}.", failed.join("; "))
     };
-    Claim {
-        claim: NEVER_LOST,
-        evidence: Scenario::Soak.to_string(),
-        sync: cell(Mode::Sync),
-        r#async: cell(Mode::Async),
-        verdict,
-        sentence,
-    }
+    let cells = per_mode(r, |m| does_not_apply(r, Scenario::Soak, m).unwrap_or_else(|| cell(m)));
+    Claim { claim: NEVER_LOST, evidence: Scenario::Soak.to_string(), cells, verdict, sentence }
 }
 
-fn missing(claim: &'static str, scenario: Scenario) -> Claim {
+fn missing(r: &Results, claim: &'static str, scenario: Scenario) -> Claim {
     Claim {
         claim,
         evidence: scenario.to_string(),
-        sync: "-".into(),
-        r#async: "-".into(),
+        cells: per_mode(r, |_| "-".into()),
         verdict: Verdict::Inconclusive(format!("scenario {scenario} was not in this run")),
         sentence: format!("Not measured in this run: it needs scenario {scenario} in both modes."),
     }
@@ -532,24 +776,28 @@ fn duplication(r: &Results) -> Claim {
     let storage = |mode: Mode| r.scenario(Scenario::Storage, mode);
     let logical = |mode: Mode| Some(storage(mode)?.logical_totals()?.values().sum::<u64>() as f64);
     let disk = |mode: Mode| storage(mode)?.storage.as_ref().map(|b| b.values().sum::<u64>() as f64);
-    let (figures, what, unit) = match (logical(Mode::Sync), logical(Mode::Async)) {
-        (Some(s), Some(a)) => (
-            Some((s, a)),
-            "logical bytes (keys + values in the services' sled trees; the broker's stream not included)",
-            "logical",
-        ),
-        _ => (
-            disk(Mode::Sync).zip(disk(Mode::Async)),
-            "bytes on disk (file sizes, broker store included; these results have no logical figure)",
-            "on disk",
-        ),
-    };
+    let (figures, what, unit, figure): (_, _, _, &dyn Fn(Mode) -> Option<f64>) =
+        match (logical(Mode::Sync), logical(Mode::Async)) {
+            (Some(s), Some(a)) => (
+                Some((s, a)),
+                "logical bytes (keys + values in the services' sled trees; the broker's stream not included)",
+                "logical",
+                &logical,
+            ),
+            _ => (
+                disk(Mode::Sync).zip(disk(Mode::Async)),
+                "bytes on disk (file sizes, broker store included; these results have no logical figure)",
+                "on disk",
+                &disk,
+            ),
+        };
     match figures {
         Some((s, a)) if s > 0.0 => Claim {
             claim: CLAIM,
             evidence: Scenario::Storage.to_string(),
-            sync: format!("{:.2} MB {unit}", s / 1e6),
-            r#async: format!("{:.2} MB {unit}", a / 1e6),
+            cells: per_mode(r, |m| {
+                scenario_cell(r, Scenario::Storage, m, |_| figure(m).map(|b| format!("{:.2} MB {unit}", b / 1e6)))
+            }),
             verdict: if a > 1.2 * s { Verdict::Confirmed } else { Verdict::Refuted },
             sentence: format!(
                 "For the same data async kept {:.1}× the {what} of sync ({:.2} MB vs {:.2} MB).",
@@ -558,6 +806,6 @@ fn duplication(r: &Results) -> Claim {
                 s / 1e6
             ),
         },
-        _ => missing(CLAIM, Scenario::Storage),
+        _ => missing(r, CLAIM, Scenario::Storage),
     }
 }

@@ -352,6 +352,11 @@ pub struct ScenarioResult {
     /// `UserOrders` against the orders a user has, one point per size (orders-per-user).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub orders_per_user: Option<Vec<curves::OrdersPerUser>>,
+    /// CPU seconds of every service and broker process over the saturation run alone
+    /// (steady): the sampler read before and after that run (the lab process not
+    /// included). Absent in results from before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub saturation_cpu_s: Option<f64>,
 }
 
 /// Logical bytes (keys + values) per sled tree, per component.

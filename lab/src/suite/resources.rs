@@ -181,6 +181,12 @@ impl Sampler {
         usage
     }
 
+    /// CPU seconds of every process sampled so far, summed over components: the
+    /// difference of two calls, each after a sample, is what they used in between.
+    pub fn cpu_s(&self) -> f64 {
+        self.pids.values().map(|p| p.last_cpu_s - p.from_cpu_s).sum()
+    }
+
     /// CPU seconds of the lab process (load generator, probe, checker) between the
     /// first and last samples.
     pub fn generator_cpu_s(&self) -> Option<f64> {

@@ -616,7 +616,10 @@ async fn steady(ctx: &Ctx, mode: Mode) -> anyhow::Result<ScenarioResult> {
     let saturation = closed_loop(p.saturation_clients, Duration::from_secs_f64(p.steady_secs), move |_| {
         workload.lock().unwrap_or_else(|e| e.into_inner()).next_request()
     });
-    // Sampled while it runs, like every other load.
+    // Sampled while it runs, like every other load; read right before and after it, so
+    // its CPU is its own.
+    sampler.sample(&prepared.topology.file());
+    let cpu_before = sampler.cpu_s();
     tokio::pin!(saturation);
     let mut tick = tokio::time::interval(super::resources::SAMPLE_EVERY);
     let saturation = loop {
@@ -626,6 +629,7 @@ async fn steady(ctx: &Ctx, mode: Mode) -> anyhow::Result<ScenarioResult> {
         }
     };
     sampler.sample(&prepared.topology.file());
+    result.saturation_cpu_s = Some(sampler.cpu_s() - cpu_before);
     result.loads.insert("saturation".into(), saturation);
     result.set_resources(&sampler);
     prepared.topology.stop()?;
