@@ -72,6 +72,17 @@ pub fn percent_one_decimal(share: f64) -> String {
     format!("{:.1}%", 100.0 * share)
 }
 
+/// What a mode is, in a few words, for the reader of the report.
+pub fn mode_description(mode: common::config::Mode) -> &'static str {
+    use common::config::Mode;
+    match mode {
+        Mode::Sync => "**sync**: gRPC request chains",
+        Mode::Async => "**async**: JetStream events into each consumer's own store",
+        Mode::BusRpc => "**bus-rpc**: sync's call graph as NATS request/reply",
+        Mode::Monolith => "**monolith**: one process, one database, in-process calls",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -132,7 +132,9 @@ fn document(r: &Results) -> Vec<Block> {
     let e = &r.environment;
     d.push(Heading(1, "Cascade: synchronous chains vs asynchronous events, measured".into()));
     d.push(Para(format!(
-        "The same shop built twice and run side by side on one machine ({} cores, {} build, target `{}`, commit `{}`, {} profile). Every figure below was measured by this run; every verdict is computed from those figures.",
+        "The same shop built {} ways ({}) and run side by side on one machine ({} cores, {} build, target `{}`, commit `{}`, {} profile). Every figure below was measured by this run; every verdict is computed from those figures.",
+        r.modes.len(),
+        r.modes.iter().map(|&m| format::mode_description(m)).collect::<Vec<_>>().join("; "),
         e.cores, e.build_profile, e.target, e.commit, r.profile.name
     )));
 
