@@ -126,6 +126,8 @@ fn args(dir: &Path, name: &str, listen: SocketAddr, nats_url: &str) -> ServiceAr
         mode: Mode::BusRpc,
         nats_url: Some(nats_url.to_owned()),
         duplicate_window_ms: 1_000,
+        policy: common::config::Policy::Naive,
+        max_in_flight: common::config::DEFAULT_MAX_IN_FLIGHT,
     }
 }
 
@@ -195,15 +197,20 @@ impl Shop {
             dir,
         };
         let deadline = || Deadline::after(Duration::from_secs(1));
+        let naive = naive();
+        let naive = &naive;
         let stranger = || GetUserRequest { id: "usr-00000000000000ff".into() };
-        until_answering("users", || bus::call::<_, User>(&shop.bus, GET_USER, deadline(), stranger())).await;
+        until_answering("users", || bus::call::<_, User>(&shop.bus, naive, GET_USER, deadline(), stranger())).await;
         let hop = Hop::new(PRODUCTS, methods::GET_PRODUCTS);
         let none = || GetProductsRequest { ids: Vec::new() };
-        until_answering("products", || bus::call::<_, GetProductsResponse>(&shop.bus, hop, deadline(), none())).await;
+        until_answering("products", || bus::call::<_, GetProductsResponse>(&shop.bus, naive, hop, deadline(), none()))
+            .await;
         let hop = Hop::new(ORDERS, methods::LIST_ORDERS_BY_USER);
         let list = || ListOrdersByUserRequest { user_id: stranger().id, ..Default::default() };
-        until_answering("orders", || bus::call::<_, ListOrdersByUserResponse>(&shop.bus, hop, deadline(), list()))
-            .await;
+        until_answering("orders", || {
+            bus::call::<_, ListOrdersByUserResponse>(&shop.bus, naive, hop, deadline(), list())
+        })
+        .await;
         shop
     }
 
@@ -320,7 +327,9 @@ async fn instances_of_a_service_share_its_subject_in_one_queue_group() {
     let (mut found, mut not_found) = (0, 0);
     for _ in 0..40 {
         let message = GetUserRequest { id: ann.id.clone() };
-        match bus::call::<_, User>(&shop.bus, GET_USER, Deadline::after(Duration::from_secs(1)), message).await {
+        match bus::call::<_, User>(&shop.bus, &naive(), GET_USER, Deadline::after(Duration::from_secs(1)), message)
+            .await
+        {
             Ok(user) => {
                 assert_eq!(user, ann);
                 found += 1
@@ -398,4 +407,9 @@ async fn with_the_broker_dead_calls_fail_at_once_and_work_again_once_it_is_back(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     shop.stop().await;
+}
+
+/// One attempt per call, as before the policies.
+fn naive() -> common::resilience::Resilience {
+    common::resilience::Resilience::new(common::config::Policy::Naive)
 }
