@@ -178,14 +178,22 @@ where
     let mut request = Request::new(message);
     request.set_timeout(remaining);
     crate::stats::rpc_sent(&what);
-    match tokio::time::timeout(remaining, make_call(request)).await {
-        Ok(Ok(response)) => Ok(response.into_inner()),
-        Ok(Err(status)) => Err(Failed::Callee(status)),
-        Err(_elapsed) => Err(Failed::TimedOut(Status::deadline_exceeded(format!(
+    let sent = Instant::now();
+    let timed_out = || {
+        Failed::TimedOut(Status::deadline_exceeded(format!(
             "{what} did not answer within the remaining {} ms of the {} ms deadline",
             remaining.as_millis(),
             deadline.budget().as_millis()
-        )))),
+        )))
+    };
+    match tokio::time::timeout(remaining, make_call(request)).await {
+        Ok(Ok(response)) => Ok(response.into_inner()),
+        // The transport's own timer (a NATS request's timeout is the same remaining
+        // time) can fire just before ours: that is this call timing out, not the
+        // dependency answering DEADLINE_EXCEEDED.
+        Ok(Err(status)) if status.code() == Code::DeadlineExceeded && sent.elapsed() >= remaining => Err(timed_out()),
+        Ok(Err(status)) => Err(Failed::Callee(status)),
+        Err(_elapsed) => Err(timed_out()),
     }
 }
 

@@ -329,6 +329,29 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn no_policy_retries_a_call_whose_transport_timed_out_with_the_time_it_was_given() {
+        for policy in [Policy::RetryStorm, Policy::Hardened] {
+            let resilience = Resilience::with_settings(policy, no_breaker());
+            let attempts = AtomicU32::new(0);
+            let deadline = Deadline::after(Duration::from_secs(2));
+            // Like a NATS request: its own timer is the remaining time it was sent with.
+            let status = (resilience.call(PRODUCTS, deadline, (), |req: Request<()>| {
+                attempts.fetch_add(1, Ordering::Relaxed);
+                let timeout = req.metadata().get("grpc-timeout").and_then(|v| v.to_str().ok()).map(str::to_owned);
+                let timeout = timeout.as_deref().and_then(deadline::parse_grpc_timeout).unwrap();
+                async move {
+                    tokio::time::sleep(timeout).await;
+                    Err::<tonic::Response<()>, _>(Status::deadline_exceeded("no reply on the subject in time"))
+                }
+            }))
+            .await
+            .unwrap_err();
+            assert_eq!((status.code(), attempts.into_inner()), (Code::DeadlineExceeded, 1), "{policy}");
+            assert!(status.message().contains("did not answer within the remaining"), "{}", status.message());
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn hardened_retries_only_idempotent_calls_on_codes_a_retry_can_fix() {
         let hardened = Resilience::with_settings(Policy::Hardened, no_breaker());
         let (_, attempts) = call_with(&hardened, PRODUCTS, || Err(down())).await;
