@@ -92,6 +92,12 @@ struct Dependency {
     breaker: std::sync::Mutex<Breaker>,
 }
 
+impl Dependency {
+    fn breaker(&self) -> std::sync::MutexGuard<'_, Breaker> {
+        self.breaker.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
 impl Resilience {
     pub fn new(policy: Policy) -> Self {
         Self::with_settings(policy, Settings::default())
@@ -166,14 +172,13 @@ impl Resilience {
         dependency.budget.deposit();
         let mut retries = 0;
         loop {
-            let admitted = dependency.breaker.lock().unwrap_or_else(|p| p.into_inner()).admit(Instant::now());
-            if !admitted {
+            if !dependency.breaker().admit(Instant::now()) {
                 crate::stats::breaker_rejected(hop.dependency);
                 return Err(Status::unavailable(format!("circuit open for {} ({hop} not sent)", hop.dependency)));
             }
             let failed = match deadline::attempt(hop, deadline, message.clone(), &mut make_call).await {
                 Ok(response) => {
-                    dependency.breaker.lock().unwrap_or_else(|p| p.into_inner()).record(true, Instant::now());
+                    dependency.breaker().record(true, Instant::now());
                     return Ok(response);
                 }
                 Err(failed) => failed,
@@ -183,11 +188,11 @@ impl Resilience {
                     let unhealthy =
                         matches!(status.code(), Code::Unavailable | Code::DeadlineExceeded | Code::ResourceExhausted);
                     // A dependency that answered (even NOT_FOUND) is healthy.
-                    dependency.breaker.lock().unwrap_or_else(|p| p.into_inner()).record(!unhealthy, Instant::now());
+                    dependency.breaker().record(!unhealthy, Instant::now());
                     unhealthy && hop.is_idempotent()
                 }
                 Failed::TimedOut(_) => {
-                    dependency.breaker.lock().unwrap_or_else(|p| p.into_inner()).record(false, Instant::now());
+                    dependency.breaker().record(false, Instant::now());
                     false
                 }
                 Failed::NoTimeLeft(_) => false,
@@ -241,28 +246,20 @@ impl Breaker {
 
     /// Whether a call may go out at `now`.
     pub fn admit(&mut self, now: Instant) -> bool {
-        match self.state {
-            BreakerState::Closed => true,
-            BreakerState::Open { until } | BreakerState::HalfOpen { probe_sent: until }
-                if now >= until + self.probe_wait(self.state) =>
-            {
-                self.state = BreakerState::HalfOpen { probe_sent: now };
-                true
-            }
-            BreakerState::Open { .. } | BreakerState::HalfOpen { .. } => false,
+        let probe_due = match self.state {
+            BreakerState::Closed => return true,
+            BreakerState::Open { until } => now >= until,
+            // A probe that never reported (its caller gave up) is replaced after one cool-down.
+            BreakerState::HalfOpen { probe_sent } => now >= probe_sent + self.cool_down,
+        };
+        if probe_due {
+            self.state = BreakerState::HalfOpen { probe_sent: now };
         }
+        probe_due
     }
 
-    /// An open breaker waits for its `until`; a half-open one for its probe's answer,
-    /// at most one cool-down.
-    fn probe_wait(&self, state: BreakerState) -> Duration {
-        match state {
-            BreakerState::HalfOpen { .. } => self.cool_down,
-            _ => Duration::ZERO,
-        }
-    }
-
-    /// The outcome of a call admitted earlier.
+    /// The outcome of a call admitted earlier: healthy unless the dependency was
+    /// unreachable, too slow or overloaded (any answer, even `NOT_FOUND`, is healthy).
     pub fn record(&mut self, healthy: bool, now: Instant) {
         if healthy {
             self.consecutive_failures = 0;
