@@ -1,6 +1,7 @@
 //! Bind outside, serve inside: a binary binds its listener first (so a port in use is a
 //! clear start-up error and tests can bind `127.0.0.1:0`), then [`serve_until_shutdown`] serves the API
-//! with gRPC health and reflection until the shutdown token fires.
+//! with gRPC health and reflection until the shutdown token fires. Under the hardened
+//! policy the server sheds what exceeds `--max-in-flight` ([`shedding_limit`]).
 
 use std::{
     convert::Infallible,

@@ -199,6 +199,64 @@ mod tests {
         assert_eq!(calls, ["orders", "users", "products"]);
     }
 
+    /// Owners that answer at once (as [`Gated`]'s orders and products do), products failing
+    /// with `products` if set.
+    struct Fixed {
+        products: Option<Code>,
+    }
+
+    impl Owners for Fixed {
+        async fn get_user(&self, message: GetUserRequest, _: Deadline) -> Result<User, Status> {
+            Ok(User { id: message.id, ..Default::default() })
+        }
+
+        async fn list_orders_by_user(
+            &self,
+            message: ListOrdersByUserRequest,
+            deadline: Deadline,
+        ) -> Result<ListOrdersByUserResponse, Status> {
+            Gated::default().list_orders_by_user(message, deadline).await
+        }
+
+        async fn get_products(
+            &self,
+            message: GetProductsRequest,
+            deadline: Deadline,
+        ) -> Result<GetProductsResponse, Status> {
+            match self.products {
+                Some(code) => Err(Status::new(code, "products is unavailable (tcp connect error)")),
+                None => Gated::default().get_products(message, deadline).await,
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn only_a_chain_that_degrades_answers_partial_and_only_when_products_is_unavailable() {
+        let deadline = Deadline::after(Duration::from_secs(1));
+        let ask = |products, policy| async move {
+            Chain::with_policy(Fixed { products }, policy).user_orders("u-1", deadline).await
+        };
+        let partial = ask(Some(Code::Unavailable), Policy::Hardened).await.expect("degraded, not failed");
+        assert!(partial.partial && partial.partial_reason.contains("products is unavailable"), "{partial:?}");
+        let rows: Vec<_> = partial
+            .items
+            .iter()
+            .map(|i| (i.order_id.as_str(), i.title.as_str(), i.unit_price_cents, i.current_price_cents, i.quantity))
+            .collect();
+        assert_eq!(rows, [("o-1", "", 100, 0, 1)], "the order and its price then; no product details");
+        let full = ask(None, Policy::Hardened).await.expect("answered");
+        assert!(!full.partial && full.partial_reason.is_empty() && full.items[0].current_price_cents == 120);
+        for (code, policy) in [
+            (Code::Unavailable, Policy::Naive),
+            (Code::Unavailable, Policy::RetryStorm),
+            (Code::DeadlineExceeded, Policy::Hardened),
+            (Code::Internal, Policy::Hardened),
+        ] {
+            let status = Status::from(ask(Some(code), policy).await.expect_err("not degraded"));
+            assert_eq!(status.code(), code, "{policy}");
+        }
+    }
+
     #[tokio::test]
     async fn an_unknown_user_is_still_the_clients_not_found() {
         let (answer, calls) = user_orders(Gated { user_fails: true, ..Default::default() }).await;
