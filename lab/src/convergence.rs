@@ -170,7 +170,7 @@ pub fn join(user: User, orders: Vec<Order>, products: Vec<Product>) -> anyhow::R
             order_id: o.id,
         });
     }
-    Ok(UserOrdersResponse { user: Some(user), items })
+    Ok(UserOrdersResponse { user: Some(user), items, ..Default::default() })
 }
 
 /// Compares `UserOrders` from the query service with the answer assembled from users,

@@ -7,7 +7,7 @@ use std::{
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use common::config::Mode;
+use common::config::{Mode, Policy};
 use lab::{
     client::Clients,
     control::Action,
@@ -163,6 +163,11 @@ struct ComponentArg {
 struct StartArgs {
     #[arg(long, value_enum, default_value_t = Mode::Sync)]
     mode: Mode,
+    /// How the services' inter-service calls meet failure (sync and bus-rpc):
+    /// `naive` (deadlines only), `hardened` (budgeted retries with backoff, circuit
+    /// breakers, load shedding, partial answers), `retry-storm` (3 immediate retries).
+    #[arg(long, value_enum, default_value_t = Policy::Naive)]
+    policy: Policy,
     /// Folder for the services' data dirs, logs and topology.json.
     #[arg(long, default_value = DEFAULT_RUN_DIR)]
     run_dir: PathBuf,
@@ -229,6 +234,7 @@ impl StartArgs {
     fn options(&self) -> lab::up::Options {
         lab::up::Options {
             mode: self.mode,
+            policy: self.policy,
             run_dir: self.run_dir.clone(),
             fresh: self.fresh,
             base_port: self.base_port,

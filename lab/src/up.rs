@@ -5,7 +5,10 @@
 
 use std::{path::PathBuf, time::Duration};
 
-use common::{config::Mode, names::SERVICES};
+use common::{
+    config::{Mode, Policy},
+    names::SERVICES,
+};
 
 use crate::{
     control::{self, CONTROL_SOCKET},
@@ -22,6 +25,8 @@ const CONTROL_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Debug, Clone)]
 pub struct Options {
     pub mode: Mode,
+    /// The services' `--policy`.
+    pub policy: Policy,
     /// Folder of the components' data, logs and `topology.json`.
     pub run_dir: PathBuf,
     /// Delete the run dir's data first.
@@ -59,6 +64,7 @@ pub async fn start(options: &Options) -> Result<Topology, UpError> {
             .map_err(|source| UpError::Io { context: format!("cannot delete {}", run_dir.display()), source })?;
     }
     let mut config = Config::new(options.mode, run_dir);
+    config.policy = options.policy;
     config.target = options.deployment.clone();
     config.base_port = options.base_port;
     config.default_deadline_ms = options.default_deadline_ms;
@@ -70,7 +76,7 @@ pub async fn start(options: &Options) -> Result<Topology, UpError> {
         }
         options.proxies.clone()
     };
-    eprintln!("starting the {} topology in {} …", options.mode, run_dir.display());
+    eprintln!("starting the {} topology ({} policy) in {} …", options.mode, options.policy, run_dir.display());
     Ok(Topology::start(config).await?)
 }
 

@@ -185,6 +185,30 @@ fn async_topology_including_the_broker_dies_with_a_sigkilled_lab() {
 }
 
 #[test]
+fn up_passes_its_policy_to_every_service_and_refuses_an_unknown_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = dir.path().join("run");
+    let mut lab = lab_up(&run_dir, &["--mode", "sync", "--policy", "retry-storm"]);
+    let file = wait_topology(&run_dir, &mut lab, 4);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    for service in &file.services {
+        let stats = runtime.block_on(async {
+            let mut admin = common::proto::admin_client::AdminClient::new(common::channel(service.address));
+            admin.stats(common::proto::StatsRequest {}).await
+        });
+        assert_eq!(stats.unwrap().into_inner().policy, "retry-storm", "{}", service.name);
+    }
+    lab.kill().unwrap();
+    lab.wait().unwrap();
+    wait_dead(&file.services.iter().map(|s| s.pid).collect::<Vec<_>>());
+
+    let out = run(&["up", "--run-dir", dir.path().join("b").to_str().unwrap(), "--policy", "careful"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("careful") && err.contains("hardened") && err.contains("retry-storm"), "{err}");
+}
+
+#[test]
 fn clear_errors_for_missing_binaries_busy_ports_and_no_topology() {
     let dir = tempfile::tempdir().unwrap();
     let empty = tempfile::tempdir().unwrap();

@@ -83,6 +83,7 @@ impl Compose {
         project: &str,
         image: &str,
         mode: common::config::Mode,
+        policy: common::config::Policy,
         ports: &[(&str, u16)],
     ) -> Result<Self, ComposeError> {
         preflight(image)?;
@@ -91,8 +92,11 @@ impl Compose {
             command: format!("write {}", file.display()),
             detail: e.to_string(),
         })?;
-        let mut env =
-            vec![("CASCADE_IMAGE".to_owned(), image.to_owned()), ("CASCADE_MODE".to_owned(), mode.to_string())];
+        let mut env = vec![
+            ("CASCADE_IMAGE".to_owned(), image.to_owned()),
+            ("CASCADE_MODE".to_owned(), mode.to_string()),
+            ("CASCADE_POLICY".to_owned(), policy.to_string()),
+        ];
         for (name, port) in ports {
             env.push((format!("{}_PORT", name.to_uppercase()), port.to_string()));
         }

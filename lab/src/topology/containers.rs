@@ -53,8 +53,8 @@ pub(super) async fn start(config: &Config, image: &str, project: &str) -> Result
     for name in &names {
         ports.push((*name, reserve_port()?));
     }
-    let (run_dir, image, project_name, mode) =
-        (config.run_dir.clone(), image.to_owned(), project.to_owned(), config.mode);
+    let (run_dir, image, project_name, mode, policy) =
+        (config.run_dir.clone(), image.to_owned(), project.to_owned(), config.mode, config.policy);
     let ports_for_up = ports.clone();
     // If this future is dropped (Ctrl-C) or `up` fails, the guard takes down whatever
     // came up; an `up` still running then takes itself down when it ends.
@@ -62,7 +62,7 @@ pub(super) async fn start(config: &Config, image: &str, project: &str) -> Result
         UpGuard { project: Compose::existing(&run_dir, project), armed: true, cancelled: Default::default() };
     let cancelled = guard.cancelled.clone();
     let (compose, found) = tokio::task::spawn_blocking(move || {
-        let compose = Compose::up(&run_dir, &project_name, &image, mode, &ports_for_up)?;
+        let compose = Compose::up(&run_dir, &project_name, &image, mode, policy, &ports_for_up)?;
         if cancelled.load(Ordering::SeqCst) {
             compose.down()?;
             return Err(ComposeError::Failed { command: "compose up".into(), detail: "cancelled".into() });

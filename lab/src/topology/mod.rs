@@ -27,7 +27,7 @@ use std::{
 };
 
 use common::{
-    config::Mode,
+    config::{Mode, Policy},
     names::{MONOLITH, SERVICES},
 };
 
@@ -84,6 +84,9 @@ fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Topology
 #[derive(Debug, Clone)]
 pub struct Config {
     pub mode: Mode,
+    /// Passed to every service as `--policy` (how the request/reply modes meet
+    /// failure; see `common::resilience`).
+    pub policy: Policy,
     pub run_dir: PathBuf,
     /// Where the service binaries are.
     pub bin_dir: PathBuf,
@@ -105,6 +108,7 @@ impl Config {
     pub fn new(mode: Mode, run_dir: impl Into<PathBuf>) -> Self {
         Self {
             mode,
+            policy: Policy::Naive,
             run_dir: run_dir.into(),
             bin_dir: default_bin_dir(),
             base_port: None,

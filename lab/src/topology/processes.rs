@@ -105,6 +105,7 @@ pub(super) async fn start(config: &Config) -> Result<(Vec<Component>, Processes)
         // A proxied service listens on a port of its own; its proxy takes the public one.
         let listen = if proxied { SocketAddr::from(([127, 0, 0, 1], reserve_port()?)) } else { public };
         let mut args = vec!["--data-dir".to_owned(), data_dir.display().to_string()];
+        args.extend(["--policy".to_owned(), config.policy.to_string()]);
         if let Some(ms) = config.default_deadline_ms {
             args.extend(["--default-deadline-ms".to_owned(), ms.to_string()]);
         }

@@ -11,8 +11,10 @@
 //! - a reply is the protobuf response, or an empty body with a `Cascade-Status` header
 //!   (the gRPC code as a number) and `Cascade-Message` (its message).
 //!
-//! The client side ([`call`]) goes through [`crate::deadline::call`], so the per-hop
-//! deadline, the `Admin.Stats` count of the hop and the blame rules are sync mode's.
+//! The client side ([`call`]) goes through [`Resilience::call`], so the per-hop
+//! deadline, the `Admin.Stats` count of the hop, the blame rules and the policy
+//! (retries, budget, breaker) are sync mode's. The answering side sheds like the gRPC
+//! server under the hardened policy (see [`Bus::answer`]).
 
 use std::{future::Future, sync::Arc, time::Duration};
 
@@ -26,8 +28,9 @@ use tonic::{Code, Status};
 
 use crate::{
     config::{MissingNatsUrl, ServiceArgs},
-    deadline::{self, parse_grpc_timeout, Deadline, Hop},
+    deadline::{parse_grpc_timeout, Deadline, Hop},
     error::ApiError,
+    resilience::Resilience,
 };
 
 pub use async_nats::Client;
@@ -48,38 +51,50 @@ pub fn subject(service: &str, method: &str) -> String {
     format!("{SUBJECT_PREFIX}.{service}.{method}")
 }
 
-/// Makes one call of `hop` over the bus within what is left of `deadline`: sync mode's
-/// [`deadline::call`] with NATS underneath. No connection to the broker or no
-/// responders is `UNAVAILABLE`, no reply in time `DEADLINE_EXCEEDED`, a status reply
-/// that status; then the same blame.
-pub async fn call<Req, Resp>(client: &Client, hop: Hop, deadline: Deadline, message: Req) -> Result<Resp, Status>
+/// Makes the call of `hop` over the bus within what is left of `deadline`, under
+/// `resilience`'s policy: sync mode's [`crate::deadline::call`] with NATS underneath. No
+/// connection to the broker or no responders is `UNAVAILABLE`, no reply in time
+/// `DEADLINE_EXCEEDED`, a status reply that status; then the same blame.
+pub async fn call<Req, Resp>(
+    client: &Client,
+    resilience: &Resilience,
+    hop: Hop,
+    deadline: Deadline,
+    message: Req,
+) -> Result<Resp, Status>
 where
-    Req: Message,
+    Req: Message + Clone,
     Resp: Message + Default,
 {
     let subject = subject(hop.dependency, hop.method);
-    deadline::call(hop, deadline, message, |request| async move {
-        // With the broker gone a request would sit in the client's buffer until its
-        // deadline; like a refused TCP connection in sync mode, this fails at once.
-        if client.connection_state() != async_nats::connection::State::Connected {
-            return Err(Status::unavailable(format!("no connection to the NATS broker to send on {subject}")));
-        }
-        let timeout = request.metadata().get("grpc-timeout").and_then(|v| v.to_str().ok()).map(str::to_owned);
-        let mut headers = HeaderMap::new();
-        if let Some(timeout) = &timeout {
-            headers.insert(TIMEOUT_HEADER, timeout.as_str());
-        }
-        let body = Bytes::from(request.into_inner().encode_to_vec());
-        let wait = timeout.as_deref().and_then(parse_grpc_timeout);
-        let request = async_nats::Request::new().payload(body).headers(headers).timeout(wait);
-        let reply = client.send_request(subject.clone(), request).await.map_err(|error| match error.kind() {
-            RequestErrorKind::NoResponders => Status::unavailable(format!("nothing answers on {subject}")),
-            RequestErrorKind::TimedOut => Status::deadline_exceeded(format!("no reply on {subject} in time")),
-            _ => Status::unavailable(format!("request on {subject} failed: {error}")),
-        })?;
-        decode_reply(&subject, reply).map(tonic::Response::new)
-    })
-    .await
+    resilience.call(hop, deadline, message, |request| send(client, &subject, request)).await
+}
+
+/// One attempt of a call over the bus.
+async fn send<Req: Message, Resp: Message + Default>(
+    client: &Client,
+    subject: &str,
+    request: tonic::Request<Req>,
+) -> Result<tonic::Response<Resp>, Status> {
+    // With the broker gone a request would sit in the client's buffer until its
+    // deadline; like a refused TCP connection in sync mode, this fails at once.
+    if client.connection_state() != async_nats::connection::State::Connected {
+        return Err(Status::unavailable(format!("no connection to the NATS broker to send on {subject}")));
+    }
+    let timeout = request.metadata().get("grpc-timeout").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let mut headers = HeaderMap::new();
+    if let Some(timeout) = &timeout {
+        headers.insert(TIMEOUT_HEADER, timeout.as_str());
+    }
+    let body = Bytes::from(request.into_inner().encode_to_vec());
+    let wait = timeout.as_deref().and_then(parse_grpc_timeout);
+    let request = async_nats::Request::new().payload(body).headers(headers).timeout(wait);
+    let reply = client.send_request(subject.to_owned(), request).await.map_err(|error| match error.kind() {
+        RequestErrorKind::NoResponders => Status::unavailable(format!("nothing answers on {subject}")),
+        RequestErrorKind::TimedOut => Status::deadline_exceeded(format!("no reply on {subject} in time")),
+        _ => Status::unavailable(format!("request on {subject} failed: {error}")),
+    })?;
+    decode_reply(subject, reply).map(tonic::Response::new)
 }
 
 /// The response in `reply`, or the status it carries.
@@ -140,6 +155,9 @@ pub struct Bus {
     client: Client,
     service: &'static str,
     default_deadline: Duration,
+    /// The hardened policy's limit on requests answered at once, shared by every
+    /// subscription of this service; past it a request is refused at once.
+    shed: Option<Arc<Semaphore>>,
     tasks: JoinSet<()>,
     shutdown: CancellationToken,
 }
@@ -168,6 +186,7 @@ impl Bus {
             client,
             service,
             default_deadline: args.default_deadline(),
+            shed: crate::serve::shedding_limit(args),
             tasks: JoinSet::new(),
             shutdown: shutdown.clone(),
         })
@@ -181,7 +200,9 @@ impl Bus {
     /// Answers `method` of this service until shutdown: each request (in the queue
     /// group of the service) is decoded and passed to `handler`, the same domain
     /// function the gRPC method calls, on a task of its own (at most
-    /// [`MAX_IN_FLIGHT`] at once).
+    /// [`MAX_IN_FLIGHT`] at once per subscription). Under the hardened policy a request
+    /// that finds the service at its `--max-in-flight` is answered `RESOURCE_EXHAUSTED`
+    /// at once instead of waiting.
     pub async fn answer<Req, Resp, F, Fut>(&mut self, method: &'static str, handler: F) -> Result<(), BusError>
     where
         Req: Message + Default + 'static,
@@ -197,6 +218,7 @@ impl Bus {
             subject,
             handler: Arc::new(handler),
             default_deadline: self.default_deadline,
+            shed: self.shed.clone(),
         };
         self.tasks.spawn(server.run(subscriber, self.shutdown.clone()));
         Ok(())
@@ -245,6 +267,7 @@ struct Responder<F> {
     subject: String,
     handler: Arc<F>,
     default_deadline: Duration,
+    shed: Option<Arc<Semaphore>>,
 }
 
 impl<F> Clone for Responder<F> {
@@ -254,6 +277,7 @@ impl<F> Clone for Responder<F> {
             subject: self.subject.clone(),
             handler: self.handler.clone(),
             default_deadline: self.default_deadline,
+            shed: self.shed.clone(),
         }
     }
 }
@@ -282,6 +306,16 @@ impl<F> Responder<F> {
             };
             // The deadline counts from receipt, so time spent waiting for a slot counts.
             let deadline = deadline_of(&message, self.default_deadline);
+            let permit = match &self.shed {
+                None => None,
+                Some(limit) => match limit.clone().try_acquire_owned() {
+                    Ok(permit) => Some(permit),
+                    Err(_) => {
+                        self.refuse(message, crate::serve::shed_status()).await;
+                        continue;
+                    }
+                },
+            };
             let slot = tokio::select! {
                 () = shutdown.cancelled() => break,
                 slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
@@ -294,7 +328,7 @@ impl<F> Responder<F> {
             let responder = self.clone();
             in_flight.spawn(async move {
                 responder.answer(message, deadline).await;
-                drop(slot);
+                drop((slot, permit));
             });
         }
         // Unsubscribing only queues the command: the round trip waits until the broker
@@ -333,6 +367,14 @@ impl<F> Responder<F> {
         };
         if let Err(error) = published {
             tracing::warn!(%error, subject = %self.subject, "cannot publish a reply");
+        }
+    }
+
+    /// Answers `message` with `status` without looking at it (shedding).
+    async fn refuse(&self, message: async_nats::Message, status: Status) {
+        let Some(reply) = message.reply else { return };
+        if let Err(error) = self.client.publish_with_headers(reply, status_headers(&status), Bytes::new()).await {
+            tracing::warn!(%error, subject = %self.subject, "cannot publish a refusal");
         }
     }
 

@@ -45,7 +45,29 @@ pub struct ServiceArgs {
         value_parser = clap::value_parser!(u64).range(1..)
     )]
     pub duplicate_window_ms: u64,
+
+    /// How this service's outbound calls (gRPC or bus-rpc) and its server meet
+    /// failure: `naive` (deadlines only), `hardened`, `retry-storm`. See
+    /// `common::resilience`.
+    #[arg(long, value_enum, default_value_t = Policy::Naive, env = "CASCADE_POLICY")]
+    pub policy: Policy,
+
+    /// Requests this service works on at once before it sheds the next with
+    /// `RESOURCE_EXHAUSTED` (hardened policy only; per server: the gRPC listener, and
+    /// the bus responders of bus-rpc mode).
+    #[arg(
+        long,
+        default_value_t = DEFAULT_MAX_IN_FLIGHT,
+        env = "CASCADE_MAX_IN_FLIGHT",
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub max_in_flight: u32,
 }
+
+/// The hardened policy's default [`ServiceArgs::max_in_flight`]: twice the lab's 64
+/// closed-loop clients, so a steady run is never shed, while a queue that would
+/// outlive the deadline is.
+pub const DEFAULT_MAX_IN_FLIGHT: u32 = 128;
 
 impl ServiceArgs {
     pub fn default_deadline(&self) -> Duration {
@@ -101,6 +123,52 @@ impl Mode {
 }
 
 impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How a service meets failure in the request/reply modes (sync, bus-rpc): the lab's
+/// policy axis. Async and the monolith make no inter-service calls; there it changes
+/// nothing but the server's shedding.
+#[derive(
+    clap::ValueEnum,
+    Debug,
+    Default,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Policy {
+    /// Deadline propagation only: one attempt per call, no breaker, no shedding.
+    #[default]
+    Naive,
+    /// What a careful team deploys: budgeted retries with backoff for idempotent
+    /// calls, a circuit breaker per dependency, load shedding, degraded answers.
+    Hardened,
+    /// What a hurried team deploys: up to 3 immediate retries per call on any error.
+    #[value(name = "retry-storm")]
+    RetryStorm,
+}
+
+impl Policy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Policy::Naive => "naive",
+            Policy::Hardened => "hardened",
+            Policy::RetryStorm => "retry-storm",
+        }
+    }
+}
+
+impl std::fmt::Display for Policy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }
@@ -163,7 +231,7 @@ impl From<std::net::SocketAddr> for PeerAddr {
 mod tests {
     use clap::Parser;
 
-    use super::{Mode, PeerAddr, ServiceArgs};
+    use super::{Mode, PeerAddr, Policy, ServiceArgs};
 
     #[derive(Parser)]
     struct Cli {
@@ -188,6 +256,19 @@ mod tests {
         assert_eq!(Mode::BusRpc.to_string(), "bus-rpc");
         assert_eq!(serde_json::to_string(&Mode::BusRpc).unwrap(), "\"bus-rpc\"");
         assert_eq!(serde_json::from_str::<Mode>("\"async\"").unwrap(), Mode::Async);
+    }
+
+    #[test]
+    fn policies_are_spelled_alike_on_the_command_line_and_in_json_and_naive_is_the_default() {
+        let parse = |extra: &[&str]| Cli::try_parse_from([&["svc", "--data-dir", "d"], extra].concat());
+        assert_eq!(parse(&[]).unwrap().args.policy, Policy::Naive);
+        assert_eq!(parse(&["--policy", "retry-storm"]).unwrap().args.policy, Policy::RetryStorm);
+        assert_eq!(parse(&["--policy", "hardened"]).unwrap().args.policy, Policy::Hardened);
+        assert!(parse(&["--policy", "retry_storm"]).is_err());
+        assert!(parse(&["--max-in-flight", "0"]).is_err());
+        assert_eq!(serde_json::to_string(&Policy::RetryStorm).unwrap(), "\"retry-storm\"");
+        assert_eq!(serde_json::from_str::<Policy>("\"hardened\"").unwrap(), Policy::Hardened);
+        assert_eq!(Policy::RetryStorm.to_string(), "retry-storm");
     }
 
     #[test]

@@ -71,8 +71,8 @@ pub fn parse_grpc_timeout(value: &str) -> Option<Duration> {
     })
 }
 
-/// One kind of outbound call: the dependency, the method, and whether a `NOT_FOUND`
-/// from it answers the client's own request.
+/// One kind of outbound call: the dependency, the method, whether a `NOT_FOUND`
+/// from it answers the client's own request, and whether it may be sent twice.
 #[derive(Clone, Copy, Debug)]
 pub struct Hop {
     pub dependency: &'static str,
@@ -80,17 +80,29 @@ pub struct Hop {
     /// Whether the call looks up an id the client gave us, so that the dependency's
     /// `NOT_FOUND` is the client's answer too (an unknown user or product).
     not_found_is_the_clients: bool,
+    /// Whether sending it again has no effect beyond the first (a read): only such a
+    /// call is retried by the hardened policy (see `resilience`).
+    idempotent: bool,
 }
 
 impl Hop {
     pub const fn new(dependency: &'static str, method: &'static str) -> Self {
-        Self { dependency, method, not_found_is_the_clients: false }
+        Self { dependency, method, not_found_is_the_clients: false, idempotent: false }
     }
 
     /// This call asks for an id the client sent: its `NOT_FOUND` reaches the client
     /// unchanged (e.g. users.GetUser for the user whose orders are asked for).
     pub const fn looking_up_the_clients_id(self) -> Self {
         Self { not_found_is_the_clients: true, ..self }
+    }
+
+    /// This call only reads: a retry cannot do anything twice.
+    pub const fn idempotent(self) -> Self {
+        Self { idempotent: true, ..self }
+    }
+
+    pub fn is_idempotent(&self) -> bool {
+        self.idempotent
     }
 }
 
@@ -105,7 +117,8 @@ impl std::fmt::Display for Hop {
 /// `make_call` receives a request already carrying the remaining time as its
 /// `grpc-timeout`, and must send it. Errors name the hop, and say whether the dependency
 /// was down (`UNAVAILABLE`), too slow (`DEADLINE_EXCEEDED`) or refused the request this
-/// service made (`INTERNAL`; see [`blame`]).
+/// service made (`INTERNAL`; see [`blame`]). One attempt, whatever the policy:
+/// `resilience::Resilience::call` repeats [`attempt`] as its policy says.
 pub async fn call<Req, Resp, Fut>(
     hop: Hop,
     deadline: Deadline,
@@ -115,28 +128,72 @@ pub async fn call<Req, Resp, Fut>(
 where
     Fut: Future<Output = Result<tonic::Response<Resp>, Status>>,
 {
+    attempt(hop, deadline, message, make_call).await.map_err(|failed| failed.blamed(hop))
+}
+
+/// Why one [`attempt`] failed: what the dependency answered, or that the time given to
+/// it ran out (which a retry cannot help: the rest of the deadline is the reply's).
+#[derive(Debug)]
+pub enum Failed {
+    /// The dependency's own status, not yet [`blame`]d.
+    Callee(Status),
+    /// The call did not answer in the time it was given.
+    TimedOut(Status),
+    /// No time was left to send the call.
+    NoTimeLeft(Status),
+}
+
+impl Failed {
+    /// The status the caller's client should see.
+    pub fn blamed(self, hop: Hop) -> Status {
+        match self {
+            Failed::Callee(status) => blame(hop, status),
+            Failed::TimedOut(status) | Failed::NoTimeLeft(status) => status,
+        }
+    }
+}
+
+/// One call, counted in `Admin.Stats`, without [`blame`]: the policy decides on the
+/// dependency's own code.
+pub async fn attempt<Req, Resp, Fut>(
+    hop: Hop,
+    deadline: Deadline,
+    message: Req,
+    make_call: impl FnOnce(Request<Req>) -> Fut,
+) -> Result<Resp, Failed>
+where
+    Fut: Future<Output = Result<tonic::Response<Resp>, Status>>,
+{
     // Keep a little of the budget back so that, when the dependency is too slow, this
     // service can still tell its caller which hop ran out before the caller gives up.
     let remaining = deadline.remaining();
     let remaining = remaining.saturating_sub((remaining / 10).min(REPLY_RESERVE));
     let what = hop.to_string();
     if remaining.is_zero() {
-        return Err(Status::deadline_exceeded(format!(
+        return Err(Failed::NoTimeLeft(Status::deadline_exceeded(format!(
             "deadline of {} ms used up before calling {what}",
             deadline.budget().as_millis()
-        )));
+        ))));
     }
     let mut request = Request::new(message);
     request.set_timeout(remaining);
     crate::stats::rpc_sent(&what);
-    match tokio::time::timeout(remaining, make_call(request)).await {
-        Ok(Ok(response)) => Ok(response.into_inner()),
-        Ok(Err(status)) => Err(blame(hop, status)),
-        Err(_elapsed) => Err(Status::deadline_exceeded(format!(
+    let sent = Instant::now();
+    let timed_out = || {
+        Failed::TimedOut(Status::deadline_exceeded(format!(
             "{what} did not answer within the remaining {} ms of the {} ms deadline",
             remaining.as_millis(),
             deadline.budget().as_millis()
-        ))),
+        )))
+    };
+    match tokio::time::timeout(remaining, make_call(request)).await {
+        Ok(Ok(response)) => Ok(response.into_inner()),
+        // The transport's own timer (a NATS request's timeout is the same remaining
+        // time) can fire just before ours: that is this call timing out, not the
+        // dependency answering DEADLINE_EXCEEDED.
+        Ok(Err(status)) if status.code() == Code::DeadlineExceeded && sent.elapsed() >= remaining => Err(timed_out()),
+        Ok(Err(status)) => Err(Failed::Callee(status)),
+        Err(_elapsed) => Err(timed_out()),
     }
 }
 
@@ -149,7 +206,7 @@ where
 /// not make (e.g. "ids has 1005 entries" for a `UserOrders` that named one user), so
 /// they become `INTERNAL`. The one exception is a `NOT_FOUND` for an id the client
 /// itself sent ([`Hop::looking_up_the_clients_id`]).
-fn blame(hop: Hop, status: Status) -> Status {
+pub fn blame(hop: Hop, status: Status) -> Status {
     let what = hop.to_string();
     let detail = status.message();
     match status.code() {

@@ -7,6 +7,8 @@
 //! - [`error`]: the domain errors and their one mapping to gRPC statuses.
 //! - [`deadline`]: reading the caller's deadline and carrying it to every outbound call.
 //! - [`config`]: the command-line options every service binary accepts.
+//! - [`resilience`]: the policy axis (naive, hardened, retry-storm) every outbound call
+//!   goes through: retries, retry budget, circuit breakers.
 //! - [`serve`]: binding, health, reflection, the addr-file handshake with the lab.
 //! - [`events`], [`outbox`], [`consumer`], [`broker`]: async mode's events, the
 //!   transactional outbox and its relay, the idempotent consumer loop, NATS set-up.
@@ -31,6 +33,7 @@ pub mod failpoint;
 pub mod ids;
 pub mod names;
 pub mod outbox;
+pub mod resilience;
 pub mod serve;
 pub mod shutdown;
 pub mod stats;

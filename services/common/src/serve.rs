@@ -1,10 +1,19 @@
 //! Bind outside, serve inside: a binary binds its listener first (so a port in use is a
 //! clear start-up error and tests can bind `127.0.0.1:0`), then [`serve_until_shutdown`] serves the API
-//! with gRPC health and reflection until the shutdown token fires.
+//! with gRPC health and reflection until the shutdown token fires. Under the hardened
+//! policy the server sheds what exceeds `--max-in-flight` ([`shedding_limit`]).
 
-use std::{convert::Infallible, net::SocketAddr, path::Path, time::Duration};
+use std::{
+    convert::Infallible,
+    net::SocketAddr,
+    path::Path,
+    sync::Arc,
+    task::{Context, Poll},
+    time::Duration,
+};
 
-use tokio::net::TcpListener;
+use futures::future::{BoxFuture, FutureExt};
+use tokio::{net::TcpListener, sync::Semaphore};
 use tokio_util::sync::CancellationToken;
 use tonic::{
     body::Body,
@@ -12,6 +21,7 @@ use tonic::{
     server::NamedService,
     service::Routes,
     transport::{server::TcpIncoming, Server},
+    Status,
 };
 
 /// What tonic's router needs of a generated gRPC server.
@@ -92,6 +102,7 @@ async fn serve_grpc(
     listener: TcpListener,
     services: Services,
     addr_file: Option<&Path>,
+    limit: Option<Arc<Semaphore>>,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
     let addr = listener.local_addr()?;
@@ -112,7 +123,7 @@ async fn serve_grpc(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(crate::proto::admin_server::AdminServer::new(crate::stats::AdminApi));
-    let serving = Server::builder().add_routes(routes).serve_with_incoming_shutdown(
+    let serving = Server::builder().layer(ShedLayer { limit }).add_routes(routes).serve_with_incoming_shutdown(
         TcpIncoming::from(listener).with_nodelay(Some(true)),
         shutdown.clone().cancelled_owned(),
     );
@@ -130,6 +141,78 @@ async fn serve_grpc(
     }
     tracing::info!(service = %shown, "stopped serving");
     Ok(())
+}
+
+/// The hardened policy's limit on the requests one server works on at once
+/// (`--max-in-flight`); none under the other policies.
+pub fn shedding_limit(args: &crate::config::ServiceArgs) -> Option<Arc<Semaphore>> {
+    (args.policy == crate::config::Policy::Hardened).then(|| Arc::new(Semaphore::new(args.max_in_flight as usize)))
+}
+
+/// What a shed request is answered (and counted in `Admin.Stats`).
+pub fn shed_status() -> Status {
+    crate::stats::request_shed();
+    Status::resource_exhausted("overloaded: this service is at its limit of requests in flight; shed, not queued")
+}
+
+/// Load shedding on the gRPC server (hardened policy): a request that finds the server
+/// at its limit is answered `RESOURCE_EXHAUSTED` at once instead of waiting in a queue
+/// that could outlast its deadline. tower's `ConcurrencyLimit` + `LoadShed` do the same
+/// per connection; this limit is the whole server's, and it leaves health, reflection
+/// and `Admin.Stats` alone, so the lab can still watch and count an overloaded service.
+#[derive(Clone)]
+struct ShedLayer {
+    limit: Option<Arc<Semaphore>>,
+}
+
+impl<S> tower::Layer<S> for ShedLayer {
+    type Service = Shed<S>;
+
+    fn layer(&self, inner: S) -> Shed<S> {
+        Shed { inner, limit: self.limit.clone() }
+    }
+}
+
+#[derive(Clone)]
+struct Shed<S> {
+    inner: S,
+    limit: Option<Arc<Semaphore>>,
+}
+
+/// Requests under these path prefixes are never shed.
+const NEVER_SHED: [&str; 3] = ["/grpc.health.", "/grpc.reflection.", "/cascade.v1.Admin/"];
+
+impl<S, B> Service<http::Request<B>> for Shed<S>
+where
+    S: Service<http::Request<B>, Response = http::Response<Body>>,
+    S::Error: Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let exempt = NEVER_SHED.iter().any(|prefix| request.uri().path().starts_with(prefix));
+        let permit = match &self.limit {
+            Some(limit) if !exempt => match limit.clone().try_acquire_owned() {
+                Ok(permit) => Some(permit),
+                Err(_) => return futures::future::ready(Ok(shed_status().into_http())).boxed(),
+            },
+            _ => None,
+        };
+        let answer = self.inner.call(request);
+        async move {
+            let answered = answer.await;
+            drop(permit);
+            answered
+        }
+        .boxed()
+    }
 }
 
 /// How long a service stopping waits for its connections to close by themselves.
@@ -186,7 +269,9 @@ pub async fn serve_all_until_shutdown(
     if let Broker::Bus(bus) = &broker {
         bus.ready().await;
     }
-    let served = serve_grpc(listener, services, args.addr_file.as_deref(), shutdown.clone()).await;
+    crate::stats::set_policy(args.policy);
+    let limit = shedding_limit(args);
+    let served = serve_grpc(listener, services, args.addr_file.as_deref(), limit, shutdown.clone()).await;
     shutdown.cancel();
     match broker {
         Broker::None => {}

@@ -18,6 +18,10 @@ use crate::{
 };
 
 static RPCS_SENT: Mutex<BTreeMap<String, u64>> = Mutex::new(BTreeMap::new());
+static RETRIES_SENT: Mutex<BTreeMap<String, u64>> = Mutex::new(BTreeMap::new());
+static BREAKER_REJECTIONS: Mutex<BTreeMap<String, u64>> = Mutex::new(BTreeMap::new());
+static REQUESTS_SHED: AtomicU64 = AtomicU64::new(0);
+static POLICY: OnceLock<crate::config::Policy> = OnceLock::new();
 static EVENTS_PUBLISHED: AtomicU64 = AtomicU64::new(0);
 static EVENTS_APPLIED: AtomicU64 = AtomicU64::new(0);
 static EVENTS_SKIPPED: AtomicU64 = AtomicU64::new(0);
@@ -31,9 +35,39 @@ pub const ORDERS_APPLIED_KEY: &[u8] = b"orders_applied";
 /// Dead-letter reasons shown in a `Stats` answer.
 const REASONS_SHOWN: usize = 10;
 
+fn count(map: &Mutex<BTreeMap<String, u64>>, what: &str) {
+    let mut counts = map.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    *counts.entry(what.to_owned()).or_default() += 1;
+}
+
+fn counts(map: &Mutex<BTreeMap<String, u64>>) -> std::collections::HashMap<String, u64> {
+    map.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone().into_iter().collect()
+}
+
 pub fn rpc_sent(what: &str) {
-    let mut rpcs = RPCS_SENT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    *rpcs.entry(what.to_owned()).or_default() += 1;
+    count(&RPCS_SENT, what);
+}
+
+/// An attempt of `what` that was a retry (also counted by [`rpc_sent`]).
+pub fn retry_sent(what: &str) {
+    count(&RETRIES_SENT, what);
+}
+
+/// A call to `dependency` refused by its open circuit breaker (never sent).
+pub fn breaker_rejected(dependency: &str) {
+    count(&BREAKER_REJECTIONS, dependency);
+}
+
+/// A request refused with `RESOURCE_EXHAUSTED` by the server's concurrency limit.
+pub fn request_shed() {
+    REQUESTS_SHED.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Records the policy of this process's outbound calls (the first one set wins).
+pub fn set_policy(policy: crate::config::Policy) {
+    if POLICY.set(policy).is_err() && POLICY.get() != Some(&policy) {
+        tracing::debug!(%policy, "another policy is already recorded in this process");
+    }
 }
 
 pub fn events_published(n: u64) {
@@ -83,7 +117,7 @@ pub fn read_count(counts: &sled::Tree, key: &[u8]) -> u64 {
 pub fn snapshot() -> StatsResponse {
     let dead = DEAD_LETTERS.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
     StatsResponse {
-        rpcs_sent: RPCS_SENT.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone().into_iter().collect(),
+        rpcs_sent: counts(&RPCS_SENT),
         events_published: EVENTS_PUBLISHED.load(Ordering::Relaxed),
         events_applied: EVENTS_APPLIED.load(Ordering::Relaxed),
         events_skipped: EVENTS_SKIPPED.load(Ordering::Relaxed),
@@ -91,6 +125,10 @@ pub fn snapshot() -> StatsResponse {
         dead_letters: dead.iter().map(|d| d.count() as u64).sum(),
         dead_letter_reasons: dead.iter().flat_map(|d| d.reasons(REASONS_SHOWN)).take(REASONS_SHOWN).collect(),
         orders_applied: PROJECTION_COUNTS.get().map_or(0, |c| read_count(c, ORDERS_APPLIED_KEY)),
+        policy: POLICY.get().map_or_else(String::new, |p| p.to_string()),
+        retries_sent: counts(&RETRIES_SENT),
+        breaker_rejections: counts(&BREAKER_REJECTIONS),
+        requests_shed: REQUESTS_SHED.load(Ordering::Relaxed),
     }
 }
 

@@ -126,7 +126,8 @@ impl Monolith {
         let order_store = orders::store::OrderStore::in_db(&db, false).map_err(err)?;
         let orders = Arc::new(OrdersApi::new(order_store, directory, default_deadline));
         let owners = InProcessOwners { users: users.clone(), orders: orders.clone(), products: products.clone() };
-        let query = Arc::new(QueryApi::new(Chain(owners), default_deadline));
+        let query =
+            Arc::new(QueryApi::new(Chain::with_policy(owners, common::config::Policy::Naive), default_deadline));
         Ok(Self { users, products, orders, query, db })
     }
 

@@ -57,7 +57,7 @@ pub async fn run(
             let (Some(users), Some(products)) = (peers.users, peers.products) else {
                 anyhow::bail!("sync mode needs --users-addr and --products-addr");
             };
-            let directory = sync::GrpcDirectory::new(&users, &products);
+            let directory = sync::GrpcDirectory::new(&users, &products, args.policy);
             let api = Arc::new(api::OrdersApi::new(store.clone(), directory, args.default_deadline()));
             Ok(serve_api(listener, args, &store, api, Broker::None, shutdown).await?)
         }
@@ -76,7 +76,7 @@ pub async fn run(
                 tracing::warn!("bus-rpc mode reaches users and products over NATS: their addresses are not used");
             }
             let mut bus = Bus::start(args, ORDERS, &shutdown).await?;
-            let directory = bus::BusDirectory::new(bus.client());
+            let directory = bus::BusDirectory::new(bus.client(), args.policy);
             let api = Arc::new(api::OrdersApi::new(store.clone(), directory, args.default_deadline()));
             let list = api.clone();
             bus.answer(methods::LIST_ORDERS_BY_USER, move |req| {

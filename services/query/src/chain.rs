@@ -9,6 +9,7 @@
 use std::{collections::HashMap, future::Future};
 
 use common::{
+    config::Policy,
     deadline::{Deadline, Hop},
     error::ApiError,
     names::{methods, MAX_ORDERS_PAGE_SIZE, MAX_PRODUCTS_PER_GET, ORDERS, PRODUCTS, USERS},
@@ -17,15 +18,16 @@ use common::{
         Order, Product, User, UserOrdersResponse,
     },
 };
-use tonic::Status;
+use tonic::{Code, Status};
 
-use crate::{assemble, Source};
+use crate::{assemble, assemble_without_products, Source};
 
 /// The user is the one the client asked for: an unknown one is the client's `NOT_FOUND`.
-pub const GET_USER: Hop = Hop::new(USERS, methods::GET_USER).looking_up_the_clients_id();
+/// Every call here is a read: the hardened policy may retry it.
+pub const GET_USER: Hop = Hop::new(USERS, methods::GET_USER).looking_up_the_clients_id().idempotent();
 /// Any refusal of these is this service's fault, whatever the code (see `deadline::blame`).
-pub const LIST_ORDERS: Hop = Hop::new(ORDERS, methods::LIST_ORDERS_BY_USER);
-pub const GET_PRODUCTS: Hop = Hop::new(PRODUCTS, methods::GET_PRODUCTS);
+pub const LIST_ORDERS: Hop = Hop::new(ORDERS, methods::LIST_ORDERS_BY_USER).idempotent();
+pub const GET_PRODUCTS: Hop = Hop::new(PRODUCTS, methods::GET_PRODUCTS).idempotent();
 
 /// The three owners' calls, each made within `deadline` as its hop (errors already
 /// blamed, as `deadline::call` does).
@@ -48,7 +50,18 @@ pub trait Owners: Send + Sync + 'static {
 }
 
 /// A [`Source`] that asks the owners while the client waits.
-pub struct Chain<O>(pub O);
+pub struct Chain<O> {
+    pub owners: O,
+    /// Whether an unavailable products service (down, or its breaker open) gives a
+    /// partial answer instead of an error: graceful degradation, hardened policy only.
+    pub degrade: bool,
+}
+
+impl<O> Chain<O> {
+    pub fn with_policy(owners: O, policy: Policy) -> Self {
+        Self { owners, degrade: policy == Policy::Hardened }
+    }
+}
 
 /// All of a user's orders, oldest first: follows `ListOrdersByUser` pages (of the largest
 /// size, the fewest round trips) until the last, each fetched by `page`. Each page is a
@@ -82,7 +95,7 @@ impl<O: Owners> Chain<O> {
     async fn products(&self, ids: &[String], deadline: Deadline) -> Result<HashMap<String, Product>, Status> {
         let batches = ids
             .chunks(MAX_PRODUCTS_PER_GET)
-            .map(|batch| self.0.get_products(GetProductsRequest { ids: batch.to_vec() }, deadline));
+            .map(|batch| self.owners.get_products(GetProductsRequest { ids: batch.to_vec() }, deadline));
         let answers = futures::future::try_join_all(batches).await?;
         Ok(answers.into_iter().flat_map(|a| a.products).map(|p| (p.id.clone(), p)).collect())
     }
@@ -93,15 +106,23 @@ impl<O: Owners> Source for Chain<O> {
         // Independent calls go out together; the user's answer is looked at first, so an
         // unknown user is the client's NOT_FOUND whatever orders said.
         let (user, orders) = tokio::join!(
-            self.0.get_user(GetUserRequest { id: user_id.to_owned() }, deadline),
-            all_orders(user_id, |message| self.0.list_orders_by_user(message, deadline))
+            self.owners.get_user(GetUserRequest { id: user_id.to_owned() }, deadline),
+            all_orders(user_id, |message| self.owners.list_orders_by_user(message, deadline))
         );
         let (user, orders) = (user?, orders?);
         let mut ids: Vec<String> = orders.iter().map(|o| o.product_id.clone()).collect();
         ids.sort_unstable();
         ids.dedup();
-        let products = self.products(&ids, deadline).await?;
-        assemble(user, orders, &products)
+        match self.products(&ids, deadline).await {
+            Ok(products) => assemble(user, orders, &products),
+            // The user and their orders are known; only today's product details are
+            // not: a careful team answers with what it has, and says so.
+            Err(status) if self.degrade && status.code() == Code::Unavailable => {
+                tracing::debug!(reason = status.message(), "answering without products");
+                Ok(assemble_without_products(user, orders, status.message().to_owned()))
+            }
+            Err(status) => Err(status.into()),
+        }
     }
 }
 
@@ -161,14 +182,14 @@ mod tests {
     }
 
     async fn user_orders(owners: Gated) -> (Result<UserOrdersResponse, ApiError>, Vec<&'static str>) {
-        let chain = Chain(owners);
+        let chain = Chain::with_policy(owners, Policy::Naive);
         let answer = tokio::time::timeout(
             Duration::from_secs(5),
             chain.user_orders("u-1", Deadline::after(Duration::from_secs(5))),
         )
         .await
         .expect("the chain asked for the user and waited for it before asking for the orders");
-        (answer, chain.0.calls.into_inner().unwrap())
+        (answer, chain.owners.calls.into_inner().unwrap())
     }
 
     #[tokio::test]
@@ -176,6 +197,64 @@ mod tests {
         let (answer, calls) = user_orders(Gated::default()).await;
         assert_eq!(answer.unwrap().items.len(), 1);
         assert_eq!(calls, ["orders", "users", "products"]);
+    }
+
+    /// Owners that answer at once (as [`Gated`]'s orders and products do), products failing
+    /// with `products` if set.
+    struct Fixed {
+        products: Option<Code>,
+    }
+
+    impl Owners for Fixed {
+        async fn get_user(&self, message: GetUserRequest, _: Deadline) -> Result<User, Status> {
+            Ok(User { id: message.id, ..Default::default() })
+        }
+
+        async fn list_orders_by_user(
+            &self,
+            message: ListOrdersByUserRequest,
+            deadline: Deadline,
+        ) -> Result<ListOrdersByUserResponse, Status> {
+            Gated::default().list_orders_by_user(message, deadline).await
+        }
+
+        async fn get_products(
+            &self,
+            message: GetProductsRequest,
+            deadline: Deadline,
+        ) -> Result<GetProductsResponse, Status> {
+            match self.products {
+                Some(code) => Err(Status::new(code, "products is unavailable (tcp connect error)")),
+                None => Gated::default().get_products(message, deadline).await,
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn only_a_chain_that_degrades_answers_partial_and_only_when_products_is_unavailable() {
+        let deadline = Deadline::after(Duration::from_secs(1));
+        let ask = |products, policy| async move {
+            Chain::with_policy(Fixed { products }, policy).user_orders("u-1", deadline).await
+        };
+        let partial = ask(Some(Code::Unavailable), Policy::Hardened).await.expect("degraded, not failed");
+        assert!(partial.partial && partial.partial_reason.contains("products is unavailable"), "{partial:?}");
+        let rows: Vec<_> = partial
+            .items
+            .iter()
+            .map(|i| (i.order_id.as_str(), i.title.as_str(), i.unit_price_cents, i.current_price_cents, i.quantity))
+            .collect();
+        assert_eq!(rows, [("o-1", "", 100, 0, 1)], "the order and its price then; no product details");
+        let full = ask(None, Policy::Hardened).await.expect("answered");
+        assert!(!full.partial && full.partial_reason.is_empty() && full.items[0].current_price_cents == 120);
+        for (code, policy) in [
+            (Code::Unavailable, Policy::Naive),
+            (Code::Unavailable, Policy::RetryStorm),
+            (Code::DeadlineExceeded, Policy::Hardened),
+            (Code::Internal, Policy::Hardened),
+        ] {
+            let status = Status::from(ask(Some(code), policy).await.expect_err("not degraded"));
+            assert_eq!(status.code(), code, "{policy}");
+        }
     }
 
     #[tokio::test]

@@ -66,7 +66,25 @@ pub fn assemble(
             })
         })
         .collect::<Result<_, ApiError>>()?;
-    Ok(UserOrdersResponse { user: Some(user), items })
+    Ok(UserOrdersResponse { user: Some(user), items, ..Default::default() })
+}
+
+/// The degraded answer (hardened policy, products unavailable): every order with its
+/// price at order time, no product details, marked partial with `reason`.
+pub fn assemble_without_products(user: User, orders: Vec<Order>, reason: String) -> UserOrdersResponse {
+    let items = orders
+        .into_iter()
+        .map(|order| UserOrderItem {
+            order_id: order.id,
+            product_id: order.product_id,
+            title: String::new(),
+            unit_price_cents: order.unit_price_cents,
+            current_price_cents: 0,
+            quantity: order.quantity,
+            placed_at_unix_ms: order.placed_at_unix_ms,
+        })
+        .collect();
+    UserOrdersResponse { user: Some(user), items, partial: true, partial_reason: reason }
 }
 
 /// Where the sync-mode dependencies listen.
@@ -90,7 +108,7 @@ pub async fn run(
             let (Some(users), Some(orders), Some(products)) = (peers.users, peers.orders, peers.products) else {
                 anyhow::bail!("sync mode needs --users-addr, --orders-addr and --products-addr");
             };
-            let source = sync::GrpcSource::new(&users, &orders, &products);
+            let source = sync::GrpcSource::new(&users, &orders, &products, args.policy);
             Ok(serve_api(listener, args, source, Broker::None, None, shutdown).await?)
         }
         Mode::Async => {
@@ -109,7 +127,7 @@ pub async fn run(
                 );
             }
             let bus = Bus::start(args, QUERY, &shutdown).await?;
-            let source = bus::BusSource::new(bus.client());
+            let source = bus::BusSource::new(bus.client(), args.policy);
             Ok(serve_api(listener, args, source, Broker::Bus(bus), None, shutdown).await?)
         }
         Mode::Monolith => Err(common::config::ServedByMonolith(QUERY).into()),

@@ -126,6 +126,8 @@ fn args(dir: &Path, name: &str, listen: SocketAddr, nats_url: &str) -> ServiceAr
         mode: Mode::BusRpc,
         nats_url: Some(nats_url.to_owned()),
         duplicate_window_ms: 1_000,
+        policy: common::config::Policy::Naive,
+        max_in_flight: common::config::DEFAULT_MAX_IN_FLIGHT,
     }
 }
 
@@ -195,15 +197,20 @@ impl Shop {
             dir,
         };
         let deadline = || Deadline::after(Duration::from_secs(1));
+        let naive = naive();
+        let naive = &naive;
         let stranger = || GetUserRequest { id: "usr-00000000000000ff".into() };
-        until_answering("users", || bus::call::<_, User>(&shop.bus, GET_USER, deadline(), stranger())).await;
+        until_answering("users", || bus::call::<_, User>(&shop.bus, naive, GET_USER, deadline(), stranger())).await;
         let hop = Hop::new(PRODUCTS, methods::GET_PRODUCTS);
         let none = || GetProductsRequest { ids: Vec::new() };
-        until_answering("products", || bus::call::<_, GetProductsResponse>(&shop.bus, hop, deadline(), none())).await;
+        until_answering("products", || bus::call::<_, GetProductsResponse>(&shop.bus, naive, hop, deadline(), none()))
+            .await;
         let hop = Hop::new(ORDERS, methods::LIST_ORDERS_BY_USER);
         let list = || ListOrdersByUserRequest { user_id: stranger().id, ..Default::default() };
-        until_answering("orders", || bus::call::<_, ListOrdersByUserResponse>(&shop.bus, hop, deadline(), list()))
-            .await;
+        until_answering("orders", || {
+            bus::call::<_, ListOrdersByUserResponse>(&shop.bus, naive, hop, deadline(), list())
+        })
+        .await;
         shop
     }
 
@@ -320,7 +327,9 @@ async fn instances_of_a_service_share_its_subject_in_one_queue_group() {
     let (mut found, mut not_found) = (0, 0);
     for _ in 0..40 {
         let message = GetUserRequest { id: ann.id.clone() };
-        match bus::call::<_, User>(&shop.bus, GET_USER, Deadline::after(Duration::from_secs(1)), message).await {
+        match bus::call::<_, User>(&shop.bus, &naive(), GET_USER, Deadline::after(Duration::from_secs(1)), message)
+            .await
+        {
             Ok(user) => {
                 assert_eq!(user, ann);
                 found += 1
@@ -398,4 +407,70 @@ async fn with_the_broker_dead_calls_fail_at_once_and_work_again_once_it_is_back(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     shop.stop().await;
+}
+
+/// One attempt per call, as before the policies.
+fn naive() -> common::resilience::Resilience {
+    common::resilience::Resilience::new(common::config::Policy::Naive)
+}
+
+/// Under the hardened policy a service's bus responders share its `--max-in-flight`:
+/// a request that finds it full is answered `RESOURCE_EXHAUSTED` at once, not queued.
+#[tokio::test]
+async fn a_hardened_responder_at_its_limit_sheds_the_excess_with_resource_exhausted() {
+    use std::sync::Arc;
+
+    use tokio::sync::Notify;
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let broker = Broker::start(dir.path());
+    let shutdown = CancellationToken::new();
+    let mut hardened = args(dir.path(), "slow", "127.0.0.1:0".parse().unwrap(), &broker.url);
+    (hardened.policy, hardened.max_in_flight) = (common::config::Policy::Hardened, 1);
+    let mut bus = bus::Bus::start(&hardened, "slow", &shutdown).await.expect("bus");
+    let (entered, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+    let (e, r) = (entered.clone(), release.clone());
+    bus.answer(methods::GET_USER, move |req: GetUserRequest| {
+        let (entered, release) = (e.clone(), r.clone());
+        async move {
+            entered.notify_one();
+            release.notified().await;
+            Ok(User { id: req.id, ..Default::default() })
+        }
+    })
+    .await
+    .expect("subscribed");
+    bus.ready().await;
+
+    let client = common::broker::connect(&broker.url, "test").await.expect("test client connects");
+    let connected = async {
+        while client.connection_state() != async_nats::connection::State::Connected {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), connected).await.expect("the test client connects");
+    let hop = Hop::new("slow", methods::GET_USER);
+    let ask = |id: &str| GetUserRequest { id: id.to_owned() };
+    let first = {
+        let (client, message) = (client.clone(), ask("first"));
+        tokio::spawn(async move {
+            let deadline = Deadline::after(Duration::from_secs(5));
+            bus::call::<_, User>(&client, &naive(), hop, deadline, message).await
+        })
+    };
+    if tokio::time::timeout(Duration::from_secs(5), entered.notified()).await.is_err() {
+        panic!("the first request never reached the responder: {:?}", first.await);
+    }
+    let naive = naive();
+    let second = bus::call::<_, User>(&client, &naive, hop, Deadline::after(Duration::from_secs(5)), ask("second"));
+    let status = second.await.expect_err("the second is shed");
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    release.notify_one();
+    assert_eq!(first.await.expect("task").expect("the first is answered").id, "first");
+    // Under the limit again: served.
+    release.notify_one();
+    let third = bus::call::<_, User>(&client, &naive, hop, Deadline::after(Duration::from_secs(5)), ask("third"));
+    assert_eq!(third.await.expect("served").id, "third");
+    shutdown.cancel();
+    bus.stop().await;
 }

@@ -165,6 +165,8 @@ mod tests {
             mode: Mode::Sync,
             nats_url: None,
             duplicate_window_ms: 1_000,
+            policy: common::config::Policy::Naive,
+            max_in_flight: common::config::DEFAULT_MAX_IN_FLIGHT,
         };
         let shutdown = CancellationToken::new();
         let server = tokio::spawn({

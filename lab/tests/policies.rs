@@ -1,0 +1,165 @@
+//! The policies (`--policy naive|hardened|retry-storm`) on real processes, over gRPC
+//! and over the bus: retry-storm's attempts counted by the caller, hardened's partial
+//! answer when products is gone (naive's error beside it), its circuit breaker counted
+//! in `Admin.Stats`, and its load shedding. The pure logic (budget, backoff, breaker
+//! states) is unit-tested in `common::resilience`.
+
+mod support;
+
+use std::time::Duration;
+
+use common::{
+    config::{Mode, Policy},
+    names::{PRODUCTS, QUERY},
+    proto::{
+        admin_client::AdminClient, CreateProductRequest, CreateUserRequest, PlaceOrderRequest, Product, StatsRequest,
+        StatsResponse, User, UserOrdersRequest,
+    },
+};
+use support::{assert_status, req, Lab};
+use tonic::Code;
+
+const T: Duration = Duration::from_secs(5);
+const REQUEST_REPLY: [Mode; 2] = [Mode::Sync, Mode::BusRpc];
+
+/// One user, one product, one order.
+async fn fixture(lab: &Lab) -> (User, Product) {
+    let mut c = lab.clients.clone();
+    let user = CreateUserRequest { name: "Ada".into(), email: "ada@example.test".into() };
+    let user = c.users.create_user(req(user, T)).await.unwrap().into_inner();
+    let product = CreateProductRequest { title: "Lamp".into(), price_cents: 1999 };
+    let product = c.products.create_product(req(product, T)).await.unwrap().into_inner();
+    let order = PlaceOrderRequest { user_id: user.id.clone(), product_id: product.id.clone(), quantity: 2 };
+    c.orders.place_order(req(order, T)).await.unwrap();
+    (user, product)
+}
+
+async fn start(mode: Mode, policy: Policy) -> Lab {
+    support::start_with(mode, |c| c.policy = policy).await
+}
+
+async fn stats(lab: &Lab, service: &str) -> StatsResponse {
+    let mut admin = AdminClient::new(common::channel(lab.topology.address(service).unwrap()));
+    admin.stats(req(StatsRequest {}, T)).await.unwrap().into_inner()
+}
+
+fn count(map: &std::collections::HashMap<String, u64>, key: &str) -> u64 {
+    map.get(key).copied().unwrap_or(0)
+}
+
+const GET_PRODUCTS: &str = "products.GetProducts";
+
+#[tokio::test]
+async fn retry_storm_sends_four_attempts_per_call_to_a_dead_dependency_within_the_deadline() {
+    for mode in REQUEST_REPLY {
+        let mut lab = start(mode, Policy::RetryStorm).await;
+        let (user, _) = fixture(&lab).await;
+        assert_eq!(stats(&lab, QUERY).await.policy, "retry-storm", "{mode}");
+        lab.topology.kill(PRODUCTS).unwrap();
+        let before = stats(&lab, QUERY).await;
+        let mut query = lab.clients.query.clone();
+        let read = query.user_orders(req(UserOrdersRequest { user_id: user.id.clone() }, T)).await;
+        assert_status(read, Code::Unavailable, "products");
+        let after = stats(&lab, QUERY).await;
+        let sent = count(&after.rpcs_sent, GET_PRODUCTS) - count(&before.rpcs_sent, GET_PRODUCTS);
+        let retries = count(&after.retries_sent, GET_PRODUCTS) - count(&before.retries_sent, GET_PRODUCTS);
+        assert_eq!((sent, retries), (4, 3), "{mode}: one call and 3 retries of {GET_PRODUCTS}: {after:?}");
+    }
+}
+
+#[tokio::test]
+async fn naive_sends_one_attempt_and_fails_unavailable_without_products() {
+    for mode in REQUEST_REPLY {
+        let mut lab = start(mode, Policy::Naive).await;
+        let (user, _) = fixture(&lab).await;
+        lab.topology.kill(PRODUCTS).unwrap();
+        let before = stats(&lab, QUERY).await;
+        let mut query = lab.clients.query.clone();
+        let read = query.user_orders(req(UserOrdersRequest { user_id: user.id.clone() }, T)).await;
+        assert_status(read, Code::Unavailable, "products");
+        let after = stats(&lab, QUERY).await;
+        assert_eq!(count(&after.rpcs_sent, GET_PRODUCTS) - count(&before.rpcs_sent, GET_PRODUCTS), 1, "{mode}");
+        assert!(after.retries_sent.is_empty() && after.breaker_rejections.is_empty(), "{mode}: {after:?}");
+        assert_eq!(after.policy, "naive");
+    }
+}
+
+#[tokio::test]
+async fn hardened_query_answers_partial_without_products_then_its_breaker_opens() {
+    for mode in REQUEST_REPLY {
+        let mut lab = start(mode, Policy::Hardened).await;
+        let (user, product) = fixture(&lab).await;
+        let mut query = lab.clients.query.clone();
+        let full = query.user_orders(req(UserOrdersRequest { user_id: user.id.clone() }, T)).await.unwrap();
+        let full = full.into_inner();
+        assert!(!full.partial && full.partial_reason.is_empty(), "{mode}: {full:?}");
+        assert_eq!(full.items[0].current_price_cents, 1999);
+
+        lab.topology.kill(PRODUCTS).unwrap();
+        let mut reasons = Vec::new();
+        for _ in 0..10 {
+            let answer = query.user_orders(req(UserOrdersRequest { user_id: user.id.clone() }, T)).await;
+            let answer =
+                answer.unwrap_or_else(|status| panic!("{mode}: hardened failed instead of degrading: {status}"));
+            let answer = answer.into_inner();
+            assert!(answer.partial, "{mode}: {answer:?}");
+            assert_eq!(answer.user.as_ref().map(|u| u.id.as_str()), Some(user.id.as_str()));
+            let rows: Vec<_> = answer
+                .items
+                .iter()
+                .map(|i| {
+                    (i.product_id.as_str(), i.title.as_str(), i.unit_price_cents, i.current_price_cents, i.quantity)
+                })
+                .collect();
+            assert_eq!(rows, [(product.id.as_str(), "", 1999, 0, 2)], "{mode}: the order, without product details");
+            reasons.push(answer.partial_reason);
+        }
+        assert!(reasons[0].contains("products"), "{mode}: {reasons:?}");
+        // Consecutive failures open the breaker: later answers come without a call.
+        assert!(reasons.last().unwrap().contains("circuit open for products"), "{mode}: {reasons:?}");
+        let stats = stats(&lab, QUERY).await;
+        assert_eq!(stats.policy, "hardened");
+        assert!(count(&stats.breaker_rejections, PRODUCTS) > 0, "{mode}: {stats:?}");
+        assert!(count(&stats.retries_sent, GET_PRODUCTS) > 0, "{mode}: UNAVAILABLE is retried: {stats:?}");
+
+        // Products back: after the cool-down a probe closes the breaker and answers are full again.
+        lab.topology.restart(PRODUCTS).await.unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let answer = query.user_orders(req(UserOrdersRequest { user_id: user.id.clone() }, T)).await;
+            let answer = answer.unwrap().into_inner();
+            if !answer.partial {
+                assert_eq!(answer.items[0].current_price_cents, 1999);
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{mode}: still partial: {}", answer.partial_reason);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_hardened_service_at_its_limit_sheds_the_excess_with_resource_exhausted_instead_of_queueing() {
+    for mode in REQUEST_REPLY {
+        let mut lab = support::start_with(mode, |c| {
+            c.policy = Policy::Hardened;
+            c.proxied = vec![PRODUCTS.into()];
+            c.env = vec![(QUERY.into(), "CASCADE_MAX_IN_FLIGHT".into(), "1".into())];
+        })
+        .await;
+        let (user, _) = fixture(&lab).await;
+        let slow = lab::proxy::Faults { latency: Duration::from_millis(400), ..Default::default() };
+        lab.topology.set_faults(PRODUCTS, slow).unwrap();
+        let (mut first, mut second) = (lab.clients.query.clone(), lab.clients.query.clone());
+        let ask = || req(UserOrdersRequest { user_id: user.id.clone() }, T);
+        let (a, b) = tokio::join!(first.user_orders(ask()), second.user_orders(ask()));
+        let mut codes =
+            [a.map(|_| Code::Ok).unwrap_or_else(|s| s.code()), b.map(|_| Code::Ok).unwrap_or_else(|s| s.code())];
+        codes.sort_by_key(|c| *c as i32);
+        assert_eq!(codes, [Code::Ok, Code::ResourceExhausted], "{mode}: one served, one shed (not queued)");
+        assert_eq!(stats(&lab, QUERY).await.requests_shed, 1, "{mode}");
+        lab.topology.set_faults(PRODUCTS, lab::proxy::Faults::default()).unwrap();
+        // Under the limit again: served.
+        lab.clients.query.clone().user_orders(ask()).await.unwrap();
+    }
+}
