@@ -430,7 +430,11 @@ pub fn skipped_by_design(result: &str) -> bool {
 /// component's): the note that says so, with the first reason.
 pub fn faults_did_not_apply(events: &[FaultEvent]) -> Option<String> {
     let mut reason = None;
-    for e in events.iter().filter(|e| e.fault.is_some()) {
+    // A step starts a fault if the soak counts it as one, or if its action is not a
+    // repair (a partition is a fault the soak does not count).
+    let starts_a_fault =
+        |e: &&FaultEvent| e.fault.is_some() || Action::parse(&e.action).is_ok_and(|(a, _)| !a.is_repair());
+    for e in events.iter().filter(starts_a_fault) {
         if !skipped_by_design(&e.result) {
             return None;
         }
@@ -837,5 +841,8 @@ mod tests {
         assert!(faults_did_not_apply(&chaos).is_some_and(|n| n.contains("no users process")));
         assert_eq!(faults_did_not_apply(&[fault("kill nats", SKIPPED_NO_BROKER)]), None, "sync's broker skip");
         assert_eq!(faults_did_not_apply(&[event("restart users", &monolith)]), None, "no fault, no note");
+        // A partition (compose) starts a fault though it is not one the soak counts.
+        let partition = [event("partition users", &monolith), event("reconnect users", &monolith)];
+        assert!(faults_did_not_apply(&partition).is_some_and(|n| n.contains("no users process")));
     }
 }
