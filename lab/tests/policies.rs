@@ -49,18 +49,24 @@ fn count(map: &std::collections::HashMap<String, u64>, key: &str) -> u64 {
 
 const GET_PRODUCTS: &str = "products.GetProducts";
 
+/// With products killed, one `UserOrders` (it must fail `UNAVAILABLE`, naming products):
+/// query's Stats right before and right after it.
+async fn one_read_with_products_dead(mode: Mode, policy: Policy) -> (StatsResponse, StatsResponse) {
+    let mut lab = start(mode, policy).await;
+    let (user, _) = fixture(&lab).await;
+    lab.topology.kill(PRODUCTS).unwrap();
+    let before = stats(&lab, QUERY).await;
+    let mut query = lab.clients.query.clone();
+    let read = query.user_orders(req(UserOrdersRequest { user_id: user.id.clone() }, T)).await;
+    assert_status(read, Code::Unavailable, "products");
+    (before, stats(&lab, QUERY).await)
+}
+
 #[tokio::test]
 async fn retry_storm_sends_four_attempts_per_call_to_a_dead_dependency_within_the_deadline() {
     for mode in REQUEST_REPLY {
-        let mut lab = start(mode, Policy::RetryStorm).await;
-        let (user, _) = fixture(&lab).await;
-        assert_eq!(stats(&lab, QUERY).await.policy, "retry-storm", "{mode}");
-        lab.topology.kill(PRODUCTS).unwrap();
-        let before = stats(&lab, QUERY).await;
-        let mut query = lab.clients.query.clone();
-        let read = query.user_orders(req(UserOrdersRequest { user_id: user.id.clone() }, T)).await;
-        assert_status(read, Code::Unavailable, "products");
-        let after = stats(&lab, QUERY).await;
+        let (before, after) = one_read_with_products_dead(mode, Policy::RetryStorm).await;
+        assert_eq!(after.policy, "retry-storm", "{mode}");
         let sent = count(&after.rpcs_sent, GET_PRODUCTS) - count(&before.rpcs_sent, GET_PRODUCTS);
         let retries = count(&after.retries_sent, GET_PRODUCTS) - count(&before.retries_sent, GET_PRODUCTS);
         assert_eq!((sent, retries), (4, 3), "{mode}: one call and 3 retries of {GET_PRODUCTS}: {after:?}");
@@ -70,14 +76,7 @@ async fn retry_storm_sends_four_attempts_per_call_to_a_dead_dependency_within_th
 #[tokio::test]
 async fn naive_sends_one_attempt_and_fails_unavailable_without_products() {
     for mode in REQUEST_REPLY {
-        let mut lab = start(mode, Policy::Naive).await;
-        let (user, _) = fixture(&lab).await;
-        lab.topology.kill(PRODUCTS).unwrap();
-        let before = stats(&lab, QUERY).await;
-        let mut query = lab.clients.query.clone();
-        let read = query.user_orders(req(UserOrdersRequest { user_id: user.id.clone() }, T)).await;
-        assert_status(read, Code::Unavailable, "products");
-        let after = stats(&lab, QUERY).await;
+        let (before, after) = one_read_with_products_dead(mode, Policy::Naive).await;
         assert_eq!(count(&after.rpcs_sent, GET_PRODUCTS) - count(&before.rpcs_sent, GET_PRODUCTS), 1, "{mode}");
         assert!(after.retries_sent.is_empty() && after.breaker_rejections.is_empty(), "{mode}: {after:?}");
         assert_eq!(after.policy, "naive");

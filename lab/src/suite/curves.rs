@@ -11,7 +11,7 @@ use std::{
 use anyhow::Context;
 use bench::{
     call,
-    load::{closed_loop, LoadReport, OpenLoop, SHED},
+    load::{LoadReport, OpenLoop, SHED},
     outcome, Recorder, Summary,
 };
 use common::{
@@ -209,17 +209,7 @@ pub async fn load_curve(ctx: &Ctx, mode: Mode) -> anyhow::Result<ScenarioResult>
     let step = Duration::from_secs_f64(p.curve_step_secs);
     let mut prepared = ctx.prepare(Scenario::LoadCurve.name(), mode, &[], p.seed).await?;
     let mut sampler = Sampler::new();
-    let workload = std::sync::Mutex::new(Workload::new(
-        prepared.clients.clone(),
-        prepared.seeded.clone(),
-        p.workload_mix(),
-        p.deadline(),
-        p.seed.seed + 99,
-    ));
-    let saturation = closed_loop(p.saturation_clients, step, move |_| {
-        workload.lock().unwrap_or_else(|e| e.into_inner()).next_request()
-    })
-    .await;
+    let saturation = scenarios::saturation_run(&prepared, p, step).await;
     anyhow::ensure!(
         saturation.ok_per_s > 0.0,
         "load-curve ({mode}): the saturation run had no successes ({:?}); no ladder to build",

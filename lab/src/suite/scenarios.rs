@@ -610,16 +610,7 @@ async fn steady(ctx: &Ctx, mode: Mode) -> anyhow::Result<ScenarioResult> {
     }
     stop_probe.cancel();
     result.staleness = Some(probe.await?);
-    let workload = std::sync::Mutex::new(Workload::new(
-        prepared.clients.clone(),
-        prepared.seeded.clone(),
-        p.workload_mix(),
-        p.deadline(),
-        p.seed.seed + 99,
-    ));
-    let saturation = closed_loop(p.saturation_clients, Duration::from_secs_f64(p.steady_secs), move |_| {
-        workload.lock().unwrap_or_else(|e| e.into_inner()).next_request()
-    });
+    let saturation = saturation_run(&prepared, p, Duration::from_secs_f64(p.steady_secs));
     // Sampled while it runs, like every other load; read right before and after it, so
     // its CPU is its own.
     sampler.sample(&prepared.topology.file());
@@ -638,6 +629,26 @@ async fn steady(ctx: &Ctx, mode: Mode) -> anyhow::Result<ScenarioResult> {
     result.set_resources(&sampler);
     prepared.topology.stop()?;
     Ok(result)
+}
+
+/// The closed-loop saturation run: the profile's clients, each sending the workload's
+/// next request as soon as its last one ended, for `length` (seeded apart from the
+/// open-loop runs).
+pub(super) fn saturation_run(
+    prepared: &Prepared,
+    p: &super::Profile,
+    length: Duration,
+) -> impl std::future::Future<Output = bench::load::LoadReport> {
+    let workload = Mutex::new(Workload::new(
+        prepared.clients.clone(),
+        prepared.seeded.clone(),
+        p.workload_mix(),
+        p.deadline(),
+        p.seed.seed + 99,
+    ));
+    closed_loop(p.saturation_clients, length, move |_| {
+        workload.lock().unwrap_or_else(|e| e.into_inner()).next_request()
+    })
 }
 
 async fn slow_dependency(ctx: &Ctx, mode: Mode) -> anyhow::Result<ScenarioResult> {
