@@ -480,3 +480,36 @@ async fn run_steps(
     let config = bench::load::OpenLoop::new(50.0, length);
     lab::suite::scenarios::load_during(prepared, workload, config, steps, &mut sampler, None, &mut |_| {}).await
 }
+
+/// Chaos in the monolith kills the monolith: each service fault of the one schedule is
+/// carried out on the process that serves that service, at the same planned time, and
+/// no acknowledged order is lost across those kills.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_in_the_monolith_kills_the_monolith_at_the_same_times() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = small_ctx(dir.path());
+    let monolith = lab::suite::scenarios::run(&ctx, Scenario::Chaos, Mode::Monolith).await.unwrap();
+    let (steps, _) = lab::suite::schedule::schedule(
+        ctx.profile.seed.seed,
+        &lab::suite::scenarios::CHAOS,
+        lab::suite::schedule::Until::Before(Duration::from_secs_f64(ctx.profile.chaos_secs)),
+    );
+    let planned: Vec<u64> =
+        steps.iter().filter(|s| s.target != common::names::NATS).map(|s| s.at.as_millis() as u64).collect();
+    let done: Vec<(u64, &str, &str)> = (monolith.faults.iter())
+        .filter(|f| !f.action.ends_with(common::names::NATS))
+        .map(|f| (f.planned_ms.unwrap(), f.action.as_str(), f.result.as_str()))
+        .collect();
+    assert!(!planned.is_empty());
+    assert_eq!(done.iter().map(|d| d.0).collect::<Vec<_>>(), planned, "the same planned times: {done:?}");
+    for (_, action, result) in &done {
+        assert!(action.ends_with("monolith") && *result == "ok", "{action}: {result}");
+    }
+    let note = monolith.note.as_deref().unwrap_or_default();
+    assert!(!note.starts_with(lab::suite::scenarios::DOES_NOT_APPLY), "the faults applied: {note}");
+    let losses = monolith.losses.expect("the checker ran");
+    assert!(losses.acknowledged_orders > 0, "{losses:?}");
+    assert!(losses.is_clean(), "{losses:?}");
+    let served = monolith.loads["run"].all.availability();
+    assert!(served < 1.0, "every request succeeded ({served}) though the one process was killed");
+}

@@ -76,7 +76,7 @@ pub async fn run(ctx: &Ctx, scenario: Scenario, mode: Mode) -> anyhow::Result<Sc
         Scenario::Chaos => {
             let length = Duration::from_secs_f64(p.chaos_secs);
             let (steps, _) = super::schedule::schedule(p.seed.seed, &CHAOS, Until::Before(length));
-            with_steps(ctx, scenario, mode, steps, length).await?
+            with_steps(ctx, scenario, mode, super::schedule::in_mode(steps, mode), length).await?
         }
         Scenario::Soak => super::soak::run(ctx, mode).await?,
         Scenario::Storage => storage(ctx, mode).await?,

@@ -45,6 +45,20 @@ pub enum Until {
     Before(Duration),
 }
 
+/// The schedule's steps as `mode` carries them out: in the monolith a service's fault
+/// is a fault of the one process that serves it (killing "users" kills the monolith),
+/// at the same planned time, so the monolith meets the same faults as the other modes
+/// and its blast radius is measured; elsewhere they are unchanged. (Service faults never
+/// overlap, so neither do the monolith's.)
+pub fn in_mode(mut steps: Vec<Step>, mode: common::config::Mode) -> Vec<Step> {
+    if mode == common::config::Mode::Monolith {
+        for step in steps.iter_mut().filter(|s| SERVICES.contains(&s.target)) {
+            step.target = common::names::MONOLITH;
+        }
+    }
+    steps
+}
+
 /// The steps of a schedule from `seed`, and the planned time of its last step.
 pub fn schedule(seed: u64, shape: &Shape, until: Until) -> (Vec<Step>, Duration) {
     let first = Duration::from_millis(500);

@@ -178,6 +178,7 @@ pub async fn run(ctx: &Ctx, mode: Mode) -> anyhow::Result<ScenarioResult> {
     let baseline = History::read_baseline(&prepared.clients, &prepared.seeded).await?;
     let history = Arc::new(History::new(baseline));
     let (steps, last) = schedule(p.seed.seed, p.soak_faults);
+    let steps = super::schedule::in_mode(steps, mode);
     // Room for restarts slower than the schedule allows; a step the load outlives is
     // reported as not applied.
     let length = last + (last / 8).max(Duration::from_secs(3));
