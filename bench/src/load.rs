@@ -260,20 +260,47 @@ where
 /// The length of an open-loop run, which its caller may extend while the run lasts
 /// (a fault schedule running late keeps the load going until its last step is done).
 #[derive(Debug, Clone)]
-pub struct Length(Arc<AtomicU64>);
+pub struct Length {
+    nanos: Arc<AtomicU64>,
+    /// Holds taken ([`Length::hold`]): while any is, the run does not end.
+    holds: Arc<AtomicU64>,
+}
 
 impl Length {
     pub fn new(length: Duration) -> Self {
-        Self(Arc::new(AtomicU64::new(length.as_nanos() as u64)))
+        Self { nanos: Arc::new(AtomicU64::new(length.as_nanos() as u64)), holds: Arc::default() }
     }
 
     pub fn get(&self) -> Duration {
-        Duration::from_nanos(self.0.load(Ordering::Relaxed))
+        Duration::from_nanos(self.nanos.load(Ordering::Relaxed))
     }
 
     /// Makes the run at least `length` long; a run that has already ended stays ended.
     pub fn extend_to(&self, length: Duration) {
-        self.0.fetch_max(length.as_nanos() as u64, Ordering::Relaxed);
+        self.nanos.fetch_max(length.as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    /// Keeps the run going past its length until the guard is dropped (extend it before
+    /// then): for a step of unknown length that the run must outlive, such as a restart
+    /// that blocks its thread while the process stops.
+    pub fn hold(&self) -> Held {
+        self.holds.fetch_add(1, Ordering::SeqCst);
+        Held(self.holds.clone())
+    }
+
+    /// Whether a request due `at` from the start is still within the run.
+    fn covers(&self, at: Duration) -> bool {
+        self.holds.load(Ordering::SeqCst) > 0 || at < self.get()
+    }
+}
+
+/// A hold on a run's end ([`Length::hold`]); dropping it lets the run end.
+#[derive(Debug)]
+pub struct Held(Arc<AtomicU64>);
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -399,7 +426,7 @@ impl Schedule {
         // Rounded to the nanosecond (not truncated), so that at a rate whose interval
         // is a whole number of nanoseconds every intended time is exact.
         let at = Duration::from_nanos((i as f64 * 1e9 / self.rate).round() as u64);
-        (at < self.length.get()).then_some(at)
+        self.length.covers(at).then_some(at)
     }
 
     /// The requests from `next` on that are due by `now`, at most `max` of them.

@@ -323,10 +323,15 @@ pub async fn load_during(
             _ = tick.tick() => sampler.sample_load(&prepared.topology.file()),
             _ = async { match next_fault { Some(at) => tokio::time::sleep_until(at).await, None => std::future::pending().await } } => {
                 if let Some(step) = pending.next() {
+                    // The load waits for the step: one slower than the rest of the load
+                    // (a restart, which blocks while its process stops) must not find
+                    // the load ended.
+                    let held = length.hold();
                     let event = apply_step(prepared, &step, start, sampler, writes, &mut down).await;
                     progress(&event);
                     shift = shift.max(start.elapsed().saturating_sub(step.at));
                     length.extend_to(config.duration + shift);
+                    drop(held);
                     events.push(event);
                 }
             }
