@@ -168,9 +168,10 @@ async fn a_hardened_service_at_its_limit_sheds_the_excess_with_resource_exhauste
 /// a tiny profile: both variants run on topologies of their own, the results record
 /// each one's policy, and during the blip retry-storm's services send more calls per
 /// client request than naive's (counts from `Admin.Stats`, not speeds). The blip here
-/// resets products' connections: an error the dependency's side answers, which
-/// retry-storm retries; a slowdown alone times out, and no policy retries an attempt
-/// that used up the time it was given.
+/// resets products' connections: every call to it fails at once, and retry-storm
+/// retries each such failure, so the counts do not hang on how loaded the machine is
+/// (a slowdown makes errors, and so retries, only where the load and the added
+/// latency push calls past their deadlines).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overload_blip_counts_retry_storms_amplification_per_policy() {
     use lab::suite::{blip::Recovery, Scenario};
