@@ -128,6 +128,11 @@ enum Command {
         /// The modes to compare (any subset, comma-separated).
         #[arg(long, value_enum, value_delimiter = ',', default_value = "sync,async,bus-rpc,monolith")]
         modes: Vec<Mode>,
+        /// The policies sync and bus-rpc run under, each a column of its own (any subset
+        /// of naive, hardened, retry-storm, comma-separated); async and the monolith make
+        /// no inter-service calls and run once.
+        #[arg(long, value_enum, value_delimiter = ',', default_value = "naive")]
+        policies: Vec<Policy>,
         /// Parent folder of the run's topologies and results.
         #[arg(long, default_value = "runs")]
         runs: PathBuf,
@@ -329,7 +334,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             let addr: common::config::PeerAddr = addr.parse().map_err(anyhow::Error::msg)?;
             lab::client::wait_serving(addr, Duration::from_secs(timeout_s)).await.map_err(anyhow::Error::msg)
         }
-        Command::Bench { full, scenarios, kills, modes, runs, seed, deploy } => {
+        Command::Bench { full, scenarios, kills, modes, policies, runs, seed, deploy } => {
             let mut profile = if full { lab::suite::Profile::full(seed) } else { lab::suite::Profile::quick(seed) };
             profile.soak_faults = kills;
             let command = std::env::args().collect::<Vec<_>>().join(" ");
@@ -337,7 +342,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             if let lab::topology::Target::Compose { image, .. } = &target {
                 lab::compose::preflight(image.as_str())?;
             }
-            let config = lab::suite::SuiteConfig { profile, scenarios, modes, runs, command, target };
+            let config = lab::suite::SuiteConfig { profile, scenarios, modes, policies, runs, command, target };
             let shutdown = common::shutdown::on_signal()?;
             let (results, path) = tokio::select! {
                 done = lab::suite::run(config) => done?,

@@ -7,7 +7,10 @@
 use std::{
     future::Future,
     pin::Pin,
-    sync::{Arc, Mutex},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+    },
     time::Duration,
 };
 
@@ -52,6 +55,8 @@ pub struct Workload {
     /// Writes (`PlaceOrder`, `UpdatePrice`) sent and not answered yet: a fault records
     /// how many it met.
     writes_in_flight: InFlight,
+    /// `UserOrders` answers that succeeded marked partial (degraded: no product details).
+    partial_answers: Arc<AtomicU64>,
 }
 
 impl Workload {
@@ -64,7 +69,14 @@ impl Workload {
             rng: StdRng::seed_from_u64(seed),
             acked_orders: Default::default(),
             writes_in_flight: InFlight::default(),
+            partial_answers: Arc::default(),
         }
+    }
+
+    /// How many of this workload's `UserOrders` succeeded with a partial answer (each
+    /// is also an `OK`: the client got an answer, without product details).
+    pub fn partial_answers(&self) -> Arc<AtomicU64> {
+        self.partial_answers.clone()
     }
 
     /// Where acknowledged order ids are collected.
@@ -86,10 +98,15 @@ impl Workload {
         let deadline = self.deadline;
         if pick < self.mix.user_orders {
             let mut query = self.clients.query.clone();
+            let partial = self.partial_answers.clone();
             (
                 USER_ORDERS,
                 Box::pin(async move {
-                    outcome(&call(deadline, UserOrdersRequest { user_id }, |r| query.user_orders(r)).await)
+                    let result = call(deadline, UserOrdersRequest { user_id }, |r| query.user_orders(r)).await;
+                    if result.as_ref().is_ok_and(|answer| answer.partial) {
+                        partial.fetch_add(1, Ordering::Relaxed);
+                    }
+                    outcome(&result)
                 }),
             )
         } else if pick < self.mix.user_orders + self.mix.place_order {

@@ -16,7 +16,12 @@ fn tiny_ctx(dir: &std::path::Path) -> lab::suite::Ctx {
     // One more than a page of ListOrdersByUser: the sync chain needs a second page.
     profile.orders_per_user = vec![3, MAX_ORDERS_PAGE_SIZE as usize + 1];
     profile.orders_per_user_reads = 5;
-    lab::suite::Ctx { profile, dir: dir.to_path_buf(), target: lab::topology::Target::Process }
+    lab::suite::Ctx {
+        profile,
+        dir: dir.to_path_buf(),
+        target: lab::topology::Target::Process,
+        policy: common::config::Policy::Naive,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

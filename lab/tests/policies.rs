@@ -162,3 +162,60 @@ async fn a_hardened_service_at_its_limit_sheds_the_excess_with_resource_exhauste
         lab.clients.query.clone().user_orders(ask()).await.unwrap();
     }
 }
+
+/// `lab bench --scenario overload-blip --modes sync --policies naive,retry-storm`, with
+/// a tiny profile: both variants run on topologies of their own, the results record
+/// each one's policy, and during the blip retry-storm's services send more calls per
+/// client request than naive's (counts from `Admin.Stats`, not speeds). The blip here
+/// resets products' connections: every call to it fails at once, and retry-storm
+/// retries each such failure, so the counts do not hang on how loaded the machine is
+/// (a slowdown makes errors, and so retries, only where the load and the added
+/// latency push calls past their deadlines).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overload_blip_counts_retry_storms_amplification_per_policy() {
+    use lab::suite::{blip::Recovery, Scenario};
+    let dir = tempfile::tempdir().unwrap();
+    let mut profile = lab::suite::Profile::quick(7);
+    profile.seed = lab::seed::SeedConfig { users: 20, products: 10, orders: 40, seed: 7 };
+    profile.saturation_clients = 16;
+    profile.curve_step_secs = 0.5;
+    profile.blip_load_share = 0.5;
+    profile.blip_phases_secs = [1.0, 1.0, 1.5];
+    profile.blip_fault = "reset products".into();
+    let config = lab::suite::SuiteConfig {
+        profile,
+        scenarios: vec![Scenario::OverloadBlip],
+        modes: vec![Mode::Sync],
+        policies: vec![Policy::Naive, Policy::RetryStorm],
+        runs: dir.path().to_path_buf(),
+        command: "test".into(),
+        target: lab::topology::Target::Process,
+    };
+    let (results, path) = lab::suite::run(config).await.expect("the suite runs");
+    assert_eq!(results.policies, [Policy::Naive, Policy::RetryStorm]);
+    let reread = lab::suite::Results::read(&path).expect("the results file reads back");
+    let policies: Vec<Policy> = reread.scenarios.iter().map(|s| s.policy).collect();
+    assert_eq!(policies, [Policy::Naive, Policy::RetryStorm], "one run per policy, in plan order");
+    let during = |policy: Policy| {
+        let s = reread.scenario_with(Scenario::OverloadBlip, Mode::Sync, policy).expect("a run per policy");
+        let blip = s.blip.as_ref().expect("the blip's figures");
+        assert_eq!(blip.phases.len(), 3, "{blip:?}");
+        assert_eq!(blip.fault, "reset products");
+        assert!(blip.from_ms < blip.to_ms, "{blip:?}");
+        assert!(!matches!(blip.recovery, Recovery::NoBaseline), "goodput before the blip: {blip:?}");
+        assert!(s.faults.iter().all(|f| f.result == "ok"), "{:?}", s.faults);
+        blip.phases[1].clone()
+    };
+    let (naive, storm) = (during(Policy::Naive), during(Policy::RetryStorm));
+    assert!(naive.client_requests > 0 && storm.client_requests > 0, "{naive:?} {storm:?}");
+    assert_eq!(naive.retries_sent, 0, "naive never retries: {naive:?}");
+    assert!(storm.retries_sent > 0, "retry-storm retried: {storm:?}");
+    let (a, b) = (naive.amplification().unwrap(), storm.amplification().unwrap());
+    assert!(b > a, "calls per client request during the blip: retry-storm {b:.2}, naive {a:.2}");
+    // The lookup by (scenario, mode) is the naive run's.
+    assert_eq!(reread.scenario(Scenario::OverloadBlip, Mode::Sync).map(|s| s.policy), Some(Policy::Naive));
+    let md = lab::report::render(&reread).markdown;
+    assert!(md.contains("| variant | saturation (ok/s) → offered (req/s) |"), "{md}");
+    assert!(md.contains("\n| sync retry-storm | "), "a row per variant: {md}");
+    assert!(md.contains("## Policies"), "{md}");
+}

@@ -337,6 +337,7 @@ fn the_method_tells_the_recorded_order_and_rounds_give_a_spread() {
         scenario: scenario.parse().unwrap(),
         mode: Some(mode_named(mode)),
         round,
+        policy: common::config::Policy::Naive,
     };
     r.run_order = vec![ran("steady", "sync", 1), ran("steady", "async", 1), ran("steady", "async", 2)];
     let md = report::render(&r).markdown;
@@ -867,4 +868,133 @@ fn a_scenario_that_did_not_apply_to_a_mode_gives_the_reason_not_numbers() {
     assert!(section.contains("| figure | sync | async |"), "{section}");
     assert!(!section.contains("| monolith |"), "no column of numbers for the monolith: {section}");
     assert!(section.contains("monolith: does not apply: monolith mode has no users process"), "{section}");
+}
+
+/// overload-blip's figures for one variant, on a load borrowed from the fixture.
+fn blip_result(
+    load: &bench::load::LoadReport,
+    mode: Mode,
+    policy: common::config::Policy,
+    during_calls: u64,
+    recovery: lab::suite::blip::Recovery,
+) -> lab::suite::ScenarioResult {
+    use lab::suite::blip::{Blip, Phase, LOAD};
+    let phase = |name: &str, from_ms, to_ms, rpcs_sent, retries_sent| Phase {
+        name: name.into(),
+        from_ms,
+        to_ms,
+        client_requests: 400,
+        ok: 380,
+        rpcs_sent,
+        retries_sent,
+        breaker_rejections: 0,
+        requests_shed: 0,
+    };
+    let calls = if mode == Mode::Async { 0 } else { 1000 };
+    lab::suite::ScenarioResult {
+        scenario: Scenario::OverloadBlip,
+        mode,
+        policy,
+        loads: [(LOAD.to_string(), load.clone())].into(),
+        blip: Some(Blip {
+            saturation_ok_per_s: 1000.0,
+            saturation_clients: 64,
+            saturation_ms: 1000,
+            load_share: 0.7,
+            offered_per_s: 700.0,
+            fault: "slow products 50 0".into(),
+            from_ms: 2000,
+            to_ms: 4000,
+            phases: vec![
+                phase("before", 0, 2000, calls, 0),
+                phase("during", 2000, 4000, during_calls, during_calls.saturating_sub(calls)),
+                phase("after", 4000, 9000, calls, 0),
+            ],
+            recovery,
+        }),
+        ..Default::default()
+    }
+}
+
+/// A run with policies: a column per variant in each scenario's table, the Policies
+/// section with what each policy recovered of async's lead, the overload-blip chart
+/// (every variant) and table, and the degraded claim judged from the hardened run.
+#[test]
+fn a_policy_run_has_a_column_per_variant_and_a_policies_section() {
+    use common::config::Policy;
+    use lab::suite::blip::Recovery;
+    const DEGRADED: &str = "sync with degradation (hardened)";
+    let mut r = quick_run();
+    let naive_verdict = verdict(&r, "sync: if any inter-service");
+    assert!(matches!(verdict(&r, DEGRADED), Verdict::Inconclusive(why) if why.contains("hardened sync run is not")));
+    assert!(!report::render(&r).markdown.contains("## Policies"), "naive alone: no Policies section");
+
+    r.policies = vec![Policy::Naive, Policy::Hardened, Policy::RetryStorm];
+    // Hardened: while products was down every request sent got an answer (UserOrders
+    // partial); retry-storm: as naive.
+    let mut hardened = scenario(&mut r, "kill-dependency", "sync").clone();
+    hardened.policy = Policy::Hardened;
+    let (from, to, _) = report::verdicts::fault_windows(&hardened)
+        .into_iter()
+        .find(|(_, _, what)| what == "products killed")
+        .expect("the fixture kills products");
+    let run = hardened.loads.get_mut("run").unwrap();
+    for b in run.timeline.iter_mut().filter(|b| b.t_ms >= from && b.t_ms < to) {
+        b.ok += b.errors.values().sum::<u64>();
+        b.errors.clear();
+    }
+    hardened.partial_answers.insert("run".into(), 150);
+    let mut storm = scenario(&mut r, "kill-dependency", "sync").clone();
+    storm.policy = Policy::RetryStorm;
+    let load = storm.loads["run"].clone();
+    r.scenarios.extend([
+        hardened,
+        storm,
+        blip_result(&load, Mode::Sync, Policy::Naive, 1000, Recovery::Recovered { after_ms: 100 }),
+        blip_result(&load, Mode::Sync, Policy::Hardened, 1100, Recovery::Recovered { after_ms: 300 }),
+        blip_result(&load, Mode::Sync, Policy::RetryStorm, 3800, Recovery::NotRecovered { within_ms: 5000 }),
+        blip_result(&load, Mode::Async, Policy::Naive, 0, Recovery::Recovered { after_ms: 0 }),
+    ]);
+
+    // The naive claim is still the naive run's; the degraded one is refuted in part.
+    assert_eq!(verdict(&r, "sync: if any inter-service"), naive_verdict);
+    let claim = report::verdicts::judge(&r).into_iter().find(|c| c.claim.starts_with(DEGRADED)).unwrap();
+    assert_eq!(claim.verdict, Verdict::Refuted, "{}", claim.sentence);
+    assert!(claim.sentence.contains("150 of its `UserOrders` answers were partial"), "{}", claim.sentence);
+    assert!(claim.cell(Mode::Sync).unwrap().contains("100.0% while products killed; 150 partial"), "{claim:?}");
+
+    let rendered = report::render(&r);
+    let md = &rendered.markdown;
+    let section = |name: &str| {
+        let at = md.find(&format!("\n### {name}\n")).unwrap_or_else(|| panic!("no section {name}"));
+        let rest = &md[at + 5..];
+        rest[..rest.find("\n#").unwrap_or(rest.len())].to_string()
+    };
+    let kill = section("kill-dependency");
+    assert!(kill.contains("| figure | sync | sync hardened | sync retry-storm | async |"), "{kill}");
+    assert!(
+        kill.contains("| run: UserOrders answered partial (degraded: no product details), among the OK | - | 150 |")
+    );
+    // The Policies section: what the hardened chain recovered of async's lead while
+    // products was down, beside the naive and retry-storm chains.
+    let policies = &md[md.find("## Policies").expect("a Policies section")..];
+    assert!(policies.contains("| figure | sync | sync hardened | sync retry-storm | async |"), "{policies}");
+    let row = policies.lines().find(|l| l.starts_with("| kill-dependency: served while products killed")).unwrap();
+    let cells: Vec<&str> = row.split(" | ").collect();
+    assert!(cells[2].starts_with("100.0%; recovers "), "{row}");
+    assert!(cells[3].contains("; recovers 0%") || cells[3].contains("no lead"), "retry-storm is naive here: {row}");
+    let blip = section("overload-blip");
+    assert!(blip.contains("![overload-blip-goodput](charts/overload-blip-goodput.svg)"), "{blip}");
+    let storm_row = blip.lines().find(|l| l.starts_with("| sync retry-storm |")).expect("a row per variant");
+    assert!(storm_row.contains("did not recover within the run (5.0 s after the blip)"), "{storm_row}");
+    assert!(storm_row.contains("2.50 / 9.50 / 2.50"), "calls per client request by phase: {storm_row}");
+    assert!(blip.lines().any(|l| l.starts_with("| async |") && l.contains("0.00 / 0.00 / 0.00")), "{blip}");
+    let chart = chart(&rendered, "overload-blip-goodput.svg");
+    for legend in ["sync", "sync hardened", "sync retry-storm (dashed)", "async", "blip: slow products 50 0"] {
+        assert!(texts(chart).iter().any(|(_, t)| t == legend), "no legend {legend:?}: {:?}", texts(chart));
+    }
+    // A variant's colour is a shade of its mode's.
+    let (sync, hardened) = (report::charts::mode_color("sync"), report::charts::mode_color("sync hardened"));
+    assert_ne!(sync, hardened);
+    assert_ne!(report::charts::mode_color("sync retry-storm"), sync);
 }

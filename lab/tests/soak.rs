@@ -23,7 +23,7 @@ fn ctx(dir: &std::path::Path) -> Ctx {
     profile.seed = SeedConfig { users: 20, products: 10, orders: 40, seed: 7 };
     profile.fault_rate = 100.0;
     profile.soak_faults = FAULTS;
-    Ctx { profile, dir: dir.to_path_buf(), target: Target::Process }
+    Ctx { profile, dir: dir.to_path_buf(), target: Target::Process, policy: common::config::Policy::Naive }
 }
 
 #[track_caller]

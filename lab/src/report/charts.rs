@@ -7,7 +7,7 @@ use plotters::{
 };
 
 use bench::{load::Bucket, Summary};
-use common::config::Mode;
+use common::config::{Mode, Policy};
 
 pub const W: u32 = 900;
 const H: u32 = 300;
@@ -23,13 +23,63 @@ const OTHER: RGBColor = RGBColor(120, 90, 170);
 const WINDOW_SHADES: [RGBColor; 4] =
     [RGBColor(240, 190, 60), RGBColor(150, 110, 200), RGBColor(90, 180, 110), RGBColor(150, 150, 150)];
 
-pub fn mode_color(mode: &str) -> RGBColor {
-    match <Mode as clap::ValueEnum>::from_str(mode, false) {
-        Ok(Mode::Sync) => SYNC,
-        Ok(Mode::Async) => ASYNC,
-        Ok(Mode::BusRpc) => BUS_RPC,
+/// The colour of a mode, or of a variant (`sync hardened`): a policy besides naive is a
+/// shade of its mode's colour, hardened darker, retry-storm lighter.
+pub fn mode_color(label: &str) -> RGBColor {
+    let mut words = label.split_whitespace();
+    let base = match words.next().map(|m| <Mode as clap::ValueEnum>::from_str(m, false)) {
+        Some(Ok(Mode::Sync)) => SYNC,
+        Some(Ok(Mode::Async)) => ASYNC,
+        Some(Ok(Mode::BusRpc)) => BUS_RPC,
         _ => OTHER,
+    };
+    let RGBColor(r, g, b) = base;
+    match words.next().map(|p| <Policy as clap::ValueEnum>::from_str(p, false)) {
+        Some(Ok(Policy::Hardened)) => RGBColor(r / 2, g / 2, b / 2),
+        Some(Ok(Policy::RetryStorm)) => {
+            let lighter = |c: u8| c + (255 - c) / 2;
+            RGBColor(lighter(r), lighter(g), lighter(b))
+        }
+        _ => base,
     }
+}
+
+/// Whether a variant's line is dashed (retry-storm), so that shades apart it is told
+/// from its mode's other lines in print as well.
+fn dashed(label: &str) -> bool {
+    label.split_whitespace().nth(1) == Some(Policy::RetryStorm.as_str())
+}
+
+/// Goodput over time, one line per variant: successes per second in each bucket, by
+/// intended send time, with each window shaded. `timelines`: (label, bucket width ms,
+/// buckets).
+pub fn goodput(title: &str, timelines: &[(&str, u64, &[Bucket])], windows: &[Window]) -> String {
+    svg(|root, keys| {
+        let end = timelines.iter().map(|(_, w, b)| (b.len() as u64 * w) as f64 / 1000.0).fold(1.0, f64::max);
+        let per_s = |w: u64, n: u64| n as f64 * 1000.0 / w.max(1) as f64;
+        let top =
+            timelines.iter().flat_map(|(_, w, b)| b.iter().map(move |x| per_s(*w, x.ok))).fold(1.0, f64::max) * 1.15;
+        let mut chart = ChartBuilder::on(root)
+            .caption(title, ("sans-serif", 16))
+            .margin(10)
+            .x_label_area_size(35)
+            .y_label_area_size(55)
+            .build_cartesian_2d(0.0..end, 0.0..top)?;
+        chart.configure_mesh().x_desc("time (s), by intended send time").y_desc("successes/s").draw()?;
+        shade_windows(&mut chart, windows, (0.0, top), keys)?;
+        for (label, w, buckets) in timelines {
+            let style = mode_color(label).stroke_width(2);
+            let points: Vec<(f64, f64)> = buckets.iter().map(|b| (b.t_ms as f64 / 1000.0, per_s(*w, b.ok))).collect();
+            if dashed(label) {
+                chart.draw_series(DashedLineSeries::new(points, 6, 4, style))?;
+                keys.push((format!("{label} {DASHED}"), style));
+            } else {
+                chart.draw_series(LineSeries::new(points, style))?;
+                keys.push((label.to_string(), style));
+            }
+        }
+        Ok(())
+    })
 }
 
 type Drawn = Result<(), Box<dyn std::error::Error>>;

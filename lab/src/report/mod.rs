@@ -13,7 +13,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use common::config::Mode;
+use common::config::{Mode, Policy};
 
 use crate::suite::{probe, Results, Scenario, ScenarioResult};
 use format::{ms_value, percent, percent_one_decimal};
@@ -176,11 +176,12 @@ fn document(r: &Results) -> Vec<Block> {
     for name in r.scenarios_ran() {
         d.push(Heading(3, name.to_string()));
         d.push(Para(name.description().into()));
-        // A column per mode the run had (results name them in the order asked), but for
-        // a mode the scenario's faults did not apply to: its figures are of the load
+        // A column per variant the run had (each mode, and sync and bus-rpc once per
+        // policy: `sync hardened`; results name them in the order asked), but for a
+        // mode the scenario's faults did not apply to: its figures are of the load
         // alone, so it gets its reason below instead of numbers.
-        let ran: Vec<(&str, &ScenarioResult)> =
-            r.modes.iter().filter_map(|&m| Some((m.as_str(), r.scenario(name, m)?))).collect();
+        let labelled = r.by_variant(name);
+        let ran: Vec<(&str, &ScenarioResult)> = labelled.iter().map(|(label, s)| (label.as_str(), *s)).collect();
         let applies = |x: &ScenarioResult| {
             !x.note.as_deref().is_some_and(|n| n.starts_with(crate::suite::scenarios::DOES_NOT_APPLY))
         };
@@ -195,11 +196,23 @@ fn document(r: &Results) -> Vec<Block> {
             d.push(table);
         }
         curve_blocks(&modes, &mut d);
+        blip_blocks(&modes, &mut d);
         scenario_charts(name.name(), &modes, &mut d);
         for (mode, x) in &ran {
             if let Some(note) = &x.note {
                 d.push(Para(format!("{mode}: {note}")));
             }
+        }
+    }
+
+    if r.has_policy_axis() {
+        d.push(Heading(2, "Policies".into()));
+        d.push(Para(format!(
+            "Sync and bus-rpc ran under each policy asked for ({}), each on a fresh topology, in the same ABBA order as the modes; async and the monolith make no inter-service calls and ran once. Where a policy's figure is beside its mode's naive one and async's, the cell says how much of async's lead over the naive chain the policy recovered: (policy − naive) ÷ (async − naive), 100 % = as good as async, 0 % = no better than naive, below 0 = worse. The cost of hardening in the steady state is each figure ÷ the naive chain's.",
+            r.policies().iter().map(|p| format!("`{p}`")).collect::<Vec<_>>().join(", ")
+        )));
+        if let Some(table) = policies_table(r) {
+            d.push(table);
         }
     }
 
@@ -351,11 +364,12 @@ fn run_order(r: &Results) -> String {
         return "The order the scenarios and modes ran in was not recorded in these results.".into();
     }
     // Consecutive runs of one scenario and round are one group: "steady (round 2) async → sync".
-    let mut groups: Vec<(Scenario, usize, Vec<Mode>)> = Vec::new();
+    let mut groups: Vec<(Scenario, usize, Vec<String>)> = Vec::new();
     for ran in &r.run_order {
+        let label = ran.mode.map(|m| crate::suite::variant_label(m, ran.policy));
         match groups.last_mut() {
-            Some((s, round, modes)) if *s == ran.scenario && *round == ran.round => modes.extend(ran.mode),
-            _ => groups.push((ran.scenario, ran.round, ran.mode.into_iter().collect())),
+            Some((s, round, modes)) if *s == ran.scenario && *round == ran.round => modes.extend(label),
+            _ => groups.push((ran.scenario, ran.round, label.into_iter().collect())),
         }
     }
     let rounds = r.run_order.iter().map(|x| x.round).max().unwrap_or(1);
@@ -366,7 +380,7 @@ fn run_order(r: &Results) -> String {
             if modes.is_empty() {
                 format!("{s}{round}")
             } else {
-                format!("{s}{round} {}", modes.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(" → "))
+                format!("{s}{round} {}", modes.join(" → "))
             }
         })
         .collect();
@@ -408,8 +422,8 @@ fn headlines(s: &ScenarioResult) -> Vec<(String, f64)> {
 fn spread_table(r: &Results) -> Option<Block> {
     let mut rows = Vec::new();
     for name in r.scenarios_ran() {
-        for &mode in &r.modes {
-            let runs: Vec<&ScenarioResult> = r.runs(name, mode).collect();
+        for (mode, policy) in r.variants() {
+            let runs: Vec<&ScenarioResult> = r.runs_with(name, mode, policy).collect();
             if runs.len() < 2 {
                 continue;
             }
@@ -421,7 +435,7 @@ fn spread_table(r: &Results) -> Option<Block> {
                 let each: Vec<String> = values.iter().map(|v| format!("{v:.2}")).collect();
                 rows.push(vec![
                     name.to_string(),
-                    mode.to_string(),
+                    crate::suite::variant_label(mode, policy),
                     label.clone(),
                     format!("{lo:.2}–{hi:.2}"),
                     each.join(", "),
@@ -555,6 +569,14 @@ fn figures(modes: &[(&str, &ScenarioResult)]) -> Vec<Vec<String>> {
                 l.send_lag.late_over_1ms,
                 l.scheduled
             ))
+        });
+    }
+    let mut counted: Vec<String> = modes.iter().flat_map(|(_, s)| s.partial_answers.keys().cloned()).collect();
+    counted.sort();
+    counted.dedup();
+    for name in &counted {
+        row(&format!("{name}: UserOrders answered partial (degraded: no product details), among the OK"), &|s| {
+            s.partial_answers.get(name).map(u64::to_string)
         });
     }
     row("availability while the first fault lasted", &|s| {
@@ -891,6 +913,203 @@ fn curve_blocks(modes: &[(&str, &ScenarioResult)], d: &mut Vec<Block>) {
     }
 }
 
+/// How a policy's figure is set beside its mode's naive one.
+#[derive(Clone, Copy)]
+enum Beside {
+    /// The share of async's lead over the naive chain it recovered, when that lead is
+    /// at least this large.
+    Recovered { least_lead: f64 },
+    /// Its ratio to the naive chain's (a cost).
+    Ratio,
+    /// Alone.
+    Alone,
+}
+
+/// The share of async's lead over the naive chain that a policy recovered: (policy −
+/// naive) ÷ (async − naive); `None` when the lead is below `least_lead`.
+pub fn recovered(naive: f64, policy: f64, r#async: f64, least_lead: f64) -> Option<f64> {
+    let lead = r#async - naive;
+    (lead.abs() >= least_lead && lead != 0.0).then(|| (policy - naive) / lead)
+}
+
+/// The Policies section's table: a row per figure, a column per variant of the run.
+fn policies_table(r: &Results) -> Option<Block> {
+    let variants = r.variants();
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    let mut row = |label: String,
+                   scenario: Scenario,
+                   beside: Beside,
+                   figure: &dyn Fn(&ScenarioResult) -> Option<f64>,
+                   show: &dyn Fn(f64) -> String| {
+        let value = |m: Mode, p: Policy| r.scenario_with(scenario, m, p).and_then(figure);
+        let cells: Vec<String> = variants
+            .iter()
+            .map(|&(m, p)| {
+                if let Some(reason) = verdicts::does_not_apply(r, scenario, m) {
+                    return reason;
+                }
+                let Some(v) = value(m, p) else { return "-".into() };
+                let naive = value(m, Policy::Naive).filter(|_| p != Policy::Naive);
+                match (beside, naive) {
+                    (Beside::Recovered { least_lead }, Some(naive)) => match value(Mode::Async, Policy::Naive) {
+                        Some(a) => match recovered(naive, v, a, least_lead) {
+                            Some(share) => format!("{}; recovers {} of async's lead", show(v), percent(share)),
+                            None => format!("{}; async had no lead to recover", show(v)),
+                        },
+                        None => show(v),
+                    },
+                    (Beside::Ratio, Some(naive)) if naive > 0.0 => format!("{} ({:.2}× naive)", show(v), v / naive),
+                    _ => show(v),
+                }
+            })
+            .collect();
+        if cells.iter().any(|c| c != "-" && !c.starts_with(crate::suite::scenarios::DOES_NOT_APPLY)) {
+            let mut cells = cells;
+            cells.insert(0, label);
+            rows.push(cells);
+        }
+    };
+    let share = |v: f64| percent_one_decimal(v);
+    for scenario in HEADLINE_FAULTS.into_iter().chain([Scenario::Partition]) {
+        let mut windows: Vec<String> = Vec::new();
+        for &(m, p) in &variants {
+            for (_, _, what) in r.scenario_with(scenario, m, p).map(verdicts::fault_windows).unwrap_or_default() {
+                if !windows.contains(&what) {
+                    windows.push(what);
+                }
+            }
+        }
+        for what in &windows {
+            row(
+                format!("{scenario}: served while {what} (of the requests sent in the window)"),
+                scenario,
+                Beside::Recovered { least_lead: 0.01 },
+                &|s| verdicts::served_while(s, what),
+                &share,
+            );
+        }
+    }
+    row(
+        format!("{}: UserOrders answered partial (degraded), over the run", Scenario::KillDependency),
+        Scenario::KillDependency,
+        Beside::Alone,
+        &|s| s.partial_answers.get("run").map(|&n| n as f64),
+        &|v| format!("{v:.0}"),
+    );
+    row(
+        format!("{}: UserOrders p50 added by the slowed dependency (ms)", Scenario::SlowDependency),
+        Scenario::SlowDependency,
+        Beside::Recovered { least_lead: 100.0 },
+        &verdicts::slowed_minus_baseline,
+        &|us| ms_value(us),
+    );
+    row(
+        format!("{}: sequential UserOrders p50 (ms)", Scenario::Steady),
+        Scenario::Steady,
+        Beside::Ratio,
+        &|s| s.sequential.as_ref().map(|l| l.user_orders.p50_us as f64),
+        &|us| ms_value(us),
+    );
+    row(
+        format!("{}: saturation, successes/s of the closed-loop run", Scenario::Steady),
+        Scenario::Steady,
+        Beside::Ratio,
+        &|s| s.loads.get("saturation").map(|l| l.ok_per_s),
+        &|v| format!("{v:.0}"),
+    );
+    row(
+        format!("{}: CPU µs of the services and broker per request served, over the saturation run", Scenario::Steady),
+        Scenario::Steady,
+        Beside::Ratio,
+        &|s| price::cpu_per_request_us(s).ok(),
+        &|v| format!("{v:.0}"),
+    );
+    row(
+        format!("{}: inter-service calls per client request during the blip", Scenario::OverloadBlip),
+        Scenario::OverloadBlip,
+        Beside::Alone,
+        &|s| s.blip.as_ref()?.phases.iter().find(|p| p.name == "during")?.amplification(),
+        &|v| format!("{v:.2}"),
+    );
+    (!rows.is_empty()).then(|| {
+        let mut head = vec!["figure".to_string()];
+        head.extend(variants.iter().map(|&(m, p)| crate::suite::variant_label(m, p)));
+        Block::Table(head, rows)
+    })
+}
+
+/// overload-blip's goodput chart (every variant on one page) and table.
+fn blip_blocks(modes: &[(&str, &ScenarioResult)], d: &mut Vec<Block>) {
+    use crate::suite::blip::{self, Phase};
+    let blips: Vec<(&str, &ScenarioResult, &blip::Blip)> =
+        modes.iter().filter_map(|(m, s)| Some((*m, *s, s.blip.as_ref()?))).collect();
+    let Some(&(_, first_run, first)) = blips.first() else { return };
+    let secs = |ms: u64| ms as f64 / 1000.0;
+    let end_ms = first_run.loads.get(blip::LOAD).map_or(first.to_ms, |l| l.duration_ms);
+    d.push(Block::Para(format!(
+        "Each variant on a fresh topology: its saturation measured by {} closed-loop clients for {:.1} s, then the workload open-loop at {:.2} × that rate; after {:.1} s, `{}` on products' proxy (in bus-rpc mode on its link to the broker too) for {:.1} s, then healed, and {:.1} s more (as run in {}). Goodput: successes per second in each 100 ms bucket, by intended send time. Calls per client request: the inter-service calls the services sent over the phase (`Admin.Stats` `rpcs_sent`: every attempt, retries included; a call an open breaker refused is not sent) ÷ the client requests intended in the phase and sent. By the rule used here, {}.",
+        first.saturation_clients,
+        secs(first.saturation_ms),
+        first.load_share,
+        secs(first.from_ms),
+        first.fault,
+        secs(first.to_ms.saturating_sub(first.from_ms)),
+        secs(end_ms.saturating_sub(first.to_ms)),
+        blips[0].0,
+        blip::RECOVERY_RULE
+    )));
+    let timelines: Vec<(&str, u64, &[bench::load::Bucket])> = blips
+        .iter()
+        .filter_map(|(m, s, _)| {
+            let l = s.loads.get(blip::LOAD)?;
+            Some((*m, l.timeline_bucket_ms, l.timeline.as_slice()))
+        })
+        .collect();
+    let window = vec![(secs(first.from_ms), secs(first.to_ms), format!("blip: {}", first.fault))];
+    d.push(Block::Chart(
+        "overload-blip-goodput".into(),
+        charts::goodput(
+            "overload-blip: goodput per 100 ms (successes/s by intended send time), blip shaded",
+            &timelines,
+            &window,
+        ),
+    ));
+    let phases = |b: &blip::Blip, f: &dyn Fn(&Phase) -> String| b.phases.iter().map(f).collect::<Vec<_>>().join(" / ");
+    let total = |b: &blip::Blip, f: fn(&Phase) -> u64| b.phases.iter().map(f).sum::<u64>().to_string();
+    let rows = blips
+        .iter()
+        .map(|(m, s, b)| {
+            vec![
+                m.to_string(),
+                format!("{:.0} → {:.0}", b.saturation_ok_per_s, b.offered_per_s),
+                b.recovery.describe(),
+                phases(b, &|p| p.amplification().map_or("-".into(), |a| format!("{a:.2}"))),
+                phases(b, &|p| p.retries_sent.to_string()),
+                total(b, |p| p.breaker_rejections),
+                total(b, |p| p.requests_shed),
+                phases(b, &|p| format!("{} of {}", p.ok, p.client_requests)),
+                s.partial_answers.get(blip::LOAD).map_or("-".into(), u64::to_string),
+            ]
+        })
+        .collect();
+    d.push(Block::Table(
+        [
+            "variant",
+            "saturation (ok/s) → offered (req/s)",
+            "recovery after the blip",
+            "inter-service calls per client request, before / during / after",
+            "retries sent, before / during / after",
+            "calls refused by an open breaker (not sent)",
+            "requests shed by a server at its limit",
+            "client requests ok of sent, before / during / after",
+            "UserOrders answered partial",
+        ]
+        .map(String::from)
+        .to_vec(),
+        rows,
+    ));
+}
+
 fn scenario_charts(name: &str, modes: &[(&str, &ScenarioResult)], d: &mut Vec<Block>) {
     let with_run: Vec<(&str, &ScenarioResult)> =
         modes.iter().copied().filter(|(_, s)| s.loads.contains_key("run")).collect();
@@ -1069,7 +1288,7 @@ impl Comparison {
             (cell, true) if cell.is_empty() => "**regression**".into(),
             (cell, true) => format!("{cell} **regression**"),
         };
-        writeln!(self.out, "| {} | {} | {figure} | {old} | {new} | {cell} |", n.scenario, n.mode).ok();
+        writeln!(self.out, "| {} | {} | {figure} | {old} | {new} | {cell} |", n.scenario, n.label()).ok();
     }
 
     /// A row for a figure both runs have; none if either lacks it.
@@ -1097,7 +1316,10 @@ pub fn compare(old: &Results, new: &Results) -> String {
     writeln!(table.out, "| scenario | mode | figure | old | new | change |\n| --- | --- | --- | --- | --- | --- |")
         .ok();
     for n in &new.scenarios {
-        let Some(o) = old.scenarios.iter().find(|o| (&o.scenario, &o.mode, o.round) == (&n.scenario, &n.mode, n.round))
+        let Some(o) = old
+            .scenarios
+            .iter()
+            .find(|o| (&o.scenario, &o.mode, o.policy, o.round) == (&n.scenario, &n.mode, n.policy, n.round))
         else {
             continue;
         };

@@ -2,7 +2,7 @@
 //! measured figures. No verdict is written by hand: change the data and the words
 //! change.
 
-use common::config::Mode;
+use common::config::{Mode, Policy};
 
 use super::format::{ms_rounded, ms_signed, percent_one_decimal};
 use crate::{
@@ -138,6 +138,13 @@ pub fn availability_between(s: &ScenarioResult, from: u64, to: u64) -> Option<f6
     (all > 0).then(|| ok as f64 / all as f64)
 }
 
+/// Share of requests served while the window recorded as `what` ("products killed")
+/// lasted.
+pub fn served_while(s: &ScenarioResult, what: &str) -> Option<f64> {
+    let (from, to, _) = fault_windows(s).into_iter().find(|(_, _, w)| w == what)?;
+    availability_between(s, from, to)
+}
+
 /// A mode's cell: the share served while the first fault of `scenario` lasted.
 fn served_in_first_window(r: &Results, scenario: Scenario, mode: Mode) -> String {
     scenario_cell(r, scenario, mode, |s| {
@@ -146,7 +153,7 @@ fn served_in_first_window(r: &Results, scenario: Scenario, mode: Mode) -> String
 }
 
 /// UserOrders p50 of the slow-dependency scenario's slowed phase less its baseline's, µs.
-fn slowed_minus_baseline(s: &ScenarioResult) -> Option<f64> {
+pub fn slowed_minus_baseline(s: &ScenarioResult) -> Option<f64> {
     let p50 = |phase: &str| s.loads.get(phase)?.ops.get("UserOrders").map(|o| o.p50_us as f64);
     Some(p50("slowed")? - p50("baseline")?)
 }
@@ -168,6 +175,7 @@ fn first_window_availability(s: &ScenarioResult) -> Option<(f64, String, u64)> {
 pub fn judge(r: &Results) -> Vec<Claim> {
     vec![
         sync_fails_whole(r),
+        sync_degraded_fails_whole(r),
         sync_as_slow_as_slowest_hop(r),
         sync_web_of_requests(r),
         async_query_independent_and_fast(r),
@@ -215,6 +223,81 @@ fn sync_fails_whole(r: &Results) -> Claim {
             percent_one_decimal(a),
             reads(ks).map_or("-".into(), percent_one_decimal),
             reads(ka).map_or("-".into(), percent_one_decimal)
+        ),
+    }
+}
+
+/// The claim of [`sync_fails_whole`], for sync with degradation (the hardened policy,
+/// which answers `UserOrders` without product details while products is down).
+const DEGRADED: &str = "sync with degradation (hardened): if any inter-service request fails, the whole request fails";
+
+/// The first claim again, for sync under the hardened policy: its partial answers can
+/// refute it in part (while products is down), at the price of answers the client must
+/// handle; while users is down it has nothing to degrade to.
+fn sync_degraded_fails_whole(r: &Results) -> Claim {
+    const USERS_DOWN: &str = "users killed";
+    const PRODUCTS_DOWN: &str = "products killed";
+    let run = |mode: Mode, policy: Policy| r.scenario_with(Scenario::KillDependency, mode, policy);
+    let partial = |s: &ScenarioResult| s.partial_answers.get("run").copied();
+    let describe = |s: &ScenarioResult| {
+        let served = |what: &str| served_while(s, what).map_or("-".into(), percent_one_decimal);
+        let partial = partial(s).map_or(String::new(), |n| format!("; {n} partial UserOrders answers"));
+        format!(
+            "{} served while {USERS_DOWN}, {} while {PRODUCTS_DOWN}{partial}",
+            served(USERS_DOWN),
+            served(PRODUCTS_DOWN)
+        )
+    };
+    let cells = per_mode(r, |m| {
+        if let Some(reason) = does_not_apply(r, Scenario::KillDependency, m) {
+            return reason;
+        }
+        // The request/reply modes' hardened runs; the others have no policy.
+        let policy = if crate::suite::has_policies(m) { Policy::Hardened } else { Policy::Naive };
+        run(m, policy).map_or("-".into(), describe)
+    });
+    let Some(h) = run(Mode::Sync, Policy::Hardened) else {
+        return Claim {
+            claim: DEGRADED,
+            evidence: format!("{} with `--policies hardened`", Scenario::KillDependency),
+            cells,
+            verdict: Verdict::Inconclusive("the hardened sync run is not in this run".into()),
+            sentence: format!(
+                "Not measured in this run: it needs scenario {} in sync mode under the hardened policy (`lab bench --policies naive,hardened`).",
+                Scenario::KillDependency
+            ),
+        };
+    };
+    let naive = run(Mode::Sync, Policy::Naive);
+    let (Some(users), Some(products)) = (served_while(h, USERS_DOWN), served_while(h, PRODUCTS_DOWN)) else {
+        return Claim {
+            claim: DEGRADED,
+            evidence: Scenario::KillDependency.to_string(),
+            cells,
+            verdict: Verdict::Inconclusive("the hardened run has no window with users and with products down".into()),
+            sentence: "The hardened sync run did not record both fault windows (users killed, products killed).".into(),
+        };
+    };
+    let partial = partial(h);
+    let verdict = match partial {
+        None => Verdict::Inconclusive("partial answers were not counted in these results".into()),
+        Some(n) if products >= 0.5 && n > 0 => Verdict::Refuted,
+        Some(_) if products <= 0.2 => Verdict::Confirmed,
+        Some(_) => Verdict::Inconclusive("degradation served only part of the requests".into()),
+    };
+    let naive_products = naive.and_then(|s| served_while(s, PRODUCTS_DOWN));
+    let refuted = if verdict == Verdict::Refuted { "Refuted in part. " } else { "" };
+    Claim {
+        claim: DEGRADED,
+        evidence: format!("{} (sync naive and hardened)", Scenario::KillDependency),
+        cells,
+        verdict,
+        sentence: format!(
+            "{refuted}While products was down, hardened sync served {} of all requests (naive sync: {}); over the run {} of its `UserOrders` answers were partial (`partial = true`: every order, but no title and no current price), answers the client must recognise and handle. While users was down it served {}: without the user there is nothing to degrade to.",
+            percent_one_decimal(products),
+            naive_products.map_or("-".into(), percent_one_decimal),
+            partial.map_or("an uncounted number".into(), |n| n.to_string()),
+            percent_one_decimal(users)
         ),
     }
 }

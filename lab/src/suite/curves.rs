@@ -209,12 +209,7 @@ pub async fn load_curve(ctx: &Ctx, mode: Mode) -> anyhow::Result<ScenarioResult>
     let step = Duration::from_secs_f64(p.curve_step_secs);
     let mut prepared = ctx.prepare(Scenario::LoadCurve.name(), mode, &[], p.seed).await?;
     let mut sampler = Sampler::new();
-    let saturation = scenarios::saturation_run(&prepared, p, step).await;
-    anyhow::ensure!(
-        saturation.ok_per_s > 0.0,
-        "load-curve ({mode}): the saturation run had no successes ({:?}); no ladder to build",
-        saturation.all.outcomes
-    );
+    let saturation = saturation(&prepared, p, step, &format!("load-curve ({mode})")).await?;
     eprintln!(
         "  load-curve ({mode}): saturation {:.0} ok/s with {} clients; {} rungs of {:.1} s",
         saturation.ok_per_s,
@@ -263,6 +258,24 @@ pub async fn load_curve(ctx: &Ctx, mode: Mode) -> anyhow::Result<ScenarioResult>
     });
     prepared.topology.stop()?;
     Ok(result)
+}
+
+/// The saturation of a prepared topology: the workload from the profile's closed-loop
+/// clients for `length`. Fails (naming `what`) when nothing succeeded: no rate can be
+/// built on it.
+pub async fn saturation(
+    prepared: &super::Prepared,
+    p: &super::Profile,
+    length: Duration,
+    what: &str,
+) -> anyhow::Result<LoadReport> {
+    let saturation = scenarios::saturation_run(prepared, p, length).await;
+    anyhow::ensure!(
+        saturation.ok_per_s > 0.0,
+        "{what}: the saturation run had no successes ({:?}); no rate to build on it",
+        saturation.all.outcomes
+    );
+    Ok(saturation)
 }
 
 /// `orders-per-user`: for each size, a new user with that many orders, then

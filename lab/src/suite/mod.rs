@@ -4,6 +4,7 @@
 //! and the latency scenarios run over several rounds so each headline figure has a
 //! spread. Results are one versioned JSON file, with the order that actually ran.
 
+pub mod blip;
 pub mod curves;
 pub mod floor;
 pub mod probe;
@@ -23,7 +24,7 @@ use std::{
 
 use anyhow::Context;
 use bench::load::LoadReport;
-use common::config::Mode;
+use common::config::{Mode, Policy};
 pub use scenario::Scenario;
 use serde::{Deserialize, Serialize};
 
@@ -86,6 +87,16 @@ pub struct Profile {
     /// Sequential `UserOrders` reads per point of the orders-per-user curve.
     #[serde(default = "quick_orders_per_user_reads")]
     pub orders_per_user_reads: usize,
+    /// overload-blip: the open-loop load as a share of the mode's measured saturation.
+    #[serde(default = "blip_load_share")]
+    pub blip_load_share: f64,
+    /// overload-blip: seconds of load before the blip, of the blip, and after it.
+    #[serde(default = "blip_phases_secs")]
+    pub blip_phases_secs: [f64; 3],
+    /// overload-blip: the fault applied to products' proxy for the blip, as `lab`'s
+    /// control line (`slow products 50 0`: 50 ms added, no jitter); healed after it.
+    #[serde(default = "blip_fault")]
+    pub blip_fault: String,
 }
 
 fn default_soak_faults() -> usize {
@@ -112,6 +123,18 @@ fn quick_orders_per_user_reads() -> usize {
     50
 }
 
+fn blip_load_share() -> f64 {
+    0.7
+}
+
+fn blip_phases_secs() -> [f64; 3] {
+    [2.0, 2.0, 5.0]
+}
+
+fn blip_fault() -> String {
+    "slow products 50 0".into()
+}
+
 impl Profile {
     pub fn quick(seed: u64) -> Self {
         Self {
@@ -136,6 +159,9 @@ impl Profile {
             curve_step_secs: one_second(),
             orders_per_user: quick_orders_per_user(),
             orders_per_user_reads: quick_orders_per_user_reads(),
+            blip_load_share: blip_load_share(),
+            blip_phases_secs: blip_phases_secs(),
+            blip_fault: blip_fault(),
         }
     }
 
@@ -160,6 +186,9 @@ impl Profile {
             curve_step_secs: 5.0,
             orders_per_user: vec![10, 100, 1000, 10_000],
             orders_per_user_reads: 500,
+            blip_load_share: blip_load_share(),
+            blip_phases_secs: [5.0, 2.0, 20.0],
+            blip_fault: blip_fault(),
         }
     }
 
@@ -306,6 +335,10 @@ pub struct Fanout {
 pub struct ScenarioResult {
     pub scenario: Scenario,
     pub mode: Mode,
+    /// How the services' inter-service calls met failure (`--policies`); naive for the
+    /// modes that make none (async, the monolith) and in results from before the axis.
+    #[serde(default)]
+    pub policy: Policy,
     /// Which round of the scenario (from 1; results from before rounds: 1; 0 when run
     /// outside the suite).
     #[serde(default = "one")]
@@ -357,12 +390,24 @@ pub struct ScenarioResult {
     /// included). Absent in results from before it was recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub saturation_cpu_s: Option<f64>,
+    /// `UserOrders` answers that succeeded but were marked partial (a degraded answer:
+    /// no product details), per load run; absent where not counted.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub partial_answers: BTreeMap<String, u64>,
+    /// overload-blip's measurements.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blip: Option<blip::Blip>,
 }
 
 /// Logical bytes (keys + values) per sled tree, per component.
 pub type LogicalStorage = BTreeMap<String, BTreeMap<String, u64>>;
 
 impl ScenarioResult {
+    /// The column name of its variant: `sync`, `sync hardened`, … (see [`variant_label`]).
+    pub fn label(&self) -> String {
+        variant_label(self.mode, self.policy)
+    }
+
     /// Records what `sampler` measured.
     pub fn set_resources(&mut self, sampler: &resources::Sampler) {
         self.resources = sampler.usage();
@@ -415,6 +460,39 @@ pub struct Results {
     /// What ran, in the order it ran (empty in results from before it was recorded).
     #[serde(default)]
     pub run_order: Vec<Ran>,
+    /// The policies asked for (`--policies`); empty in results from before the axis,
+    /// which ran naive alone.
+    #[serde(default)]
+    pub policies: Vec<Policy>,
+}
+
+/// Whether `mode` makes inter-service calls, so that a policy applies to it (sync,
+/// bus-rpc); async and the monolith run once, naive.
+pub fn has_policies(mode: Mode) -> bool {
+    matches!(mode, Mode::Sync | Mode::BusRpc)
+}
+
+/// A mode under a policy as a column is named: the bare mode for naive (`sync`), else
+/// the mode and the policy (`sync hardened`, `bus-rpc retry-storm`).
+pub fn variant_label(mode: Mode, policy: Policy) -> String {
+    match policy {
+        Policy::Naive => mode.to_string(),
+        p => format!("{mode} {p}"),
+    }
+}
+
+/// The variants `modes` × `policies` make, in the order asked: each request/reply mode
+/// once per policy, async and the monolith once (naive).
+pub fn variants(modes: &[Mode], policies: &[Policy]) -> Vec<(Mode, Policy)> {
+    let mut out = Vec::new();
+    for &m in modes {
+        if has_policies(m) && !policies.is_empty() {
+            out.extend(policies.iter().map(|&p| (m, p)));
+        } else {
+            out.push((m, Policy::Naive));
+        }
+    }
+    out
 }
 
 impl Results {
@@ -435,14 +513,52 @@ impl Results {
         Ok(results)
     }
 
-    /// `scenario` in `mode`: its first round.
+    /// `scenario` in `mode` under the naive policy (every mode's plain run): its first
+    /// round.
     pub fn scenario(&self, scenario: Scenario, mode: Mode) -> Option<&ScenarioResult> {
         self.runs(scenario, mode).next()
     }
 
-    /// Every round of `scenario` in `mode`, in the order they ran.
+    /// Every round of `scenario` in `mode` under the naive policy, in the order they ran.
     pub fn runs(&self, scenario: Scenario, mode: Mode) -> impl Iterator<Item = &ScenarioResult> {
-        self.scenarios.iter().filter(move |s| s.scenario == scenario && s.mode == mode)
+        self.runs_with(scenario, mode, Policy::Naive)
+    }
+
+    /// `scenario` in `mode` under `policy`: its first round.
+    pub fn scenario_with(&self, scenario: Scenario, mode: Mode, policy: Policy) -> Option<&ScenarioResult> {
+        self.runs_with(scenario, mode, policy).next()
+    }
+
+    /// Every round of `scenario` in `mode` under `policy`, in the order they ran.
+    pub fn runs_with(&self, scenario: Scenario, mode: Mode, policy: Policy) -> impl Iterator<Item = &ScenarioResult> {
+        self.scenarios.iter().filter(move |s| s.scenario == scenario && s.mode == mode && s.policy == policy)
+    }
+
+    /// The policies the run asked for (naive alone in results from before the axis).
+    pub fn policies(&self) -> Vec<Policy> {
+        if self.policies.is_empty() {
+            vec![Policy::Naive]
+        } else {
+            self.policies.clone()
+        }
+    }
+
+    /// Whether the run had a policy besides naive.
+    pub fn has_policy_axis(&self) -> bool {
+        self.policies().iter().any(|&p| p != Policy::Naive)
+    }
+
+    /// The run's variants (mode × policy), in the order asked.
+    pub fn variants(&self) -> Vec<(Mode, Policy)> {
+        variants(&self.modes, &self.policies())
+    }
+
+    /// `scenario` in each variant that ran it (first round), labelled as its column.
+    pub fn by_variant(&self, scenario: Scenario) -> Vec<(String, &ScenarioResult)> {
+        self.variants()
+            .into_iter()
+            .filter_map(|(m, p)| Some((variant_label(m, p), self.scenario_with(scenario, m, p)?)))
+            .collect()
     }
 
     /// The scenarios that have results, in the order they first ran.
@@ -464,13 +580,22 @@ pub struct Ran {
     /// `None` for the floor, which is not a mode's.
     pub mode: Option<Mode>,
     pub round: usize,
+    /// The policy it ran under (naive in results from before the axis).
+    #[serde(default)]
+    pub policy: Policy,
 }
 
-/// The order the suite runs `scenarios` in: each in every mode, the modes' order
-/// flipped from one scenario (or round) to the next (sync, async, then async, sync:
-/// ABBA), so that a machine whose speed drifts does not favour the mode that always
-/// runs first; the latency scenarios `rounds` times.
-pub fn plan(scenarios: &[Scenario], modes: &[Mode], rounds: usize) -> Vec<(Scenario, Option<Mode>, usize)> {
+/// One step of the suite's plan: a scenario in one variant (none for the floor), in
+/// one round.
+pub type Planned = (Scenario, Option<(Mode, Policy)>, usize);
+
+/// The order the suite runs `scenarios` in: each in every variant (each mode, the
+/// request/reply modes once per policy: [`variants`]), the variants' order flipped from
+/// one scenario (or round) to the next (sync, async, then async, sync: ABBA), so that a
+/// machine whose speed drifts does not favour the variant that always runs first; the
+/// latency scenarios `rounds` times.
+pub fn plan(scenarios: &[Scenario], modes: &[Mode], policies: &[Policy], rounds: usize) -> Vec<Planned> {
+    let variants = variants(modes, policies);
     let mut steps = Vec::new();
     let mut flipped = false;
     for &s in scenarios {
@@ -480,12 +605,12 @@ pub fn plan(scenarios: &[Scenario], modes: &[Mode], rounds: usize) -> Vec<(Scena
         }
         let rounds = if s.is_latency() { rounds.max(1) } else { 1 };
         for round in 1..=rounds {
-            let mut order = modes.to_vec();
+            let mut order = variants.clone();
             if flipped {
                 order.reverse();
             }
             flipped = !flipped;
-            steps.extend(order.into_iter().map(|m| (s, Some(m), round)));
+            steps.extend(order.into_iter().map(|v| (s, Some(v), round)));
         }
     }
     steps
@@ -547,6 +672,8 @@ pub struct SuiteConfig {
     pub profile: Profile,
     pub scenarios: Vec<Scenario>,
     pub modes: Vec<Mode>,
+    /// The policies of the request/reply modes (`--policies`; naive alone by default).
+    pub policies: Vec<Policy>,
     pub runs: PathBuf,
     pub command: String,
     /// Processes or Compose.
@@ -558,6 +685,8 @@ pub struct Ctx {
     pub profile: Profile,
     pub dir: PathBuf,
     pub target: crate::topology::Target,
+    /// Every service of a prepared topology is started with it.
+    pub policy: Policy,
 }
 
 /// A fresh topology of `mode` in its own run dir, seeded with `seed`, with its
@@ -576,13 +705,19 @@ impl Ctx {
         proxied: &[&str],
         seed: SeedConfig,
     ) -> anyhow::Result<Prepared> {
-        let run_dir = self.dir.join(format!("{name}-{mode}"));
+        // A policy besides naive runs in run dirs (and compose projects) of its own.
+        let variant = match self.policy {
+            Policy::Naive => mode.to_string(),
+            p => format!("{mode}-{p}"),
+        };
+        let run_dir = self.dir.join(format!("{name}-{variant}"));
         let mut config = Config::new(mode, &run_dir);
+        config.policy = self.policy;
         config.proxied = proxied.iter().map(|s| s.to_string()).collect();
         if let crate::topology::Target::Compose { image, project } = &self.target {
-            // One project per scenario and mode: names must differ, as projects of one
-            // run are taken down and up in turn.
-            let project = format!("{project}{}{mode}", name.replace('-', ""));
+            // One project per scenario and variant: names must differ, as projects of
+            // one run are taken down and up in turn.
+            let project = format!("{project}{}{}", name.replace('-', ""), variant.replace('-', ""));
             config.target = crate::topology::Target::Compose { image: image.clone(), project };
         }
         let topology = Topology::start(config).await?;
@@ -612,7 +747,15 @@ pub async fn run(config: SuiteConfig) -> anyhow::Result<(Results, PathBuf)> {
         command: config.command.clone(),
         started_unix_ms: started,
     };
-    let ctx = Ctx { profile: config.profile.clone(), dir: dir.clone(), target: config.target.clone() };
+    anyhow::ensure!(!config.policies.is_empty(), "no policy to run: --policies needs at least one");
+    let mut policies: Vec<Policy> = Vec::new();
+    for &p in &config.policies {
+        if !policies.contains(&p) {
+            policies.push(p);
+        }
+    }
+    let ctx =
+        Ctx { profile: config.profile.clone(), dir: dir.clone(), target: config.target.clone(), policy: Policy::Naive };
     // By default each target runs what it can, and the long scenarios only in `--full`.
     let runs_here =
         |s: Scenario| s.runs_by_default_on(&config.target) && (!s.is_long() || config.profile.long_scenarios);
@@ -620,7 +763,7 @@ pub async fn run(config: SuiteConfig) -> anyhow::Result<(Results, PathBuf)> {
         .into_iter()
         .filter(|&s| if config.scenarios.is_empty() { runs_here(s) } else { config.scenarios.contains(&s) })
         .collect();
-    let steps = plan(&chosen, &config.modes, config.profile.rounds);
+    let steps = plan(&chosen, &config.modes, &policies, config.profile.rounds);
     let mut results = Results {
         version: RESULTS_VERSION,
         environment,
@@ -631,30 +774,26 @@ pub async fn run(config: SuiteConfig) -> anyhow::Result<(Results, PathBuf)> {
         targets: Vec::new(),
         complexity: Complexity::of_this_build(),
         run_order: Vec::new(),
+        policies: policies.clone(),
     };
     let suite_start = Instant::now();
-    for (i, &(scenario, mode, round)) in steps.iter().enumerate() {
-        progress(i, steps.len(), &scenario, mode, suite_start);
+    for (i, &(scenario, variant, round)) in steps.iter().enumerate() {
+        progress(i, steps.len(), &scenario, variant, suite_start);
         let start = Instant::now();
-        results.run_order.push(Ran { scenario, mode, round });
+        let (mode, policy) = (variant.map(|(m, _)| m), variant.map_or(Policy::Naive, |(_, p)| p));
+        results.run_order.push(Ran { scenario, mode, round, policy });
         match mode {
             None => results.floor = Some(scenarios::floor(&ctx).await.with_context(|| "scenario floor")?),
             Some(mode) => {
-                // A later round runs in run dirs of its own.
-                let round_ctx;
-                let ctx = if round > 1 {
-                    round_ctx = Ctx {
-                        profile: ctx.profile.clone(),
-                        dir: ctx.dir.join(format!("round-{round}")),
-                        target: ctx.target.clone(),
-                    };
-                    &round_ctx
-                } else {
-                    &ctx
-                };
-                let mut result = scenarios::run(ctx, scenario, mode)
+                // A later round runs in run dirs of its own; the variant's policy is
+                // every service's.
+                let dir = if round > 1 { ctx.dir.join(format!("round-{round}")) } else { ctx.dir.clone() };
+                let ctx = Ctx { profile: ctx.profile.clone(), dir, target: ctx.target.clone(), policy };
+                let label = variant_label(mode, policy);
+                let mut result = scenarios::run(&ctx, scenario, mode)
                     .await
-                    .with_context(|| format!("scenario {scenario} ({mode}, round {round})"))?;
+                    .with_context(|| format!("scenario {scenario} ({label}, round {round})"))?;
+                result.policy = policy;
                 result.round = round;
                 result.seconds = start.elapsed().as_secs_f64();
                 results.scenarios.push(result);
@@ -677,10 +816,16 @@ fn write(dir: &Path, results: &Results) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
-fn progress(done: usize, total: usize, scenario: &dyn std::fmt::Display, mode: Option<Mode>, start: Instant) {
+fn progress(
+    done: usize,
+    total: usize,
+    scenario: &dyn std::fmt::Display,
+    variant: Option<(Mode, Policy)>,
+    start: Instant,
+) {
     const WIDTH: usize = 30;
     let filled = WIDTH * done / total.max(1);
-    let what = mode.map_or(scenario.to_string(), |m| format!("{scenario} ({m})"));
+    let what = variant.map_or(scenario.to_string(), |(m, p)| format!("{scenario} ({})", variant_label(m, p)));
     eprint!(
         "\r[{}{}] {done}/{total} {:>4}s  {what:<32}",
         "#".repeat(filled),
@@ -726,7 +871,7 @@ pub fn soak_failures(results: &Results) -> Vec<String> {
         .iter()
         .filter_map(|s| {
             let failures = s.soak.as_ref()?.failures();
-            (!failures.is_empty()).then(|| format!("{} ({}): {}", s.scenario, s.mode, failures.join(", ")))
+            (!failures.is_empty()).then(|| format!("{} ({}): {}", s.scenario, s.label(), failures.join(", ")))
         })
         .collect()
 }
@@ -805,9 +950,9 @@ mod tests {
 
     #[test]
     fn modes_alternate_abba_and_latency_scenarios_repeat() {
-        let (s, a) = (Mode::Sync, Mode::Async);
+        let (s, a) = ((Mode::Sync, Policy::Naive), (Mode::Async, Policy::Naive));
         use Scenario::{Floor, KillDependency, Steady};
-        let order = plan(&[Floor, Steady, KillDependency], &[s, a], 2);
+        let order = plan(&[Floor, Steady, KillDependency], &[Mode::Sync, Mode::Async], &[Policy::Naive], 2);
         assert_eq!(
             order,
             vec![
@@ -820,5 +965,69 @@ mod tests {
                 (KillDependency, Some(a), 1),
             ]
         );
+    }
+
+    /// Each request/reply mode runs once per policy, async and the monolith once; the
+    /// variants' order flips from one scenario (or round) to the next.
+    #[test]
+    fn policies_multiply_the_request_reply_modes_only_and_flip_abba() {
+        use Policy::{Hardened, Naive, RetryStorm};
+        use Scenario::{KillDependency, OverloadBlip, Steady};
+        let modes = [Mode::Sync, Mode::Async, Mode::BusRpc, Mode::Monolith];
+        let policies = [Naive, Hardened, RetryStorm];
+        let forward = vec![
+            (Mode::Sync, Naive),
+            (Mode::Sync, Hardened),
+            (Mode::Sync, RetryStorm),
+            (Mode::Async, Naive),
+            (Mode::BusRpc, Naive),
+            (Mode::BusRpc, Hardened),
+            (Mode::BusRpc, RetryStorm),
+            (Mode::Monolith, Naive),
+        ];
+        assert_eq!(variants(&modes, &policies), forward);
+        let order = plan(&[Steady, KillDependency, OverloadBlip], &modes, &policies, 2);
+        let of = |scenario: Scenario, round: usize| -> Vec<(Mode, Policy)> {
+            order.iter().filter(|(s, _, r)| *s == scenario && *r == round).filter_map(|(_, v, _)| *v).collect()
+        };
+        let backward: Vec<_> = forward.iter().rev().copied().collect();
+        assert_eq!(of(Steady, 1), forward);
+        assert_eq!(of(Steady, 2), backward);
+        assert_eq!(of(KillDependency, 1), forward);
+        assert_eq!(of(OverloadBlip, 1), backward);
+        assert_eq!(order.len(), 4 * forward.len());
+        // Naive alone is the suite as it was: one variant per mode.
+        assert_eq!(variants(&modes, &[Naive]), modes.map(|m| (m, Naive)).to_vec());
+        assert_eq!(variant_label(Mode::BusRpc, RetryStorm), "bus-rpc retry-storm");
+        assert_eq!(variant_label(Mode::Sync, Naive), "sync");
+    }
+
+    /// A result without a policy (written before the axis) reads as naive, and the
+    /// lookup by (scenario, mode) keeps meaning the naive run.
+    #[test]
+    fn results_record_the_policy_and_old_ones_read_as_naive() {
+        let old: ScenarioResult = serde_json::from_str(
+            r#"{"scenario":"steady","mode":"sync","seconds":1.0,"loads":{},"sequential":null,"faults":[],
+                "staleness":null,"convergence":null,"losses":null,"resources":{},"storage":null,
+                "fanout":null,"note":null}"#,
+        )
+        .expect("an old result reads");
+        assert_eq!(old.policy, Policy::Naive);
+        let hardened = ScenarioResult { policy: Policy::Hardened, note: Some("h".into()), ..old.clone() };
+        let json = serde_json::to_string(&hardened).unwrap();
+        assert!(json.contains(r#""policy":"hardened""#), "{json}");
+        let back: ScenarioResult = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.policy, Policy::Hardened);
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/results.json");
+        let mut r: Results = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        assert!(r.policies.is_empty() && r.policies() == vec![Policy::Naive] && !r.has_policy_axis());
+        r.scenarios = vec![hardened, old];
+        r.policies = vec![Policy::Naive, Policy::Hardened];
+        assert_eq!(r.scenario(Scenario::Steady, Mode::Sync).and_then(|s| s.note.clone()), None);
+        let h = r.scenario_with(Scenario::Steady, Mode::Sync, Policy::Hardened).expect("the hardened run");
+        assert_eq!(h.note.as_deref(), Some("h"));
+        assert!(r.has_policy_axis());
+        let labels: Vec<String> = r.by_variant(Scenario::Steady).into_iter().map(|(l, _)| l).collect();
+        assert_eq!(labels, ["sync", "sync hardened"]);
     }
 }

@@ -41,11 +41,14 @@ pub enum Scenario {
     LoadCurve,
     /// `UserOrders` latency against the number of orders the user has.
     OrdersPerUser,
+    /// Load at a share of the saturation, a short slowdown of products, then normal:
+    /// does goodput come back, and what do the policies send meanwhile?
+    OverloadBlip,
 }
 
 impl Scenario {
     /// Every scenario, in the order the suite runs them.
-    pub const ALL: [Scenario; 14] = [
+    pub const ALL: [Scenario; 15] = [
         Scenario::Floor,
         Scenario::Steady,
         Scenario::SlowDependency,
@@ -60,6 +63,7 @@ impl Scenario {
         Scenario::FanOut,
         Scenario::LoadCurve,
         Scenario::OrdersPerUser,
+        Scenario::OverloadBlip,
     ];
 
     /// Its name in results files and on the command line.
@@ -79,6 +83,7 @@ impl Scenario {
             Scenario::FanOut => "fan-out",
             Scenario::LoadCurve => "load-curve",
             Scenario::OrdersPerUser => "orders-per-user",
+            Scenario::OverloadBlip => "overload-blip",
         }
     }
 
@@ -98,6 +103,7 @@ impl Scenario {
             Scenario::FanOut => "Inter-service calls per client request and events per write, counted by the services.",
             Scenario::LoadCurve => "Latency against offered load: the mode's saturation measured by a short closed-loop run, then the workload open-loop at fractions of it (see the table), each rung on the same topology, one after another.",
             Scenario::OrdersPerUser => "`UserOrders` against the number of orders the user has: for each size a new user gets that many orders (placed through the public API, 16 at a time), and once `UserOrders` shows them all it is read sequentially; the inter-service calls per read are counted by the services.",
+            Scenario::OverloadBlip => "The mode's saturation measured by a short closed-loop run, then the workload open-loop at a share of it (see the table): a while at normal, then a fault on `products`' proxy for a short blip (by default 50 ms added; in bus-rpc mode also on its link to the broker), then normal again. Goodput per 100 ms, inter-service calls per client request (counted by the services, retries included) before, during and after the blip, and the time goodput took to come back.",
             Scenario::Floor => "What the machine itself costs, measured in the same run: a loopback round trip, one gRPC hop, a JetStream publish and delivery, a sled flush.",
         }
     }
@@ -110,7 +116,7 @@ impl Scenario {
 
     /// Too long for the quick suite: runs in `--full`, or when named.
     pub fn is_long(self) -> bool {
-        self == Scenario::Soak
+        matches!(self, Scenario::Soak | Scenario::OverloadBlip)
     }
 
     /// Runs once for the machine, not once per mode.
@@ -122,7 +128,9 @@ impl Scenario {
     /// need containers; the floor, the fault proxy and on-disk sizes need local processes.
     pub fn runs_by_default_on(self, target: &Target) -> bool {
         match target {
-            Target::Compose { .. } => !matches!(self, Scenario::Floor | Scenario::SlowDependency | Scenario::Storage),
+            Target::Compose { .. } => {
+                !matches!(self, Scenario::Floor | Scenario::SlowDependency | Scenario::Storage | Scenario::OverloadBlip)
+            }
             Target::Process => self != Scenario::Partition,
         }
     }

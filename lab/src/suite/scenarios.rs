@@ -83,6 +83,7 @@ pub async fn run(ctx: &Ctx, scenario: Scenario, mode: Mode) -> anyhow::Result<Sc
         Scenario::FanOut => fan_out(ctx, mode).await?,
         Scenario::LoadCurve => super::curves::load_curve(ctx, mode).await?,
         Scenario::OrdersPerUser => super::curves::orders_per_user(ctx, mode).await?,
+        Scenario::OverloadBlip => super::blip::run(ctx, mode).await?,
         Scenario::Floor => anyhow::bail!("the floor runs once per machine, not in a mode"),
     };
     result.scenario = scenario;
@@ -153,6 +154,7 @@ async fn with_steps(
     let workload =
         Workload::new(prepared.clients.clone(), prepared.seeded.clone(), p.workload_mix(), p.deadline(), p.seed.seed);
     let acked = workload.acked_orders();
+    let partial = workload.partial_answers();
     // Every fault records the workload's writes in flight when it took effect.
     let writes = workload.writes_in_flight();
     let mut result = ScenarioResult::default();
@@ -180,6 +182,7 @@ async fn with_steps(
     )
     .await;
     result.loads.insert("run".into(), report);
+    result.partial_answers.insert("run".into(), partial.load(std::sync::atomic::Ordering::Relaxed));
     result.create_then_use = Some(create_then_use.await.expect("create-then-use task")?);
     let repaired = last_repair(&events);
     let applied = ensure_applied(&events);
@@ -704,10 +707,12 @@ async fn slow_dependency(ctx: &Ctx, mode: Mode) -> anyhow::Result<ScenarioResult
             p.deadline(),
             p.seed.seed,
         );
+        let partial = workload.partial_answers();
         let config = OpenLoop::new(p.fault_rate, p.secs(2.5));
         let (report, _) =
             load_during(&mut prepared, workload, config, Vec::new(), &mut sampler, None, &mut |_| {}).await;
         result.loads.insert(phase.into(), report);
+        result.partial_answers.insert(phase.into(), partial.load(std::sync::atomic::Ordering::Relaxed));
     }
     result.set_resources(&sampler);
     prepared.topology.stop()?;

@@ -50,7 +50,7 @@ pub fn text(r: &Results) -> String {
     }
     for s in &r.scenarios {
         let round = if s.round > 1 { format!(" r{}", s.round) } else { String::new() };
-        write!(out, "{:<17} {:<5}{round}", s.scenario, s.mode).ok();
+        write!(out, "{:<17} {:<5}{round}", s.scenario, s.label()).ok();
         // A scenario whose faults had nothing to act on says so first: its figures are
         // of the load alone.
         if let Some(note) = s.note.as_deref().filter(|n| n.starts_with(super::scenarios::DOES_NOT_APPLY)) {
@@ -191,6 +191,31 @@ pub fn text(r: &Results) -> String {
                 out,
                 " | saturation {:.0} ok/s ({} clients); knee {at}; past it: {past}",
                 c.saturation_ok_per_s, c.saturation_clients
+            )
+            .ok();
+        }
+        for (name, n) in s.partial_answers.iter().filter(|(_, n)| **n > 0) {
+            write!(out, " | {name}: {n} partial UserOrders answers (among the OK)").ok();
+        }
+        if let Some(b) = &s.blip {
+            let amplification: Vec<String> = b
+                .phases
+                .iter()
+                .map(|ph| format!("{} {}", ph.name, ph.amplification().map_or("-".into(), |a| format!("{a:.2}"))))
+                .collect();
+            let sum = |f: fn(&super::blip::Phase) -> u64| b.phases.iter().map(f).sum::<u64>();
+            write!(
+                out,
+                " | blip `{}` at {:.0}/s ({:.2} × saturation {:.0} ok/s): recovery {}; calls per request {}; retries {}, breaker rejections {}, shed {}",
+                b.fault,
+                b.offered_per_s,
+                b.load_share,
+                b.saturation_ok_per_s,
+                b.recovery.describe(),
+                amplification.join(", "),
+                sum(|ph| ph.retries_sent),
+                sum(|ph| ph.breaker_rejections),
+                sum(|ph| ph.requests_shed)
             )
             .ok();
         }
