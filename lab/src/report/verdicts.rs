@@ -685,8 +685,8 @@ fn runs(r: &Results, scenario: Scenario, modes: impl IntoIterator<Item = Mode>) 
     modes.into_iter().map(|m| r.runs(scenario, m).count()).min().unwrap_or(0)
 }
 
-/// The modes of the run besides sync and async that `scenario`'s faults applied to (bus-rpc):
-/// a "never" claim holds for them too.
+/// The modes of the run besides sync and async that `scenario`'s faults applied to (bus-rpc,
+/// and the monolith where chaos and the soak kill it): a "never" claim holds for them too.
 fn other_modes_under(r: &Results, scenario: Scenario) -> Vec<Mode> {
     r.modes
         .iter()

@@ -386,8 +386,10 @@ pub struct ScenarioResult {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub orders_per_user: Option<Vec<curves::OrdersPerUser>>,
     /// CPU seconds of every service and broker process over the saturation run alone
-    /// (steady): the sampler read before and after that run (the lab process not
-    /// included). Absent in results from before it was recorded.
+    /// (steady): the sampler read before and after that run, after it once async's
+    /// relay, broker and consumers had caught up with its writes (the lab process not
+    /// included). Absent in results from before it was recorded; results before 2026-11-29
+    /// read it right after the run, without async's catching up.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub saturation_cpu_s: Option<f64>,
     /// `UserOrders` answers that succeeded but were marked partial (a degraded answer:

@@ -619,8 +619,11 @@ async fn steady(ctx: &Ctx, mode: Mode) -> anyhow::Result<ScenarioResult> {
     stop_probe.cancel();
     result.staleness = Some(probe.await?);
     let saturation = saturation_run(&prepared, p, Duration::from_secs_f64(p.steady_secs));
-    // Sampled while it runs, like every other load; read right before and after it, so
-    // its CPU is its own.
+    // Sampled while it runs, like every other load; read right before it (once async has
+    // caught up with the earlier phases) and after it once async has caught up with it
+    // too (its relay, broker and consumers work on after the replies), so its CPU is its
+    // own and whole.
+    drain(&prepared, Duration::from_secs(30)).await?;
     sampler.sample(&prepared.topology.file());
     let cpu_before = sampler.cpu_s();
     tokio::pin!(saturation);
@@ -631,6 +634,7 @@ async fn steady(ctx: &Ctx, mode: Mode) -> anyhow::Result<ScenarioResult> {
             _ = tick.tick() => sampler.sample_load(&prepared.topology.file()),
         }
     };
+    drain(&prepared, Duration::from_secs(30)).await?;
     sampler.sample(&prepared.topology.file());
     result.saturation_cpu_s = Some(sampler.cpu_s() - cpu_before);
     result.loads.insert("saturation".into(), saturation);

@@ -234,12 +234,14 @@ impl Bus {
             while self.client.connection_state() != async_nats::connection::State::Connected {
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
-            // A round trip to the broker: the subscriptions sent before it are in place.
-            self.client.flush().await
+            // A round trip to the broker, which handles one connection's commands in
+            // order: the subscriptions sent before it are in place. (`flush` only
+            // writes the socket.)
+            round_trip(&self.client).await
         };
         match tokio::time::timeout(CONNECT_WAIT, up).await {
             Ok(Ok(())) => tracing::info!(service = self.service, "connected to the bus"),
-            Ok(Err(error)) => tracing::warn!(service = self.service, %error, "bus flush failed; serving anyway"),
+            Ok(Err(error)) => tracing::warn!(service = self.service, %error, "bus round trip failed; serving anyway"),
             Err(_) => tracing::warn!(
                 service = self.service,
                 "no broker after {CONNECT_WAIT:?}: serving anyway; calls over the bus fail until it connects"

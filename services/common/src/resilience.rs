@@ -172,13 +172,13 @@ impl Resilience {
         dependency.budget.deposit();
         let mut retries = 0;
         loop {
-            if !dependency.breaker().admit(Instant::now()) {
+            let Some(admitted) = dependency.breaker().admit(Instant::now()) else {
                 crate::stats::breaker_rejected(hop.dependency);
                 return Err(Status::unavailable(format!("circuit open for {} ({hop} not sent)", hop.dependency)));
-            }
+            };
             let failed = match deadline::attempt(hop, deadline, message.clone(), &mut make_call).await {
                 Ok(response) => {
-                    dependency.breaker().record(true, Instant::now());
+                    dependency.breaker().record(admitted, true, Instant::now());
                     return Ok(response);
                 }
                 Err(failed) => failed,
@@ -188,11 +188,11 @@ impl Resilience {
                     let unhealthy =
                         matches!(status.code(), Code::Unavailable | Code::DeadlineExceeded | Code::ResourceExhausted);
                     // A dependency that answered (even NOT_FOUND) is healthy.
-                    dependency.breaker().record(!unhealthy, Instant::now());
+                    dependency.breaker().record(admitted, !unhealthy, Instant::now());
                     unhealthy && hop.is_idempotent()
                 }
                 Failed::TimedOut(_) => {
-                    dependency.breaker().record(false, Instant::now());
+                    dependency.breaker().record(admitted, false, Instant::now());
                     false
                 }
                 Failed::NoTimeLeft(_) => false,
@@ -225,6 +225,9 @@ pub struct Breaker {
     consecutive_failures: u32,
     threshold: u32,
     cool_down: Duration,
+    /// Bumped on every change of state: a call admitted before it reports on a state
+    /// that is gone, and its result is ignored.
+    generation: u64,
 }
 
 /// Where a [`Breaker`] stands.
@@ -235,41 +238,67 @@ pub enum BreakerState {
     HalfOpen { probe_sent: Instant },
 }
 
+/// A call the breaker let through, and the state it was let through in.
+#[derive(Debug, Clone, Copy)]
+pub struct Admitted {
+    generation: u64,
+}
+
 impl Breaker {
     pub fn new(threshold: u32, cool_down: Duration) -> Self {
-        Self { state: BreakerState::Closed, consecutive_failures: 0, threshold: threshold.max(1), cool_down }
+        Self {
+            state: BreakerState::Closed,
+            consecutive_failures: 0,
+            threshold: threshold.max(1),
+            cool_down,
+            generation: 0,
+        }
     }
 
     pub fn state(&self) -> BreakerState {
         self.state
     }
 
-    /// Whether a call may go out at `now`.
-    pub fn admit(&mut self, now: Instant) -> bool {
+    fn set(&mut self, state: BreakerState) {
+        self.state = state;
+        self.generation += 1;
+    }
+
+    /// Whether a call may go out at `now`: the ticket to report its outcome with.
+    pub fn admit(&mut self, now: Instant) -> Option<Admitted> {
         let probe_due = match self.state {
-            BreakerState::Closed => return true,
+            BreakerState::Closed => return Some(Admitted { generation: self.generation }),
             BreakerState::Open { until } => now >= until,
             // A probe that never reported (its caller gave up) is replaced after one cool-down.
             BreakerState::HalfOpen { probe_sent } => now >= probe_sent + self.cool_down,
         };
-        if probe_due {
-            self.state = BreakerState::HalfOpen { probe_sent: now };
+        if !probe_due {
+            return None;
         }
-        probe_due
+        self.set(BreakerState::HalfOpen { probe_sent: now });
+        Some(Admitted { generation: self.generation })
     }
 
-    /// The outcome of a call admitted earlier: healthy unless the dependency was
-    /// unreachable, too slow or overloaded (any answer, even `NOT_FOUND`, is healthy).
-    pub fn record(&mut self, healthy: bool, now: Instant) {
+    /// The outcome of `call`: healthy unless the dependency was unreachable, too slow or
+    /// overloaded (any answer, even `NOT_FOUND`, is healthy). A call admitted before the
+    /// last change of state (sent while closed and failing after the breaker opened, or a
+    /// probe replaced by another) tells nothing about the dependency now: ignored.
+    pub fn record(&mut self, call: Admitted, healthy: bool, now: Instant) {
+        if call.generation != self.generation {
+            return;
+        }
         if healthy {
             self.consecutive_failures = 0;
-            self.state = BreakerState::Closed;
+            if self.state != BreakerState::Closed {
+                self.set(BreakerState::Closed);
+            }
             return;
         }
         self.consecutive_failures = self.consecutive_failures.saturating_add(1);
         let probe_failed = matches!(self.state, BreakerState::HalfOpen { .. });
         if probe_failed || self.consecutive_failures >= self.threshold {
-            self.state = BreakerState::Open { until: now + self.cool_down };
+            self.consecutive_failures = 0;
+            self.set(BreakerState::Open { until: now + self.cool_down });
         }
     }
 }
@@ -432,16 +461,45 @@ mod tests {
         let t0 = Instant::now();
         let cool = Duration::from_millis(500);
         let mut breaker = Breaker::new(2, cool);
-        breaker.record(false, t0);
+        let (a, b) = (breaker.admit(t0).unwrap(), breaker.admit(t0).unwrap());
+        breaker.record(a, false, t0);
         assert_eq!(breaker.state(), BreakerState::Closed, "one failure of two");
-        breaker.record(false, t0);
+        breaker.record(b, false, t0);
         assert_eq!(breaker.state(), BreakerState::Open { until: t0 + cool });
-        assert!(!breaker.admit(t0 + cool / 2));
-        assert!(breaker.admit(t0 + cool), "the probe");
-        assert!(!breaker.admit(t0 + cool + cool / 2), "one probe at a time");
-        assert!(breaker.admit(t0 + cool * 2), "the probe never reported: another");
-        breaker.record(true, t0 + cool * 2);
+        assert!(breaker.admit(t0 + cool / 2).is_none());
+        let lost = breaker.admit(t0 + cool).expect("the probe");
+        assert!(breaker.admit(t0 + cool + cool / 2).is_none(), "one probe at a time");
+        let probe = breaker.admit(t0 + cool * 2).expect("the probe never reported: another");
+        breaker.record(lost, false, t0 + cool * 2);
+        assert_eq!(breaker.state(), BreakerState::HalfOpen { probe_sent: t0 + cool * 2 }, "the lost probe is stale");
+        breaker.record(probe, true, t0 + cool * 2);
         assert_eq!(breaker.state(), BreakerState::Closed);
-        assert!(breaker.admit(t0 + cool * 2));
+        assert!(breaker.admit(t0 + cool * 2).is_some());
+    }
+
+    /// Calls let through before the breaker opened (a frozen dependency's, timing out one
+    /// after another) say nothing about the dependency after it opened: they neither push
+    /// the probe back nor close or reopen the breaker.
+    #[test]
+    fn results_of_calls_admitted_before_the_breaker_opened_are_ignored() {
+        let t0 = Instant::now();
+        let cool = Duration::from_millis(500);
+        let mut breaker = Breaker::new(2, cool);
+        let in_flight: Vec<Admitted> = (0..5).map(|_| breaker.admit(t0).unwrap()).collect();
+        breaker.record(in_flight[0], false, t0);
+        breaker.record(in_flight[1], false, t0);
+        assert_eq!(breaker.state(), BreakerState::Open { until: t0 + cool });
+        // The rest time out later, while open: the probe is still due at t0 + cool.
+        breaker.record(in_flight[2], false, t0 + cool / 2);
+        assert_eq!(breaker.state(), BreakerState::Open { until: t0 + cool });
+        let probe = breaker.admit(t0 + cool).expect("the probe is due when the cool-down ends");
+        // A late failure of an old call is not the probe's.
+        breaker.record(in_flight[3], false, t0 + cool);
+        assert_eq!(breaker.state(), BreakerState::HalfOpen { probe_sent: t0 + cool });
+        // Nor does a late success of an old call close it.
+        breaker.record(in_flight[4], true, t0 + cool);
+        assert_eq!(breaker.state(), BreakerState::HalfOpen { probe_sent: t0 + cool });
+        breaker.record(probe, false, t0 + cool);
+        assert_eq!(breaker.state(), BreakerState::Open { until: t0 + cool * 2 }, "the probe's failure reopens it");
     }
 }
