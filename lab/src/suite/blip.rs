@@ -23,7 +23,6 @@ use super::{
 use crate::{
     control::{self, Action},
     topology::{Target, TopologyError},
-    workload::Workload,
 };
 
 /// The load run's name in [`ScenarioResult::loads`] (the saturation run is "saturation").
@@ -247,8 +246,7 @@ pub async fn run(ctx: &Ctx, mode: Mode) -> anyhow::Result<ScenarioResult> {
         "  {what}: saturation {:.0} ok/s; {offered:.0}/s for {before} s, `{}` for {during} s, then {after} s",
         saturation.ok_per_s, p.blip_fault
     );
-    let mut workload =
-        Workload::new(prepared.clients.clone(), prepared.seeded.clone(), p.workload_mix(), p.deadline(), p.seed.seed);
+    let mut workload = prepared.workload(p, p.seed.seed);
     let partial = workload.partial_answers();
     let length = Duration::from_secs_f64(before + during + after);
     let c0 = counts(&prepared).await?;

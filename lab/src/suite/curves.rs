@@ -22,7 +22,7 @@ use futures::{stream, StreamExt};
 use serde::{Deserialize, Serialize};
 
 use super::{resources::Sampler, scenarios, Ctx, Scenario, ScenarioResult};
-use crate::workload::{Workload, PLACE_ORDER};
+use crate::workload::PLACE_ORDER;
 
 /// Latency against offered load, in one mode.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -226,13 +226,7 @@ pub async fn load_curve(ctx: &Ctx, mode: Mode) -> anyhow::Result<ScenarioResult>
         scenarios::drain(&prepared, SETTLE_WITHIN)
             .await
             .with_context(|| format!("load-curve ({mode}): before the {fraction} × rung"))?;
-        let workload = Workload::new(
-            prepared.clients.clone(),
-            prepared.seeded.clone(),
-            p.workload_mix(),
-            p.deadline(),
-            p.seed.seed + i as u64,
-        );
+        let workload = prepared.workload(p, p.seed.seed + i as u64);
         let config = OpenLoop::new(fraction * saturation.ok_per_s, step);
         let (report, _) =
             scenarios::load_during(&mut prepared, workload, config, Vec::new(), &mut sampler, None, &mut |_| {}).await;

@@ -34,7 +34,7 @@ use crate::{
     latency::Latencies,
     seed::{SeedConfig, Seeded},
     topology::{Config, Topology},
-    workload::Mix,
+    workload::{Mix, Workload},
 };
 
 /// Bumped when the meaning of a field changes.
@@ -697,6 +697,13 @@ pub struct Prepared {
     pub topology: Topology,
     pub clients: Clients,
     pub seeded: Arc<Seeded>,
+}
+
+impl Prepared {
+    /// The profile's workload (its mix and deadline) on this topology's data, from `seed`.
+    pub fn workload(&self, p: &Profile, seed: u64) -> Workload {
+        Workload::new(self.clients.clone(), self.seeded.clone(), p.workload_mix(), p.deadline(), seed)
+    }
 }
 
 impl Ctx {

@@ -151,8 +151,7 @@ async fn with_steps(
 ) -> anyhow::Result<ScenarioResult> {
     let p = &ctx.profile;
     let mut prepared = ctx.prepare(name.name(), mode, &[], p.seed).await?;
-    let workload =
-        Workload::new(prepared.clients.clone(), prepared.seeded.clone(), p.workload_mix(), p.deadline(), p.seed.seed);
+    let workload = prepared.workload(p, p.seed.seed);
     let acked = workload.acked_orders();
     let partial = workload.partial_answers();
     // Every fault records the workload's writes in flight when it took effect.
@@ -604,13 +603,7 @@ async fn steady(ctx: &Ctx, mode: Mode) -> anyhow::Result<ScenarioResult> {
     // Nothing checks losses after the steady rates: the probe's orders are not kept.
     let (stop_probe, probe) = start_probe(&prepared, Arc::default());
     for (i, &rate) in p.steady_rates.iter().enumerate() {
-        let workload = Workload::new(
-            prepared.clients.clone(),
-            prepared.seeded.clone(),
-            p.workload_mix(),
-            p.deadline(),
-            p.seed.seed + i as u64,
-        );
+        let workload = prepared.workload(p, p.seed.seed + i as u64);
         let config = OpenLoop::new(rate, Duration::from_secs_f64(p.steady_secs));
         let (report, _) =
             load_during(&mut prepared, workload, config, Vec::new(), &mut sampler, None, &mut |_| {}).await;
@@ -651,13 +644,7 @@ pub(super) fn saturation_run(
     p: &super::Profile,
     length: Duration,
 ) -> impl std::future::Future<Output = bench::load::LoadReport> {
-    let workload = Mutex::new(Workload::new(
-        prepared.clients.clone(),
-        prepared.seeded.clone(),
-        p.workload_mix(),
-        p.deadline(),
-        p.seed.seed + 99,
-    ));
+    let workload = Mutex::new(prepared.workload(p, p.seed.seed + 99));
     closed_loop(p.saturation_clients, length, move |_| {
         workload.lock().unwrap_or_else(|e| e.into_inner()).next_request()
     })
@@ -704,13 +691,7 @@ async fn slow_dependency(ctx: &Ctx, mode: Mode) -> anyhow::Result<ScenarioResult
                 writes_in_flight: None,
             });
         }
-        let workload = Workload::new(
-            prepared.clients.clone(),
-            prepared.seeded.clone(),
-            p.workload_mix(),
-            p.deadline(),
-            p.seed.seed,
-        );
+        let workload = prepared.workload(p, p.seed.seed);
         let partial = workload.partial_answers();
         let config = OpenLoop::new(p.fault_rate, p.secs(2.5));
         let (report, _) =
