@@ -17,7 +17,7 @@ pub enum Scenario {
     /// Sequential latency, create-then-use, open-loop rates and saturation.
     #[default]
     Steady,
-    /// 50 ms added in front of products.
+    /// 20 ms added in front of products (in bus-rpc also on its link to the broker).
     SlowDependency,
     /// users, then products, SIGKILLed and restarted under load.
     KillDependency,
@@ -33,7 +33,7 @@ pub enum Scenario {
     Chaos,
     /// Hundreds of seeded kills, pauses and restarts, every write checked after.
     Soak,
-    /// Bytes on disk and logical bytes per component, at two data sizes.
+    /// Bytes on disk and logical bytes per component, for the same seeded data.
     Storage,
     /// Inter-service calls and events per request.
     FanOut,

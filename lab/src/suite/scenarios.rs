@@ -650,6 +650,9 @@ pub(super) fn saturation_run(
     })
 }
 
+/// The latency slow-dependency adds in front of products.
+const SLOWED_BY: Duration = Duration::from_millis(20);
+
 async fn slow_dependency(ctx: &Ctx, mode: Mode) -> anyhow::Result<ScenarioResult> {
     let p = &ctx.profile;
     let mut result = ScenarioResult::default();
@@ -659,7 +662,7 @@ async fn slow_dependency(ctx: &Ctx, mode: Mode) -> anyhow::Result<ScenarioResult
         let reason = does_not_apply(mode, PRODUCTS);
         result.faults.push(FaultEvent {
             t_ms: 0,
-            action: Action::Slow { latency: Duration::from_millis(20), jitter: Duration::ZERO }.line(PRODUCTS),
+            action: Action::Slow { latency: SLOWED_BY, jitter: Duration::ZERO }.line(PRODUCTS),
             result: reason.clone(),
             planned_ms: Some(0),
             effective_ms: None,
@@ -671,7 +674,7 @@ async fn slow_dependency(ctx: &Ctx, mode: Mode) -> anyhow::Result<ScenarioResult
     }
     let mut prepared = ctx.prepare(Scenario::SlowDependency.name(), mode, &[PRODUCTS], p.seed).await?;
     let mut sampler = Sampler::new();
-    let added = Duration::from_millis(20);
+    let added = SLOWED_BY;
     result.added_latency_us = Some(added.as_micros() as u64);
     // Fault times are from the start of the first phase's load.
     let start = tokio::time::Instant::now();
