@@ -183,12 +183,7 @@ fn small_ctx(dir: &std::path::Path) -> lab::suite::Ctx {
     profile.seed = lab::seed::SeedConfig { users: 20, products: 10, orders: 40, seed: 7 };
     profile.fault_rate = 100.0;
     profile.chaos_secs = 5.0;
-    lab::suite::Ctx {
-        profile,
-        dir: dir.to_path_buf(),
-        target: lab::topology::Target::Process,
-        policy: common::config::Policy::Naive,
-    }
+    lab::suite::Ctx::on_processes(profile, dir)
 }
 
 /// Chaos gives both modes one schedule: the same service victims at the same planned

@@ -16,12 +16,7 @@ fn tiny_ctx(dir: &std::path::Path) -> lab::suite::Ctx {
     // One more than a page of ListOrdersByUser: the sync chain needs a second page.
     profile.orders_per_user = vec![3, MAX_ORDERS_PAGE_SIZE as usize + 1];
     profile.orders_per_user_reads = 5;
-    lab::suite::Ctx {
-        profile,
-        dir: dir.to_path_buf(),
-        target: lab::topology::Target::Process,
-        policy: common::config::Policy::Naive,
-    }
+    lab::suite::Ctx::on_processes(profile, dir)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,7 +12,6 @@ use lab::{
     history::{Entry, History, Op, Outcome, Reply},
     seed::SeedConfig,
     suite::{scenarios::SKIPPED_NO_BROKER, soak, Ctx, Profile, Scenario, ScenarioResult},
-    topology::Target,
 };
 
 /// A small, short soak: 12 service faults.
@@ -23,7 +22,7 @@ fn ctx(dir: &std::path::Path) -> Ctx {
     profile.seed = SeedConfig { users: 20, products: 10, orders: 40, seed: 7 };
     profile.fault_rate = 100.0;
     profile.soak_faults = FAULTS;
-    Ctx { profile, dir: dir.to_path_buf(), target: Target::Process, policy: common::config::Policy::Naive }
+    Ctx::on_processes(profile, dir)
 }
 
 #[track_caller]

@@ -707,6 +707,11 @@ impl Prepared {
 }
 
 impl Ctx {
+    /// Naive policy on local processes, under `dir`: what tests and a plain suite start from.
+    pub fn on_processes(profile: Profile, dir: &Path) -> Self {
+        Ctx { profile, dir: dir.to_path_buf(), target: crate::topology::Target::Process, policy: Policy::Naive }
+    }
+
     pub async fn prepare(
         &self,
         name: &str,
