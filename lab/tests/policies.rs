@@ -215,7 +215,13 @@ async fn overload_blip_counts_retry_storms_amplification_per_policy() {
     // The lookup by (scenario, mode) is the naive run's.
     assert_eq!(reread.scenario(Scenario::OverloadBlip, Mode::Sync).map(|s| s.policy), Some(Policy::Naive));
     let md = lab::report::render(&reread).markdown;
-    assert!(md.contains("| variant | saturation (ok/s) → offered (req/s) |"), "{md}");
+    assert!(md.contains("| variant | saturation (ok/s) → sustained (ok/s) → offered (req/s) |"), "{md}");
+    let sync = reread.scenario(Scenario::OverloadBlip, Mode::Sync).and_then(|s| s.blip.as_ref()).unwrap();
+    assert!(
+        sync.sustained_ok_per_s > 0.0 && sync.sustained_ok_per_s <= sync.saturation_ok_per_s,
+        "the sustained rate counts the drain in: {sync:?}"
+    );
+    assert!((sync.offered_per_s - 0.5 * sync.sustained_ok_per_s).abs() < 1e-6, "{sync:?}");
     assert!(md.contains("\n| sync retry-storm | "), "a row per variant: {md}");
     assert!(md.contains("## Policies"), "{md}");
 }

@@ -910,6 +910,8 @@ fn blip_result(
             saturation_ok_per_s: 1000.0,
             saturation_clients: 64,
             saturation_ms: 1000,
+            drain_ms: 0,
+            sustained_ok_per_s: 1000.0,
             load_share: 0.7,
             offered_per_s: 700.0,
             fault: "slow products 50 0".into(),
@@ -999,12 +1001,17 @@ fn a_policy_run_has_a_column_per_variant_and_a_policies_section() {
     assert!(storm_row.contains("did not recover within the run (5.0 s after the blip)"), "{storm_row}");
     assert!(storm_row.contains("2.50 / 9.50 / 2.50"), "calls per client request by phase: {storm_row}");
     assert!(blip.lines().any(|l| l.starts_with("| async |") && l.contains("0.00 / 0.00 / 0.00")), "{blip}");
-    let chart = chart(&rendered, "overload-blip-goodput.svg");
+    let goodput = chart(&rendered, "overload-blip-goodput.svg");
     for legend in ["sync", "sync hardened", "sync retry-storm (dashed)", "async", "blip: slow products 50 0"] {
-        assert!(texts(chart).iter().any(|(_, t)| t == legend), "no legend {legend:?}: {:?}", texts(chart));
+        assert!(texts(goodput).iter().any(|(_, t)| t == legend), "no legend {legend:?}: {:?}", texts(goodput));
     }
     // A variant's colour is a shade of its mode's.
     let (sync, hardened) = (report::charts::mode_color("sync"), report::charts::mode_color("sync hardened"));
     assert_ne!(sync, hardened);
     assert_ne!(report::charts::mode_color("sync retry-storm"), sync);
+    // The headline chart has a group of bars per variant too, each policy's own.
+    let headline = chart(&rendered, "headline.svg");
+    for legend in ["sync", "sync hardened", "sync retry-storm", "async"] {
+        assert!(texts(headline).iter().any(|(_, t)| t == legend), "no legend {legend:?}: {:?}", texts(headline));
+    }
 }

@@ -168,7 +168,8 @@ fn document(r: &Results) -> Vec<Block> {
     let price = price::of_distribution(r);
     if let Some(table) = price.as_deref().and_then(price::compact) {
         d.push(Heading(2, "The price of distribution, at a glance".into()));
-        d.push(Para("Each mode's figure ÷ the monolith's (one process, one database, in-process calls), from this run; the section \"The price of distribution\" below gives the figures themselves.".into()));
+        let naive = if r.has_policy_axis() { " Sync's and bus-rpc's are their naive runs'." } else { "" };
+        d.push(Para(format!("Each mode's figure ÷ the monolith's (one process, one database, in-process calls), from this run; the section \"The price of distribution\" below gives the figures themselves.{naive}")));
         d.push(table);
     }
 
@@ -300,7 +301,8 @@ const HEADLINE_FAULTS: [Scenario; 4] =
 pub const NOT_APPLICABLE: &str = "n/a";
 pub const NOT_MEASURED: &str = "no data";
 
-/// The headline chart: per mode, the share of requests served while each fault window
+/// The headline chart: per variant (each mode, and sync and bus-rpc once per policy of
+/// the run), the share of requests served while each fault window
 /// of the fault scenarios lasted (round 1), and sequential UserOrders p50 (steady, round
 /// 1). `None` when the run has neither.
 fn headline_chart(r: &Results) -> Option<String> {
@@ -316,17 +318,19 @@ fn headline_chart(r: &Results) -> Option<String> {
             }
         }
     }
-    let served: Vec<(&str, Vec<charts::Bar>)> = r
-        .modes
+    // A group of bars per variant: each mode, and sync and bus-rpc once per policy.
+    let variants: Vec<(Mode, Policy, String)> =
+        r.variants().into_iter().map(|(m, p)| (m, p, crate::suite::variant_label(m, p))).collect();
+    let served: Vec<(&str, Vec<charts::Bar>)> = variants
         .iter()
-        .map(|&mode| {
+        .map(|(mode, policy, label)| {
             let bars = windows
                 .iter()
                 .map(|(scenario, what)| {
-                    if verdicts::does_not_apply(r, *scenario, mode).is_some() {
+                    if verdicts::does_not_apply(r, *scenario, *mode).is_some() {
                         return Err(NOT_APPLICABLE.to_string());
                     }
-                    let s = r.scenario(*scenario, mode).ok_or_else(|| NOT_MEASURED.to_string())?;
+                    let s = r.scenario_with(*scenario, *mode, *policy).ok_or_else(|| NOT_MEASURED.to_string())?;
                     verdicts::fault_windows(s)
                         .into_iter()
                         .find(|(_, _, w)| w == what)
@@ -335,15 +339,14 @@ fn headline_chart(r: &Results) -> Option<String> {
                         .ok_or_else(|| NOT_MEASURED.to_string())
                 })
                 .collect();
-            (mode.as_str(), bars)
+            (label.as_str(), bars)
         })
         .collect();
-    let p50: Vec<(&str, charts::Bar)> = r
-        .modes
+    let p50: Vec<(&str, charts::Bar)> = variants
         .iter()
-        .map(|&mode| {
-            let seq = r.scenario(Scenario::Steady, mode).and_then(|s| s.sequential.as_ref());
-            (mode.as_str(), seq.map(|l| l.user_orders.p50_us as f64 / 1000.0).ok_or_else(|| NOT_MEASURED.to_string()))
+        .map(|(mode, policy, label)| {
+            let seq = r.scenario_with(Scenario::Steady, *mode, *policy).and_then(|s| s.sequential.as_ref());
+            (label.as_str(), seq.map(|l| l.user_orders.p50_us as f64 / 1000.0).ok_or_else(|| NOT_MEASURED.to_string()))
         })
         .collect();
     if windows.is_empty() && p50.iter().all(|(_, v)| v.is_err()) {
@@ -351,7 +354,7 @@ fn headline_chart(r: &Results) -> Option<String> {
     }
     let labels: Vec<String> = windows.into_iter().map(|(_, what)| what).collect();
     Some(charts::headline(
-        "Per mode: requests served while each fault lasted, and UserOrders latency",
+        "Per variant: requests served while each fault lasted, and UserOrders latency",
         &labels,
         &served,
         &p50,
@@ -1047,7 +1050,7 @@ fn blip_blocks(modes: &[(&str, &ScenarioResult)], d: &mut Vec<Block>) {
     let secs = |ms: u64| ms as f64 / 1000.0;
     let end_ms = first_run.loads.get(blip::LOAD).map_or(first.to_ms, |l| l.duration_ms);
     d.push(Block::Para(format!(
-        "Each variant on a fresh topology: its saturation measured by {} closed-loop clients for {:.1} s, then the workload open-loop at {:.2} × that rate; after {:.1} s, `{}` on products' proxy (in bus-rpc mode on its link to the broker too) for {:.1} s, then healed, and {:.1} s more (as run in {}). Goodput: successes per second in each 100 ms bucket, by intended send time. Calls per client request: the inter-service calls the services sent over the phase (`Admin.Stats` `rpcs_sent`: every attempt, retries included; a call an open breaker refused is not sent) ÷ the client requests intended in the phase and sent. By the rule used here, {}.",
+        "Each variant on a fresh topology: its saturation measured by {} closed-loop clients for {:.1} s; then the lab waits until the work that run left behind is done (async's outboxes, broker and consumers; nothing in the request/reply modes) and takes the rate the variant sustains as the run's successes ÷ (its length + that drain), so that work a reply leaves behind is paid for (results from before this say so: they took the saturation itself); then the workload open-loop at {:.2} × the sustained rate; after {:.1} s, `{}` on products' proxy (in bus-rpc mode on its link to the broker too) for {:.1} s, then healed, and {:.1} s more (as run in {}). Goodput: successes per second in each 100 ms bucket, by intended send time. Calls per client request: the inter-service calls the services sent over the phase (`Admin.Stats` `rpcs_sent`: every attempt, retries included; a call an open breaker refused is not sent) ÷ the client requests intended in the phase and sent. By the rule used here, {}.",
         first.saturation_clients,
         secs(first.saturation_ms),
         first.load_share,
@@ -1081,7 +1084,15 @@ fn blip_blocks(modes: &[(&str, &ScenarioResult)], d: &mut Vec<Block>) {
         .map(|(m, s, b)| {
             vec![
                 m.to_string(),
-                format!("{:.0} → {:.0}", b.saturation_ok_per_s, b.offered_per_s),
+                match b.sustained_ok_per_s > 0.0 {
+                    true => format!(
+                        "{:.0} → {:.0} (drained in {} ms) → {:.0}",
+                        b.saturation_ok_per_s, b.sustained_ok_per_s, b.drain_ms, b.offered_per_s
+                    ),
+                    false => {
+                        format!("{:.0} → not measured (older results) → {:.0}", b.saturation_ok_per_s, b.offered_per_s)
+                    }
+                },
                 b.recovery.describe(),
                 phases(b, &|p| p.amplification().map_or("-".into(), |a| format!("{a:.2}"))),
                 phases(b, &|p| p.retries_sent.to_string()),
@@ -1095,7 +1106,7 @@ fn blip_blocks(modes: &[(&str, &ScenarioResult)], d: &mut Vec<Block>) {
     d.push(Block::Table(
         [
             "variant",
-            "saturation (ok/s) → offered (req/s)",
+            "saturation (ok/s) → sustained (ok/s) → offered (req/s)",
             "recovery after the blip",
             "inter-service calls per client request, before / during / after",
             "retries sent, before / during / after",

@@ -47,8 +47,12 @@ impl Figure {
 
 /// What each figure is, for the section's text.
 pub fn method(r: &Results) -> String {
+    let policies = match r.has_policy_axis() {
+        true => " Sync's and bus-rpc's figures here are their naive runs'; what a policy costs on top is in the Policies section.",
+        false => "",
+    };
     format!(
-        "Each headline figure of the monolith (one process serving all four APIs from one sled database, with in-process calls, the same validation and the same flush before every reply), and each other mode's as a multiple of it. Sequential p50s: the steady scenario's first round, one request at a time. Saturation: its closed-loop run ({} clients, as many requests as they get served). CPU per request: the CPU seconds (user + system, from /proc) of every service and broker process, read right before and right after the saturation run (after it, once async's relay, broker and consumers had caught up with it: their work on its writes is counted), ÷ the requests that run served; the lab's own process (the load generator) is not counted. Bytes: the storage scenario (the same seeded data in every mode, then stopped and measured), as file sizes (the broker's store included) and as logical bytes (keys + values in the services' sled trees). A ratio is given only where both figures were measured; otherwise the cell says what is missing.",
+        "Each headline figure of the monolith (one process serving all four APIs from one sled database, with in-process calls, the same validation and the same flush before every reply), and each other mode's as a multiple of it. Sequential p50s: the steady scenario's first round, one request at a time. Saturation: its closed-loop run ({} clients, as many requests as they get served). CPU per request: the CPU seconds (user + system, from /proc) of every service and broker process, read right before and right after the saturation run (after it, once async's relay, broker and consumers had caught up with it: their work on its writes is counted), ÷ the requests that run served; the lab's own process (the load generator) is not counted. Bytes: the storage scenario (the same seeded data in every mode, then stopped and measured), as file sizes (the broker's store included) and as logical bytes (keys + values in the services' sled trees). A ratio is given only where both figures were measured; otherwise the cell says what is missing.{policies}",
         r.profile.saturation_clients
     )
 }

@@ -206,10 +206,11 @@ pub fn text(r: &Results) -> String {
             let sum = |f: fn(&super::blip::Phase) -> u64| b.phases.iter().map(f).sum::<u64>();
             write!(
                 out,
-                " | blip `{}` at {:.0}/s ({:.2} × saturation {:.0} ok/s): recovery {}; calls per request {}; retries {}, breaker rejections {}, shed {}",
+                " | blip `{}` at {:.0}/s ({:.2} × sustained {:.0} ok/s, saturation {:.0}): recovery {}; calls per request {}; retries {}, breaker rejections {}, shed {}",
                 b.fault,
                 b.offered_per_s,
                 b.load_share,
+                b.sustained_ok_per_s,
                 b.saturation_ok_per_s,
                 b.recovery.describe(),
                 amplification.join(", "),

@@ -128,7 +128,7 @@ pub async fn call<Req, Resp, Fut>(
 where
     Fut: Future<Output = Result<tonic::Response<Resp>, Status>>,
 {
-    attempt(hop, deadline, message, make_call).await.map_err(|failed| failed.blamed(hop))
+    attempt(hop, deadline, None, message, make_call).await.map_err(|failed| failed.blamed(hop))
 }
 
 /// Why one [`attempt`] failed: what the dependency answered, or that the time given to
@@ -137,8 +137,11 @@ where
 pub enum Failed {
     /// The dependency's own status, not yet [`blame`]d.
     Callee(Status),
-    /// The call did not answer in the time it was given.
+    /// The call did not answer in what was left of the deadline.
     TimedOut(Status),
+    /// The call did not answer within its per-try timeout, with time of the deadline
+    /// still left (a retry could be sent in it).
+    TryTimedOut(Status),
     /// No time was left to send the call.
     NoTimeLeft(Status),
 }
@@ -148,16 +151,18 @@ impl Failed {
     pub fn blamed(self, hop: Hop) -> Status {
         match self {
             Failed::Callee(status) => blame(hop, status),
-            Failed::TimedOut(status) | Failed::NoTimeLeft(status) => status,
+            Failed::TimedOut(status) | Failed::TryTimedOut(status) | Failed::NoTimeLeft(status) => status,
         }
     }
 }
 
 /// One call, counted in `Admin.Stats`, without [`blame`]: the policy decides on the
-/// dependency's own code.
+/// dependency's own code. The call gets what is left of `deadline` (less what is kept
+/// for the reply), or `per_try` if that is shorter: a policy's per-try timeout.
 pub async fn attempt<Req, Resp, Fut>(
     hop: Hop,
     deadline: Deadline,
+    per_try: Option<Duration>,
     message: Req,
     make_call: impl FnOnce(Request<Req>) -> Fut,
 ) -> Result<Resp, Failed>
@@ -175,23 +180,31 @@ where
             deadline.budget().as_millis()
         ))));
     }
+    let given = per_try.map_or(remaining, |t| t.min(remaining));
     let mut request = Request::new(message);
-    request.set_timeout(remaining);
+    request.set_timeout(given);
     crate::stats::rpc_sent(&what);
     let sent = Instant::now();
     let timed_out = || {
-        Failed::TimedOut(Status::deadline_exceeded(format!(
-            "{what} did not answer within the remaining {} ms of the {} ms deadline",
-            remaining.as_millis(),
-            deadline.budget().as_millis()
-        )))
+        if given < remaining {
+            Failed::TryTimedOut(Status::deadline_exceeded(format!(
+                "{what} did not answer within its per-try timeout of {} ms",
+                given.as_millis()
+            )))
+        } else {
+            Failed::TimedOut(Status::deadline_exceeded(format!(
+                "{what} did not answer within the remaining {} ms of the {} ms deadline",
+                remaining.as_millis(),
+                deadline.budget().as_millis()
+            )))
+        }
     };
-    match tokio::time::timeout(remaining, make_call(request)).await {
+    match tokio::time::timeout(given, make_call(request)).await {
         Ok(Ok(response)) => Ok(response.into_inner()),
-        // The transport's own timer (a NATS request's timeout is the same remaining
-        // time) can fire just before ours: that is this call timing out, not the
-        // dependency answering DEADLINE_EXCEEDED.
-        Ok(Err(status)) if status.code() == Code::DeadlineExceeded && sent.elapsed() >= remaining => Err(timed_out()),
+        // The transport's own timer (a NATS request's timeout is the same given time)
+        // can fire just before ours: that is this call timing out, not the dependency
+        // answering DEADLINE_EXCEEDED.
+        Ok(Err(status)) if status.code() == Code::DeadlineExceeded && sent.elapsed() >= given => Err(timed_out()),
         Ok(Err(status)) => Err(Failed::Callee(status)),
         Err(_elapsed) => Err(timed_out()),
     }

@@ -4,10 +4,12 @@
 //! through [`Resilience::call`], so both modes get the same policy:
 //!
 //! - **naive**: one attempt within the propagated deadline ([`deadline::call`]).
-//! - **retry-storm**: what a hurried team ships: on any error from the dependency, up to
-//!   [`STORM_RETRIES`] more attempts at once, no budget, no breaker. Each attempt still
-//!   gets only what is left of the deadline, and none follows an attempt that used up
-//!   the time it was given (the rest is the reply's).
+//! - **retry-storm**: what a hurried team ships: on any error from the dependency, or
+//!   an attempt that did not answer within its per-try timeout ([`STORM_TRY_TIMEOUT`]),
+//!   up to [`STORM_RETRIES`] more attempts at once, no budget, no breaker. Each attempt
+//!   gets the per-try timeout or what is left of the deadline, whichever is shorter, so
+//!   a slowdown, not only an error, sets the retries off; none follows an attempt that
+//!   used up the deadline (the rest is the reply's).
 //! - **hardened**: what a careful team ships, each piece for a reason:
 //!   - retries only for idempotent calls (every call here is a read, marked on its
 //!     [`Hop`]), only on `UNAVAILABLE`, `RESOURCE_EXHAUSTED` or a `DEADLINE_EXCEEDED`
@@ -42,6 +44,9 @@ use crate::{
 
 /// Retry-storm's extra attempts per call.
 pub const STORM_RETRIES: u32 = 3;
+/// Retry-storm's per-try timeout: the hurried team's "a call takes a few milliseconds,
+/// give it 50". Four attempts of it fit in the lab's 500 ms deadline.
+pub const STORM_TRY_TIMEOUT: Duration = Duration::from_millis(50);
 
 /// The hardened policy's knobs (tests shrink them).
 #[derive(Debug, Clone, Copy)]
@@ -143,9 +148,11 @@ impl Resilience {
             Policy::RetryStorm => {
                 let mut retries = 0;
                 loop {
-                    match deadline::attempt(hop, deadline, message.clone(), &mut make_call).await {
+                    let attempt =
+                        deadline::attempt(hop, deadline, Some(STORM_TRY_TIMEOUT), message.clone(), &mut make_call);
+                    match attempt.await {
                         Ok(response) => return Ok(response),
-                        Err(Failed::Callee(_)) if retries < STORM_RETRIES => {
+                        Err(Failed::Callee(_) | Failed::TryTimedOut(_)) if retries < STORM_RETRIES => {
                             retries += 1;
                             crate::stats::retry_sent(&hop.to_string());
                         }
@@ -176,7 +183,7 @@ impl Resilience {
                 crate::stats::breaker_rejected(hop.dependency);
                 return Err(Status::unavailable(format!("circuit open for {} ({hop} not sent)", hop.dependency)));
             };
-            let failed = match deadline::attempt(hop, deadline, message.clone(), &mut make_call).await {
+            let failed = match deadline::attempt(hop, deadline, None, message.clone(), &mut make_call).await {
                 Ok(response) => {
                     dependency.breaker().record(admitted, true, Instant::now());
                     return Ok(response);
@@ -191,7 +198,7 @@ impl Resilience {
                     dependency.breaker().record(admitted, !unhealthy, Instant::now());
                     unhealthy && hop.is_idempotent()
                 }
-                Failed::TimedOut(_) => {
+                Failed::TimedOut(_) | Failed::TryTimedOut(_) => {
                     dependency.breaker().record(admitted, false, Instant::now());
                     false
                 }
@@ -354,27 +361,47 @@ mod tests {
         assert_eq!((result.is_ok(), attempts), (true, 1));
     }
 
+    /// Calls `PRODUCTS` through `resilience` within `deadline` against a dependency that
+    /// never answers in time, like a NATS request whose own timer is the time it was sent
+    /// with: the final status and the attempts made.
+    async fn call_a_frozen_dependency(resilience: &Resilience, deadline: Deadline) -> (Status, u32) {
+        let attempts = AtomicU32::new(0);
+        let status = (resilience.call(PRODUCTS, deadline, (), |req: Request<()>| {
+            attempts.fetch_add(1, Ordering::Relaxed);
+            let timeout = req.metadata().get("grpc-timeout").and_then(|v| v.to_str().ok()).map(str::to_owned);
+            let timeout = timeout.as_deref().and_then(deadline::parse_grpc_timeout).unwrap();
+            async move {
+                tokio::time::sleep(timeout).await;
+                Err::<tonic::Response<()>, _>(Status::deadline_exceeded("no reply on the subject in time"))
+            }
+        }))
+        .await
+        .unwrap_err();
+        (status, attempts.into_inner())
+    }
+
     #[tokio::test(start_paused = true)]
-    async fn no_policy_retries_a_call_whose_transport_timed_out_with_the_time_it_was_given() {
-        for policy in [Policy::RetryStorm, Policy::Hardened] {
-            let resilience = Resilience::with_settings(policy, no_breaker());
-            let attempts = AtomicU32::new(0);
-            let deadline = Deadline::after(Duration::from_secs(2));
-            // Like a NATS request: its own timer is the remaining time it was sent with.
-            let status = (resilience.call(PRODUCTS, deadline, (), |req: Request<()>| {
-                attempts.fetch_add(1, Ordering::Relaxed);
-                let timeout = req.metadata().get("grpc-timeout").and_then(|v| v.to_str().ok()).map(str::to_owned);
-                let timeout = timeout.as_deref().and_then(deadline::parse_grpc_timeout).unwrap();
-                async move {
-                    tokio::time::sleep(timeout).await;
-                    Err::<tonic::Response<()>, _>(Status::deadline_exceeded("no reply on the subject in time"))
-                }
-            }))
-            .await
-            .unwrap_err();
-            assert_eq!((status.code(), attempts.into_inner()), (Code::DeadlineExceeded, 1), "{policy}");
-            assert!(status.message().contains("did not answer within the remaining"), "{}", status.message());
-        }
+    async fn no_policy_retries_a_call_whose_transport_timed_out_with_the_deadline_it_was_given() {
+        let hardened = Resilience::with_settings(Policy::Hardened, no_breaker());
+        let (status, attempts) = call_a_frozen_dependency(&hardened, Deadline::after(Duration::from_secs(2))).await;
+        assert_eq!((status.code(), attempts), (Code::DeadlineExceeded, 1));
+        assert!(status.message().contains("did not answer within the remaining"), "{}", status.message());
+        // Retry-storm's last attempt gets what is left of the deadline, no more: 50 +
+        // 50 ms, then the 20 ms left less the reply's share, and no fourth.
+        let storm = Resilience::new(Policy::RetryStorm);
+        let (status, attempts) = call_a_frozen_dependency(&storm, Deadline::after(Duration::from_millis(120))).await;
+        assert_eq!((status.code(), attempts), (Code::DeadlineExceeded, 3));
+        assert!(status.message().contains("did not answer within the remaining"), "{}", status.message());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retry_storm_retries_a_slow_call_at_its_per_try_timeout() {
+        let storm = Resilience::new(Policy::RetryStorm);
+        let started = Instant::now();
+        let (status, attempts) = call_a_frozen_dependency(&storm, Deadline::after(Duration::from_secs(2))).await;
+        assert_eq!((status.code(), attempts), (Code::DeadlineExceeded, 1 + STORM_RETRIES));
+        assert!(status.message().contains("per-try timeout of 50 ms"), "{}", status.message());
+        assert_eq!(started.elapsed(), STORM_TRY_TIMEOUT * (1 + STORM_RETRIES), "each attempt had 50 ms, back to back");
     }
 
     #[tokio::test(start_paused = true)]
