@@ -597,7 +597,6 @@ pub type Planned = (Scenario, Option<(Mode, Policy)>, usize);
 /// machine whose speed drifts does not favour the variant that always runs first; the
 /// latency scenarios `rounds` times.
 pub fn plan(scenarios: &[Scenario], modes: &[Mode], policies: &[Policy], rounds: usize) -> Vec<Planned> {
-    let variants = variants(modes, policies);
     let mut steps = Vec::new();
     let mut flipped = false;
     for &s in scenarios {
@@ -605,6 +604,8 @@ pub fn plan(scenarios: &[Scenario], modes: &[Mode], policies: &[Policy], rounds:
             steps.push((s, None, 1));
             continue;
         }
+        // A scenario no policy can change runs each mode once, under naive.
+        let variants = variants(modes, if s.policy_applies() { policies } else { &[Policy::Naive] });
         let rounds = if s.is_latency() { rounds.max(1) } else { 1 };
         for round in 1..=rounds {
             let mut order = variants.clone();
@@ -986,7 +987,7 @@ mod tests {
     #[test]
     fn policies_multiply_the_request_reply_modes_only_and_flip_abba() {
         use Policy::{Hardened, Naive, RetryStorm};
-        use Scenario::{KillDependency, OverloadBlip, Steady};
+        use Scenario::{FanOut, KillDependency, OrdersPerUser, OverloadBlip, Steady, Storage};
         let modes = [Mode::Sync, Mode::Async, Mode::BusRpc, Mode::Monolith];
         let policies = [Naive, Hardened, RetryStorm];
         let forward = vec![
@@ -1010,6 +1011,10 @@ mod tests {
         assert_eq!(of(KillDependency, 1), forward);
         assert_eq!(of(OverloadBlip, 1), backward);
         assert_eq!(order.len(), 4 * forward.len());
+        // Storage, fan-out and orders-per-user: no failure, no overload, one run per mode.
+        let storage = plan(&[Storage, FanOut, OrdersPerUser], &modes, &policies, 2);
+        assert!(storage.iter().all(|(_, v, _)| v.is_some_and(|(_, p)| p == Naive)), "{storage:?}");
+        assert_eq!(storage.len(), 3 * modes.len());
         // Naive alone is the suite as it was: one variant per mode.
         assert_eq!(variants(&modes, &[Naive]), modes.map(|m| (m, Naive)).to_vec());
         assert_eq!(variant_label(Mode::BusRpc, RetryStorm), "bus-rpc retry-storm");

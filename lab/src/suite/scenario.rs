@@ -119,6 +119,13 @@ impl Scenario {
         matches!(self, Scenario::Soak | Scenario::OverloadBlip)
     }
 
+    /// Whether a policy can change what it measures: not where nothing fails and
+    /// nothing is overloaded (bytes stored, calls per request, reads one at a time
+    /// against a growing user), which the suite runs under the naive policy alone.
+    pub fn policy_applies(self) -> bool {
+        !matches!(self, Scenario::Storage | Scenario::FanOut | Scenario::OrdersPerUser | Scenario::Floor)
+    }
+
     /// Runs once for the machine, not once per mode.
     pub fn is_per_machine(self) -> bool {
         self == Scenario::Floor
