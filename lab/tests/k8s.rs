@@ -10,14 +10,23 @@
 //!   probe ports against container ports, every Service against the pods it selects,
 //!   every peer address against the Services that exist, the data dirs against the
 //!   claims;
-//! - run: a broker on loopback and the four services started with the manifests'
-//!   flags and environment (only the listen address, data dir and broker URL swapped
-//!   for this machine's), each asked its probes' gRPC health request, an order carried
-//!   through to the query view, then SIGTERM and an exit within the manifest's grace.
+//! - run as processes: a broker on loopback and the four services started with the
+//!   manifests' flags and environment (only the listen address, data dir and broker URL
+//!   swapped for this machine's), each asked its probes' gRPC health request, an order
+//!   carried through to the query view, then SIGTERM and an exit within the manifest's
+//!   grace;
+//! - run as containers: every pod (3 nats, 4 services) as a container of the image
+//!   `lab image --offline` builds, on a Docker network of its own where each has the DNS
+//!   names its Services would give it (`nats`, `nats-0.nats-cluster`, `users`, …), with
+//!   its command, arguments, environment, ConfigMap files, claims as volumes, read-only
+//!   root and limits; every probe run by the test as the kubelet would, the three
+//!   servers in one JetStream cluster, an order through to the view, `docker stop` with
+//!   the pod's grace period and exit status 0.
 //!
 //! Broken copies of the manifests (a temp file for the schemas, edited objects in
-//! memory for the rest) show that each check can fail. Nothing here deploys anything:
-//! no kubelet runs the probes, no scheduler places the pods.
+//! memory for the rest) show that each check can fail. Nothing here uses Kubernetes
+//! itself: no API server admits the objects, no kubelet runs the probes, no scheduler
+//! places the pods, no provisioner binds the claims.
 
 mod support;
 
@@ -237,12 +246,18 @@ fn flags(args: &[String]) -> Vec<(String, Option<String>)> {
     out
 }
 
-/// The container's environment as the kubelet would set it, in order; a value from
-/// the downward API is the first pod's (`metadata.name`: `<workload>-0`).
+/// The name of a workload's first pod (a StatefulSet's pods are `<name>-0`, `-1`, …).
+fn first_pod(workload: &Value) -> String {
+    format!("{}-0", name(workload))
+}
+
+/// The container's environment as the kubelet would set it in pod `pod`, in order
+/// (`metadata.name` from the downward API is `pod`).
 fn environment(
     objects: &[Value],
     workload: &Value,
     container: &Value,
+    pod: &str,
     problems: &mut Vec<String>,
 ) -> Vec<(String, String)> {
     let at = format!("{} container {}", what(workload), container["name"].as_str().unwrap_or("?"));
@@ -262,7 +277,7 @@ fn environment(
         let value = if let Some(value) = var["value"].as_str() {
             Some(value.to_owned())
         } else if let Some(field) = var["valueFrom"]["fieldRef"]["fieldPath"].as_str() {
-            (field == "metadata.name").then(|| format!("{}-0", name(workload)))
+            (field == "metadata.name").then(|| pod.to_owned())
         } else if let Some(key) = var["valueFrom"]["configMapKeyRef"].as_object() {
             let map = key.get("name").and_then(Value::as_str).unwrap_or("?");
             let key = key.get("key").and_then(Value::as_str).unwrap_or("?");
@@ -491,7 +506,7 @@ fn check_service_container(
     // The flags as passed, then the environment's as the flags they stand for.
     let mut given = flags(&args);
     let mut trial = args.clone();
-    for (var, value) in environment(objects, workload, container, problems) {
+    for (var, value) in environment(objects, workload, container, &first_pod(workload), problems) {
         if var == LOG_FILTER_ENV {
             continue;
         }
@@ -609,7 +624,7 @@ fn check_nats_container(
     let mut trial: Vec<String> = args.clone();
     trial[config_at.expect("found")] = file.display().to_string();
     trial.push("-t".into());
-    let env = environment(objects, workload, container, problems);
+    let env = environment(objects, workload, container, &first_pod(workload), problems);
     let output = Command::new(nats_server).args(&trial).env_clear().envs(env).output().expect("nats-server runs");
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
@@ -1000,7 +1015,7 @@ async fn the_services_start_from_the_manifests_and_answer_their_probes() {
         let container = &containers(workload)[0];
         let (program, args) = argv(container).expect("a command");
         let mut problems = Vec::new();
-        let env = environment(&objects, workload, container, &mut problems);
+        let env = environment(&objects, workload, container, &first_pod(workload), &mut problems);
         assert!(problems.is_empty(), "{problems:?}");
         // The manifest's flags and environment; only where it listens, keeps its data
         // and finds the broker are this machine's.
@@ -1042,7 +1057,22 @@ async fn the_services_start_from_the_manifests_and_answer_their_probes() {
         started.push((service, process, workload));
     }
 
-    // The shop works as configured (async mode): an order reaches the query view.
+    order_reaches_the_view(&addresses).await;
+
+    // SIGTERM, as a pod's deletion sends it: each exits cleanly within its grace period.
+    for (service, mut process, workload) in started.into_iter().rev() {
+        let grace =
+            workload["spec"]["template"]["spec"]["terminationGracePeriodSeconds"].as_u64().expect("a grace period");
+        if let Err(e) = process.terminate(Duration::from_secs(grace)) {
+            panic!("{service}: {e}");
+        }
+    }
+    broker.terminate(Duration::from_secs(30)).expect("nats-server stops");
+}
+
+/// The shop works as configured (async mode): a user and a product created, an order
+/// for them accepted once orders' replica has both, and the order in the query view.
+async fn order_reaches_the_view(addresses: &BTreeMap<&str, SocketAddr>) {
     let clients =
         lab::client::Clients::new(addresses["users"], addresses["products"], addresses["orders"], addresses["query"]);
     let (mut users, mut products, mut orders, mut query) =
@@ -1063,7 +1093,7 @@ async fn the_services_start_from_the_manifests_and_answer_their_probes() {
         match orders.place_order(req(place, T)).await {
             Ok(order) => break order.into_inner(),
             // orders' replica has not received the user or product yet (async mode)
-            Err(status) if status.code() == Code::FailedPrecondition && start.elapsed() < Duration::from_secs(20) => {
+            Err(status) if status.code() == Code::FailedPrecondition && start.elapsed() < Duration::from_secs(30) => {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             Err(status) => panic!("PlaceOrder: {status}"),
@@ -1071,22 +1101,289 @@ async fn the_services_start_from_the_manifests_and_answer_their_probes() {
     };
     let start = Instant::now();
     loop {
-        let view = query.user_orders(req(UserOrdersRequest { user_id: user.id.clone() }, T)).await.expect("UserOrders");
-        if view.get_ref().items.iter().any(|item| item.order_id == order.id) {
-            break;
+        match query.user_orders(req(UserOrdersRequest { user_id: user.id.clone() }, T)).await {
+            Ok(view) if view.get_ref().items.iter().any(|item| item.order_id == order.id) => return,
+            Ok(_) => {}
+            // the view has not received the user yet
+            Err(status) if status.code() == Code::NotFound => {}
+            Err(status) => panic!("UserOrders: {status}"),
         }
-        assert!(start.elapsed() < Duration::from_secs(20), "the order never reached the query view");
+        assert!(start.elapsed() < Duration::from_secs(30), "the order never reached the query view");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    drop((users, products, orders, query));
+}
 
-    // SIGTERM, as a pod's deletion sends it: each exits cleanly within its grace period.
-    for (service, mut process, workload) in started.into_iter().rev() {
-        let grace =
-            workload["spec"]["template"]["spec"]["terminationGracePeriodSeconds"].as_u64().expect("a grace period");
-        if let Err(e) = process.terminate(Duration::from_secs(grace)) {
-            panic!("{service}: {e}");
+// ---- the pods as containers ----
+
+const LAB: &str = env!("CARGO_BIN_EXE_lab");
+
+fn docker(args: &[String]) -> Result<String, String> {
+    let output = Command::new("docker").args(args).output().map_err(|e| format!("cannot run docker: {e}"))?;
+    if output.status.success() {
+        Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+    } else {
+        Err(format!("docker {}: {}", args.join(" "), String::from_utf8_lossy(&output.stderr).trim()))
+    }
+}
+
+fn strings(args: &[&str]) -> Vec<String> {
+    args.iter().map(|a| a.to_string()).collect()
+}
+
+/// Removes what the test made on the Docker engine, passed or failed: containers,
+/// the network, the claims' volumes, the image.
+struct Engine {
+    prefix: String,
+    image: String,
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        let filter = format!("name={}", self.prefix);
+        let listed =
+            |list: &[&str]| docker(&strings(&[list, &["-q", "--filter", &filter]].concat())).unwrap_or_default();
+        let mut removals = Vec::new();
+        for id in listed(&["ps", "-a"]).split_whitespace() {
+            removals.push(strings(&["rm", "-f", "-v", id]));
+        }
+        for volume in listed(&["volume", "ls"]).split_whitespace() {
+            removals.push(strings(&["volume", "rm", "-f", volume]));
+        }
+        removals.push(strings(&["network", "rm", &self.prefix]));
+        removals.push(strings(&["rmi", "-f", &self.image]));
+        for args in removals {
+            if let Err(e) = docker(&args) {
+                eprintln!("cleanup: {e}");
+            }
         }
     }
-    broker.terminate(Duration::from_secs(30)).expect("nats-server stops");
+}
+
+/// A Kubernetes quantity as Docker takes it: memory `512Mi` → `512m`, CPU `100m` → `0.1`.
+fn docker_quantity(quantity: &Value, memory: bool) -> Option<String> {
+    let q = quantity.as_str().map(str::to_owned).or_else(|| quantity.as_u64().map(|n| n.to_string()))?;
+    if memory {
+        let (number, unit) = q.split_at(q.find(|c: char| !c.is_ascii_digit()).unwrap_or(q.len()));
+        let unit = match unit {
+            "" => "b",
+            "Ki" => "k",
+            "Mi" => "m",
+            "Gi" => "g",
+            _ => return None,
+        };
+        Some(format!("{number}{unit}"))
+    } else if let Some(milli) = q.strip_suffix('m') {
+        Some(format!("{}", milli.parse::<f64>().ok()? / 1000.0))
+    } else {
+        Some(q)
+    }
+}
+
+/// One pod of a workload, as a container: the pod's name as its host name, the DNS
+/// names Kubernetes would give it as network aliases (each Service that selects it;
+/// `<pod>.<service>` for its StatefulSet's headless Service), its container's command,
+/// arguments and environment, its claims as volumes, its ConfigMap volumes as read-only
+/// files, its security context and limits, and its container ports published on
+/// loopback for the test's probes.
+fn run_pod(objects: &[Value], workload: &Value, ordinal: u64, engine: &Engine, dir: &Path) -> Result<String, String> {
+    let pod = format!("{}-{ordinal}", name(workload));
+    let container = &containers(workload)[0];
+    let spec = &workload["spec"]["template"]["spec"];
+    let mut args = strings(&["run", "-d", "--name"]);
+    args.push(format!("{}-{pod}", engine.prefix));
+    args.extend(["--hostname".into(), pod.clone(), "--network".into(), engine.prefix.clone()]);
+    for service in objects.iter().filter(|o| kind(o) == "Service") {
+        if selected(objects, service).iter().any(|w| what(w) == what(workload)) {
+            args.extend(["--network-alias".into(), name(service).to_owned()]);
+            if service["spec"]["clusterIP"] == "None" && workload["spec"]["serviceName"] == service["metadata"]["name"]
+            {
+                args.extend(["--network-alias".into(), format!("{pod}.{}", name(service))]);
+            }
+        }
+    }
+    let security = &container["securityContext"];
+    if security["readOnlyRootFilesystem"] == true {
+        args.push("--read-only".into());
+    }
+    if security["allowPrivilegeEscalation"] == false {
+        args.extend(["--security-opt".into(), "no-new-privileges".into()]);
+    }
+    if let Some(memory) = docker_quantity(&container["resources"]["limits"]["memory"], true) {
+        args.extend(["--memory".into(), memory]);
+    }
+    if let Some(cpus) = docker_quantity(&container["resources"]["limits"]["cpu"], false) {
+        args.extend(["--cpus".into(), cpus]);
+    }
+    let mut problems = Vec::new();
+    for (var, value) in environment(objects, workload, container, &pod, &mut problems) {
+        args.extend(["--env".into(), format!("{var}={value}")]);
+    }
+    if !problems.is_empty() {
+        return Err(problems.join("; "));
+    }
+    let claims: Vec<&str> = workload["spec"]["volumeClaimTemplates"]
+        .as_array()
+        .map_or(&[][..], Vec::as_slice)
+        .iter()
+        .filter_map(|c| c["metadata"]["name"].as_str())
+        .collect();
+    for mount in container["volumeMounts"].as_array().map_or(&[][..], Vec::as_slice) {
+        let (volume, path) =
+            (mount["name"].as_str().unwrap_or_default(), mount["mountPath"].as_str().unwrap_or_default());
+        if claims.contains(&volume) {
+            args.extend(["--volume".into(), format!("{}-{volume}-{pod}:{path}", engine.prefix)]);
+            continue;
+        }
+        let source = spec["volumes"].as_array().and_then(|v| v.iter().find(|v| v["name"] == volume));
+        let map = source.and_then(|v| v["configMap"]["name"].as_str()).and_then(|m| find(objects, "ConfigMap", m));
+        let Some(map) = map else { return Err(format!("{pod}: volume {volume} is neither a claim nor a ConfigMap")) };
+        let files = dir.join(&pod).join(volume);
+        std::fs::create_dir_all(&files).map_err(|e| e.to_string())?;
+        for (key, text) in labels(&map["data"]) {
+            std::fs::write(files.join(key), text).map_err(|e| e.to_string())?;
+        }
+        args.extend(["--volume".into(), format!("{}:{path}:ro", files.display())]);
+    }
+    for port in container["ports"].as_array().map_or(&[][..], Vec::as_slice) {
+        args.extend(["--publish".into(), format!("127.0.0.1::{}", port["containerPort"])]);
+    }
+    let (program, program_args) = argv(container).ok_or("no command")?;
+    args.extend(["--entrypoint".into(), program, engine.image.clone()]);
+    args.extend(program_args);
+    docker(&args)?;
+    Ok(format!("{}-{pod}", engine.prefix))
+}
+
+/// The loopback port Docker published a container port on.
+fn published(container_name: &str, port: u64) -> Result<u16, String> {
+    let mapping = docker(&strings(&["port", container_name, &format!("{port}/tcp")]))?;
+    let line = mapping.lines().find(|l| l.starts_with("127.0.0.1:")).ok_or(format!("{port} is not published"))?;
+    line.rsplit(':').next().and_then(|p| p.parse().ok()).ok_or(format!("cannot read {line:?}"))
+}
+
+/// `GET path` on a loopback port: the status code and the body.
+async fn http_get(port: u16, path: &str) -> Result<(u16, String), String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.map_err(|e| e.to_string())?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.map_err(|e| e.to_string())?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.map_err(|e| e.to_string())?;
+    let code = answer.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = answer.split_once("\r\n\r\n").map_or("", |(_, body)| body).to_owned();
+    Ok((code, body))
+}
+
+/// One probe, as the kubelet would run it, against the published port: `Ok` when it
+/// passes (HTTP 200–399, gRPC SERVING, a TCP connection).
+async fn probe_once(container: &Value, probe: &Value, container_name: &str) -> Result<(), String> {
+    let port_of = |p: &Value| container_port(container, p).ok_or(format!("probe port {p} is no container port"));
+    if let Some(http) = probe.get("httpGet") {
+        let port = published(container_name, port_of(&http["port"])?)?;
+        let path = http["path"].as_str().unwrap_or("/");
+        let (code, body) = http_get(port, path).await?;
+        return if (200..400).contains(&code) { Ok(()) } else { Err(format!("GET {path}: {code} {body}")) };
+    }
+    if let Some(grpc) = probe.get("grpc") {
+        let port = published(container_name, port_of(&grpc["port"])?)?;
+        let mut health = HealthClient::new(common::channel(SocketAddr::from(([127, 0, 0, 1], port))));
+        let service = grpc["service"].as_str().unwrap_or_default().to_owned();
+        let answer = health.check(req(HealthCheckRequest { service }, T)).await.map_err(|e| e.to_string())?;
+        return match answer.get_ref().status() {
+            ServingStatus::Serving => Ok(()),
+            status => Err(format!("{status:?}")),
+        };
+    }
+    if let Some(tcp) = probe.get("tcpSocket") {
+        let port = published(container_name, port_of(&tcp["port"])?)?;
+        return tokio::net::TcpStream::connect(("127.0.0.1", port)).await.map(drop).map_err(|e| e.to_string());
+    }
+    Err(format!("a probe this test cannot run: {probe}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_manifests_pods_run_as_containers_and_pass_their_probes() {
+    let objects = manifests();
+    let run = RunDir::new();
+    // The trailing "x" keeps this run's names from being a prefix of another run's.
+    let prefix = format!("cascadek8s{}x", std::process::id());
+    let engine = Engine { prefix: prefix.clone(), image: format!("cascade:k8s-{}", std::process::id()) };
+    docker(&strings(&["version", "--format", "{{.Server.Version}}"]))
+        .unwrap_or_else(|e| panic!("this test runs the pods on a Docker engine, and none answers: {e}"));
+    // The manifests' image, built as `lab image --offline` builds it, under a tag of
+    // this test's own.
+    let built = Command::new(LAB).args(["image", "--offline", "--tag", &engine.image]).output().expect("lab runs");
+    assert!(built.status.success(), "lab image: {}", String::from_utf8_lossy(&built.stderr));
+    docker(&strings(&["network", "create", &prefix])).expect("a network");
+
+    let mut pods = Vec::new();
+    for workload in workloads(&objects) {
+        for ordinal in 0..workload["spec"]["replicas"].as_u64().unwrap_or(1) {
+            let container =
+                run_pod(&objects, workload, ordinal, &engine, run.path()).expect("the pod's container starts");
+            pods.push((workload, container));
+        }
+    }
+    // Each pod's probes, startup first, until they pass (a minute each at most).
+    for (workload, container_name) in &pods {
+        let container = &containers(workload)[0];
+        for probe in ["startupProbe", "readinessProbe", "livenessProbe"] {
+            if container[probe].is_null() {
+                continue;
+            }
+            let start = Instant::now();
+            loop {
+                match probe_once(container, &container[probe], container_name).await {
+                    Ok(()) => break,
+                    Err(e) if start.elapsed() > Duration::from_secs(60) => {
+                        let logs = Command::new("docker").args(["logs", "--tail", "20", container_name]).output();
+                        let logs = logs.map(|o| String::from_utf8_lossy(&o.stderr).into_owned()).unwrap_or_default();
+                        panic!("{container_name}: {probe} still fails after 60 s: {e}\nlast log lines:\n{logs}");
+                    }
+                    Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+                }
+            }
+        }
+    }
+    // The servers found each other by the headless Service's names in the ConfigMap's
+    // routes: each knows a JetStream cluster of all of them, with a leader.
+    let nats = find(&objects, "StatefulSet", "nats").expect("nats");
+    let servers = nats["spec"]["replicas"].as_u64().expect("replicas");
+    for (_, container_name) in pods.iter().filter(|(w, _)| name(w) == "nats") {
+        let port = published(container_name, 8222).expect("the monitoring port");
+        let start = Instant::now();
+        loop {
+            let jsz = http_get(port, "/jsz").await.ok().and_then(|(_, body)| serde_json::from_str::<Value>(&body).ok());
+            let meta = jsz.as_ref().map(|j| &j["meta_cluster"]);
+            let formed = meta
+                .is_some_and(|m| m["cluster_size"] == servers && m["leader"].as_str().is_some_and(|l| !l.is_empty()));
+            if formed {
+                eprintln!(
+                    "{container_name}: in a JetStream cluster of {servers}, leader {}",
+                    meta.expect("formed")["leader"]
+                );
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "{container_name}: no JetStream cluster of {servers} with a leader: {meta:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    let mut addresses = BTreeMap::new();
+    for service in SERVICES {
+        let port = published(&format!("{prefix}-{service}-0"), 50051).expect("published");
+        addresses.insert(service, SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    order_reaches_the_view(&addresses).await;
+
+    // `docker stop` sends SIGTERM, then SIGKILL after the pod's grace period, as the
+    // kubelet does: every container must exit 0 before that.
+    for (workload, container_name) in pods.iter().rev() {
+        let grace = workload["spec"]["template"]["spec"]["terminationGracePeriodSeconds"].as_u64().unwrap_or(30);
+        docker(&strings(&["stop", "--time", &grace.to_string(), container_name])).expect("docker stop");
+        let code = docker(&strings(&["inspect", "--format", "{{.State.ExitCode}}", container_name])).expect("inspect");
+        assert_eq!(code, "0", "{container_name} did not exit cleanly within its {grace} s grace period");
+    }
 }
