@@ -58,8 +58,9 @@ fn on_path(name: &str) -> Option<PathBuf> {
     std::env::split_paths(&std::env::var_os("PATH")?).map(|dir| dir.join(name)).find(|p| p.is_file())
 }
 
-/// Where the lab keeps what it installs: `CASCADE_TOOLS_DIR`, else the user's cache.
-fn tools_dir() -> PathBuf {
+/// Where the lab keeps what it installs: `CASCADE_TOOLS_DIR`, else the user's cache
+/// (`scripts/test` installs the Kubernetes schema checker there too).
+pub fn tools_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("CASCADE_TOOLS_DIR") {
         return dir.into();
     }
