@@ -129,9 +129,9 @@ enum Command {
         #[arg(long, value_enum, value_delimiter = ',', default_value = "sync,async,bus-rpc,monolith")]
         modes: Vec<Mode>,
         /// The policies sync and bus-rpc run under, each a column of its own (any subset
-        /// of naive, hardened, retry-storm, comma-separated); async and the monolith make
-        /// no inter-service calls and run once.
-        #[arg(long, value_enum, value_delimiter = ',', default_value = "naive")]
+        /// of naive, hardened, retry-storm, comma-separated; `naive` alone for a shorter
+        /// run); async and the monolith make no inter-service calls and run once.
+        #[arg(long, value_enum, value_delimiter = ',', default_value = "naive,hardened,retry-storm")]
         policies: Vec<Policy>,
         /// Parent folder of the run's topologies and results.
         #[arg(long, default_value = "runs")]

@@ -225,3 +225,29 @@ async fn overload_blip_counts_retry_storms_amplification_per_policy() {
     assert!(md.contains("\n| sync retry-storm | "), "a row per variant: {md}");
     assert!(md.contains("## Policies"), "{md}");
 }
+
+/// The monolith makes no call between services for the blip to slow down: it says so at
+/// once, without starting a topology or measuring a load that could not show anything.
+#[tokio::test]
+async fn overload_blip_does_not_apply_to_the_monolith() {
+    use lab::suite::Scenario;
+    let dir = tempfile::tempdir().unwrap();
+    let config = lab::suite::SuiteConfig {
+        profile: lab::suite::Profile::quick(7),
+        scenarios: vec![Scenario::OverloadBlip],
+        modes: vec![Mode::Monolith],
+        policies: vec![Policy::Naive, Policy::Hardened],
+        runs: dir.path().to_path_buf(),
+        command: "test".into(),
+        target: lab::topology::Target::Process,
+    };
+    let (results, _) = lab::suite::run(config).await.expect("the suite runs");
+    assert_eq!(results.scenarios.len(), 1, "one run: the monolith has no policy variants");
+    let s = &results.scenarios[0];
+    let note = s.note.as_deref().unwrap_or_default();
+    assert!(note.starts_with(lab::suite::scenarios::DOES_NOT_APPLY), "{note}");
+    assert!(note.contains("no call between services"), "{note}");
+    assert!(s.blip.is_none() && s.loads.is_empty(), "nothing measured: {s:?}");
+    assert_eq!(s.faults.len(), 1);
+    assert_eq!(s.faults[0].action, "slow products 50 0");
+}

@@ -250,6 +250,9 @@ pub async fn run(ctx: &Ctx, mode: Mode) -> anyhow::Result<ScenarioResult> {
         });
     }
     let (action, target) = fault(&p.blip_fault)?;
+    if mode == Mode::Monolith {
+        return Ok(scenarios::no_call_between_services(mode, &action, &target));
+    }
     let [before, during, after] = p.blip_phases_secs;
     anyhow::ensure!(
         [before, during, after].iter().all(|s| s.is_finite() && *s > 0.0),

@@ -116,7 +116,7 @@ impl Scenario {
 
     /// Too long for the quick suite: runs in `--full`, or when named.
     pub fn is_long(self) -> bool {
-        matches!(self, Scenario::Soak | Scenario::OverloadBlip)
+        self == Scenario::Soak
     }
 
     /// Whether a policy can change what it measures: not where nothing fails and

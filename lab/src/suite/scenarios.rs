@@ -650,28 +650,35 @@ pub(super) fn saturation_run(
     })
 }
 
-/// The latency slow-dependency adds in front of products.
-const SLOWED_BY: Duration = Duration::from_millis(20);
-
-async fn slow_dependency(ctx: &Ctx, mode: Mode) -> anyhow::Result<ScenarioResult> {
-    let p = &ctx.profile;
-    let mut result = ScenarioResult::default();
-    if mode == Mode::Monolith {
-        // Nothing travels between the services to slow down: the scenario does not
-        // apply, and says so rather than showing a figure.
-        let reason = does_not_apply(mode, PRODUCTS);
-        result.faults.push(FaultEvent {
+/// What a fault on the calls between services gives in a mode that makes none (the
+/// monolith): the scenario does not apply, and says so rather than showing a figure.
+pub fn no_call_between_services(mode: Mode, action: &Action, target: &str) -> ScenarioResult {
+    let reason = does_not_apply(mode, target);
+    ScenarioResult {
+        faults: vec![FaultEvent {
             t_ms: 0,
-            action: Action::Slow { latency: SLOWED_BY, jitter: Duration::ZERO }.line(PRODUCTS),
+            action: action.line(target),
             result: reason.clone(),
             planned_ms: Some(0),
             effective_ms: None,
             fault: None,
             writes_in_flight: None,
-        });
-        result.note = Some(format!("{reason}: no call between services to slow down"));
-        return Ok(result);
+        }],
+        note: Some(format!("{reason}: no call between services to slow down")),
+        ..Default::default()
     }
+}
+
+/// The latency slow-dependency adds in front of products.
+const SLOWED_BY: Duration = Duration::from_millis(20);
+
+async fn slow_dependency(ctx: &Ctx, mode: Mode) -> anyhow::Result<ScenarioResult> {
+    let p = &ctx.profile;
+    if mode == Mode::Monolith {
+        let slow = Action::Slow { latency: SLOWED_BY, jitter: Duration::ZERO };
+        return Ok(no_call_between_services(mode, &slow, PRODUCTS));
+    }
+    let mut result = ScenarioResult::default();
     let mut prepared = ctx.prepare(Scenario::SlowDependency.name(), mode, &[PRODUCTS], p.seed).await?;
     let mut sampler = Sampler::new();
     let added = SLOWED_BY;
