@@ -110,7 +110,7 @@ enum Command {
         timeout_s: u64,
     },
     /// The benchmark suite: every scenario in each mode, the same seed and workload;
-    /// results JSON under --runs (quick: about 5 minutes on 2 cores). Exits with status
+    /// results JSON under --runs (quick: about 10 minutes on 2 cores; `--policies naive` about half). Exits with status
     /// 1 when the soak's checker finds anything lost, duplicated, phantom, wrong or
     /// dead-lettered.
     Bench {
