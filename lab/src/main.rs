@@ -66,7 +66,8 @@ enum Command {
         #[arg(long, default_value_t = 7)]
         seed: u64,
     },
-    /// SIGKILL a component of a running `lab up` (users, products, orders, query, nats).
+    /// SIGKILL a component of a running `lab up` (users, products, orders, query, nats;
+    /// on a cluster nats-1, nats-2, nats-3, or nats for all three).
     Kill(ComponentArg),
     /// SIGSTOP a component: it freezes with its sockets open.
     Pause(ComponentArg),
@@ -118,8 +119,8 @@ enum Command {
         #[arg(long)]
         full: bool,
         /// Run only this scenario (repeatable). By default every scenario the target
-        /// can run: partition needs the compose target; soak is long, in --full or
-        /// when named.
+        /// can run: partition needs the compose target; soak, overload-blip,
+        /// kill-broker-node and lose-broker-quorum are long, in --full or when named.
         #[arg(long = "scenario", value_enum)]
         scenarios: Vec<lab::suite::Scenario>,
         /// Service faults per mode in the soak.
@@ -163,7 +164,8 @@ enum Command {
 /// The component a fault command acts on.
 #[derive(clap::Args)]
 struct ComponentArg {
-    /// users, products, orders, query, or nats.
+    /// users, products, orders, query, or nats (on a cluster: nats-1, nats-2, nats-3,
+    /// or nats for all three).
     component: String,
     #[arg(long, default_value = DEFAULT_RUN_DIR)]
     run_dir: PathBuf,

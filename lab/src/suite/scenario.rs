@@ -130,9 +130,11 @@ impl Scenario {
         matches!(self, Scenario::Steady | Scenario::SlowDependency)
     }
 
-    /// Too long for the quick suite: runs in `--full`, or when named.
+    /// Too long for the quick suite: runs in `--full`, or when named. (The two cluster
+    /// scenarios together add about 40 s to async alone, most of it the cluster's
+    /// elections.)
     pub fn is_long(self) -> bool {
-        matches!(self, Scenario::Soak | Scenario::OverloadBlip)
+        matches!(self, Scenario::Soak | Scenario::OverloadBlip | Scenario::KillBrokerNode | Scenario::LoseBrokerQuorum)
     }
 
     /// Runs once for the machine, not once per mode.

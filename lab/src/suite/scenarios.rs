@@ -173,6 +173,29 @@ pub(super) async fn with_steps(
 ) -> anyhow::Result<ScenarioResult> {
     let p = &ctx.profile;
     let mut prepared = ctx.prepare(name.name(), mode, &[], p.seed).await?;
+    // On a cluster: where things stand before the load, and the outboxes during it.
+    let mut cluster = None;
+    let mut outboxes = None;
+    if prepared.topology.is_cluster() {
+        let topology = &prepared.topology;
+        // Seeding's writes may leave a replica a moment behind: read it whole.
+        topology.wait_brokers_ready(crate::topology::CLUSTER_READY_WITHIN).await?;
+        let before = match mode {
+            Mode::Async => Some(topology.stream_placement().await.map_err(anyhow::Error::msg)?),
+            _ => None,
+        };
+        cluster = Some(super::cluster::ClusterRun {
+            nodes: topology.brokers().count(),
+            meta_leader_before: topology.meta_leader().await,
+            before,
+            ..Default::default()
+        });
+        if mode == Mode::Async {
+            let services: Vec<_> =
+                common::names::SERVICES.iter().map(|s| topology.address(s)).collect::<Result<_, _>>()?;
+            outboxes = Some(super::cluster::watch_outboxes(services));
+        }
+    }
     let workload = prepared.workload(p, p.seed.seed);
     let acked = workload.acked_orders();
     let partial = workload.partial_answers();
@@ -190,27 +213,6 @@ pub(super) async fn with_steps(
             crate::latency::create_then_use(&clients, &seeded, sequences, CREATE_THEN_USE_EVERY, 17).await
         })
     };
-    // On a cluster: where things stand before the load, and the outboxes during it.
-    let mut cluster = None;
-    let mut outboxes = None;
-    if prepared.topology.is_cluster() {
-        let topology = &prepared.topology;
-        let before = match mode {
-            Mode::Async => Some(topology.stream_placement().await.map_err(anyhow::Error::msg)?),
-            _ => None,
-        };
-        cluster = Some(super::cluster::ClusterRun {
-            nodes: topology.brokers().count(),
-            meta_leader_before: topology.meta_leader().await,
-            before,
-            ..Default::default()
-        });
-        if mode == Mode::Async {
-            let services: Vec<_> =
-                common::names::SERVICES.iter().map(|s| topology.address(s)).collect::<Result<_, _>>()?;
-            outboxes = Some(super::cluster::watch_outboxes(services));
-        }
-    }
     // Convergence is timed from the last repair that took effect.
     let load_started = tokio::time::Instant::now();
     let (report, events) = load_during(

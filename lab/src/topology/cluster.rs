@@ -203,7 +203,7 @@ impl Placement {
                 let state = match (r.offline, r.current) {
                     (true, _) => "offline",
                     (false, true) => "current",
-                    (false, false) => "catching up",
+                    (false, false) => "not current",
                 };
                 format!("{} {state}", r.name)
             })
@@ -316,7 +316,7 @@ mod tests {
         assert!(p.is_whole(), "{}", p.describe());
         p.followers[1].current = false;
         assert!(!p.is_whole());
-        assert!(p.describe().contains("nats-3 catching up"), "{}", p.describe());
+        assert!(p.describe().contains("nats-3 not current"), "{}", p.describe());
         p.followers[1] = follower("nats-3", true, true);
         assert!(!p.is_whole());
         p.followers.pop();
