@@ -138,6 +138,12 @@ async fn an_r3_stream_loses_nothing_when_its_leader_node_is_sigkilled() {
     assert_ne!(new_leader, leader);
 
     lab.topology.restart(&leader).await.unwrap();
+    // Back on its own client and monitoring ports (from its configuration file), in its
+    // meta group again.
+    let node = lab.topology.service(&leader).unwrap();
+    tokio::net::TcpStream::connect(node.address).await.expect("the restarted node listens on its old client port");
+    let view = lab::topology::cluster::meta_view(node.monitor.unwrap()).await.expect("its old monitoring port answers");
+    assert_eq!(view.cluster_size, 3, "{view:?}");
     *phase.lock().unwrap() = "after";
     wait_for("after", 10).await;
     stop.cancel();
