@@ -265,8 +265,11 @@ fn document(r: &Results) -> Vec<Block> {
         e.nats_server.as_deref().unwrap_or("-"),
         e.crates.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ")
     )));
+    let on_a_cluster: Vec<String> =
+        r.scenarios_ran().into_iter().filter(|s| s.needs_cluster()).map(|s| s.to_string()).collect();
     d.push(Para(match r.brokers {
-        1 => format!("Broker (async and bus-rpc): one nats-server; {} and {} run on a three-node JetStream cluster of their own, the event stream replicated 3 times.", crate::suite::Scenario::KillBrokerNode, crate::suite::Scenario::LoseBrokerQuorum),
+        1 if on_a_cluster.is_empty() => "Broker (async and bus-rpc): one nats-server.".to_owned(),
+        1 => format!("Broker (async and bus-rpc): one nats-server; {} ran on a three-node JetStream cluster of its own, the event stream replicated 3 times.", on_a_cluster.join(" and ")),
         n => format!("Broker (async and bus-rpc): a {n}-node JetStream cluster (`--brokers {n}`) in every scenario, the services given every node's address and the event stream (with its durable consumers) replicated {n} times; `nats` in a fault schedule (kill-broker, chaos, soak) names every node at once."),
     }));
     let measure = r.scenarios.iter().find_map(|s| s.staleness.as_ref()).map(|st| st.measure);
