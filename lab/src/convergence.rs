@@ -28,10 +28,11 @@ use crate::client::Clients;
 use bench::call;
 
 /// Waits until the stream has at least `min_events` events and both durable consumers
-/// have nothing pending or unacknowledged. Returns how long that took.
+/// have nothing pending or unacknowledged. Returns how long that took. `nats_url` may
+/// name several servers of a cluster, comma-separated.
 pub async fn wait_settled(nats_url: &str, min_events: u64, timeout: Duration) -> anyhow::Result<Duration> {
     let start = Instant::now();
-    let client = async_nats::connect(nats_url).await?;
+    let client = async_nats::connect(common::broker::servers(nats_url)).await?;
     let js = async_nats::jetstream::new(client);
     let mut last = String::new();
     while start.elapsed() < timeout {

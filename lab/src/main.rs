@@ -66,7 +66,8 @@ enum Command {
         #[arg(long, default_value_t = 7)]
         seed: u64,
     },
-    /// SIGKILL a component of a running `lab up` (users, products, orders, query, nats).
+    /// SIGKILL a component of a running `lab up` (users, products, orders, query, nats;
+    /// on a cluster nats-1, nats-2, nats-3, or nats for all three).
     Kill(ComponentArg),
     /// SIGSTOP a component: it freezes with its sockets open.
     Pause(ComponentArg),
@@ -118,8 +119,8 @@ enum Command {
         #[arg(long)]
         full: bool,
         /// Run only this scenario (repeatable). By default every scenario the target
-        /// can run: partition needs the compose target; soak is long, in --full or
-        /// when named.
+        /// can run: partition needs the compose target; soak, overload-blip,
+        /// kill-broker-node and lose-broker-quorum are long, in --full or when named.
         #[arg(long = "scenario", value_enum)]
         scenarios: Vec<lab::suite::Scenario>,
         /// Service faults per mode in the soak.
@@ -136,6 +137,11 @@ enum Command {
         /// Parent folder of the run's topologies and results.
         #[arg(long, default_value = "runs")]
         runs: PathBuf,
+        /// The broker of async and bus-rpc modes: 1 nats-server, or 3 in a JetStream
+        /// cluster with the event stream replicated 3 times (process target only;
+        /// ignored in sync and monolith modes, which run no broker).
+        #[arg(long, default_value_t = 1, value_parser = parse_brokers)]
+        brokers: usize,
         #[arg(long, default_value_t = 42)]
         seed: u64,
         #[command(flatten)]
@@ -158,7 +164,8 @@ enum Command {
 /// The component a fault command acts on.
 #[derive(clap::Args)]
 struct ComponentArg {
-    /// users, products, orders, query, or nats.
+    /// users, products, orders, query, or nats (on a cluster: nats-1, nats-2, nats-3,
+    /// or nats for all three).
     component: String,
     #[arg(long, default_value = DEFAULT_RUN_DIR)]
     run_dir: PathBuf,
@@ -190,8 +197,39 @@ struct StartArgs {
     /// for `lab slow|blackhole|reset|heal`.
     #[arg(long = "proxy")]
     proxies: Vec<String>,
+    /// The broker of async and bus-rpc modes: 1 nats-server (`nats`), or 3 in a
+    /// JetStream cluster (`nats-1`, `nats-2`, `nats-3`) with the event stream replicated
+    /// 3 times (process target only; ignored in sync and monolith modes).
+    #[arg(long, default_value_t = 1, value_parser = parse_brokers)]
+    brokers: usize,
     #[command(flatten)]
     deploy: DeployArgs,
+}
+
+/// `--brokers`: 1 or 3, nothing else.
+fn parse_brokers(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(n @ (1 | 3)) => Ok(n),
+        _ => Err(format!(
+            "{text:?}: the broker runs as 1 nats-server or as a JetStream cluster of 3 (give --brokers 1 or --brokers 3)"
+        )),
+    }
+}
+
+/// The note for `--brokers` where some of `modes` run no broker, if any.
+fn brokers_note(brokers: usize, modes: &[Mode]) -> Option<String> {
+    let ignored: Vec<&str> = modes.iter().filter(|m| !m.uses_broker()).map(|m| m.as_str()).collect();
+    (brokers > 1 && !ignored.is_empty()).then(|| {
+        format!("note: --brokers {brokers} is ignored in {} mode (no broker runs there)", ignored.join(" and "))
+    })
+}
+
+/// `--brokers 3` on the compose target: refused, with what to do.
+fn brokers_on_target(brokers: usize, target: &Deployment) -> anyhow::Result<()> {
+    if brokers > 1 && *target != Deployment::Process {
+        return Err(lab::topology::TopologyError::BrokersNeedProcesses(brokers).into());
+    }
+    Ok(())
 }
 
 #[derive(clap::Args, Clone)]
@@ -246,6 +284,7 @@ impl StartArgs {
             default_deadline_ms: self.default_deadline_ms,
             proxies: self.proxies.clone(),
             deployment: self.deploy.target(self.mode.as_str()),
+            brokers: self.brokers,
         }
     }
 }
@@ -285,7 +324,14 @@ async fn main() {
 
 async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Up { start } => Ok(lab::up::run(start.options()).await?),
+        Command::Up { start } => {
+            let options = start.options();
+            brokers_on_target(options.brokers, &options.deployment)?;
+            if let Some(note) = brokers_note(options.brokers, &[options.mode]) {
+                eprintln!("{note}");
+            }
+            Ok(lab::up::run(options).await?)
+        }
         Command::Seed { run_dir, amounts } => {
             let file = TopologyFile::read(&run_dir)?;
             seed::seed_run_dir(&run_dir, &Clients::for_topology(&file)?, amounts.config()).await.map(|_| ())
@@ -334,15 +380,20 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             let addr: common::config::PeerAddr = addr.parse().map_err(anyhow::Error::msg)?;
             lab::client::wait_serving(addr, Duration::from_secs(timeout_s)).await.map_err(anyhow::Error::msg)
         }
-        Command::Bench { full, scenarios, kills, modes, policies, runs, seed, deploy } => {
+        Command::Bench { full, scenarios, kills, modes, policies, runs, brokers, seed, deploy } => {
             let mut profile = if full { lab::suite::Profile::full(seed) } else { lab::suite::Profile::quick(seed) };
             profile.soak_faults = kills;
             let command = std::env::args().collect::<Vec<_>>().join(" ");
             let target = deploy.target("bench");
+            brokers_on_target(brokers, &target)?;
             if let lab::topology::Target::Compose { image, .. } = &target {
                 lab::compose::preflight(image.as_str())?;
             }
-            let config = lab::suite::SuiteConfig { profile, scenarios, modes, policies, runs, command, target };
+            if let Some(note) = brokers_note(brokers, &modes) {
+                eprintln!("{note}");
+            }
+            let config =
+                lab::suite::SuiteConfig { profile, scenarios, modes, policies, runs, command, target, brokers };
             let shutdown = common::shutdown::on_signal()?;
             let (results, path) = tokio::select! {
                 done = lab::suite::run(config) => done?,

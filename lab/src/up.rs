@@ -36,6 +36,8 @@ pub struct Options {
     /// Services that get a fault proxy; `all` for every one.
     pub proxies: Vec<String>,
     pub deployment: Deployment,
+    /// Broker servers (1, or a cluster of 3) in the modes that have a broker.
+    pub brokers: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +70,7 @@ pub async fn start(options: &Options) -> Result<Topology, UpError> {
     config.target = options.deployment.clone();
     config.base_port = options.base_port;
     config.default_deadline_ms = options.default_deadline_ms;
+    config.brokers = options.brokers;
     config.proxied = if options.proxies.iter().any(|p| p == "all") {
         SERVICES.iter().map(|s| s.to_string()).collect()
     } else {
@@ -76,7 +79,11 @@ pub async fn start(options: &Options) -> Result<Topology, UpError> {
         }
         options.proxies.clone()
     };
-    eprintln!("starting the {} topology ({} policy) in {} …", options.mode, options.policy, run_dir.display());
+    let brokers = match options.brokers {
+        n if n > 1 && options.mode.uses_broker() => format!(", a {n}-node JetStream cluster"),
+        _ => String::new(),
+    };
+    eprintln!("starting the {} topology ({} policy{brokers}) in {} …", options.mode, options.policy, run_dir.display());
     Ok(Topology::start(config).await?)
 }
 

@@ -434,6 +434,17 @@ async fn the_floor_puts_an_independent_client_beside_the_labs() {
     let ctx = small_ctx(dir.path());
     let floor = lab::suite::scenarios::floor(&ctx).await.unwrap();
     assert!(floor.grpc_echo.ok > 0 && floor.echo_64_in_flight_per_s > 0.0, "{:?}", floor.grpc_echo);
+    // Replication's price beside the single server's: the same counts on a three-node
+    // cluster with the floor's stream R3.
+    let replicated = floor.replicated.as_ref().unwrap_or_else(|| panic!("{:?}", floor.replicated_missing));
+    assert_eq!((replicated.nodes, replicated.replicas), (3, 3));
+    for (one, three) in
+        [(&floor.js_publish_ack, &replicated.js_publish_ack), (&floor.js_delivery, &replicated.js_delivery)]
+    {
+        assert_eq!(three.ok, one.ok, "as many as on one server");
+        assert!(three.ok == ctx.profile.sequential as u64 && three.p50_us > 0, "{three:?}");
+    }
+    assert!(floor.replication_comparison().contains("R3 p50"), "{}", floor.replication_comparison());
     let installed = std::process::Command::new(lab::suite::floor::PEER).arg("--version").output().is_ok();
     if !installed {
         assert_eq!(floor.peer, None);

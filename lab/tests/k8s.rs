@@ -1024,6 +1024,8 @@ async fn the_services_start_from_the_manifests_and_answer_their_probes() {
         let mut args = with_flag(&args, "--listen", "127.0.0.1:0");
         args = with_flag(&args, "--data-dir", &data.display().to_string());
         args = with_flag(&args, "--nats-url", &nats_url);
+        // One broker here, not the manifests' three: a stream of one replica.
+        args = with_flag(&args, "--stream-replicas", "1");
         args.push(format!("--addr-file={}", addr_file.display()));
         let log = std::fs::File::create(dir.join(format!("{service}.log"))).expect("log");
         let child = Command::new(bin_dir().join(&program))

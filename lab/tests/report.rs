@@ -1015,3 +1015,62 @@ fn a_policy_run_has_a_column_per_variant_and_a_policies_section() {
         assert!(texts(headline).iter().any(|(_, t)| t == legend), "no legend {legend:?}: {:?}", texts(headline));
     }
 }
+
+/// A run on a broker cluster: the Method says so, a cluster scenario's table gives the
+/// share served while each node was down, labelled with the role it had, where the
+/// stream was before and after and the outboxes' peak; the floor puts replication's
+/// price beside the single server's, or says why it could not.
+#[test]
+fn a_cluster_run_reports_each_node_down_by_its_role_and_the_price_of_replication() {
+    use lab::{
+        suite::{cluster::ClusterRun, floor::Replicated},
+        topology::cluster::{Placement, Replica},
+    };
+    let mut r = quick_run();
+    assert!(r.floor.is_some(), "the quick run has a floor");
+    assert!(report::render(&r)
+        .markdown
+        .contains("replicated JetStream: not measured (results from before it was added)"));
+    let floor = r.floor.as_mut().unwrap();
+    let mut slower = floor.js_publish_ack.clone();
+    slower.p50_us = 3 * floor.js_publish_ack.p50_us;
+    floor.replicated =
+        Some(Replicated { nodes: 3, replicas: 3, js_publish_ack: slower, js_delivery: floor.js_delivery.clone() });
+    r.brokers = 3;
+    let mut node_down = scenario(&mut r, "kill-broker", "async").clone();
+    node_down.scenario = Scenario::KillBrokerNode;
+    node_down.faults[0].action = "kill nats-2 (the stream's leader)".into();
+    node_down.faults[1].action = "restart nats-2".into();
+    let placement = |leader: &str, followers: [&str; 2]| Placement {
+        leader: Some(leader.into()),
+        followers: followers.map(|name| Replica { name: name.into(), current: true, offline: false }).to_vec(),
+        replicas: 3,
+    };
+    node_down.cluster = Some(ClusterRun {
+        nodes: 3,
+        meta_leader_before: Some("nats-1".into()),
+        before: Some(placement("nats-2", ["nats-1", "nats-3"])),
+        after: Some(placement("nats-3", ["nats-1", "nats-2"])),
+        outbox_peak: Some(42),
+    });
+    r.scenarios.push(node_down);
+    let md = report::render(&r).markdown;
+    assert!(md.contains("a 3-node JetStream cluster (`--brokers 3`)"), "the Method names the cluster");
+    let section = md.split("### kill-broker-node").nth(1).expect("a section of its own");
+    let section = section.split("\n### ").next().unwrap_or_default();
+    let row =
+        |label: &str| section.lines().find(|l| l.starts_with(&format!("| {label}"))).unwrap_or_default().to_owned();
+    let first = row("availability while the first fault lasted");
+    assert!(first.contains("nats-2 killed (the stream's leader)"), "{first}");
+    let placements = row("event stream before the load → after the repairs");
+    assert!(
+        placements.contains("R3, leader nats-2, followers [nats-1 current, nats-3 current] → R3, leader nats-3"),
+        "{placements}"
+    );
+    assert!(
+        row("most events waiting in the outboxes").contains("| 42 |"),
+        "{}",
+        row("most events waiting in the outboxes")
+    );
+    assert!(md.contains("publish+ack R1 p50") && md.contains("(×3.00 at p50)"), "the floor's R1 beside R3");
+}

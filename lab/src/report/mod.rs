@@ -266,6 +266,13 @@ fn document(r: &Results) -> Vec<Block> {
         e.nats_server.as_deref().unwrap_or("-"),
         e.crates.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ")
     )));
+    let on_a_cluster: Vec<String> =
+        r.scenarios_ran().into_iter().filter(|s| s.needs_cluster()).map(|s| s.to_string()).collect();
+    d.push(Para(match r.brokers {
+        1 if on_a_cluster.is_empty() => "Broker (async and bus-rpc): one nats-server.".to_owned(),
+        1 => format!("Broker (async and bus-rpc): one nats-server; {} ran on a three-node JetStream cluster of its own, the event stream replicated 3 times.", on_a_cluster.join(" and ")),
+        n => format!("Broker (async and bus-rpc): a {n}-node JetStream cluster (`--brokers {n}`) in every scenario, the services given every node's address and the event stream (with its durable consumers) replicated {n} times; `nats` in a fault schedule (kill-broker, chaos, soak) names every node at once."),
+    }));
     let measure = r.scenarios.iter().find_map(|s| s.staleness.as_ref()).map(|st| st.measure);
     if measure == Some(probe::Measure::FirstReadSent) {
         d.push(Para(format!(
@@ -286,6 +293,10 @@ fn document(r: &Results) -> Vec<Block> {
             f.echo_64_in_flight_per_s, f.generator_ceiling_per_s, f.generator_noop.ok_per_s
         )));
         d.push(Para(format!("The lab's own client against an independent one, same run: {}.", f.peer_comparison())));
+        d.push(Para(format!(
+            "The price of replication, same run (the floor's own stream, one message at a time; a replicated publish is acknowledged once a majority of the replicas has it): {}.",
+            f.replication_comparison()
+        )));
     }
     d.push(Para("Reproduce:".into()));
     d.push(Code(format!("cargo build --release --workspace && {}", e.command)));
@@ -586,6 +597,33 @@ fn figures(modes: &[(&str, &ScenarioResult)]) -> Vec<Vec<String>> {
         let (from, to, what) = verdicts::fault_windows(s).into_iter().next()?;
         verdicts::availability_between(s, from, to).map(|a| format!("{} ({what})", percent_one_decimal(a)))
     });
+    row("availability while each fault lasted", &|s| {
+        let windows = verdicts::fault_windows(s);
+        (windows.len() > 1).then(|| {
+            let each: Vec<String> = windows
+                .into_iter()
+                .filter_map(|(from, to, what)| {
+                    verdicts::availability_between(s, from, to).map(|a| format!("{} ({what})", percent_one_decimal(a)))
+                })
+                .collect();
+            each.join("; ")
+        })
+    });
+    row("broker cluster: nodes; JetStream meta leader before the load", &|s| {
+        let c = s.cluster.as_ref()?;
+        Some(format!("{}; {}", c.nodes, c.meta_leader_before.as_deref().unwrap_or("none")))
+    });
+    row("event stream before the load → after the repairs (replicas, leader, followers)", &|s| {
+        let c = s.cluster.as_ref()?;
+        Some(format!("{} → {}", c.before.as_ref()?.describe(), c.after.as_ref().map_or("-".into(), |p| p.describe())))
+    });
+    row(
+        &format!(
+            "most events waiting in the outboxes at once during the load (Admin.Stats, read every {} ms)",
+            crate::suite::cluster::OUTBOX_EVERY.as_millis()
+        ),
+        &|s| s.cluster.as_ref()?.outbox_peak.map(|n| n.to_string()),
+    );
     row(&format!("staleness p50 / p99 (ms): {}", probe::Measure::FirstReadSent.label()), &|s| {
         s.staleness.as_ref().map(|st| {
             let old = match st.measure {

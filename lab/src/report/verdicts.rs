@@ -122,7 +122,10 @@ pub fn fault_windows(s: &ScenarioResult) -> Vec<(u64, u64, String)> {
             .iter()
             .find(|f| f.result == OK && f.action == repair)
             .map_or_else(|| s.loads.get("run").map_or(e.t_ms, |l| l.duration_ms), |f| f.t_ms);
-        windows.push((e.t_ms, end, format!("{target} {how}")));
+        // A fault on a role of a broker cluster says which after its target:
+        // `kill nats-2 (the stream's leader)` is "nats-2 killed (the stream's leader)".
+        let role = e.action.splitn(3, ' ').nth(2).filter(|rest| rest.starts_with('('));
+        windows.push((e.t_ms, end, format!("{target} {how}{}", role.map(|r| format!(" {r}")).unwrap_or_default())));
     }
     windows
 }

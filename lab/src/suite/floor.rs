@@ -10,6 +10,10 @@
 //!   (a stream of its own);
 //! - `js_delivery`: from the start of a publish until a durable pull consumer holds the
 //!   message (then acked): one hop through the broker;
+//! - `replicated`: the same two on a three-node JetStream cluster with the floor's
+//!   stream replicated 3 times (its consumer with it), beside the single server's: what
+//!   replication costs a write (the leader acknowledges once a majority has it) and a
+//!   delivery;
 //! - `sled_flush`: an insert and a flush; `sled_txn2_flush`: a two-tree transaction
 //!   and a flush (what an outbox write and an event apply cost). Both in a directory
 //!   of the run dir, on the filesystem the services' data dirs are on (a system temp
@@ -74,6 +78,34 @@ pub struct Floor {
     /// results from before it was measured.
     #[serde(default)]
     pub peer_missing: Option<String>,
+    /// JetStream publish+ack and delivery on a three-node cluster, the stream R3 (`None`
+    /// when not measured: see `replicated_missing`, and in results from before it was).
+    #[serde(default)]
+    pub replicated: Option<Replicated>,
+    /// Why `replicated` is `None` (the cluster did not form, …).
+    #[serde(default)]
+    pub replicated_missing: Option<String>,
+}
+
+/// `js_publish_ack` and `js_delivery` again, on a cluster with a replicated stream.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Replicated {
+    /// Broker nodes in the cluster.
+    pub nodes: usize,
+    /// Replicas of the floor's stream (and its consumer).
+    pub replicas: usize,
+    pub js_publish_ack: Summary,
+    pub js_delivery: Summary,
+}
+
+/// Measures JetStream publish+ack and delivery, `n` each, on the cluster at `nats_url`
+/// (several servers, comma-separated) with the floor's stream replicated `replicas`
+/// times.
+pub async fn measure_replicated(nats_url: &str, nodes: usize, replicas: usize, n: usize) -> anyhow::Result<Replicated> {
+    let js = jetstream::new(async_nats::connect(common::broker::servers(nats_url)).await?);
+    let js_publish_ack = js_publish_ack(&js, n, replicas).await?;
+    let js_delivery = js_delivery(&js, n, replicas).await?;
+    Ok(Replicated { nodes, replicas, js_publish_ack, js_delivery })
 }
 
 /// The program the floor runs as the independent client (Debian's `nghttp2-client`).
@@ -141,9 +173,9 @@ pub async fn measure(
     let conn = crate::client::Conn::lazy(grpc);
     let health = HealthClient::with_origin(conn.clone(), conn.origin());
     let grpc_echo = grpc_echo(&health, n).await?;
-    let js = jetstream::new(async_nats::connect(nats_url).await?);
-    let js_publish_ack = js_publish_ack(&js, n).await?;
-    let js_delivery = js_delivery(&js, n).await?;
+    let js = jetstream::new(async_nats::connect(common::broker::servers(nats_url)).await?);
+    let js_publish_ack = js_publish_ack(&js, n, 1).await?;
+    let js_delivery = js_delivery(&js, n, 1).await?;
     let sled = Sled::measure(sled_dir, n).await?;
     let saturated = echo_64_in_flight(&health, ceiling_time).await;
     let echo_64_in_flight_per_s = saturated.ok_per_s;
@@ -169,6 +201,9 @@ pub async fn measure(
         generator_noop,
         peer,
         peer_missing,
+        // Measured on a cluster of its own by the caller.
+        replicated: None,
+        replicated_missing: None,
     })
 }
 
@@ -218,13 +253,14 @@ async fn grpc_echo(health: &Health, n: usize) -> anyhow::Result<Summary> {
     .await
 }
 
-/// The floor's own stream on the topology's broker.
-async fn floor_stream(js: &jetstream::Context) -> anyhow::Result<stream::Stream> {
+/// The floor's own stream on the topology's broker, with `replicas` copies.
+async fn floor_stream(js: &jetstream::Context, replicas: usize) -> anyhow::Result<stream::Stream> {
     Ok(js
         .get_or_create_stream(stream::Config {
             name: "FLOOR".into(),
             subjects: vec!["floor.>".into()],
             storage: stream::StorageType::File,
+            num_replicas: replicas,
             ..Default::default()
         })
         .await?)
@@ -236,8 +272,8 @@ fn floor_payload() -> bytes::Bytes {
 }
 
 /// A JetStream publish until its PubAck, `n` times in a row.
-async fn js_publish_ack(js: &jetstream::Context, n: usize) -> anyhow::Result<Summary> {
-    floor_stream(js).await?;
+async fn js_publish_ack(js: &jetstream::Context, n: usize, replicas: usize) -> anyhow::Result<Summary> {
+    floor_stream(js, replicas).await?;
     let payload = floor_payload();
     time(n, || {
         let (js, payload) = (js.clone(), payload.clone());
@@ -251,8 +287,8 @@ async fn js_publish_ack(js: &jetstream::Context, n: usize) -> anyhow::Result<Sum
 
 /// From the start of a publish until a durable pull consumer holds the message (then
 /// acked), `n` times in a row.
-async fn js_delivery(js: &jetstream::Context, n: usize) -> anyhow::Result<Summary> {
-    let mut consumer: pull::Stream = floor_stream(js)
+async fn js_delivery(js: &jetstream::Context, n: usize, replicas: usize) -> anyhow::Result<Summary> {
+    let mut consumer: pull::Stream = floor_stream(js, replicas)
         .await?
         .get_or_create_consumer(
             "floor",
@@ -530,6 +566,36 @@ fn duration_us(text: &str) -> Option<f64> {
 }
 
 impl Floor {
+    /// JetStream on one server beside a replicated stream on a cluster, for the console
+    /// and the report: p50 and p99 of publish+ack and of delivery, R1 and R3 (the R3
+    /// figure also as a multiple of R1's p50); or why there is no cluster figure.
+    pub fn replication_comparison(&self) -> String {
+        let Some(r) = &self.replicated else {
+            return match &self.replicated_missing {
+                Some(reason) => format!("replicated JetStream: not measured ({reason})"),
+                None => "replicated JetStream: not measured (results from before it was added)".to_owned(),
+            };
+        };
+        let pair = |one: &Summary, many: &Summary| {
+            format!(
+                "R1 p50 {} p99 {}, R{} p50 {} p99 {} (×{:.2} at p50)",
+                ms_fine(one.p50_us as f64),
+                ms_fine(one.p99_us as f64),
+                r.replicas,
+                ms_fine(many.p50_us as f64),
+                ms_fine(many.p99_us as f64),
+                if one.p50_us > 0 { many.p50_us as f64 / one.p50_us as f64 } else { 0.0 }
+            )
+        };
+        format!(
+            "JetStream, one server vs a {}-node cluster with the stream R{}: publish+ack {}; delivery {}",
+            r.nodes,
+            r.replicas,
+            pair(&self.js_publish_ack, &r.js_publish_ack),
+            pair(&self.js_delivery, &r.js_delivery)
+        )
+    }
+
     /// The lab's client beside the independent one, for the console and the report:
     /// sequential means (h2load reports no median) and 64-in-flight rates, each with the
     /// lab's figure as a multiple of the peer's; or why there is no peer figure.

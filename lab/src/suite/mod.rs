@@ -5,6 +5,7 @@
 //! spread. Results are one versioned JSON file, with the order that actually ran.
 
 pub mod blip;
+pub mod cluster;
 pub mod curves;
 pub mod floor;
 pub mod probe;
@@ -399,6 +400,10 @@ pub struct ScenarioResult {
     /// overload-blip's measurements.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub blip: Option<blip::Blip>,
+    /// The scenarios on a broker cluster (kill-broker-node, lose-broker-quorum): the
+    /// cluster and where the event stream was before and after.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<cluster::ClusterRun>,
 }
 
 /// Logical bytes (keys + values) per sled tree, per component.
@@ -466,6 +471,11 @@ pub struct Results {
     /// which ran naive alone.
     #[serde(default)]
     pub policies: Vec<Policy>,
+    /// Broker servers of async and bus-rpc modes (`--brokers`): 1, or a JetStream
+    /// cluster of 3 with the event stream replicated 3 times (1 in results from before
+    /// it was recorded). The cluster scenarios run on 3 whatever it says.
+    #[serde(default = "one")]
+    pub brokers: usize,
 }
 
 /// Whether `mode` makes inter-service calls, so that a policy applies to it (sync,
@@ -681,6 +691,8 @@ pub struct SuiteConfig {
     pub command: String,
     /// Processes or Compose.
     pub target: crate::topology::Target,
+    /// Broker servers of async and bus-rpc modes (`--brokers`: 1 or 3).
+    pub brokers: usize,
 }
 
 /// Everything a scenario needs from the suite.
@@ -690,6 +702,8 @@ pub struct Ctx {
     pub target: crate::topology::Target,
     /// Every service of a prepared topology is started with it.
     pub policy: Policy,
+    /// Broker servers of a prepared topology (async, bus-rpc): 1 or 3.
+    pub brokers: usize,
 }
 
 /// A fresh topology of `mode` in its own run dir, seeded with `seed`, with its
@@ -710,7 +724,24 @@ impl Prepared {
 impl Ctx {
     /// Naive policy on local processes, under `dir`: what tests and a plain suite start from.
     pub fn on_processes(profile: Profile, dir: &Path) -> Self {
-        Ctx { profile, dir: dir.to_path_buf(), target: crate::topology::Target::Process, policy: Policy::Naive }
+        Ctx {
+            profile,
+            dir: dir.to_path_buf(),
+            target: crate::topology::Target::Process,
+            policy: Policy::Naive,
+            brokers: 1,
+        }
+    }
+
+    /// The same context with `brokers` broker servers.
+    pub fn with_brokers(&self, brokers: usize) -> Self {
+        Ctx {
+            profile: self.profile.clone(),
+            dir: self.dir.clone(),
+            target: self.target.clone(),
+            policy: self.policy,
+            brokers,
+        }
     }
 
     pub async fn prepare(
@@ -728,6 +759,7 @@ impl Ctx {
         let run_dir = self.dir.join(format!("{name}-{variant}"));
         let mut config = Config::new(mode, &run_dir);
         config.policy = self.policy;
+        config.brokers = self.brokers;
         config.proxied = proxied.iter().map(|s| s.to_string()).collect();
         if let crate::topology::Target::Compose { image, project } = &self.target {
             // One project per scenario and variant: names must differ, as projects of
@@ -769,8 +801,13 @@ pub async fn run(config: SuiteConfig) -> anyhow::Result<(Results, PathBuf)> {
             policies.push(p);
         }
     }
-    let ctx =
-        Ctx { profile: config.profile.clone(), dir: dir.clone(), target: config.target.clone(), policy: Policy::Naive };
+    let ctx = Ctx {
+        profile: config.profile.clone(),
+        dir: dir.clone(),
+        target: config.target.clone(),
+        policy: Policy::Naive,
+        brokers: config.brokers,
+    };
     // By default each target runs what it can, and the long scenarios only in `--full`.
     let runs_here =
         |s: Scenario| s.runs_by_default_on(&config.target) && (!s.is_long() || config.profile.long_scenarios);
@@ -790,6 +827,7 @@ pub async fn run(config: SuiteConfig) -> anyhow::Result<(Results, PathBuf)> {
         complexity: Complexity::of_this_build(),
         run_order: Vec::new(),
         policies: policies.clone(),
+        brokers: config.brokers,
     };
     let suite_start = Instant::now();
     for (i, &(scenario, variant, round)) in steps.iter().enumerate() {
@@ -803,7 +841,7 @@ pub async fn run(config: SuiteConfig) -> anyhow::Result<(Results, PathBuf)> {
                 // A later round runs in run dirs of its own; the variant's policy is
                 // every service's.
                 let dir = if round > 1 { ctx.dir.join(format!("round-{round}")) } else { ctx.dir.clone() };
-                let ctx = Ctx { profile: ctx.profile.clone(), dir, target: ctx.target.clone(), policy };
+                let ctx = Ctx { dir, policy, ..ctx.with_brokers(ctx.brokers) };
                 let label = variant_label(mode, policy);
                 let mut result = scenarios::run(&ctx, scenario, mode)
                     .await

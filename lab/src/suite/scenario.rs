@@ -25,6 +25,11 @@ pub enum Scenario {
     PauseDependency,
     /// The broker SIGKILLed and restarted.
     KillBroker,
+    /// One node of a three-node broker cluster SIGKILLed and restarted: the stream's
+    /// leader, then a follower.
+    KillBrokerNode,
+    /// Two of the three nodes of a broker cluster SIGKILLed, then restarted.
+    LoseBrokerQuorum,
     /// The query service SIGKILLed and restarted.
     KillQuery,
     /// users cut off its network (Compose only).
@@ -48,13 +53,15 @@ pub enum Scenario {
 
 impl Scenario {
     /// Every scenario, in the order the suite runs them.
-    pub const ALL: [Scenario; 15] = [
+    pub const ALL: [Scenario; 17] = [
         Scenario::Floor,
         Scenario::Steady,
         Scenario::SlowDependency,
         Scenario::KillDependency,
         Scenario::PauseDependency,
         Scenario::KillBroker,
+        Scenario::KillBrokerNode,
+        Scenario::LoseBrokerQuorum,
         Scenario::KillQuery,
         Scenario::Partition,
         Scenario::Chaos,
@@ -75,6 +82,8 @@ impl Scenario {
             Scenario::KillDependency => "kill-dependency",
             Scenario::PauseDependency => "pause-dependency",
             Scenario::KillBroker => "kill-broker",
+            Scenario::KillBrokerNode => "kill-broker-node",
+            Scenario::LoseBrokerQuorum => "lose-broker-quorum",
             Scenario::KillQuery => "kill-query",
             Scenario::Partition => "partition",
             Scenario::Chaos => "chaos",
@@ -95,6 +104,8 @@ impl Scenario {
             Scenario::KillDependency => "`users` SIGKILLed, then `products`, under load: availability during the faults, staleness, recovery and convergence.",
             Scenario::PauseDependency => "`products` frozen with SIGSTOP (a grey failure): do callers fail at their deadline or pile up?",
             Scenario::KillBroker => "`nats-server` SIGKILLed under load and restarted (sync mode has no broker: the control).",
+            Scenario::KillBrokerNode => "On a three-node JetStream cluster (whatever `--brokers` says), the event stream replicated 3 times: one node SIGKILLed under load and restarted, twice: first the node that leads the stream at that moment (async; in bus-rpc, which has no stream, the JetStream meta leader), then a follower, each found by asking the cluster right before the kill. Availability, staleness, convergence and losses, as kill-broker measures them (sync and the monolith have no broker: the control).",
+            Scenario::LoseBrokerQuorum => "On a three-node JetStream cluster, two nodes (the stream's leader and a follower; in bus-rpc the meta leader and a follower) SIGKILLed at once under load, so the stream has no majority, then restarted: acknowledged writes wait in the outboxes until a majority is back, nothing acknowledged may be lost, and the view converges after.",
             Scenario::KillQuery => "The query service itself SIGKILLed: both modes lose reads; how fast async catches up.",
             Scenario::Partition => "`users` cut off the others' network (`docker network disconnect`, compose target): its callers cannot reach it, though it runs.",
             Scenario::Chaos => "Seeded random SIGKILLs under load, one schedule for both modes (the same service victims at the same times; the broker's kills from a separate stream, skipped in sync), then the checker.",
@@ -108,15 +119,22 @@ impl Scenario {
         }
     }
 
+    /// Whether it runs on a three-node broker cluster whatever `--brokers` says.
+    pub fn needs_cluster(self) -> bool {
+        matches!(self, Scenario::KillBrokerNode | Scenario::LoseBrokerQuorum)
+    }
+
     /// Whether its figures are latencies: repeated over the profile's rounds, so each
     /// headline figure carries its spread.
     pub fn is_latency(self) -> bool {
         matches!(self, Scenario::Steady | Scenario::SlowDependency)
     }
 
-    /// Too long for the quick suite: runs in `--full`, or when named.
+    /// Too long for the quick suite: runs in `--full`, or when named. (The two cluster
+    /// scenarios together add about 40 s to async alone, most of it the cluster's
+    /// elections.)
     pub fn is_long(self) -> bool {
-        self == Scenario::Soak
+        matches!(self, Scenario::Soak | Scenario::KillBrokerNode | Scenario::LoseBrokerQuorum)
     }
 
     /// Whether a policy can change what it measures: not where nothing fails and
@@ -132,12 +150,19 @@ impl Scenario {
     }
 
     /// Whether the suite runs it on `target` when no `--scenario` is named: partitions
-    /// need containers; the floor, the fault proxy and on-disk sizes need local processes.
+    /// need containers; the floor, the fault proxy, on-disk sizes and the broker cluster
+    /// need local processes.
     pub fn runs_by_default_on(self, target: &Target) -> bool {
         match target {
-            Target::Compose { .. } => {
-                !matches!(self, Scenario::Floor | Scenario::SlowDependency | Scenario::Storage | Scenario::OverloadBlip)
-            }
+            Target::Compose { .. } => !matches!(
+                self,
+                Scenario::Floor
+                    | Scenario::SlowDependency
+                    | Scenario::Storage
+                    | Scenario::OverloadBlip
+                    | Scenario::KillBrokerNode
+                    | Scenario::LoseBrokerQuorum
+            ),
             Target::Process => self != Scenario::Partition,
         }
     }

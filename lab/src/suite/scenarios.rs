@@ -57,6 +57,7 @@ pub async fn run(ctx: &Ctx, scenario: Scenario, mode: Mode) -> anyhow::Result<Sc
             let faults = vec![(at(2.0), Action::Kill, NATS), (at(4.0), Action::Restart, NATS)];
             with_faults(ctx, scenario, mode, faults, at(7.0)).await?
         }
+        Scenario::KillBrokerNode | Scenario::LoseBrokerQuorum => super::cluster::run(ctx, scenario, mode).await?,
         Scenario::Partition => {
             if ctx.target == crate::topology::Target::Process {
                 return Ok(ScenarioResult {
@@ -101,7 +102,27 @@ pub async fn floor(ctx: &Ctx) -> anyhow::Result<Floor> {
     let floor = super::floor::measure(&run_dir, topology.address(USERS)?, &url, ctx.profile.sequential, ceiling).await;
     let mut topology = topology;
     topology.stop()?;
-    floor
+    let mut floor = floor?;
+    // The same JetStream figures on a three-node cluster, the floor's stream R3: the
+    // price of replication, in the same run. A cluster that does not form is recorded
+    // as such, not a failed floor.
+    match replicated_floor(ctx, super::cluster::NODES).await {
+        Ok(replicated) => floor.replicated = Some(replicated),
+        Err(e) => floor.replicated_missing = Some(format!("{e:#}")),
+    }
+    Ok(floor)
+}
+
+/// JetStream publish+ack and delivery on a cluster of `nodes`, the floor's stream
+/// replicated on every node, in a topology of its own.
+async fn replicated_floor(ctx: &Ctx, nodes: usize) -> anyhow::Result<super::floor::Replicated> {
+    let mut config = crate::topology::Config::new(Mode::Async, ctx.dir.join("floor-cluster"));
+    config.brokers = nodes;
+    let mut topology = crate::topology::Topology::start(config).await?;
+    let url = topology.nats_url().expect("async topology has a broker");
+    let replicated = super::floor::measure_replicated(&url, nodes, nodes, ctx.profile.sequential).await;
+    topology.stop()?;
+    replicated
 }
 
 /// Chaos: a seeded SIGKILL of a service every 0.8–2 s, restarted 0.3–1 s later, and
@@ -141,8 +162,9 @@ async fn with_faults(
 }
 
 /// Load at the fault rate for `length`, the steps at their offsets, then repair,
-/// convergence and the checker.
-async fn with_steps(
+/// convergence and the checker. On a broker cluster it also records where the stream
+/// was before and after, and (async) the most events the outboxes held meanwhile.
+pub(super) async fn with_steps(
     ctx: &Ctx,
     name: Scenario,
     mode: Mode,
@@ -151,6 +173,29 @@ async fn with_steps(
 ) -> anyhow::Result<ScenarioResult> {
     let p = &ctx.profile;
     let mut prepared = ctx.prepare(name.name(), mode, &[], p.seed).await?;
+    // On a cluster: where things stand before the load, and the outboxes during it.
+    let mut cluster = None;
+    let mut outboxes = None;
+    if prepared.topology.is_cluster() {
+        let topology = &prepared.topology;
+        // Seeding's writes may leave a replica a moment behind: read it whole.
+        topology.wait_brokers_ready(crate::topology::CLUSTER_READY_WITHIN).await?;
+        let before = match mode {
+            Mode::Async => Some(topology.stream_placement().await.map_err(anyhow::Error::msg)?),
+            _ => None,
+        };
+        cluster = Some(super::cluster::ClusterRun {
+            nodes: topology.brokers().count(),
+            meta_leader_before: topology.meta_leader().await,
+            before,
+            ..Default::default()
+        });
+        if mode == Mode::Async {
+            let services: Vec<_> =
+                common::names::SERVICES.iter().map(|s| topology.address(s)).collect::<Result<_, _>>()?;
+            outboxes = Some(super::cluster::watch_outboxes(services));
+        }
+    }
     let workload = prepared.workload(p, p.seed.seed);
     let acked = workload.acked_orders();
     let partial = workload.partial_answers();
@@ -187,6 +232,17 @@ async fn with_steps(
     let applied = ensure_applied(&events);
     result.faults = events;
     prepared.topology.recover().await?;
+    if let Some(cluster) = &mut cluster {
+        if let Some((stop, peak)) = outboxes {
+            stop.cancel();
+            cluster.outbox_peak = Some(peak.await?);
+        }
+        if mode == Mode::Async {
+            // `recover` waited for the stream to be whole again.
+            cluster.after = Some(prepared.topology.stream_placement().await.map_err(anyhow::Error::msg)?);
+        }
+    }
+    result.cluster = cluster;
     // A repair of the schedule that did not take effect was done by `recover`, just now.
     let since = repaired.map_or_else(tokio::time::Instant::now, |ms| load_started + Duration::from_millis(ms));
     // New probes stop; those in flight finish once their orders show, while the view is
@@ -312,6 +368,8 @@ pub async fn load_during(
     let mut events = Vec::new();
     // Victims of a fault carried out and not yet repaired.
     let mut down: Vec<&'static str> = Vec::new();
+    // The nodes of a broker cluster the steps that name a role hit.
+    let mut roles = super::cluster::Roles::default();
     // How late the schedule runs: a step done later than planned (after a restart that
     // waited for readiness) delays every later step and the end of the load by as much,
     // so each fault keeps its planned length and the load its tail after the last.
@@ -329,7 +387,7 @@ pub async fn load_during(
                     // (a restart, which blocks while its process stops) must not find
                     // the load ended.
                     let held = length.hold();
-                    let event = apply_step(prepared, &step, start, sampler, writes, &mut down).await;
+                    let event = apply_step(prepared, &step, start, sampler, writes, &mut down, &mut roles).await;
                     progress(&event);
                     shift = shift.max(start.elapsed().saturating_sub(step.at));
                     length.extend_to(config.duration + shift);
@@ -343,9 +401,10 @@ pub async fn load_during(
     // slow step before it can push it past the end): a fault is never left in place.
     // The load outlived every other step: listed, not silently dropped.
     for step in pending {
-        let event = if step.action.is_repair() && down.contains(&step.target) {
+        let target = roles.node(step.target).unwrap_or(step.target);
+        let event = if step.action.is_repair() && down.contains(&target) {
             tokio::time::sleep_until(start + step.at + shift).await;
-            let event = apply_step(prepared, &step, start, sampler, None, &mut down).await;
+            let event = apply_step(prepared, &step, start, sampler, None, &mut down, &mut roles).await;
             progress(&event);
             event
         } else {
@@ -365,7 +424,10 @@ pub async fn load_during(
 }
 
 /// Carries out one step and says how it went; `down` keeps the victims of the faults
-/// carried out (kill, pause, slow, partition, …) until their repair.
+/// carried out (kill, pause, slow, partition, …) until their repair. A step on a role
+/// of a broker cluster ([`super::cluster::LEADER`], …) acts on the node that has it,
+/// found right before (the role is recorded after the action: `kill nats-2 (the
+/// stream's leader)`); its repair on the node its fault hit.
 async fn apply_step(
     prepared: &mut Prepared,
     step: &Step,
@@ -373,6 +435,7 @@ async fn apply_step(
     sampler: &mut Sampler,
     writes: Option<&InFlight>,
     down: &mut Vec<&'static str>,
+    roles: &mut super::cluster::Roles,
 ) -> FaultEvent {
     if let (Some(writes), Some(_)) = (writes, step.starts) {
         let waited = tokio::time::Instant::now();
@@ -383,10 +446,16 @@ async fn apply_step(
     // A SIGKILLed process cannot be read: read every process right before.
     sampler.sample_load(&prepared.topology.file());
     let issued = tokio::time::Instant::now();
+    let (target, role) = match super::cluster::resolve(&prepared.topology, step, roles).await {
+        Ok(resolved) => resolved,
+        Err(e) => (step.target, Some(format!("not resolved: {e}"))),
+    };
     let outcome = if step.target == NATS && prepared.topology.nats_url().is_none() {
         SKIPPED_NO_BROKER.to_owned()
+    } else if super::cluster::is_role(target) {
+        format!("error: {}", role.clone().unwrap_or_default())
     } else {
-        match control::apply(&mut prepared.topology, &step.action, step.target).await {
+        match control::apply(&mut prepared.topology, &step.action, target).await {
             Ok(()) => OK.to_owned(),
             Err(TopologyError::NoSuchComponent { mode, component }) => does_not_apply(mode, &component),
             Err(e) => format!("error: {e}"),
@@ -395,15 +464,19 @@ async fn apply_step(
     let effective = tokio::time::Instant::now();
     if outcome == OK {
         if step.action.is_repair() {
-            down.retain(|&t| t != step.target);
+            down.retain(|&t| t != target);
         } else {
-            down.push(step.target);
+            down.push(target);
         }
     }
     let ms = |at: tokio::time::Instant| at.duration_since(start).as_millis() as u64;
+    let action = match role {
+        Some(role) => format!("{} ({role})", step.action.line(target)),
+        None => step.action.line(target),
+    };
     FaultEvent {
         t_ms: ms(issued),
-        action: step.action.line(step.target),
+        action,
         result: outcome,
         planned_ms: Some(step.at.as_millis() as u64),
         effective_ms: Some(ms(effective)),

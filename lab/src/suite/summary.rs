@@ -10,12 +10,13 @@ pub fn text(r: &Results) -> String {
     let e = &r.environment;
     writeln!(
         out,
-        "\n{} suite, {} cores, {} build, commit {}, nats-server {}",
+        "\n{} suite, {} cores, {} build, commit {}, nats-server {}{}",
         r.profile.name,
         e.cores,
         e.build_profile,
         e.commit,
-        e.nats_server.as_deref().unwrap_or("-")
+        e.nats_server.as_deref().unwrap_or("-"),
+        if r.brokers > 1 { format!(" ({}-node cluster, stream R{})", r.brokers, r.brokers) } else { String::new() }
     )
     .ok();
     if let Some(f) = &r.floor {
@@ -47,6 +48,7 @@ pub fn text(r: &Results) -> String {
         )
         .ok();
         writeln!(out, "{}", f.peer_comparison()).ok();
+        writeln!(out, "{}", f.replication_comparison()).ok();
     }
     for s in &r.scenarios {
         let round = if s.round > 1 { format!(" r{}", s.round) } else { String::new() };

@@ -13,7 +13,12 @@
 //! products, orders, query), because a service is given the addresses of what it
 //! calls; a restarted one gets back the address it had, so its callers need not be
 //! told anything.
+//!
+//! The broker is one `nats-server` (component `nats`), or on the process target a
+//! three-node JetStream cluster ([`cluster`]: components `nats-1` … `nats-3`, and
+//! `nats` then names all three at once), whose every node the services are given.
 
+pub mod cluster;
 pub mod compose;
 mod containers;
 pub mod file;
@@ -24,11 +29,13 @@ use std::{
     io::{BufRead, BufReader},
     net::SocketAddr,
     path::{Path, PathBuf},
+    time::Duration,
 };
 
 use common::{
     config::{Mode, Policy},
-    names::{MONOLITH, SERVICES},
+    events::{ORDERS_CONSUMER, QUERY_CONSUMER, STREAM},
+    names::{MONOLITH, NATS, SERVICES},
 };
 
 pub use self::file::{RunsAs, ServiceRecord, TopologyFile, TOPOLOGY_FILE};
@@ -47,8 +54,14 @@ pub enum TopologyError {
     StartTimeout { service: String, secs: u64, log: String },
     #[error("{service} at {address} bound its port but is not SERVING: {reason}")]
     NotServing { service: String, address: SocketAddr, reason: String },
-    #[error("no component named {0:?}; they are users, products, orders, query (and nats in async mode)")]
+    #[error("no component named {0:?}; they are users, products, orders, query, and in async and bus-rpc modes the broker: nats, or on a cluster (--brokers 3) nats-1, nats-2, nats-3 (nats then names all three)")]
     UnknownService(String),
+    #[error("--brokers {0}: the broker runs as 1 server or as a cluster of 3")]
+    Brokers(usize),
+    #[error("--brokers {0} needs the process target for now: the compose target runs a single broker (drop --brokers, or use --target process)")]
+    BrokersNeedProcesses(usize),
+    #[error("the {nodes}-node JetStream cluster was not ready within {secs} s: {detail}; see the nodes' logs under {run_dir}")]
+    ClusterNotReady { nodes: usize, secs: u64, detail: String, run_dir: String },
     #[error("{0} has no fault proxy: start the topology with --proxy {0} (or --proxy all)")]
     NotProxied(String),
     #[error("{service} is not running")]
@@ -102,6 +115,9 @@ pub struct Config {
     /// Extra environment of one service's process (service name, variable, value): how
     /// tests set a [`common::failpoint`] on one service only (processes only).
     pub env: Vec<(String, String, String)>,
+    /// Broker servers in the modes that have a broker: 1, or a JetStream cluster of 3
+    /// (process target only) whose stream the async services keep with 3 replicas.
+    pub brokers: usize,
 }
 
 impl Config {
@@ -116,6 +132,7 @@ impl Config {
             proxied: Vec::new(),
             target: Deployment::Process,
             env: Vec::new(),
+            brokers: 1,
         }
     }
 }
@@ -162,11 +179,14 @@ pub struct Component {
     /// The host folder its data is in: the process's data dir, or the mountpoint of
     /// the container's volume.
     pub data_dir: PathBuf,
+    /// A cluster node's monitoring endpoint (`/jsz`); `None` elsewhere.
+    pub monitor: Option<SocketAddr>,
     /// The fault proxy callers go through, if it has one.
     proxy: Option<Proxy>,
-    /// In bus-rpc mode, the fault proxy between a proxied service and the broker, which
-    /// carries the other services' calls to it: the same faults as [`Self::proxy`].
-    broker_link: Option<Proxy>,
+    /// In bus-rpc mode, the fault proxies between a proxied service and the broker (one
+    /// per node), which carry the other services' calls to it: the same faults as
+    /// [`Self::proxy`].
+    broker_link: Vec<Proxy>,
 }
 
 impl Component {
@@ -302,8 +322,18 @@ impl Topology {
                 return Err(TopologyError::BinaryMissing(bin));
             }
         }
+        if config.brokers != 1 && config.brokers != 3 {
+            return Err(TopologyError::Brokers(config.brokers));
+        }
+        if config.brokers > 1 && config.target != Deployment::Process {
+            return Err(TopologyError::BrokersNeedProcesses(config.brokers));
+        }
         fs::create_dir_all(&config.run_dir).map_err(io_err(format!("cannot create {}", config.run_dir.display())))?;
         let mut config = config;
+        if !config.mode.uses_broker() {
+            // Nothing to replicate: no broker runs in this mode.
+            config.brokers = 1;
+        }
         if config.mode == Mode::Monolith && !config.proxied.is_empty() {
             // Nothing travels between the services to put a proxy on; a fault on one of
             // them is refused as not applying (`NoSuchComponent`).
@@ -322,6 +352,7 @@ impl Topology {
         };
         let topology = Topology { config, services, backend };
         topology.write_file()?;
+        topology.wait_brokers_ready(CLUSTER_READY_WITHIN).await?;
         Ok(topology)
     }
 
@@ -371,52 +402,76 @@ impl Topology {
         Ok(self.service(name)?.name)
     }
 
-    /// Carries out `operation` on `name`. On the compose target the `docker` command
+    /// The components `name` stands for: itself, or on a cluster, for `nats`, every
+    /// node (the broker as a whole).
+    fn names_of(&self, name: &str) -> Result<Vec<&'static str>> {
+        if name == NATS && self.is_cluster() {
+            return Ok(self.brokers().map(|b| b.name).collect());
+        }
+        Ok(vec![self.name_of(name)?])
+    }
+
+    /// Carries out `operation` on `name` (on each node, for a cluster's `nats`; the
+    /// first error after trying them all). On the compose target the `docker` command
     /// runs on a blocking thread, so it does not hold a runtime worker (the load's and
     /// the probe's tasks run there); a signal is sent at once.
     pub async fn operate(&mut self, name: &str, operation: Operation) -> Result<()> {
-        let name = self.name_of(name)?;
-        self.backend.operate_off_runtime(name, operation).await
+        let mut first_error = None;
+        for name in self.names_of(name)? {
+            if let Err(e) = self.backend.operate_off_runtime(name, operation).await {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Carries out `operation` at once on `name` (each node, for a cluster's `nats`).
+    fn operate_now(&mut self, name: &str, operation: Operation) -> Result<()> {
+        let mut first_error = None;
+        for name in self.names_of(name)? {
+            if let Err(e) = self.backend.operate(name, operation) {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
     }
 
     /// SIGKILL (or `docker kill`): the component dies at once, whatever it was doing.
     pub fn kill(&mut self, name: &str) -> Result<()> {
-        let name = self.name_of(name)?;
-        self.backend.operate(name, Operation::Kill)
+        self.operate_now(name, Operation::Kill)
     }
 
     /// SIGSTOP (or `docker pause`): the component freezes with its sockets open (a grey
     /// failure).
     pub fn pause(&mut self, name: &str) -> Result<()> {
-        let name = self.name_of(name)?;
-        self.backend.operate(name, Operation::Freeze)
+        self.operate_now(name, Operation::Freeze)
     }
 
     /// Undoes [`Topology::pause`].
     pub fn resume(&mut self, name: &str) -> Result<()> {
-        let name = self.name_of(name)?;
-        self.backend.operate(name, Operation::Thaw)
+        self.operate_now(name, Operation::Thaw)
     }
 
     /// Cuts `name` off the network of the others (compose target).
     pub fn partition(&mut self, name: &str) -> Result<()> {
-        let name = self.name_of(name)?;
-        self.backend.operate(name, Operation::Partition)
+        self.operate_now(name, Operation::Partition)
     }
 
     /// Undoes [`Topology::partition`].
     pub fn reconnect(&mut self, name: &str) -> Result<()> {
-        let name = self.name_of(name)?;
-        self.backend.operate(name, Operation::Reconnect)
+        self.operate_now(name, Operation::Reconnect)
     }
 
-    /// Starts a killed (or stopped) component again on its old address and data.
+    /// Starts a killed (or stopped) component again on its old address and data (a
+    /// cluster node: its old ports, configuration and store; for a cluster's `nats`,
+    /// every node). It returns once the process accepts connections; a node rejoining
+    /// its cluster catches up after that (see [`Topology::wait_brokers_ready`]).
     pub async fn restart(&mut self, name: &str) -> Result<()> {
-        let name = self.name_of(name)?;
-        self.backend.restart(name).await?;
-        self.write_file()?;
-        tracing::info!(service = name, "restarted");
-        Ok(())
+        for name in self.names_of(name)? {
+            self.backend.restart(name).await?;
+            tracing::info!(service = name, "restarted");
+        }
+        self.write_file()
     }
 
     /// Undoes every fault: restarts what is dead, resumes what is paused, reconnects
@@ -430,14 +485,17 @@ impl Topology {
             self.backend.recover(name).await?;
             self.service(name)?.proxies().for_each(Proxy::heal);
         }
-        self.write_file()
+        self.write_file()?;
+        self.wait_brokers_ready(CLUSTER_READY_WITHIN).await
     }
 
     /// Stops one component (SIGTERM, SIGKILL after a grace period); nothing to do for a
     /// container, which only [`Topology::stop`] takes down.
     pub fn stop_one(&mut self, name: &str) -> Result<()> {
-        let name = self.name_of(name)?;
-        self.backend.stop_one(name)
+        for name in self.names_of(name)? {
+            self.backend.stop_one(name)?;
+        }
+        Ok(())
     }
 
     /// Stops every component, callers before callees (the broker last), so nothing
@@ -451,9 +509,97 @@ impl Topology {
         self.backend.reap_exited()
     }
 
-    /// The broker's client URL, in the modes that have one (async, bus-rpc).
+    /// The broker's client URL, in the modes that have one (async, bus-rpc): on a
+    /// cluster every node's, comma-separated (as `--nats-url` takes them).
     pub fn nats_url(&self) -> Option<String> {
-        self.services.iter().find(|s| s.kind == Kind::Broker).map(|b| format!("nats://{}", b.address))
+        let nodes: Vec<SocketAddr> = self.brokers().map(|b| b.address).collect();
+        (!nodes.is_empty()).then(|| nats_url_of(&nodes))
+    }
+
+    /// The broker's servers: one, or every node of a cluster.
+    pub fn brokers(&self) -> impl Iterator<Item = &Component> {
+        self.services.iter().filter(|s| s.kind == Kind::Broker)
+    }
+
+    /// Whether the broker is a cluster of several nodes.
+    pub fn is_cluster(&self) -> bool {
+        self.brokers().count() > 1
+    }
+
+    /// The JetStream meta group's leader, as a majority of the cluster's nodes say it
+    /// (`None` while there is none, on a single broker, or in a mode without one).
+    pub async fn meta_leader(&self) -> Option<String> {
+        let nodes: Vec<SocketAddr> = self.brokers().filter_map(|b| b.monitor).collect();
+        if nodes.is_empty() {
+            return None;
+        }
+        cluster::agreed_leader(&nodes).await.ok()
+    }
+
+    /// Where the event stream lives on the cluster (async mode): its leader and the
+    /// other replicas, from stream info.
+    pub async fn stream_placement(&self) -> Result<cluster::Placement, String> {
+        let url = self.events_url().ok_or("no event stream in this mode")?;
+        let client = cluster::connect(&url).await?;
+        cluster::placement(&async_nats::jetstream::new(client), STREAM).await
+    }
+
+    /// On a cluster (nothing to do otherwise), waits until a majority of its nodes
+    /// agree on a JetStream meta leader, every node answers, and in async mode the event
+    /// stream exists with its leader and every other replica current and online, and so
+    /// do both durable consumers.
+    pub async fn wait_brokers_ready(&self, within: Duration) -> Result<()> {
+        if !self.is_cluster() {
+            return Ok(());
+        }
+        let nodes = self.brokers().count();
+        let start = tokio::time::Instant::now();
+        let mut last;
+        loop {
+            last = self.cluster_state().await;
+            match &last {
+                Ok(()) => return Ok(()),
+                Err(_) if start.elapsed() < within => tokio::time::sleep(Duration::from_millis(50)).await,
+                Err(detail) => {
+                    return Err(TopologyError::ClusterNotReady {
+                        nodes,
+                        secs: within.as_secs(),
+                        detail: detail.clone(),
+                        run_dir: self.config.run_dir.display().to_string(),
+                    })
+                }
+            }
+        }
+    }
+
+    /// `Ok` if the cluster is whole (see [`Topology::wait_brokers_ready`]), else why not.
+    async fn cluster_state(&self) -> std::result::Result<(), String> {
+        let nodes: Vec<(&str, SocketAddr)> = self.brokers().filter_map(|b| Some((b.name, b.monitor?))).collect();
+        for (name, monitor) in &nodes {
+            let view = cluster::meta_view(*monitor).await.map_err(|e| format!("{name}: {e}"))?;
+            if view.cluster_size < nodes.len() as u64 {
+                return Err(format!("{name} sees a meta group of {} of {} nodes", view.cluster_size, nodes.len()));
+            }
+        }
+        let monitors: Vec<SocketAddr> = nodes.iter().map(|(_, m)| *m).collect();
+        cluster::agreed_leader(&monitors).await?;
+        if self.config.mode == Mode::Async {
+            let url = self.events_url().ok_or("no event stream in this mode")?;
+            let js = async_nats::jetstream::new(cluster::connect(&url).await?);
+            let placement = cluster::placement(&js, STREAM).await?;
+            if !placement.is_whole() || placement.replicas != nodes.len() {
+                return Err(format!("stream {STREAM} is not whole: {}", placement.describe()));
+            }
+            // The durable consumers, which the services create, are kept by the
+            // stream's nodes too: each needs a leader and its replicas current.
+            for consumer in [ORDERS_CONSUMER, QUERY_CONSUMER] {
+                let placement = cluster::consumer_placement(&js, STREAM, consumer, nodes.len()).await?;
+                if !placement.is_whole() {
+                    return Err(format!("consumer {consumer} is not whole: {}", placement.describe()));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The broker's client URL where the services keep replicas fed by JetStream events
@@ -488,6 +634,14 @@ impl Topology {
         service.proxies().for_each(|proxy| proxy.set(faults));
         Ok(())
     }
+}
+
+/// How long a cluster may take to be whole after a start or a repair.
+pub const CLUSTER_READY_WITHIN: Duration = Duration::from_secs(30);
+
+/// The client URL of `servers`, comma-separated (as `--nats-url` takes several).
+pub fn nats_url_of(servers: &[SocketAddr]) -> String {
+    servers.iter().map(|s| format!("nats://{s}")).collect::<Vec<_>>().join(",")
 }
 
 /// The programs a topology of `mode` runs (besides the broker): the four services, or

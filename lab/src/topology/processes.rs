@@ -18,7 +18,7 @@ use std::{
 
 use common::{
     config::Mode,
-    names::{NATS, ORDERS, PRODUCTS, QUERY, SERVICES, USERS},
+    names::{NATS, NATS_NODES, ORDERS, PRODUCTS, QUERY, SERVICES, USERS},
 };
 use nix::{
     sys::signal::{kill, Signal},
@@ -26,7 +26,10 @@ use nix::{
 };
 use serde::Deserialize;
 
-use super::{io_err, tail, Component, Config, Kind, Operation, Result, RunsAs, TopologyError};
+use super::{
+    cluster::{self, Node},
+    io_err, tail, Component, Config, Kind, Operation, Result, RunsAs, TopologyError,
+};
 use crate::proxy::Proxy;
 
 /// How long a service may take from spawn to SERVING.
@@ -66,31 +69,36 @@ pub(super) async fn start(config: &Config) -> Result<(Vec<Component>, Processes)
     let chosen = config.base_port.is_none();
     if config.mode.uses_broker() {
         let nats = bench::nats::nats_server()?;
-        let dir = config.run_dir.join(NATS);
-        let data_dir = dir.join("store");
-        fs::create_dir_all(&data_dir).map_err(io_err(format!("cannot create {}", data_dir.display())))?;
-        let port = match config.base_port {
-            Some(p) => p + SERVICES.len() as u16,
-            None => reserve_port()?,
-        };
-        let args = ["-a", "127.0.0.1", "-js", "-sd"]
-            .map(String::from)
-            .into_iter()
-            .chain([data_dir.display().to_string()])
-            .collect();
-        let address = SocketAddr::from(([127, 0, 0, 1], port));
-        let mut broker = Process::new(NATS, Kind::Broker, nats.path, address, dir.join("log"));
-        broker.args = args;
-        spawn_on_chosen_port(&mut broker, chosen).await?;
-        components.push(Component {
-            name: NATS,
-            kind: Kind::Broker,
-            address: broker.address,
-            data_dir,
-            proxy: None,
-            broker_link: None,
-        });
-        processes.members.push(broker);
+        if config.brokers > 1 {
+            start_cluster(config, &nats.path, &mut processes, &mut components).await?;
+        } else {
+            let dir = config.run_dir.join(NATS);
+            let data_dir = dir.join("store");
+            fs::create_dir_all(&data_dir).map_err(io_err(format!("cannot create {}", data_dir.display())))?;
+            let port = match config.base_port {
+                Some(p) => p + SERVICES.len() as u16,
+                None => reserve_port()?,
+            };
+            let args = ["-a", "127.0.0.1", "-js", "-sd"]
+                .map(String::from)
+                .into_iter()
+                .chain([data_dir.display().to_string()])
+                .collect();
+            let address = SocketAddr::from(([127, 0, 0, 1], port));
+            let mut broker = Process::new(NATS, Kind::Broker, nats.path, address, dir.join("log"));
+            broker.args = args;
+            spawn_on_chosen_port(&mut broker, chosen).await?;
+            components.push(Component {
+                name: NATS,
+                kind: Kind::Broker,
+                address: broker.address,
+                data_dir,
+                monitor: None,
+                proxy: None,
+                broker_link: Vec::new(),
+            });
+            processes.members.push(broker);
+        }
     }
     for (i, &name) in super::programs(config.mode).iter().enumerate() {
         let dir = config.run_dir.join(name);
@@ -111,20 +119,21 @@ pub(super) async fn start(config: &Config) -> Result<(Vec<Component>, Processes)
         }
         // In bus-rpc mode the other services reach a proxied one through the broker, so
         // its link to the broker gets a fault proxy too.
-        let broker_link = match (config.mode, proxied) {
-            (Mode::BusRpc, true) => {
-                let broker = components.iter().find(|c| c.kind == Kind::Broker).map(|c| c.address);
-                let broker = broker.ok_or_else(|| TopologyError::UnknownService(NATS.to_owned()))?;
+        // (One proxy per node of a cluster, so the link has the fault whichever node the
+        // service is connected to.)
+        let mut broker_link = Vec::new();
+        if config.mode == Mode::BusRpc && proxied {
+            for broker in components.iter().filter(|c| c.kind == Kind::Broker) {
                 let any_port = SocketAddr::from(([127, 0, 0, 1], 0));
-                Some(
-                    Proxy::start(any_port, broker)
+                broker_link.push(
+                    Proxy::start(any_port, broker.address)
                         .await
                         .map_err(io_err(format!("cannot start the fault proxy of {name}'s link to the broker")))?,
-                )
+                );
             }
-            _ => None,
-        };
-        args.extend(peer_args(config.mode, name, &components, broker_link.as_ref().map(Proxy::addr))?);
+        }
+        let broker_via: Vec<SocketAddr> = broker_link.iter().map(Proxy::addr).collect();
+        args.extend(peer_args(config.mode, name, &components, &broker_via)?);
         let mut service = Process::new(name, Kind::Service, config.bin_dir.join(name), listen, dir.join("log"));
         service.args = args;
         service.env = (config.env.iter())
@@ -145,6 +154,7 @@ pub(super) async fn start(config: &Config) -> Result<(Vec<Component>, Processes)
             kind: Kind::Service,
             address: service.address,
             data_dir,
+            monitor: None,
             proxy,
             broker_link,
         });
@@ -153,10 +163,93 @@ pub(super) async fn start(config: &Config) -> Result<(Vec<Component>, Processes)
     Ok((components, processes))
 }
 
+/// Starts the nodes of a JetStream cluster of `config.brokers` (`nats-1`, …): every
+/// port chosen first and written into each node's configuration file (see
+/// [`cluster`](super::cluster)), then each node started. A node whose port was taken
+/// meanwhile gets new ones, and every file is written again.
+async fn start_cluster(
+    config: &Config,
+    program: &Path,
+    processes: &mut Processes,
+    components: &mut Vec<Component>,
+) -> Result<()> {
+    let names = NATS_NODES.get(..config.brokers).ok_or(TopologyError::Brokers(config.brokers))?;
+    let mut nodes = Vec::new();
+    for (i, &name) in names.iter().enumerate() {
+        let dir = config.run_dir.join(name);
+        let store = dir.join("store");
+        fs::create_dir_all(&store).map_err(io_err(format!("cannot create {}", store.display())))?;
+        let client_port = match config.base_port {
+            Some(p) => p + (SERVICES.len() + i) as u16,
+            None => reserve_port()?,
+        };
+        nodes.push(Node {
+            name,
+            dir,
+            store,
+            client_port,
+            cluster_port: reserve_port()?,
+            monitor_port: reserve_port()?,
+        });
+    }
+    let write = |nodes: &[Node]| {
+        cluster::write_configs(nodes)
+            .map_err(io_err(format!("cannot write the cluster's configuration files in {}", config.run_dir.display())))
+    };
+    write(&nodes)?;
+    for i in 0..nodes.len() {
+        let address = SocketAddr::from(([127, 0, 0, 1], nodes[i].client_port));
+        let mut process =
+            Process::new(nodes[i].name, Kind::Broker, program.to_path_buf(), address, nodes[i].dir.join("log"));
+        process.args = vec!["-a".into(), "127.0.0.1".into(), "-c".into(), nodes[i].config_file().display().to_string()];
+        let mut attempts = 0;
+        loop {
+            match spawn_and_wait(&mut process).await {
+                Err(TopologyError::DiedAtStart { tail, .. })
+                    if config.base_port.is_none() && attempts < 5 && tail.contains("in use") =>
+                {
+                    attempts += 1;
+                    tracing::info!(node = nodes[i].name, "a port taken meanwhile; new ones");
+                    nodes[i].client_port = reserve_port()?;
+                    nodes[i].cluster_port = reserve_port()?;
+                    nodes[i].monitor_port = reserve_port()?;
+                    process.address.set_port(nodes[i].client_port);
+                    write(&nodes)?;
+                }
+                other => break other?,
+            }
+        }
+        components.push(Component {
+            name: nodes[i].name,
+            kind: Kind::Broker,
+            address: process.address,
+            data_dir: nodes[i].store.clone(),
+            monitor: Some(nodes[i].monitor()),
+            proxy: None,
+            broker_link: Vec::new(),
+        });
+        processes.members.push(process);
+    }
+    // The services create the stream as they start, which needs a meta leader: without
+    // one their first request would wait out its whole timeout.
+    let monitors: Vec<SocketAddr> = nodes.iter().map(Node::monitor).collect();
+    cluster::wait_meta_leader(&monitors, super::CLUSTER_READY_WITHIN).await.map_err(|detail| {
+        TopologyError::ClusterNotReady {
+            nodes: nodes.len(),
+            secs: super::CLUSTER_READY_WITHIN.as_secs(),
+            detail,
+            run_dir: config.run_dir.display().to_string(),
+        }
+    })?;
+    Ok(())
+}
+
 /// The arguments that tell `name` its mode and where its dependencies are: the
-/// services it calls (sync) or the broker (async, bus-rpc: at `broker_via` if given, a
-/// proxy in front of it), among those already started; the monolith has none.
-fn peer_args(mode: Mode, name: &str, started: &[Component], broker_via: Option<SocketAddr>) -> Result<Vec<String>> {
+/// services it calls (sync) or the broker, every node of a cluster (async, bus-rpc: at
+/// `broker_via` if given, proxies in front of the nodes), among those already started;
+/// the monolith has none. On a cluster, async services keep the stream with as many
+/// replicas as there are nodes.
+fn peer_args(mode: Mode, name: &str, started: &[Component], broker_via: &[SocketAddr]) -> Result<Vec<String>> {
     let find =
         |dep: &str| started.iter().find(|c| c.name == dep).ok_or_else(|| TopologyError::UnknownService(dep.to_owned()));
     let mut args = vec!["--mode".to_owned(), mode.to_string()];
@@ -172,11 +265,15 @@ fn peer_args(mode: Mode, name: &str, started: &[Component], broker_via: Option<S
             }
         }
         Mode::Async | Mode::BusRpc => {
-            let broker = match broker_via {
-                Some(proxy) => proxy,
-                None => find(NATS)?.address,
-            };
-            args.extend(["--nats-url".to_owned(), format!("nats://{broker}")]);
+            let nodes: Vec<SocketAddr> = started.iter().filter(|c| c.kind == Kind::Broker).map(|c| c.address).collect();
+            if nodes.is_empty() {
+                return Err(TopologyError::UnknownService(NATS.to_owned()));
+            }
+            let brokers = if broker_via.is_empty() { &nodes[..] } else { broker_via };
+            args.extend(["--nats-url".to_owned(), super::nats_url_of(brokers)]);
+            if mode == Mode::Async && nodes.len() > 1 {
+                args.extend(["--stream-replicas".to_owned(), nodes.len().to_string()]);
+            }
         }
         // One process: nothing to find.
         Mode::Monolith => {}

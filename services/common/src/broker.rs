@@ -17,29 +17,46 @@ use crate::{
 pub const DEFAULT_DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
 /// This process's duplicate window, set once by [`Events::start`].
 static DUPLICATE_WINDOW: OnceLock<Duration> = OnceLock::new();
+/// This process's stream replicas (`--stream-replicas`), set once by [`Events::start`].
+static REPLICAS: OnceLock<usize> = OnceLock::new();
 
-/// Connects to `url`, starting even if the broker is not there yet (writes then wait
-/// in the outbox) and reconnecting forever, quickly, when it goes away.
+/// The servers of a `--nats-url`: one URL, or several of one cluster comma-separated.
+pub fn servers(url: &str) -> Vec<String> {
+    url.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
+}
+
+/// Connects to `url` (one server, or several comma-separated: see [`servers`]),
+/// starting even if no broker is there yet (writes then wait in the outbox) and
+/// reconnecting forever, quickly, to whichever of them answers when the one it is on
+/// goes away. Only the servers given are used: a cluster's members advertise their own
+/// addresses, which would let a client behind a fault proxy go around it.
 pub async fn connect(url: &str, name: &str) -> Result<async_nats::Client, async_nats::ConnectError> {
+    // No server at all: the URL as given, which fails to parse with the client's error.
+    let servers = Some(servers(url)).filter(|s| !s.is_empty()).unwrap_or_else(|| vec![url.to_owned()]);
     async_nats::ConnectOptions::new()
         .name(name)
+        .ignore_discovered_servers()
         .retry_on_initial_connect()
         .max_reconnects(None)
         .connection_timeout(Duration::from_secs(1))
         .reconnect_delay_callback(|attempts| Duration::from_millis(50 * attempts.min(20) as u64))
         .event_callback(|event| async move { tracing::info!(%event, "nats connection") })
-        .connect(url)
+        .connect(servers)
         .await
 }
 
 /// The configuration of the stream every event goes to. File storage, because an
-/// acknowledged event must survive a broker restart.
+/// acknowledged event must survive a broker restart; on a cluster, as many replicas as
+/// `--stream-replicas` says (an event is acknowledged once a majority of them has it).
+/// Durable consumers are created without a replica count of their own, so they take
+/// the stream's.
 pub fn stream_config() -> stream::Config {
     stream::Config {
         name: events::STREAM.to_owned(),
         subjects: vec![events::STREAM_SUBJECTS.to_owned()],
         storage: stream::StorageType::File,
         duplicate_window: *DUPLICATE_WINDOW.get().unwrap_or(&DEFAULT_DUPLICATE_WINDOW),
+        num_replicas: *REPLICAS.get().unwrap_or(&1),
         ..Default::default()
     }
 }
@@ -56,8 +73,8 @@ pub enum BrokerError {
 }
 
 /// The stream, created if missing (the broker may have come back without its data),
-/// and brought back to [`stream_config`] if someone changed its subjects or duplicate
-/// window. Storage cannot change in place: a stream kept in memory is refused with a
+/// and brought back to [`stream_config`] if someone changed its subjects, duplicate
+/// window or replicas. Storage cannot change in place: a stream kept in memory is refused with a
 /// clear error rather than used, since it would lose acknowledged events on a restart.
 pub async fn ensure_stream(js: &jetstream::Context) -> Result<stream::Stream, BrokerError> {
     let wanted = stream_config();
@@ -70,11 +87,17 @@ pub async fn ensure_stream(js: &jetstream::Context) -> Result<stream::Stream, Br
             wanted.name, have.storage, wanted.storage
         )));
     }
-    if have.subjects != wanted.subjects || have.duplicate_window != wanted.duplicate_window {
+    // The server reports a stream created without a count as 1 replica.
+    let replicas = have.num_replicas.max(1);
+    if have.subjects != wanted.subjects
+        || have.duplicate_window != wanted.duplicate_window
+        || replicas != wanted.num_replicas
+    {
         tracing::warn!(
             stream = %wanted.name,
             subjects = ?have.subjects,
             duplicate_window_ms = have.duplicate_window.as_millis() as u64,
+            replicas,
             "stream found with another configuration; updating it"
         );
         js.update_stream(&wanted).await.map_err(BrokerError::Update)?;
@@ -115,6 +138,9 @@ impl Events {
         if DUPLICATE_WINDOW.set(Duration::from_millis(args.duplicate_window_ms)).is_err() {
             tracing::debug!("duplicate window already set");
         }
+        if REPLICAS.set(usize::from(args.stream_replicas)).is_err() {
+            tracing::debug!("stream replicas already set");
+        }
         let client = connect(url, service).await?;
         Ok(Some(Self { client, tasks: tokio::task::JoinSet::new(), shutdown: shutdown.clone() }))
     }
@@ -147,5 +173,18 @@ impl Events {
         if let Err(error) = self.client.drain().await {
             tracing::warn!(%error, "nats drain failed");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_nats_url_names_one_server_or_several_comma_separated() {
+        assert_eq!(super::servers("nats://127.0.0.1:4222"), ["nats://127.0.0.1:4222"]);
+        assert_eq!(
+            super::servers("nats://127.0.0.1:1, nats://127.0.0.1:2,nats://127.0.0.1:3,"),
+            ["nats://127.0.0.1:1", "nats://127.0.0.1:2", "nats://127.0.0.1:3"]
+        );
+        assert!(super::servers(" , ").is_empty());
     }
 }

@@ -30,9 +30,22 @@ pub struct ServiceArgs {
     #[arg(long, value_enum, default_value_t = Mode::Sync, env = "CASCADE_MODE")]
     pub mode: Mode,
 
-    /// The NATS server (async and bus-rpc modes).
+    /// The NATS server (async and bus-rpc modes); several servers of one cluster
+    /// comma-separated (`nats://a:4222,nats://b:4222`): the connection moves to another
+    /// when the one it is on goes away.
     #[arg(long, env = "CASCADE_NATS_URL")]
     pub nats_url: Option<String>,
+
+    /// How many servers of a JetStream cluster keep a copy of the event stream, and
+    /// with it of its durable consumers (async mode): 1 on a single broker, 3 on a
+    /// three-node cluster. A stream found with another count is updated to this one.
+    #[arg(
+        long,
+        default_value_t = 1,
+        env = "CASCADE_STREAM_REPLICAS",
+        value_parser = clap::value_parser!(u8).range(1..=5)
+    )]
+    pub stream_replicas: u8,
 
     /// How long the stream remembers an event id to drop a repeated publish (async
     /// mode). Correctness does not depend on it (consumers skip what they applied); tests
@@ -245,6 +258,17 @@ mod tests {
         assert_eq!(parse("1500").unwrap().args.duplicate_window_ms, 1500);
         let error = parse("0").err().expect("0 is refused").to_string();
         assert!(error.contains("duplicate-window-ms"), "{error}");
+    }
+
+    #[test]
+    fn stream_replicas_default_to_one_and_stay_within_what_jetstream_allows() {
+        let parse = |extra: &[&str]| Cli::try_parse_from([&["svc", "--data-dir", "d"], extra].concat());
+        assert_eq!(parse(&[]).unwrap().args.stream_replicas, 1);
+        assert_eq!(parse(&["--stream-replicas", "3"]).unwrap().args.stream_replicas, 3);
+        for bad in ["0", "6", "three"] {
+            let error = parse(&["--stream-replicas", bad]).err().expect("refused").to_string();
+            assert!(error.contains("stream-replicas"), "{bad}: {error}");
+        }
     }
 
     #[test]

@@ -210,6 +210,9 @@ async fn consumer(js: &jetstream::Context, name: &str, subjects: &[&str]) -> Res
         // Unlimited: the consumer decides when an event becomes a dead letter, and
         // keeps it; a broker giving up on its own would drop it without a trace.
         max_deliver: -1,
+        // No replica count of its own (0): on a cluster the consumer is kept by as
+        // many servers as the stream (`--stream-replicas`), so its acknowledged
+        // position survives the loss of any minority of them.
         ..Default::default()
     };
     let mut consumer: PullConsumer = stream.get_or_create_consumer(name, wanted.clone()).await?;

@@ -7,8 +7,11 @@ pub const USERS: &str = "users";
 pub const PRODUCTS: &str = "products";
 pub const ORDERS: &str = "orders";
 pub const QUERY: &str = "query";
-/// The broker, in async mode (a component of the topology, not a service).
+/// The broker, in async and bus-rpc modes (a component of the topology, not a
+/// service). On a three-node cluster it names the whole cluster, every node at once.
 pub const NATS: &str = "nats";
+/// The nodes of a three-node broker cluster (`--brokers 3`), each a component.
+pub const NATS_NODES: [&str; 3] = ["nats-1", "nats-2", "nats-3"];
 /// The one process of monolith mode, serving all four services (a component of the
 /// topology in that mode, in place of the four).
 pub const MONOLITH: &str = "monolith";

@@ -152,6 +152,7 @@ async fn a_mode_with_a_broker_is_refused_with_a_clear_error() {
         mode: Mode::Async,
         nats_url: Some("nats://127.0.0.1:4222".into()),
         duplicate_window_ms: 1_000,
+        stream_replicas: 1,
         policy: common::config::Policy::Naive,
         max_in_flight: common::config::DEFAULT_MAX_IN_FLIGHT,
     };

@@ -126,6 +126,7 @@ fn args(dir: &Path, name: &str, listen: SocketAddr, nats_url: &str) -> ServiceAr
         mode: Mode::BusRpc,
         nats_url: Some(nats_url.to_owned()),
         duplicate_window_ms: 1_000,
+        stream_replicas: 1,
         policy: common::config::Policy::Naive,
         max_in_flight: common::config::DEFAULT_MAX_IN_FLIGHT,
     }

@@ -165,6 +165,7 @@ mod tests {
             mode: Mode::Sync,
             nats_url: None,
             duplicate_window_ms: 1_000,
+            stream_replicas: 1,
             policy: common::config::Policy::Naive,
             max_in_flight: common::config::DEFAULT_MAX_IN_FLIGHT,
         };
