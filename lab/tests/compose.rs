@@ -73,6 +73,9 @@ fn kill_and_partition_under_compose_keep_the_invariants() {
         "kill-dependency",
         "--scenario",
         "partition",
+        // The policies' variants are the process tests' (policies.rs); here, one per mode.
+        "--policies",
+        "naive",
         "--runs",
         runs_arg,
     ];

@@ -209,7 +209,7 @@ fn document(r: &Results) -> Vec<Block> {
     if r.has_policy_axis() {
         d.push(Heading(2, "Policies".into()));
         d.push(Para(format!(
-            "Sync and bus-rpc ran under each policy asked for ({}), each on a fresh topology, in the same ABBA order as the modes; async and the monolith make no inter-service calls and ran once. Where a policy's figure is beside its mode's naive one and async's, the cell says how much of async's lead over the naive chain the policy recovered: (policy − naive) ÷ (async − naive), 100 % = as good as async, 0 % = no better than naive, below 0 = worse. The cost of hardening in the steady state is each figure ÷ the naive chain's.",
+            "Sync and bus-rpc ran under each policy asked for ({}), each on a fresh topology, in the same ABBA order as the modes; async and the monolith make no inter-service calls and ran once, and storage and fan-out, which no policy changes, ran every mode once under naive. Where a policy's figure is beside its mode's naive one and async's, the cell says how much of async's lead over the naive chain the policy recovered: (policy − naive) ÷ (async − naive), 100 % = as good as async, 0 % = no better than naive, below 0 = worse. The cost of hardening in the steady state is each figure ÷ the naive chain's.",
             r.policies().iter().map(|p| format!("`{p}`")).collect::<Vec<_>>().join(", ")
         )));
         if let Some(table) = policies_table(r) {
@@ -266,11 +266,21 @@ fn document(r: &Results) -> Vec<Block> {
         e.nats_server.as_deref().unwrap_or("-"),
         e.crates.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ")
     )));
-    let on_a_cluster: Vec<String> =
-        r.scenarios_ran().into_iter().filter(|s| s.needs_cluster()).map(|s| s.to_string()).collect();
+    // Only where a cluster was started: a scenario that did not apply to any mode of
+    // the run started none.
+    let on_a_cluster: Vec<String> = r
+        .scenarios_ran()
+        .into_iter()
+        .filter(|s| s.needs_cluster() && r.scenarios.iter().any(|x| x.scenario == *s && x.cluster.is_some()))
+        .map(|s| s.to_string())
+        .collect();
+    let stream = match r.modes.contains(&Mode::Async) {
+        true => ", the event stream replicated 3 times",
+        false => "",
+    };
     d.push(Para(match r.brokers {
         1 if on_a_cluster.is_empty() => "Broker (async and bus-rpc): one nats-server.".to_owned(),
-        1 => format!("Broker (async and bus-rpc): one nats-server; {} ran on a three-node JetStream cluster of its own, the event stream replicated 3 times.", on_a_cluster.join(" and ")),
+        1 => format!("Broker (async and bus-rpc): one nats-server; {} ran on a three-node JetStream cluster of its own{stream}.", on_a_cluster.join(" and ")),
         n => format!("Broker (async and bus-rpc): a {n}-node JetStream cluster (`--brokers {n}`) in every scenario, the services given every node's address and the event stream (with its durable consumers) replicated {n} times; `nats` in a fault schedule (kill-broker, chaos, soak) names every node at once."),
     }));
     let measure = r.scenarios.iter().find_map(|s| s.staleness.as_ref()).map(|st| st.measure);

@@ -117,6 +117,14 @@ struct Resolved {
 }
 
 impl Roles {
+    /// A fault on a role that did not take effect on `node`: the node is not down, and
+    /// no repair of the role may act on it (it would restart a healthy node).
+    pub fn not_taken_down(&mut self, node: &str) {
+        if let Some(i) = self.0.iter().rposition(|r| r.node == node && r.down) {
+            self.0.remove(i);
+        }
+    }
+
     /// The node a role was last resolved to.
     pub fn node(&self, role: &str) -> Option<&'static str> {
         self.0.iter().rev().find(|r| r.role == role).map(|r| r.node)
@@ -236,4 +244,23 @@ pub fn watch_outboxes(addresses: Vec<std::net::SocketAddr>) -> (CancellationToke
         }
     });
     (stop, task)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_role_whose_fault_failed_is_not_repaired_on_a_healthy_node() {
+        let mut roles = Roles::default();
+        roles.0.push(Resolved { role: LEADER, node: "nats-2", down: true });
+        roles.0.push(Resolved { role: FOLLOWER, node: "nats-3", down: true });
+        // The kill of nats-3 did not take effect: nothing may restart it as the follower.
+        roles.not_taken_down("nats-3");
+        assert_eq!(roles.node(FOLLOWER), None);
+        assert_eq!(roles.node(LEADER), Some("nats-2"));
+        // A node that is not down is left alone.
+        roles.not_taken_down("nats-1");
+        assert_eq!(roles.0.len(), 1);
+    }
 }

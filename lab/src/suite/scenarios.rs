@@ -468,6 +468,8 @@ async fn apply_step(
         } else {
             down.push(target);
         }
+    } else if !step.action.is_repair() && super::cluster::is_role(step.target) {
+        roles.not_taken_down(target);
     }
     let ms = |at: tokio::time::Instant| at.duration_since(start).as_millis() as u64;
     let action = match role {
@@ -643,15 +645,23 @@ pub async fn read_view(
 
 /// In async mode, waits until every outbox is published and every consumer has
 /// applied everything: the replicas cannot change any more. Nothing to do in sync mode.
-pub async fn drain(prepared: &Prepared, within: Duration) -> anyhow::Result<()> {
-    let Some(url) = prepared.topology.events_url() else { return Ok(()) };
-    let deadline = tokio::time::Instant::now() + within;
+/// Returns how long it waited: zero if nothing was left at the first look.
+pub async fn drain(prepared: &Prepared, within: Duration) -> anyhow::Result<Duration> {
+    let Some(url) = prepared.topology.events_url() else { return Ok(Duration::ZERO) };
+    let start = tokio::time::Instant::now();
+    let deadline = start + within;
+    let mut outboxes = Duration::ZERO;
     while stats(prepared).await?.values().any(|s| s.outbox_pending > 0) {
         anyhow::ensure!(tokio::time::Instant::now() < deadline, "outboxes did not drain within {} s", within.as_secs());
         tokio::time::sleep(Duration::from_millis(10)).await;
+        outboxes = start.elapsed();
     }
-    crate::convergence::wait_settled(&url, 0, deadline.saturating_duration_since(tokio::time::Instant::now())).await?;
-    Ok(())
+    let settled = deadline.saturating_duration_since(tokio::time::Instant::now());
+    let consumers = crate::convergence::wait_settled(&url, 0, settled).await?;
+    Ok(match consumers.is_zero() {
+        true => outboxes,
+        false => start.elapsed(),
+    })
 }
 
 async fn steady(ctx: &Ctx, mode: Mode) -> anyhow::Result<ScenarioResult> {
@@ -737,7 +747,7 @@ pub fn no_call_between_services(mode: Mode, action: &Action, target: &str) -> Sc
             fault: None,
             writes_in_flight: None,
         }],
-        note: Some(format!("{reason}: no call between services to slow down")),
+        note: Some(format!("{reason}: no call between services for the fault to act on")),
         ..Default::default()
     }
 }

@@ -175,22 +175,25 @@ async fn start_cluster(
 ) -> Result<()> {
     let names = NATS_NODES.get(..config.brokers).ok_or(TopologyError::Brokers(config.brokers))?;
     let mut nodes = Vec::new();
+    // Every port the cluster is given, so that no two of them are the same.
+    let mut taken = std::collections::HashSet::new();
+    let mut distinct = || -> Result<u16> {
+        loop {
+            let port = reserve_port()?;
+            if taken.insert(port) {
+                return Ok(port);
+            }
+        }
+    };
     for (i, &name) in names.iter().enumerate() {
         let dir = config.run_dir.join(name);
         let store = dir.join("store");
         fs::create_dir_all(&store).map_err(io_err(format!("cannot create {}", store.display())))?;
         let client_port = match config.base_port {
             Some(p) => p + (SERVICES.len() + i) as u16,
-            None => reserve_port()?,
+            None => distinct()?,
         };
-        nodes.push(Node {
-            name,
-            dir,
-            store,
-            client_port,
-            cluster_port: reserve_port()?,
-            monitor_port: reserve_port()?,
-        });
+        nodes.push(Node { name, dir, store, client_port, cluster_port: distinct()?, monitor_port: distinct()? });
     }
     let write = |nodes: &[Node]| {
         cluster::write_configs(nodes)
@@ -205,14 +208,16 @@ async fn start_cluster(
         let mut attempts = 0;
         loop {
             match spawn_and_wait(&mut process).await {
-                Err(TopologyError::DiedAtStart { tail, .. })
-                    if config.base_port.is_none() && attempts < 5 && tail.contains("in use") =>
-                {
+                // A port taken meanwhile: the ones the lab chose are chosen again (with
+                // --base-port, the client port is the user's and stays).
+                Err(TopologyError::DiedAtStart { tail, .. }) if attempts < 5 && tail.contains("in use") => {
                     attempts += 1;
                     tracing::info!(node = nodes[i].name, "a port taken meanwhile; new ones");
-                    nodes[i].client_port = reserve_port()?;
-                    nodes[i].cluster_port = reserve_port()?;
-                    nodes[i].monitor_port = reserve_port()?;
+                    if config.base_port.is_none() {
+                        nodes[i].client_port = distinct()?;
+                    }
+                    nodes[i].cluster_port = distinct()?;
+                    nodes[i].monitor_port = distinct()?;
                     process.address.set_port(nodes[i].client_port);
                     write(&nodes)?;
                 }

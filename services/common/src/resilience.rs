@@ -152,7 +152,12 @@ impl Resilience {
                         deadline::attempt(hop, deadline, Some(STORM_TRY_TIMEOUT), message.clone(), &mut make_call);
                     match attempt.await {
                         Ok(response) => return Ok(response),
-                        Err(Failed::Callee(_) | Failed::TryTimedOut(_)) if retries < STORM_RETRIES => {
+                        // Another attempt only if it gets time of its own beside the
+                        // reply's share: a retry in the deadline's last sliver could only
+                        // fail as "no time left" and hide why the last one failed.
+                        Err(Failed::Callee(_) | Failed::TryTimedOut(_))
+                            if retries < STORM_RETRIES && deadline.remaining() >= 2 * REPLY_RESERVE =>
+                        {
                             retries += 1;
                             crate::stats::retry_sent(&hop.to_string());
                         }
@@ -387,11 +392,16 @@ mod tests {
         assert_eq!((status.code(), attempts), (Code::DeadlineExceeded, 1));
         assert!(status.message().contains("did not answer within the remaining"), "{}", status.message());
         // Retry-storm's last attempt gets what is left of the deadline, no more: 50 +
-        // 50 ms, then the 20 ms left less the reply's share, and no fourth.
+        // 50 ms, then the 40 ms left less the reply's share, and no fourth.
         let storm = Resilience::new(Policy::RetryStorm);
-        let (status, attempts) = call_a_frozen_dependency(&storm, Deadline::after(Duration::from_millis(120))).await;
+        let (status, attempts) = call_a_frozen_dependency(&storm, Deadline::after(Duration::from_millis(140))).await;
         assert_eq!((status.code(), attempts), (Code::DeadlineExceeded, 3));
         assert!(status.message().contains("did not answer within the remaining"), "{}", status.message());
+        // With less left than a retry's own time beside the reply's share (20 ms after
+        // 50 + 50), no retry goes out: the status says why the last attempt failed.
+        let (status, attempts) = call_a_frozen_dependency(&storm, Deadline::after(Duration::from_millis(120))).await;
+        assert_eq!((status.code(), attempts), (Code::DeadlineExceeded, 2));
+        assert!(status.message().contains("per-try timeout of 50 ms"), "{}", status.message());
     }
 
     #[tokio::test(start_paused = true)]
@@ -402,6 +412,16 @@ mod tests {
         assert_eq!((status.code(), attempts), (Code::DeadlineExceeded, 1 + STORM_RETRIES));
         assert!(status.message().contains("per-try timeout of 50 ms"), "{}", status.message());
         assert_eq!(started.elapsed(), STORM_TRY_TIMEOUT * (1 + STORM_RETRIES), "each attempt had 50 ms, back to back");
+        // The callee is told the per-try timeout as its deadline, not the caller's.
+        let told = std::sync::Mutex::new(Vec::new());
+        let _ = storm
+            .call(PRODUCTS, Deadline::after(Duration::from_secs(2)), (), |req: Request<()>| {
+                let timeout = req.metadata().get("grpc-timeout").and_then(|v| v.to_str().ok()).map(str::to_owned);
+                told.lock().unwrap().push(timeout.as_deref().and_then(deadline::parse_grpc_timeout));
+                async { Err::<tonic::Response<()>, _>(Status::unavailable("down")) }
+            })
+            .await;
+        assert_eq!(told.into_inner().unwrap(), vec![Some(STORM_TRY_TIMEOUT); 4]);
     }
 
     #[tokio::test(start_paused = true)]
