@@ -6,7 +6,7 @@
 //! (`Admin.Stats`), so the calls per client request before, during and after the blip
 //! are theirs, retries included.
 
-use std::{collections::BTreeSet, time::Duration};
+use std::time::Duration;
 
 use bench::load::{open_loop_for, Bucket, Length, LoadReport, OpenLoop, SHED};
 use common::{
@@ -157,16 +157,12 @@ struct Counts {
     shed: u64,
 }
 
-/// Reads every process's `Admin.Stats` once (a monolith serves all four names: read
-/// once) and sums the counters.
+/// Reads every service process's `Admin.Stats` once (a monolith, which serves all four
+/// services, once; each query replica) and sums the counters.
 async fn counts(prepared: &Prepared) -> anyhow::Result<Counts> {
-    let mut read = BTreeSet::new();
     let mut c = Counts::default();
-    for name in common::names::SERVICES {
-        let address = prepared.topology.address(name)?;
-        if !read.insert(address) {
-            continue;
-        }
+    for service in prepared.topology.service_processes() {
+        let address = service.public_address();
         let mut admin = AdminClient::new(common::channel(address));
         let s = admin.stats(StatsRequest {}).await?.into_inner();
         c.rpcs += s.rpcs_sent.values().sum::<u64>();
