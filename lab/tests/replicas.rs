@@ -271,3 +271,43 @@ async fn kill_replica_runs_in_a_short_profile() {
     assert!(monolith.note.as_deref().is_some_and(|n| n.starts_with("does not apply: monolith")), "{monolith:?}");
     assert!(monolith.faults.is_empty() && monolith.loads.is_empty(), "no run where nothing applies");
 }
+
+/// The report's kill-replica section: what the balancer did, per mode, and the share
+/// served while one of two replicas was down beside kill-query's (one instance) from
+/// the same results; the Method says which scenario ran replicas. (A recorded quick
+/// run, its kill-query copied as a kill-replica whose every request was served.)
+#[test]
+fn the_report_sets_kill_replica_beside_kill_query() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/results.json");
+    let mut r: lab::suite::Results = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    let mut added = Vec::new();
+    for single in r.scenarios.iter().filter(|s| s.scenario == Scenario::KillQuery) {
+        let mut replica = single.clone();
+        replica.scenario = Scenario::KillReplica;
+        for f in &mut replica.faults {
+            f.action = f.action.replace("query", VICTIM);
+        }
+        for bucket in &mut replica.loads.get_mut("run").unwrap().timeline {
+            bucket.ok += bucket.errors.values().sum::<u64>();
+            bucket.errors.clear();
+        }
+        replica.replicas = Some(lab::suite::replicas::ReplicaRun {
+            replicas: 2,
+            killed: Some(VICTIM.into()),
+            failed_while_down: 3,
+            errors_for_ms: Some(4),
+            moved_while_down: 120,
+            ..Default::default()
+        });
+        added.push(replica);
+    }
+    assert_eq!(added.len(), 2, "the fixture has kill-query in sync and async");
+    r.scenarios.extend(added);
+    let md = lab::report::render(&r).markdown;
+    let section = md.split("### kill-replica").nth(1).expect("a kill-replica section");
+    assert!(section.contains("| query replicas; the one killed alone | 2; query-2 | 2; query-2 |"), "{section}");
+    assert!(section.contains("| 3; 4 | 3; 4 |"), "failed while down; kill → last failure: {section}");
+    assert!(section.contains("sync: 100.0% of requests served while query-2 killed (one of two replicas) against"));
+    assert!(section.contains("while query killed (kill-query, the only instance)"), "{section}");
+    assert!(md.contains("but in kill-replica, which ran two replicas"), "the Method names it");
+}
