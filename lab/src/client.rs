@@ -1,9 +1,18 @@
 //! Clients of a running topology's public API: the client every figure the lab
 //! reports is measured with (the floor's echo, the sequential latencies, the load
 //! engine's requests), so its own cost is kept to one task hop per request; see
-//! [`Conn`].
+//! [`Conn`]. A service that runs as several replicas (the query service with
+//! `--replicas N`) is reached through [`Balanced`], a round robin over one [`Conn`]
+//! per replica.
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    net::SocketAddr,
+    sync::{
+        atomic::{AtomicU64, AtomicUsize, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
 
 use bytes::Bytes;
 
@@ -18,29 +27,61 @@ use tonic_health::pb::{health_check_response::ServingStatus, health_client::Heal
 
 use crate::topology::TopologyFile;
 
-/// One reused HTTP/2 connection per service.
+/// One reused HTTP/2 connection per service (per replica, for the query service's).
 #[derive(Clone)]
 pub struct Clients {
     pub users: UsersClient<Conn>,
     pub products: ProductsClient<Conn>,
     pub orders: OrdersClient<Conn>,
-    pub query: QueryClient<Conn>,
+    /// Balanced over every instance of the query service (one is a plain [`Conn`]).
+    pub query: QueryClient<Balanced>,
+    /// The balancer under `query`, kept for its counters and its replicas.
+    query_balancer: Balanced,
 }
 
 impl Clients {
     pub fn new(users: SocketAddr, products: SocketAddr, orders: SocketAddr, query: SocketAddr) -> Self {
-        let (users, products, orders, query) =
-            (Conn::lazy(users), Conn::lazy(products), Conn::lazy(orders), Conn::lazy(query));
+        Self::with_query_replicas(users, products, orders, &[query])
+    }
+
+    /// Clients whose `UserOrders` go round robin to the query replicas at `queries`.
+    pub fn with_query_replicas(
+        users: SocketAddr,
+        products: SocketAddr,
+        orders: SocketAddr,
+        queries: &[SocketAddr],
+    ) -> Self {
+        let (users, products, orders) = (Conn::lazy(users), Conn::lazy(products), Conn::lazy(orders));
+        let query = Balanced::over(queries.iter().map(|&a| Conn::lazy(a)).collect());
         Self {
             users: UsersClient::with_origin(users.clone(), users.origin()),
             products: ProductsClient::with_origin(products.clone(), products.origin()),
             orders: OrdersClient::with_origin(orders.clone(), orders.origin()),
             query: QueryClient::with_origin(query.clone(), query.origin()),
+            query_balancer: query,
         }
     }
 
     pub fn for_topology(file: &TopologyFile) -> Result<Self, crate::topology::TopologyError> {
-        Ok(Self::new(file.address(USERS)?, file.address(PRODUCTS)?, file.address(ORDERS)?, file.address(QUERY)?))
+        let queries = file.addresses(QUERY)?;
+        Ok(Self::with_query_replicas(file.address(USERS)?, file.address(PRODUCTS)?, file.address(ORDERS)?, &queries))
+    }
+
+    /// One client per query instance, each sending to that instance alone (on the
+    /// connection [`Clients::query`] uses for it): how a checker reads every
+    /// replica's view.
+    pub fn query_instances(&self) -> Vec<QueryClient<Balanced>> {
+        (self.query_balancer.inner.replicas.iter())
+            .map(|r| {
+                let one = Balanced::over(vec![r.conn.clone()]);
+                QueryClient::with_origin(one.clone(), one.origin())
+            })
+            .collect()
+    }
+
+    /// The balancer under [`Clients::query`] (its counters).
+    pub fn query_balancer(&self) -> &Balanced {
+        &self.query_balancer
     }
 }
 
@@ -169,12 +210,32 @@ impl Conn {
         let (parts, body) = request.into_parts();
         // A unary request's body is one encoded message, ready at once.
         let message = http_body_util::BodyExt::collect(body).await?.to_bytes();
+        let ready = self.ready().await?;
+        self.send_on(ready, parts, message).await
+    }
+
+    /// The live connection (opened if there is none), ready for one more stream. An
+    /// error here means nothing was sent.
+    async fn ready(&self) -> Result<(u64, h2::client::SendRequest<Bytes>), tonic::Status> {
         let (generation, sender) = self.sender().await?;
+        let sender = sender.ready().await.map_err(|e| {
+            self.broken(generation);
+            connection_error(self.inner.addr, e)
+        })?;
+        Ok((generation, sender))
+    }
+
+    /// Sends one unary request on a connection [`Conn::ready`] gave.
+    async fn send_on(
+        &self,
+        (generation, mut sender): (u64, h2::client::SendRequest<Bytes>),
+        parts: http::request::Parts,
+        message: Bytes,
+    ) -> Result<http::Response<RecvBody>, tonic::Status> {
         let lost = |e: h2::Error| {
             self.broken(generation);
             connection_error(self.inner.addr, e)
         };
-        let mut sender = sender.ready().await.map_err(lost)?;
         let end = message.is_empty();
         let (response, mut stream) = sender.send_request(http::Request::from_parts(parts, ()), end).map_err(lost)?;
         if !end {
@@ -188,6 +249,186 @@ impl Conn {
             connection_error(self.inner.addr, e)
         })?;
         Ok(response.map(|recv| RecvBody { recv, data_done: false }))
+    }
+}
+
+/// How long a replica the balancer could not reach is skipped before a request tries
+/// it again.
+pub const DOWN_FOR: Duration = Duration::from_millis(250);
+
+/// The lab's client of a service that runs as several replicas: a round robin over one
+/// [`Conn`] per replica that skips a replica it could not reach.
+///
+/// Why not tonic's `Channel::balance_list`: the lab does not use `Channel` at all (see
+/// [`Conn`]: its task hops would be paid in every figure), and `balance_list` takes an
+/// endpoint out of rotation only once its connection has failed, not when a call on it
+/// did; this does the same on the lab's own connections, with what it does written here.
+///
+/// Each request goes to the next replica in turn. A replica whose connection cannot be
+/// opened (refused: the process is dead) or is found gone before the request is sent
+/// is marked down for [`DOWN_FOR`], and the request moves to the next replica: it was
+/// never sent, so moving it cannot do anything twice (gRPC's own clients retry such a
+/// request transparently too). A request that was sent and then lost its connection
+/// (the replica died under it) fails `UNAVAILABLE`, as it would from any client that
+/// does not retry, and marks its replica down as well. A marked replica is skipped until
+/// its time is up (unless every replica is marked); then the next request that picks it
+/// tries to connect again, so a restarted replica is back in rotation within
+/// [`DOWN_FOR`]. A frozen replica (SIGSTOP) keeps its connection: nothing marks it down,
+/// and the requests it gets run to their deadline. With one replica it is that replica's
+/// [`Conn`] and nothing more.
+#[derive(Clone)]
+pub struct Balanced {
+    inner: Arc<BalancedInner>,
+}
+
+struct BalancedInner {
+    replicas: Vec<Replica>,
+    /// The round robin's position.
+    next: AtomicUsize,
+    /// What the `*_us` fields count from.
+    epoch: Instant,
+    moved: AtomicU64,
+    marked_down: AtomicU64,
+    failed: AtomicU64,
+    /// When a request last failed `UNAVAILABLE` here, µs from `epoch` (0: never).
+    last_failed_us: AtomicU64,
+}
+
+struct Replica {
+    conn: Conn,
+    /// Skipped until then, µs from the epoch (0: not marked).
+    down_until_us: AtomicU64,
+}
+
+/// What a [`Balanced`] client did since it was made.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BalancerCounts {
+    pub replicas: usize,
+    /// Requests sent to another replica than the one whose turn it was, because that
+    /// one was marked down or could not be reached.
+    pub moved: u64,
+    /// Times a replica was marked down.
+    pub marked_down: u64,
+    /// Requests that failed `UNAVAILABLE` here (sent, then the connection was lost; or
+    /// no replica could be reached).
+    pub failed: u64,
+}
+
+impl Balanced {
+    /// A round robin over `conns` (at least one).
+    pub fn over(conns: Vec<Conn>) -> Self {
+        assert!(!conns.is_empty(), "a balancer needs a replica");
+        let replicas = conns.into_iter().map(|conn| Replica { conn, down_until_us: AtomicU64::new(0) }).collect();
+        Self {
+            inner: Arc::new(BalancedInner {
+                replicas,
+                next: AtomicUsize::new(0),
+                epoch: Instant::now(),
+                moved: AtomicU64::new(0),
+                marked_down: AtomicU64::new(0),
+                failed: AtomicU64::new(0),
+                last_failed_us: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// The origin of the tonic clients (the first replica's; servers do not look at it).
+    pub fn origin(&self) -> http::Uri {
+        self.inner.replicas[0].conn.origin()
+    }
+
+    pub fn counts(&self) -> BalancerCounts {
+        let i = &self.inner;
+        BalancerCounts {
+            replicas: i.replicas.len(),
+            moved: i.moved.load(Ordering::Relaxed),
+            marked_down: i.marked_down.load(Ordering::Relaxed),
+            failed: i.failed.load(Ordering::Relaxed),
+        }
+    }
+
+    /// When a request last failed `UNAVAILABLE` here (several replicas only).
+    pub fn last_failure(&self) -> Option<Instant> {
+        match self.inner.last_failed_us.load(Ordering::Relaxed) {
+            0 => None,
+            us => Some(self.inner.epoch + Duration::from_micros(us)),
+        }
+    }
+
+    async fn send(self, request: http::Request<tonic::body::Body>) -> Result<http::Response<RecvBody>, tonic::Status> {
+        let inner = &self.inner;
+        let n = inner.replicas.len();
+        if n == 1 {
+            return inner.replicas[0].conn.clone().send(request).await;
+        }
+        let (parts, body) = request.into_parts();
+        let message = http_body_util::BodyExt::collect(body).await?.to_bytes();
+        let first = inner.next.fetch_add(1, Ordering::Relaxed) % n;
+        let now = inner.now_us();
+        let down = |i: &usize| inner.replicas[*i].down_until_us.load(Ordering::Relaxed) > now;
+        // In turn, those not marked down first; then the marked ones (if every replica
+        // is marked, one of them may be back).
+        let turn = (0..n).map(|k| (first + k) % n);
+        let order: Vec<usize> = turn.clone().filter(|i| !down(i)).chain(turn.filter(down)).collect();
+        let mut unreachable = None;
+        for i in order {
+            let replica = &inner.replicas[i];
+            match replica.conn.ready().await {
+                Ok(ready) => {
+                    if i != first {
+                        inner.moved.fetch_add(1, Ordering::Relaxed);
+                    }
+                    let result = replica.conn.send_on(ready, parts, message).await;
+                    match &result {
+                        Err(status) if status.code() == tonic::Code::Unavailable => {
+                            inner.mark_down(i);
+                            inner.failed_now();
+                        }
+                        _ if replica.down_until_us.load(Ordering::Relaxed) != 0 => {
+                            replica.down_until_us.store(0, Ordering::Relaxed)
+                        }
+                        _ => {}
+                    }
+                    return result;
+                }
+                Err(status) => {
+                    inner.mark_down(i);
+                    unreachable = Some(status);
+                }
+            }
+        }
+        inner.failed_now();
+        Err(unreachable.unwrap_or_else(|| tonic::Status::unavailable("no replica to send to")))
+    }
+}
+
+impl BalancedInner {
+    fn now_us(&self) -> u64 {
+        self.epoch.elapsed().as_micros() as u64 + 1
+    }
+
+    fn mark_down(&self, i: usize) {
+        self.replicas[i].down_until_us.store(self.now_us() + DOWN_FOR.as_micros() as u64, Ordering::Relaxed);
+        self.marked_down.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn failed_now(&self) {
+        self.failed.fetch_add(1, Ordering::Relaxed);
+        self.last_failed_us.store(self.now_us(), Ordering::Relaxed);
+    }
+}
+
+impl tower_service::Service<http::Request<tonic::body::Body>> for Balanced {
+    type Response = http::Response<RecvBody>;
+    type Error = tonic::Status;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self::Response, tonic::Status>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), tonic::Status>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
+        Box::pin(self.clone().send(request))
     }
 }
 

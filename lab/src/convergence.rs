@@ -16,9 +16,9 @@ use common::{
     events::{ORDERS_CONSUMER, QUERY_CONSUMER, STREAM},
     names::{MAX_ORDERS_PAGE_SIZE, MAX_PRODUCTS_PER_GET},
     proto::{
-        orders_client::OrdersClient, products_client::ProductsClient, users_client::UsersClient, GetProductsRequest,
-        GetUserRequest, ListOrdersByUserRequest, Order, Product, User, UserOrderItem, UserOrdersRequest,
-        UserOrdersResponse,
+        orders_client::OrdersClient, products_client::ProductsClient, query_client::QueryClient,
+        users_client::UsersClient, GetProductsRequest, GetUserRequest, ListOrdersByUserRequest, Order, Product, User,
+        UserOrderItem, UserOrdersRequest, UserOrdersResponse,
     },
 };
 use serde::{Deserialize, Serialize};
@@ -28,17 +28,29 @@ use crate::client::Clients;
 use bench::call;
 
 /// Waits until the stream has at least `min_events` events and both durable consumers
-/// have nothing pending or unacknowledged. Returns how long it waited (zero if settled
-/// at the first look; otherwise from the call, connecting included). `nats_url` may
-/// name several servers of a cluster, comma-separated.
+/// (orders' and a single query instance's) have nothing pending or unacknowledged.
+/// Returns how long it waited (zero if settled at the first look; otherwise from the
+/// call, connecting included). `nats_url` may name several servers of a cluster,
+/// comma-separated.
 pub async fn wait_settled(nats_url: &str, min_events: u64, timeout: Duration) -> anyhow::Result<Duration> {
+    wait_settled_for(nats_url, min_events, &[ORDERS_CONSUMER.to_owned(), QUERY_CONSUMER.to_owned()], timeout).await
+}
+
+/// [`wait_settled`] for the durable consumers named (a topology's:
+/// [`crate::topology::Topology::consumers`], one per query replica).
+pub async fn wait_settled_for(
+    nats_url: &str,
+    min_events: u64,
+    consumers: &[String],
+    timeout: Duration,
+) -> anyhow::Result<Duration> {
     let start = Instant::now();
     let client = async_nats::connect(common::broker::servers(nats_url)).await?;
     let js = async_nats::jetstream::new(client);
     let mut last = String::new();
     let mut first = true;
     while start.elapsed() < timeout {
-        match settled(&js, min_events).await {
+        match settled(&js, min_events, consumers).await {
             // Settled at the first look: nothing was waited for (connecting and
             // looking are not the replicas' lag).
             Ok(None) if first => return Ok(Duration::ZERO),
@@ -53,13 +65,17 @@ pub async fn wait_settled(nats_url: &str, min_events: u64, timeout: Duration) ->
 }
 
 /// `None` if settled, else why not.
-async fn settled(js: &async_nats::jetstream::Context, min_events: u64) -> Result<Option<String>, async_nats::Error> {
+async fn settled(
+    js: &async_nats::jetstream::Context,
+    min_events: u64,
+    consumers: &[String],
+) -> Result<Option<String>, async_nats::Error> {
     let mut stream = js.get_stream(STREAM).await?;
     let messages = stream.info().await?.state.messages;
     if messages < min_events {
         return Ok(Some(format!("stream has {messages} of {min_events} events")));
     }
-    for name in [ORDERS_CONSUMER, QUERY_CONSUMER] {
+    for name in consumers {
         let mut consumer: async_nats::jetstream::consumer::PullConsumer = stream.get_consumer(name).await?;
         let info = consumer.info().await?;
         if info.num_pending > 0 || info.num_ack_pending > 0 {
@@ -181,10 +197,20 @@ pub fn join(user: User, orders: Vec<Order>, products: Vec<Product>) -> anyhow::R
 }
 
 /// Compares `UserOrders` from the query service with the answer assembled from users,
-/// orders and products directly, for each of `user_ids`.
+/// orders and products directly, for each of `user_ids` (with replicas, each read goes
+/// to the next replica in turn: see [`compare_view`] for one replica's view).
 pub async fn compare(clients: &Clients, truth: &Truth, user_ids: &[String]) -> anyhow::Result<Diff> {
+    compare_view(clients.query.clone(), truth, user_ids).await
+}
+
+/// [`compare`] through `view`: one query instance's client, say
+/// ([`Clients::query_instances`]).
+pub async fn compare_view(
+    mut view: QueryClient<crate::client::Balanced>,
+    truth: &Truth,
+    user_ids: &[String],
+) -> anyhow::Result<Diff> {
     let mut diff = Diff::default();
-    let mut view = clients.query.clone();
     for user_id in user_ids {
         // A user the owners do not have must have no rows in the view either.
         let expected = truth.user_orders(user_id).await?.unwrap_or_default();

@@ -67,7 +67,8 @@ enum Command {
         seed: u64,
     },
     /// SIGKILL a component of a running `lab up` (users, products, orders, query, nats;
-    /// on a cluster nats-1, nats-2, nats-3, or nats for all three).
+    /// on a cluster nats-1, nats-2, nats-3, or nats for all three; with query replicas
+    /// query-1 … query-N, or query for all of them).
     Kill(ComponentArg),
     /// SIGSTOP a component: it freezes with its sockets open.
     Pause(ComponentArg),
@@ -142,6 +143,13 @@ enum Command {
         /// ignored in sync and monolith modes, which run no broker).
         #[arg(long, default_value_t = 1, value_parser = parse_brokers)]
         brokers: usize,
+        /// Instances of the query service, `N` or `query=N` (1 to 5; process target
+        /// only): `query-1` … `query-N`, each with its own data dir and (async) its own
+        /// durable consumer, the clients balancing over them. The owners (users, products,
+        /// orders) run once each. kill-replica runs 2 whatever this says; the monolith
+        /// has no query process to replicate.
+        #[arg(long, default_value = "1", value_parser = parse_replicas)]
+        replicas: usize,
         #[arg(long, default_value_t = 42)]
         seed: u64,
         #[command(flatten)]
@@ -165,7 +173,7 @@ enum Command {
 #[derive(clap::Args)]
 struct ComponentArg {
     /// users, products, orders, query, or nats (on a cluster: nats-1, nats-2, nats-3,
-    /// or nats for all three).
+    /// or nats for all three; with query replicas: query-1 … query-N, or query for all).
     component: String,
     #[arg(long, default_value = DEFAULT_RUN_DIR)]
     run_dir: PathBuf,
@@ -202,6 +210,12 @@ struct StartArgs {
     /// 3 times (process target only; ignored in sync and monolith modes).
     #[arg(long, default_value_t = 1, value_parser = parse_brokers)]
     brokers: usize,
+    /// Instances of the query service, `N` or `query=N` (1 to 5; process target only):
+    /// `query-1` … `query-N`, each with its own data dir and (async) its own durable
+    /// consumer; `query` then names them all. The owners (users, products, orders) run
+    /// once each; the monolith has no query process to replicate.
+    #[arg(long, default_value = "1", value_parser = parse_replicas)]
+    replicas: usize,
     #[command(flatten)]
     deploy: DeployArgs,
 }
@@ -214,6 +228,56 @@ fn parse_brokers(text: &str) -> Result<usize, String> {
             "{text:?}: the broker runs as 1 nats-server or as a JetStream cluster of 3 (give --brokers 1 or --brokers 3)"
         )),
     }
+}
+
+/// `--replicas`: `N` or `query=N`, N from 1 to 5. Only the query service is
+/// replicated: an owner named gets why not.
+fn parse_replicas(text: &str) -> Result<usize, String> {
+    use common::names::{ORDERS, PRODUCTS, QUERY, QUERY_REPLICAS, USERS};
+    let text = text.trim();
+    let count = match text.split_once('=') {
+        None => text,
+        Some((service, count)) => match service.trim() {
+            QUERY => count,
+            owner @ (USERS | PRODUCTS | ORDERS) => {
+                return Err(format!(
+                    "{owner} owns its store single-writer: one instance; partitioning owners is not built (only the \
+                     query service runs as replicas: --replicas query=N)"
+                ))
+            }
+            other => {
+                return Err(format!(
+                    "no service {other:?} to replicate: only the query service runs as replicas (--replicas N or \
+                     --replicas query=N)"
+                ))
+            }
+        },
+    };
+    match count.trim().parse::<usize>() {
+        Ok(n) if (1..=QUERY_REPLICAS.len()).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "{text:?}: the query service runs as 1 to {} replicas (give --replicas N or --replicas query=N)",
+            QUERY_REPLICAS.len()
+        )),
+    }
+}
+
+/// The note for `--replicas` where some of `modes` have no query process of their own.
+fn replicas_note(replicas: usize, modes: &[Mode]) -> Option<String> {
+    (replicas > 1 && modes.contains(&Mode::Monolith)).then(|| {
+        format!(
+            "note: --replicas {replicas} does not apply to monolith mode (one process serves every service: no query \
+             process of its own to replicate)"
+        )
+    })
+}
+
+/// `--replicas` above 1 on the compose target: refused, with what to do.
+fn replicas_on_target(replicas: usize, target: &Deployment) -> anyhow::Result<()> {
+    if replicas > 1 && *target != Deployment::Process {
+        return Err(lab::topology::TopologyError::ReplicasNeedProcesses(replicas).into());
+    }
+    Ok(())
 }
 
 /// The note for `--brokers` where some of `modes` run no broker, if any.
@@ -285,6 +349,7 @@ impl StartArgs {
             proxies: self.proxies.clone(),
             deployment: self.deploy.target(self.mode.as_str()),
             brokers: self.brokers,
+            replicas: self.replicas,
         }
     }
 }
@@ -327,7 +392,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Up { start } => {
             let options = start.options();
             brokers_on_target(options.brokers, &options.deployment)?;
+            replicas_on_target(options.replicas, &options.deployment)?;
             if let Some(note) = brokers_note(options.brokers, &[options.mode]) {
+                eprintln!("{note}");
+            }
+            if let Some(note) = replicas_note(options.replicas, &[options.mode]) {
                 eprintln!("{note}");
             }
             Ok(lab::up::run(options).await?)
@@ -380,20 +449,33 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             let addr: common::config::PeerAddr = addr.parse().map_err(anyhow::Error::msg)?;
             lab::client::wait_serving(addr, Duration::from_secs(timeout_s)).await.map_err(anyhow::Error::msg)
         }
-        Command::Bench { full, scenarios, kills, modes, policies, runs, brokers, seed, deploy } => {
+        Command::Bench { full, scenarios, kills, modes, policies, runs, brokers, replicas, seed, deploy } => {
             let mut profile = if full { lab::suite::Profile::full(seed) } else { lab::suite::Profile::quick(seed) };
             profile.soak_faults = kills;
             let command = std::env::args().collect::<Vec<_>>().join(" ");
             let target = deploy.target("bench");
             brokers_on_target(brokers, &target)?;
+            replicas_on_target(replicas, &target)?;
             if let lab::topology::Target::Compose { image, .. } = &target {
                 lab::compose::preflight(image.as_str())?;
             }
             if let Some(note) = brokers_note(brokers, &modes) {
                 eprintln!("{note}");
             }
-            let config =
-                lab::suite::SuiteConfig { profile, scenarios, modes, policies, runs, command, target, brokers };
+            if let Some(note) = replicas_note(replicas, &modes) {
+                eprintln!("{note}");
+            }
+            let config = lab::suite::SuiteConfig {
+                profile,
+                scenarios,
+                modes,
+                policies,
+                runs,
+                command,
+                target,
+                brokers,
+                replicas,
+            };
             let shutdown = common::shutdown::on_signal()?;
             let (results, path) = tokio::select! {
                 done = lab::suite::run(config) => done?,

@@ -38,6 +38,8 @@ pub struct Options {
     pub deployment: Deployment,
     /// Broker servers (1, or a cluster of 3) in the modes that have a broker.
     pub brokers: usize,
+    /// Instances of the query service (1 to 5; not in monolith mode).
+    pub replicas: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +73,7 @@ pub async fn start(options: &Options) -> Result<Topology, UpError> {
     config.base_port = options.base_port;
     config.default_deadline_ms = options.default_deadline_ms;
     config.brokers = options.brokers;
+    config.replicas = options.replicas;
     config.proxied = if options.proxies.iter().any(|p| p == "all") {
         SERVICES.iter().map(|s| s.to_string()).collect()
     } else {
@@ -79,10 +82,13 @@ pub async fn start(options: &Options) -> Result<Topology, UpError> {
         }
         options.proxies.clone()
     };
-    let brokers = match options.brokers {
+    let mut brokers = match options.brokers {
         n if n > 1 && options.mode.uses_broker() => format!(", a {n}-node JetStream cluster"),
         _ => String::new(),
     };
+    if options.replicas > 1 && options.mode != Mode::Monolith {
+        brokers.push_str(&format!(", {} query replicas", options.replicas));
+    }
     eprintln!("starting the {} topology ({} policy{brokers}) in {} …", options.mode, options.policy, run_dir.display());
     Ok(Topology::start(config).await?)
 }

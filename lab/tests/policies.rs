@@ -191,6 +191,7 @@ async fn overload_blip_counts_retry_storms_amplification_per_policy() {
         command: "test".into(),
         target: lab::topology::Target::Process,
         brokers: 1,
+        replicas: 1,
     };
     let (results, path) = lab::suite::run(config).await.expect("the suite runs");
     assert_eq!(results.policies, [Policy::Naive, Policy::RetryStorm]);
@@ -242,6 +243,7 @@ async fn overload_blip_does_not_apply_to_the_monolith() {
         command: "test".into(),
         target: lab::topology::Target::Process,
         brokers: 1,
+        replicas: 1,
     };
     let (results, _) = lab::suite::run(config).await.expect("the suite runs");
     assert_eq!(results.scenarios.len(), 1, "one run: the monolith has no policy variants");

@@ -196,6 +196,11 @@ fn document(r: &Results) -> Vec<Block> {
         if let Some(table) = soak_table(&modes) {
             d.push(table);
         }
+        if name == Scenario::KillReplica {
+            if let Some(text) = replica_against_single(r, &modes) {
+                d.push(Para(text));
+            }
+        }
         curve_blocks(&modes, &mut d);
         blip_blocks(&modes, &mut d);
         scenario_charts(name.name(), &modes, &mut d);
@@ -283,6 +288,13 @@ fn document(r: &Results) -> Vec<Block> {
         1 => format!("Broker (async and bus-rpc): one nats-server; {} ran on a three-node JetStream cluster of its own{stream}.", on_a_cluster.join(" and ")),
         n => format!("Broker (async and bus-rpc): a {n}-node JetStream cluster (`--brokers {n}`) in every scenario, the services given every node's address and the event stream (with its durable consumers) replicated {n} times; `nats` in a fault schedule (kill-broker, chaos, soak) names every node at once."),
     }));
+    let replicated = r.scenarios_ran().contains(&Scenario::KillReplica);
+    let replicas = match r.replicas {
+        1 if !replicated => None,
+        1 => Some( "Query service: one instance, but in kill-replica, which ran two replicas (each with its own data dir and, in async mode, its own durable consumer), the lab's client sending `UserOrders` round robin to both and skipping a replica it could not reach. The owners (users, products, orders) one instance each: each is its store's single writer.".to_owned()),
+        n => Some(format!("Query service: {n} replicas (`--replicas {n}`) in every scenario but the monolith's (kill-replica: 2), each with its own data dir and, in async mode, its own durable consumer, the lab's client sending `UserOrders` round robin to them and skipping a replica it could not reach; `query` in a fault schedule (kill-query, chaos, soak) names every replica at once, and convergence compares each replica's view. The owners (users, products, orders) one instance each: each is its store's single writer.")),
+    };
+    d.extend(replicas.map(Para));
     let measure = r.scenarios.iter().find_map(|s| s.staleness.as_ref()).map(|st| st.measure);
     if measure == Some(probe::Measure::FirstReadSent) {
         d.push(Para(format!(
@@ -634,6 +646,24 @@ fn figures(modes: &[(&str, &ScenarioResult)]) -> Vec<Vec<String>> {
         ),
         &|s| s.cluster.as_ref()?.outbox_peak.map(|n| n.to_string()),
     );
+    row("query replicas; the one killed alone", &|s| {
+        let q = s.replicas.as_ref()?;
+        Some(format!("{}; {}", q.replicas, q.killed.as_deref().unwrap_or("none")))
+    });
+    row("UserOrders failed UNAVAILABLE at the clients' balancer while that replica was down; from its kill to the last of them (ms)", &|s| {
+        let q = s.replicas.as_ref().filter(|q| q.killed.is_some())?;
+        Some(format!(
+            "{}; {}",
+            q.failed_while_down,
+            q.errors_for_ms.map_or("none failed".to_owned(), |ms| ms.to_string())
+        ))
+    });
+    row("UserOrders whose turn was that replica's, sent to another while it was down (skipped while marked down, or moved when its connection was refused: never sent to it)", &|s| {
+        s.replicas.as_ref().filter(|q| q.killed.is_some()).map(|q| q.moved_while_down.to_string())
+    });
+    row("UserOrders failed UNAVAILABLE at the balancer after the restart", &|s| {
+        s.replicas.as_ref().filter(|q| q.killed.is_some()).map(|q| q.failed_after_restart.to_string())
+    });
     row(&format!("staleness p50 / p99 (ms): {}", probe::Measure::FirstReadSent.label()), &|s| {
         s.staleness.as_ref().map(|st| {
             let old = match st.measure {
@@ -748,6 +778,35 @@ fn figures(modes: &[(&str, &ScenarioResult)]) -> Vec<Vec<String>> {
         })
     });
     rows
+}
+
+/// kill-replica beside kill-query, per variant that ran both (round 1): the share of
+/// requests served while one of two replicas was down against while the only instance
+/// was.
+fn replica_against_single(r: &Results, modes: &[(&str, &ScenarioResult)]) -> Option<String> {
+    let served_in_first = |s: &ScenarioResult| {
+        let (from, to, what) = verdicts::fault_windows(s).into_iter().next()?;
+        Some((verdicts::availability_between(s, from, to)?, what))
+    };
+    let parts: Vec<String> = modes
+        .iter()
+        .filter_map(|(label, replica)| {
+            let single = r.scenario_with(Scenario::KillQuery, replica.mode, replica.policy)?;
+            let (two, two_what) = served_in_first(replica)?;
+            let (one, one_what) = served_in_first(single)?;
+            Some(format!(
+                "{label}: {} of requests served while {two_what} (one of two replicas) against {} while {one_what} (kill-query, the only instance)",
+                percent_one_decimal(two),
+                percent_one_decimal(one)
+            ))
+        })
+        .collect();
+    (!parts.is_empty()).then(|| {
+        format!(
+            "Against kill-query, same run (every request of the mix counted, as in the availability rows): {}.",
+            parts.join("; ")
+        )
+    })
 }
 
 /// The soak's figures, a row per mode.

@@ -407,7 +407,7 @@ fn sync_asker_needs_no_database(r: &Results) -> Claim {
     const CLAIM: &str = "sync: the service that asks others needs no database of its own";
     let disk =
         |mode: Mode| r.scenario(Scenario::Storage, mode)?.storage.as_ref().map(|b| b.values().sum::<u64>() as f64);
-    let query_disk = |mode: Mode| r.scenario(Scenario::Storage, mode)?.storage.as_ref()?.get("query").copied();
+    let query_disk = |mode: Mode| query_bytes(r.scenario(Scenario::Storage, mode)?.storage.as_ref()?);
     match (query_disk(Mode::Sync), query_disk(Mode::Async)) {
         // Sizes of zero everywhere would mean nothing was measured, not no database.
         (Some(s), Some(a)) if disk(Mode::Sync).is_some_and(|t| t > 0.0) => Claim {
@@ -418,9 +418,9 @@ fn sync_asker_needs_no_database(r: &Results) -> Claim {
                     let bytes = x.storage.as_ref()?;
                     // A mode without a query process of its own (the monolith): its one
                     // database serves every API.
-                    Some(match bytes.get("query") {
-                        Some(&b) if b < 100_000 => format!("query: {b} bytes"),
-                        Some(&b) => format!("query: {:.1} MB", b as f64 / 1e6),
+                    Some(match query_bytes(bytes) {
+                        Some(b) if b < 100_000 => format!("query: {b} bytes"),
+                        Some(b) => format!("query: {:.1} MB", b as f64 / 1e6),
                         None => format!("{DOES_NOT_APPLY}{m} mode has no query service of its own (one process, one database for every API)"),
                     })
                 })
@@ -433,6 +433,14 @@ fn sync_asker_needs_no_database(r: &Results) -> Claim {
         },
         _ => missing(r, CLAIM, Scenario::Storage),
     }
+}
+
+/// The query service's bytes in a storage figure: its one instance's, or (with
+/// `--replicas`) the sum over its replicas; `None` where it has none of its own.
+fn query_bytes(bytes: &std::collections::BTreeMap<String, u64>) -> Option<u64> {
+    let of_query = |name: &str| name == common::names::QUERY || common::names::replica_of(name).is_some();
+    let mut parts = bytes.iter().filter(|(name, _)| of_query(name)).map(|(_, &b)| b).peekable();
+    parts.peek().is_some().then(|| parts.sum())
 }
 
 /// "Not yet", as a client sees it: the first order for a user just created refused,

@@ -6,7 +6,7 @@
 //! (`Admin.Stats`), so the calls per client request before, during and after the blip
 //! are theirs, retries included.
 
-use std::{collections::BTreeSet, time::Duration};
+use std::time::Duration;
 
 use bench::load::{open_loop_for, Bucket, Length, LoadReport, OpenLoop, SHED};
 use common::{
@@ -157,16 +157,12 @@ struct Counts {
     shed: u64,
 }
 
-/// Reads every process's `Admin.Stats` once (a monolith serves all four names: read
-/// once) and sums the counters.
+/// Reads every service process's `Admin.Stats` once (a monolith, which serves all four
+/// services, once; each query replica) and sums the counters.
 async fn counts(prepared: &Prepared) -> anyhow::Result<Counts> {
-    let mut read = BTreeSet::new();
     let mut c = Counts::default();
-    for name in common::names::SERVICES {
-        let address = prepared.topology.address(name)?;
-        if !read.insert(address) {
-            continue;
-        }
+    for service in prepared.topology.service_processes() {
+        let address = service.public_address();
         let mut admin = AdminClient::new(common::channel(address));
         let s = admin.stats(StatsRequest {}).await?.into_inner();
         c.rpcs += s.rpcs_sent.values().sum::<u64>();
@@ -191,7 +187,9 @@ pub fn fault(line: &str) -> anyhow::Result<(Action, String)> {
 /// The rate that a run of `run_ms` serving `ok_per_s` sustains when the work it left
 /// behind, which took `drain_ms` to finish, is counted in its time.
 pub fn sustained_rate(ok_per_s: f64, run_ms: u64, drain_ms: u64) -> f64 {
-    ok_per_s * run_ms as f64 / (run_ms + drain_ms).max(1) as f64
+    // The share first: at most 1 (exactly 1 without a drain), so the rate never comes
+    // out above `ok_per_s` by rounding (`x * 507.0 / 507.0` can).
+    ok_per_s * (run_ms as f64 / (run_ms + drain_ms).max(1) as f64)
 }
 
 /// Samples resources until `at`.

@@ -9,6 +9,7 @@ pub mod cluster;
 pub mod curves;
 pub mod floor;
 pub mod probe;
+pub mod replicas;
 pub mod resources;
 pub mod scenario;
 pub mod scenarios;
@@ -404,6 +405,10 @@ pub struct ScenarioResult {
     /// cluster and where the event stream was before and after.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<cluster::ClusterRun>,
+    /// kill-replica: the query replicas, the one killed, and what the clients' balancer
+    /// saw.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<replicas::ReplicaRun>,
 }
 
 /// Logical bytes (keys + values) per sled tree, per component.
@@ -476,6 +481,11 @@ pub struct Results {
     /// it was recorded). The cluster scenarios run on 3 whatever it says.
     #[serde(default = "one")]
     pub brokers: usize,
+    /// Instances of the query service in every scenario but the monolith's
+    /// (`--replicas`; 1 in results from before it was recorded). kill-replica runs 2
+    /// whatever it says.
+    #[serde(default = "one")]
+    pub replicas: usize,
 }
 
 /// Whether `mode` makes inter-service calls, so that a policy applies to it (sync,
@@ -699,6 +709,8 @@ pub struct SuiteConfig {
     pub target: crate::topology::Target,
     /// Broker servers of async and bus-rpc modes (`--brokers`: 1 or 3).
     pub brokers: usize,
+    /// Instances of the query service (`--replicas`: 1 to 5).
+    pub replicas: usize,
 }
 
 /// Everything a scenario needs from the suite.
@@ -710,6 +722,9 @@ pub struct Ctx {
     pub policy: Policy,
     /// Broker servers of a prepared topology (async, bus-rpc): 1 or 3.
     pub brokers: usize,
+    /// Instances of the query service of a prepared topology (1 to 5; the monolith has
+    /// none of its own).
+    pub replicas: usize,
 }
 
 /// A fresh topology of `mode` in its own run dir, seeded with `seed`, with its
@@ -736,6 +751,7 @@ impl Ctx {
             target: crate::topology::Target::Process,
             policy: Policy::Naive,
             brokers: 1,
+            replicas: 1,
         }
     }
 
@@ -747,7 +763,13 @@ impl Ctx {
             target: self.target.clone(),
             policy: self.policy,
             brokers,
+            replicas: self.replicas,
         }
+    }
+
+    /// The same context with `replicas` instances of the query service.
+    pub fn with_replicas(&self, replicas: usize) -> Self {
+        Ctx { replicas, ..self.with_brokers(self.brokers) }
     }
 
     pub async fn prepare(
@@ -766,6 +788,7 @@ impl Ctx {
         let mut config = Config::new(mode, &run_dir);
         config.policy = self.policy;
         config.brokers = self.brokers;
+        config.replicas = self.replicas;
         config.proxied = proxied.iter().map(|s| s.to_string()).collect();
         if let crate::topology::Target::Compose { image, project } = &self.target {
             // One project per scenario and variant: names must differ, as projects of
@@ -778,7 +801,7 @@ impl Ctx {
         let seeded = crate::seed::seed(&clients, seed, |_, _| {}).await?;
         if let Some(url) = topology.events_url() {
             let events = (seed.users + seed.products + seed.orders) as u64;
-            crate::convergence::wait_settled(&url, events, Duration::from_secs(60)).await?;
+            crate::convergence::wait_settled_for(&url, events, &topology.consumers(), Duration::from_secs(60)).await?;
         }
         Ok(Prepared { topology, clients, seeded: Arc::new(seeded) })
     }
@@ -813,6 +836,7 @@ pub async fn run(config: SuiteConfig) -> anyhow::Result<(Results, PathBuf)> {
         target: config.target.clone(),
         policy: Policy::Naive,
         brokers: config.brokers,
+        replicas: config.replicas,
     };
     // By default each target runs what it can, and the long scenarios only in `--full`.
     let runs_here =
@@ -834,6 +858,7 @@ pub async fn run(config: SuiteConfig) -> anyhow::Result<(Results, PathBuf)> {
         run_order: Vec::new(),
         policies: policies.clone(),
         brokers: config.brokers,
+        replicas: config.replicas,
     };
     let suite_start = Instant::now();
     for (i, &(scenario, variant, round)) in steps.iter().enumerate() {
@@ -847,7 +872,7 @@ pub async fn run(config: SuiteConfig) -> anyhow::Result<(Results, PathBuf)> {
                 // A later round runs in run dirs of its own; the variant's policy is
                 // every service's.
                 let dir = if round > 1 { ctx.dir.join(format!("round-{round}")) } else { ctx.dir.clone() };
-                let ctx = Ctx { dir, policy, ..ctx.with_brokers(ctx.brokers) };
+                let ctx = Ctx { dir, policy, ..ctx.with_replicas(ctx.replicas) };
                 let label = variant_label(mode, policy);
                 let mut result = scenarios::run(&ctx, scenario, mode)
                     .await

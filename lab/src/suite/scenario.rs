@@ -32,6 +32,8 @@ pub enum Scenario {
     LoseBrokerQuorum,
     /// The query service SIGKILLed and restarted.
     KillQuery,
+    /// One of two query replicas SIGKILLed and restarted, the clients balancing over both.
+    KillReplica,
     /// users cut off its network (Compose only).
     Partition,
     /// Seeded kills of every component.
@@ -53,7 +55,7 @@ pub enum Scenario {
 
 impl Scenario {
     /// Every scenario, in the order the suite runs them.
-    pub const ALL: [Scenario; 17] = [
+    pub const ALL: [Scenario; 18] = [
         Scenario::Floor,
         Scenario::Steady,
         Scenario::SlowDependency,
@@ -63,6 +65,7 @@ impl Scenario {
         Scenario::KillBrokerNode,
         Scenario::LoseBrokerQuorum,
         Scenario::KillQuery,
+        Scenario::KillReplica,
         Scenario::Partition,
         Scenario::Chaos,
         Scenario::Soak,
@@ -85,6 +88,7 @@ impl Scenario {
             Scenario::KillBrokerNode => "kill-broker-node",
             Scenario::LoseBrokerQuorum => "lose-broker-quorum",
             Scenario::KillQuery => "kill-query",
+            Scenario::KillReplica => "kill-replica",
             Scenario::Partition => "partition",
             Scenario::Chaos => "chaos",
             Scenario::Soak => "soak",
@@ -107,6 +111,7 @@ impl Scenario {
             Scenario::KillBrokerNode => "On a three-node JetStream cluster (whatever `--brokers` says), the event stream replicated 3 times: one node SIGKILLed under load and restarted, twice: first the node that leads the stream at that moment (async; in bus-rpc, which has no stream, the JetStream meta leader), then a follower, each found by asking the cluster right before the kill. Availability, staleness, convergence and losses, as kill-broker measures them (sync and the monolith have no broker: the control).",
             Scenario::LoseBrokerQuorum => "On a three-node JetStream cluster, two nodes (the stream's leader and a follower; in bus-rpc the meta leader and a follower) SIGKILLed at once under load, so the stream has no majority, then restarted: acknowledged writes wait in the outboxes until a majority is back, nothing acknowledged may be lost, and the view converges after.",
             Scenario::KillQuery => "The query service itself SIGKILLed: both modes lose reads; how fast async catches up.",
+            Scenario::KillReplica => "The query service as two replicas (whatever `--replicas` says), the clients' `UserOrders` balanced round robin over both; one replica SIGKILLed under load and restarted: availability while it was down, the requests that failed before the clients' balancer dropped it and those it moved to the other replica, staleness, each replica's view against the truth (async: the restarted replica catches up from its own durable consumer), losses. The monolith has no query process of its own: does not apply.",
             Scenario::Partition => "`users` cut off the others' network (`docker network disconnect`, compose target): its callers cannot reach it, though it runs.",
             Scenario::Chaos => "Seeded random SIGKILLs under load, one schedule for both modes (the same service victims at the same times; the broker's kills from a separate stream, skipped in sync), then the checker.",
             Scenario::Soak => "Many seeded random faults per mode under load (SIGKILL and restart, SIGSTOP and SIGCONT, restart on the same data dir; the same service faults at the same planned times in both modes, broker faults from a stream of their own), while writers create users and products, change prices and place orders. Then every fault is repaired, the replicas settle, and a checker holds the owners, the query view and orders' replica to the history of every acknowledged write (a write that failed or timed out is in doubt: it may explain an effect, nothing is owed for it).",
@@ -157,6 +162,7 @@ impl Scenario {
             Target::Compose { .. } => !matches!(
                 self,
                 Scenario::Floor
+                    | Scenario::KillReplica
                     | Scenario::SlowDependency
                     | Scenario::Storage
                     | Scenario::OverloadBlip

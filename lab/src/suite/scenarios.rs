@@ -74,6 +74,7 @@ pub async fn run(ctx: &Ctx, scenario: Scenario, mode: Mode) -> anyhow::Result<Sc
             let faults = vec![(at(2.0), Action::Kill, QUERY), (at(4.0), Action::Restart, QUERY)];
             with_faults(ctx, scenario, mode, faults, at(7.0)).await?
         }
+        Scenario::KillReplica => super::replicas::run(ctx, mode).await?,
         Scenario::Chaos => {
             let length = Duration::from_secs_f64(p.chaos_secs);
             let (steps, _) = super::schedule::schedule(p.seed.seed, &CHAOS, Until::Before(length));
@@ -191,8 +192,7 @@ pub(super) async fn with_steps(
             ..Default::default()
         });
         if mode == Mode::Async {
-            let services: Vec<_> =
-                common::names::SERVICES.iter().map(|s| topology.address(s)).collect::<Result<_, _>>()?;
+            let services: Vec<_> = topology.service_processes().map(|s| s.public_address()).collect();
             outboxes = Some(super::cluster::watch_outboxes(services));
         }
     }
@@ -213,6 +213,10 @@ pub(super) async fn with_steps(
             crate::latency::create_then_use(&clients, &seeded, sequences, CREATE_THEN_USE_EVERY, 17).await
         })
     };
+    // With query replicas: what the clients' balancer did, and while which replica was
+    // down.
+    let replicated = prepared.topology.query_instances().count() > 1;
+    let mut watch = super::replicas::Watch::new(prepared.clients.query_balancer());
     // Convergence is timed from the last repair that took effect.
     let load_started = tokio::time::Instant::now();
     let (report, events) = load_during(
@@ -222,9 +226,12 @@ pub(super) async fn with_steps(
         steps,
         &mut sampler,
         Some(&writes),
-        &mut |_| {},
+        &mut |event| watch.step(event),
     )
     .await;
+    if replicated {
+        result.replicas = Some(watch.finish());
+    }
     result.loads.insert("run".into(), report);
     result.partial_answers.insert("run".into(), partial.load(std::sync::atomic::Ordering::Relaxed));
     result.create_then_use = Some(create_then_use.await.expect("create-then-use task")?);
@@ -570,11 +577,20 @@ pub async fn losses(
 const COMPARE_CONCURRENCY: usize = 8;
 
 /// One comparison of the query view of `users` with the truth, in a few concurrent
-/// slices so that it stays short with many users.
+/// slices so that it stays short with many users. With query replicas, every replica's
+/// view is compared, each read sent to that replica alone (each has a view of its own in
+/// async mode), and the differences are summed.
 pub async fn compare_all(prepared: &Prepared, users: &[String]) -> anyhow::Result<crate::convergence::Diff> {
     let truth = crate::convergence::Truth::of(&prepared.topology)?;
     let slice = users.len().div_ceil(COMPARE_CONCURRENCY).max(1);
-    let slices = users.chunks(slice).map(|users| crate::convergence::compare(&prepared.clients, &truth, users));
+    let views = match prepared.clients.query_instances() {
+        one if one.len() == 1 => vec![prepared.clients.query.clone()],
+        each => each,
+    };
+    let slices = views.iter().flat_map(|view| {
+        let truth = &truth;
+        users.chunks(slice).map(move |users| crate::convergence::compare_view(view.clone(), truth, users))
+    });
     let diffs = futures::future::try_join_all(slices).await?;
     Ok(diffs.into_iter().fold(crate::convergence::Diff::default(), |mut all, d| {
         all.users_checked += d.users_checked;
@@ -656,8 +672,8 @@ pub async fn drain(prepared: &Prepared, within: Duration) -> anyhow::Result<Dura
         tokio::time::sleep(Duration::from_millis(10)).await;
         outboxes = start.elapsed();
     }
-    let settled = deadline.saturating_duration_since(tokio::time::Instant::now());
-    let consumers = crate::convergence::wait_settled(&url, 0, settled).await?;
+    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+    let consumers = crate::convergence::wait_settled_for(&url, 0, &prepared.topology.consumers(), left).await?;
     Ok(match consumers.is_zero() {
         true => outboxes,
         false => start.elapsed(),
@@ -838,11 +854,13 @@ pub fn measure_storage(
     Ok((bytes, logical))
 }
 
+/// Every service process's `Admin.Stats`, by component (`query-1`, `query-2` … for
+/// replicas; `monolith` once in monolith mode).
 pub async fn stats(prepared: &Prepared) -> anyhow::Result<BTreeMap<String, StatsResponse>> {
     let mut all = BTreeMap::new();
-    for name in common::names::SERVICES {
-        let mut admin = AdminClient::new(common::channel(prepared.topology.address(name)?));
-        all.insert(name.to_string(), admin.stats(StatsRequest {}).await?.into_inner());
+    for service in prepared.topology.service_processes() {
+        let mut admin = AdminClient::new(common::channel(service.public_address()));
+        all.insert(service.name.to_string(), admin.stats(StatsRequest {}).await?.into_inner());
     }
     Ok(all)
 }

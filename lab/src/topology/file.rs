@@ -93,6 +93,19 @@ impl TopologyFile {
             .ok_or_else(|| TopologyError::UnknownService(service.to_owned()))
     }
 
+    /// Where callers reach every instance of `service`: its one address, or with
+    /// replicas (`query-1`, …) each replica's, in order.
+    pub fn addresses(&self, service: &str) -> Result<Vec<SocketAddr>> {
+        let all: Vec<SocketAddr> = (self.services.iter())
+            .filter(|s| s.name == service || common::names::replica_of(&s.name) == Some(service))
+            .map(|s| s.address)
+            .collect();
+        match all.is_empty() {
+            true => Err(TopologyError::UnknownService(service.to_owned())),
+            false => Ok(all),
+        }
+    }
+
     /// Whether the lab that wrote this file is still alive.
     pub fn lab_alive(&self) -> bool {
         super::processes::pid_alive(self.lab_pid)

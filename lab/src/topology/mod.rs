@@ -17,6 +17,12 @@
 //! The broker is one `nats-server` (component `nats`), or on the process target a
 //! three-node JetStream cluster ([`cluster`]: components `nats-1` … `nats-3`, and
 //! `nats` then names all three at once), whose every node the services are given.
+//!
+//! The query service runs as one instance (`query`), or on the process target as
+//! replicas (`--replicas N`: components `query-1` … `query-N`, each with its own data
+//! dir and, in async mode, its own durable consumer; `query` then names them all), which
+//! the lab's client balances over ([`crate::client::Balanced`]). The owners (users,
+//! products, orders) each run once: each is the single writer of its store.
 
 pub mod cluster;
 pub mod compose;
@@ -34,8 +40,8 @@ use std::{
 
 use common::{
     config::{Mode, Policy},
-    events::{ORDERS_CONSUMER, QUERY_CONSUMER, STREAM},
-    names::{MONOLITH, NATS, SERVICES},
+    events::{ORDERS_CONSUMER, STREAM},
+    names::{MONOLITH, NATS, QUERY, QUERY_REPLICAS, SERVICES},
 };
 
 pub use self::file::{RunsAs, ServiceRecord, TopologyFile, TOPOLOGY_FILE};
@@ -54,8 +60,14 @@ pub enum TopologyError {
     StartTimeout { service: String, secs: u64, log: String },
     #[error("{service} at {address} bound its port but is not SERVING: {reason}")]
     NotServing { service: String, address: SocketAddr, reason: String },
-    #[error("no component named {0:?}; they are users, products, orders, query, and in async and bus-rpc modes the broker: nats, or on a cluster (--brokers 3) nats-1, nats-2, nats-3 (nats then names all three)")]
+    #[error("no component named {0:?}; they are users, products, orders, query (with --replicas N: query-1 … query-N, query then names them all), and in async and bus-rpc modes the broker: nats, or on a cluster (--brokers 3) nats-1, nats-2, nats-3 (nats then names all three)")]
     UnknownService(String),
+    #[error("{service} runs as {} replicas ({}): name one of them", replicas.len(), replicas.join(", "))]
+    Replicated { service: String, replicas: Vec<String> },
+    #[error("--replicas {0}: the query service runs as 1 to {max} replicas", max = QUERY_REPLICAS.len())]
+    Replicas(usize),
+    #[error("--replicas {0} needs the process target for now: the compose target runs one query container (drop --replicas, or use --target process)")]
+    ReplicasNeedProcesses(usize),
     #[error("--brokers {0}: the broker runs as 1 server or as a cluster of 3")]
     Brokers(usize),
     #[error("--brokers {0} needs the process target for now: the compose target runs a single broker (drop --brokers, or use --target process)")]
@@ -104,7 +116,8 @@ pub struct Config {
     /// Where the service binaries are.
     pub bin_dir: PathBuf,
     /// If set, services listen on base_port, base_port+1, … (users, products, orders,
-    /// query); otherwise on ephemeral ports.
+    /// query, then the broker; query replicas past the first from base_port+7);
+    /// otherwise on ephemeral ports.
     pub base_port: Option<u16>,
     /// Passed to every service as `--default-deadline-ms`.
     pub default_deadline_ms: Option<u64>,
@@ -118,6 +131,9 @@ pub struct Config {
     /// Broker servers in the modes that have a broker: 1, or a JetStream cluster of 3
     /// (process target only) whose stream the async services keep with 3 replicas.
     pub brokers: usize,
+    /// Instances of the query service: 1 (`query`), or up to five replicas `query-1` …
+    /// (process target only; the monolith has none of its own). The owners run once.
+    pub replicas: usize,
 }
 
 impl Config {
@@ -133,6 +149,7 @@ impl Config {
             target: Deployment::Process,
             env: Vec::new(),
             brokers: 1,
+            replicas: 1,
         }
     }
 }
@@ -328,11 +345,22 @@ impl Topology {
         if config.brokers > 1 && config.target != Deployment::Process {
             return Err(TopologyError::BrokersNeedProcesses(config.brokers));
         }
+        if !(1..=QUERY_REPLICAS.len()).contains(&config.replicas) {
+            return Err(TopologyError::Replicas(config.replicas));
+        }
+        if config.replicas > 1 && config.target != Deployment::Process {
+            return Err(TopologyError::ReplicasNeedProcesses(config.replicas));
+        }
         fs::create_dir_all(&config.run_dir).map_err(io_err(format!("cannot create {}", config.run_dir.display())))?;
         let mut config = config;
         if !config.mode.uses_broker() {
             // Nothing to replicate: no broker runs in this mode.
             config.brokers = 1;
+        }
+        if config.mode == Mode::Monolith && config.replicas > 1 {
+            // One process serves every service: there is no query process to replicate.
+            tracing::info!(replicas = config.replicas, "monolith mode: no query replicas");
+            config.replicas = 1;
         }
         if config.mode == Mode::Monolith && !config.proxied.is_empty() {
             // Nothing travels between the services to put a proxy on; a fault on one of
@@ -403,12 +431,37 @@ impl Topology {
     }
 
     /// The components `name` stands for: itself, or on a cluster, for `nats`, every
-    /// node (the broker as a whole).
+    /// node (the broker as a whole), and with replicas, for `query`, every replica.
     fn names_of(&self, name: &str) -> Result<Vec<&'static str>> {
         if name == NATS && self.is_cluster() {
             return Ok(self.brokers().map(|b| b.name).collect());
         }
+        if name == QUERY && self.config.mode != Mode::Monolith && self.config.replicas > 1 {
+            return Ok(self.query_instances().map(|q| q.name).collect());
+        }
         Ok(vec![self.name_of(name)?])
+    }
+
+    /// The instances of the query service: `query`, or its replicas `query-1` …
+    /// (none in monolith mode).
+    pub fn query_instances(&self) -> impl Iterator<Item = &Component> {
+        self.services.iter().filter(|s| s.name == QUERY || common::names::replica_of(s.name) == Some(QUERY))
+    }
+
+    /// Every service process (not the broker): in monolith mode the one monolith.
+    pub fn service_processes(&self) -> impl Iterator<Item = &Component> {
+        self.services.iter().filter(|s| s.kind == Kind::Service)
+    }
+
+    /// The durable consumers the services keep (async mode): orders', and one per
+    /// instance of the query service, named as the instance is (`query`, or `query-1` …).
+    pub fn consumers(&self) -> Vec<String> {
+        if self.config.mode != Mode::Async {
+            return Vec::new();
+        }
+        let mut names = vec![ORDERS_CONSUMER.to_owned()];
+        names.extend(self.query_instances().map(|q| q.name.to_owned()));
+        names
     }
 
     /// Carries out `operation` on `name` (on each node, for a cluster's `nats`; the
@@ -592,8 +645,8 @@ impl Topology {
             }
             // The durable consumers, which the services create, are kept by the
             // stream's nodes too: each needs a leader and its replicas current.
-            for consumer in [ORDERS_CONSUMER, QUERY_CONSUMER] {
-                let placement = cluster::consumer_placement(&js, STREAM, consumer, nodes.len()).await?;
+            for consumer in self.consumers() {
+                let placement = cluster::consumer_placement(&js, STREAM, &consumer, nodes.len()).await?;
                 if !placement.is_whole() {
                     return Err(format!("consumer {consumer} is not whole: {}", placement.describe()));
                 }
@@ -609,13 +662,20 @@ impl Topology {
     }
 
     /// The component called `name`, or (monolith mode) the one that serves the service
-    /// `name`.
+    /// `name`. With replicas, `query` is several components: refused, naming them.
     pub fn service(&self, name: &str) -> Result<&Component> {
         let name = match self.config.mode {
             Mode::Monolith if SERVICES.contains(&name) => MONOLITH,
             _ => name,
         };
-        self.services.iter().find(|s| s.name == name).ok_or_else(|| TopologyError::UnknownService(name.to_owned()))
+        self.services.iter().find(|s| s.name == name).ok_or_else(|| {
+            let replicas: Vec<String> =
+                self.query_instances().filter(|_| name == QUERY).map(|q| q.name.to_owned()).collect();
+            match replicas.is_empty() {
+                true => TopologyError::UnknownService(name.to_owned()),
+                false => TopologyError::Replicated { service: name.to_owned(), replicas },
+            }
+        })
     }
 
     /// Where callers reach `name` (through its proxy, if it has one).
@@ -624,14 +684,15 @@ impl Topology {
     }
 
     /// Sets the faults of `name`'s proxies (in bus-rpc mode, on its link to the broker
-    /// as well).
+    /// as well; for a replicated `query`, every replica's).
     pub fn set_faults(&mut self, name: &str, faults: Faults) -> Result<()> {
-        let name = self.name_of(name)?;
-        let service = self.service(name)?;
-        if service.proxy.is_none() {
-            return Err(TopologyError::NotProxied(name.to_owned()));
+        for name in self.names_of(name)? {
+            let service = self.service(name)?;
+            if service.proxy.is_none() {
+                return Err(TopologyError::NotProxied(name.to_owned()));
+            }
+            service.proxies().for_each(|proxy| proxy.set(faults));
         }
-        service.proxies().for_each(|proxy| proxy.set(faults));
         Ok(())
     }
 }
@@ -651,6 +712,20 @@ pub fn programs(mode: Mode) -> &'static [&'static str] {
         Mode::Monolith => &[MONOLITH],
         _ => &SERVICES,
     }
+}
+
+/// The service processes a topology of `mode` with `replicas` query instances runs, in
+/// start order, as (program, component name): the query program once per replica
+/// (`query-1` …), or once as `query`.
+pub fn instances(mode: Mode, replicas: usize) -> Vec<(&'static str, &'static str)> {
+    let mut out = Vec::new();
+    for &program in programs(mode) {
+        match program {
+            QUERY if replicas > 1 => out.extend(QUERY_REPLICAS.iter().take(replicas).map(|&name| (QUERY, name))),
+            _ => out.push((program, program)),
+        }
+    }
+    out
 }
 
 /// The folder of the service binaries: `CASCADE_BIN_DIR` if set, else the folder of the

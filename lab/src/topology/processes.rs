@@ -100,16 +100,17 @@ pub(super) async fn start(config: &Config) -> Result<(Vec<Component>, Processes)
             processes.members.push(broker);
         }
     }
-    for (i, &name) in super::programs(config.mode).iter().enumerate() {
+    for (i, (program, name)) in super::instances(config.mode, config.replicas).into_iter().enumerate() {
         let dir = config.run_dir.join(name);
         let data_dir = dir.join("data");
         fs::create_dir_all(&data_dir).map_err(io_err(format!("cannot create {}", data_dir.display())))?;
         let public_port = match config.base_port {
-            Some(p) => p + i as u16,
+            Some(p) => p + base_port_offset(i),
             None => reserve_port()?,
         };
         let public = SocketAddr::from(([127, 0, 0, 1], public_port));
-        let proxied = config.proxied.iter().any(|p| p == name);
+        // A proxy asked for `query` stands in front of every replica.
+        let proxied = config.proxied.iter().any(|p| p == name || p == program);
         // A proxied service listens on a port of its own; its proxy takes the public one.
         let listen = if proxied { SocketAddr::from(([127, 0, 0, 1], reserve_port()?)) } else { public };
         let mut args = vec!["--data-dir".to_owned(), data_dir.display().to_string()];
@@ -133,11 +134,16 @@ pub(super) async fn start(config: &Config) -> Result<(Vec<Component>, Processes)
             }
         }
         let broker_via: Vec<SocketAddr> = broker_link.iter().map(Proxy::addr).collect();
-        args.extend(peer_args(config.mode, name, &components, &broker_via)?);
-        let mut service = Process::new(name, Kind::Service, config.bin_dir.join(name), listen, dir.join("log"));
+        args.extend(peer_args(config.mode, program, &components, &broker_via)?);
+        if config.mode == Mode::Async && name != program {
+            // A replica's view is fed by a durable consumer of its own, named as it is:
+            // replicas sharing one would split its events between them.
+            args.extend(["--consumer-name".to_owned(), name.to_owned()]);
+        }
+        let mut service = Process::new(name, Kind::Service, config.bin_dir.join(program), listen, dir.join("log"));
         service.args = args;
         service.env = (config.env.iter())
-            .filter(|(service, _, _)| service == name)
+            .filter(|(service, _, _)| service == name || service == program)
             .map(|(_, key, value)| (key.clone(), value.clone()))
             .collect();
         spawn_on_chosen_port(&mut service, chosen || proxied).await?;
@@ -161,6 +167,17 @@ pub(super) async fn start(config: &Config) -> Result<(Vec<Component>, Processes)
         processes.members.push(service);
     }
     Ok((components, processes))
+}
+
+/// The `--base-port` offset of the `i`-th service process in start order: users,
+/// products, orders and the first query instance take 0–3 (the broker 4, or a
+/// cluster's nodes 4–6), further query replicas 7 onwards.
+fn base_port_offset(i: usize) -> u16 {
+    let services = SERVICES.len();
+    match i < services {
+        true => i as u16,
+        false => (services + NATS_NODES.len() + i - services) as u16,
+    }
 }
 
 /// Starts the nodes of a JetStream cluster of `config.brokers` (`nats-1`, …): every

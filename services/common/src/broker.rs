@@ -157,9 +157,14 @@ impl Events {
 
     /// Applies `subjects` to `projection` through the durable consumer `name` until
     /// shutdown (see [`crate::consumer`]).
-    pub fn consume<P: Projection>(&mut self, name: &'static str, subjects: &'static [&'static str], projection: P) {
+    pub fn consume<P: Projection>(
+        &mut self,
+        name: impl Into<String>,
+        subjects: &'static [&'static str],
+        projection: P,
+    ) {
         let js = self.jetstream();
-        self.tasks.spawn(crate::consumer::consume(js, name, subjects, projection, self.shutdown.clone()));
+        self.tasks.spawn(crate::consumer::consume(js, name.into(), subjects, projection, self.shutdown.clone()));
     }
 
     /// Waits for every task to end (after shutdown), then drains the connection.

@@ -57,13 +57,16 @@ fn applied_key(envelope: &Envelope) -> &[u8] {
 
 /// Consumes `subjects` through the durable consumer `name` into `projection` until
 /// `shutdown`, surviving broker restarts (it recreates its subscription with backoff).
+/// Two processes given the same `name` share one consumer and split its events between
+/// them; replicas of one service that each keep a view need a name each.
 pub async fn consume<P: Projection>(
     js: jetstream::Context,
-    name: &'static str,
+    name: String,
     subjects: &'static [&'static str],
     projection: P,
     shutdown: CancellationToken,
 ) {
+    let name = name.as_str();
     let mut backoff = Duration::from_millis(50);
     loop {
         let attempt = async {

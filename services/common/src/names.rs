@@ -12,6 +12,19 @@ pub const QUERY: &str = "query";
 pub const NATS: &str = "nats";
 /// The nodes of a three-node broker cluster (`--brokers 3`), each a component.
 pub const NATS_NODES: [&str; 3] = ["nats-1", "nats-2", "nats-3"];
+/// The replicas of the query service when it runs as several (`--replicas N`, at most
+/// five), each a component of the topology with a data dir, and in async mode a durable
+/// consumer, of its own; `query` then names them all. A single instance keeps the name
+/// `query`. The owners (users, products, orders) run as one instance each: each is the
+/// single writer of its store.
+pub const QUERY_REPLICAS: [&str; 5] = ["query-1", "query-2", "query-3", "query-4", "query-5"];
+
+/// The service a replica belongs to (`query` for `query-2`), `None` for a name that
+/// is no replica's.
+pub fn replica_of(name: &str) -> Option<&'static str> {
+    QUERY_REPLICAS.contains(&name).then_some(QUERY)
+}
+
 /// The one process of monolith mode, serving all four services (a component of the
 /// topology in that mode, in place of the four).
 pub const MONOLITH: &str = "monolith";

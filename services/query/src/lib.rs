@@ -95,16 +95,32 @@ pub struct Peers {
     pub products: Option<PeerAddr>,
 }
 
-/// Serves on `listener` until `shutdown`.
+/// Serves on `listener` until `shutdown`, keeping its view (async mode) through the
+/// durable consumer [`QUERY_CONSUMER`].
 pub async fn run(
     listener: TcpListener,
     args: &ServiceArgs,
     peers: Peers,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    run_as(listener, args, peers, QUERY_CONSUMER, shutdown).await
+}
+
+/// [`run`] for one replica of several: in async mode its view is fed by the durable
+/// consumer `consumer`, which must be its own (replicas that shared one would split its
+/// events, each view missing what the others got). In sync and bus-rpc mode the query
+/// service keeps nothing and `consumer` is not used.
+pub async fn run_as(
+    listener: TcpListener,
+    args: &ServiceArgs,
+    peers: Peers,
+    consumer: &str,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     args.refuse_monolith(QUERY)?;
     match args.mode {
         Mode::Sync => {
+            // Stateless: any number of replicas answer alike.
             let (Some(users), Some(orders), Some(products)) = (peers.users, peers.orders, peers.products) else {
                 anyhow::bail!("sync mode needs --users-addr, --orders-addr and --products-addr");
             };
@@ -116,11 +132,15 @@ pub async fn run(
                 anyhow::bail!("async mode: no connection to NATS");
             };
             let view = events::View::open(&args.data_dir)?;
-            events.consume(QUERY_CONSUMER, &QUERY_SUBJECTS, view.clone());
+            tracing::info!(consumer, "the view is fed by its own durable consumer");
+            events.consume(consumer, &QUERY_SUBJECTS, view.clone());
             let db = common::consumer::Projection::db(&view);
             Ok(serve_api(listener, args, view.clone(), Broker::Events(events), Some(db), shutdown).await?)
         }
         Mode::BusRpc => {
+            // Nothing calls the query service over the bus (its clients use gRPC): it
+            // only sends requests, whose replies come to its own inbox, so replicas need
+            // no queue group of their own.
             if peers.users.is_some() || peers.orders.is_some() || peers.products.is_some() {
                 tracing::warn!(
                     "bus-rpc mode reaches users, orders and products over NATS: their addresses are not used"
