@@ -89,7 +89,7 @@ enum Command {
     Reset(ComponentArg),
     /// Remove every proxy fault of a service.
     Heal(ComponentArg),
-    /// Cut a component off the others' network (compose target).
+    /// Cut a component off the others' network (compose and swarm targets).
     Partition(ComponentArg),
     /// Undo `lab partition`.
     Reconnect(ComponentArg),
@@ -118,8 +118,8 @@ enum Command {
         #[arg(long)]
         full: bool,
         /// Run only this scenario (repeatable). By default every scenario the target
-        /// can run: partition needs the compose target; soak is long, in --full or
-        /// when named.
+        /// can run: partition needs containers (compose or swarm); soak is long, in
+        /// --full or when named.
         #[arg(long = "scenario", value_enum)]
         scenarios: Vec<lab::suite::Scenario>,
         /// Service faults per mode in the soak.
@@ -196,11 +196,12 @@ struct StartArgs {
 
 #[derive(clap::Args, Clone)]
 struct DeployArgs {
-    /// Local processes, or containers under Docker Compose (build the image first with
-    /// `lab image`).
+    /// Local processes, containers under Docker Compose, or a stack on a single-node
+    /// Docker Swarm (initialised if the engine's is inactive, and left after); build
+    /// the image first with `lab image`.
     #[arg(long, value_enum, default_value_t = TargetKind::Process)]
     target: TargetKind,
-    /// The image of the compose target.
+    /// The image of the compose and swarm targets.
     #[arg(long, default_value = lab::compose::DEFAULT_IMAGE)]
     image: String,
 }
@@ -209,28 +210,41 @@ struct DeployArgs {
 enum TargetKind {
     Process,
     Compose,
+    Swarm,
 }
 
 impl DeployArgs {
-    /// The deployment, with a Compose project name unique to this run.
+    /// The deployment, with a Compose project (or Swarm stack) name unique to this run.
     fn target(&self, label: &str) -> Deployment {
+        let name =
+            || format!("{}{label}{}t{}", compose_prefix(), std::process::id(), common::ids::now_unix_ms() % 1_000_000);
         match self.target {
             TargetKind::Process => Deployment::Process,
-            TargetKind::Compose => Deployment::Compose {
-                image: self.image.clone(),
-                project: format!(
-                    "{}{label}{}t{}",
-                    compose_prefix(),
-                    std::process::id(),
-                    common::ids::now_unix_ms() % 1_000_000
-                ),
-            },
+            TargetKind::Compose => Deployment::Compose { image: self.image.clone(), project: name() },
+            TargetKind::Swarm => Deployment::Swarm { image: self.image.clone(), stack: name() },
         }
+    }
+
+    /// On the swarm target, the engine's swarm for the run: joined if active, else
+    /// initialised now and left when the returned session is dropped (after the run's
+    /// stacks are removed). Nothing on the other targets.
+    fn swarm_session(&self) -> anyhow::Result<Option<lab::topology::stack::Session>> {
+        if self.target != TargetKind::Swarm {
+            return Ok(None);
+        }
+        // No image, no swarm to initialise for nothing.
+        lab::compose::preflight(&self.image)?;
+        let session = lab::topology::stack::Session::join_or_init()?;
+        if session.initialised() {
+            eprintln!("initialised a single-node swarm (the engine's was inactive); it is left again at the end");
+        }
+        Ok(Some(session))
     }
 }
 
-/// Compose project names start with this (`CASCADE_COMPOSE_PREFIX`, default "cascade"),
-/// so every container, network and volume of the lab can be found and removed.
+/// Compose project and Swarm stack names start with this (`CASCADE_COMPOSE_PREFIX`,
+/// default "cascade"), so every container, network and volume of the lab can be found
+/// and removed.
 fn compose_prefix() -> String {
     std::env::var("CASCADE_COMPOSE_PREFIX").unwrap_or_else(|_| "cascade".into())
 }
@@ -285,7 +299,11 @@ async fn main() {
 
 async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Up { start } => Ok(lab::up::run(start.options()).await?),
+        Command::Up { start } => {
+            // Declared first, dropped last: the swarm is left after the stack is removed.
+            let _swarm = start.deploy.swarm_session()?;
+            Ok(lab::up::run(start.options()).await?)
+        }
         Command::Seed { run_dir, amounts } => {
             let file = TopologyFile::read(&run_dir)?;
             seed::seed_run_dir(&run_dir, &Clients::for_topology(&file)?, amounts.config()).await.map(|_| ())
@@ -342,6 +360,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             if let lab::topology::Target::Compose { image, .. } = &target {
                 lab::compose::preflight(image.as_str())?;
             }
+            // Dropped after the suite's future (and every stack of it): the swarm is left
+            // last, if the lab initialised it.
+            let _swarm = deploy.swarm_session()?;
             let config = lab::suite::SuiteConfig { profile, scenarios, modes, policies, runs, command, target };
             let shutdown = common::shutdown::on_signal()?;
             let (results, path) = tokio::select! {

@@ -696,6 +696,7 @@ fn figures(modes: &[(&str, &ScenarioResult)]) -> Vec<Vec<String>> {
                 .join("; ")
         })
     });
+    row("swarm target: task replaced by swarm, fault → serving again", &|s| s.describe_self_heals());
     rows
 }
 

@@ -62,7 +62,7 @@ pub async fn run(ctx: &Ctx, scenario: Scenario, mode: Mode) -> anyhow::Result<Sc
                 return Ok(ScenarioResult {
                     scenario,
                     mode,
-                    note: Some("a partition needs the compose target (`--target compose`)".into()),
+                    note: Some("a partition needs the compose target (`--target compose`, or `--target swarm`)".into()),
                     ..Default::default()
                 });
             }
@@ -357,6 +357,7 @@ pub async fn load_during(
                 effective_ms: None,
                 fault: step.starts,
                 writes_in_flight: None,
+                self_healed: None,
             }
         };
         events.push(event);
@@ -393,6 +394,11 @@ async fn apply_step(
         }
     };
     let effective = tokio::time::Instant::now();
+    // On swarm a restart waited for the task swarm started by itself: when it served.
+    let self_healed = (outcome == OK && step.action == Action::Restart)
+        .then(|| prepared.topology.take_self_heal(step.target))
+        .flatten()
+        .map(|heal| super::SelfHealed::since(heal, start));
     if outcome == OK {
         if step.action.is_repair() {
             down.retain(|&t| t != step.target);
@@ -409,6 +415,7 @@ async fn apply_step(
         effective_ms: Some(ms(effective)),
         fault: step.starts,
         writes_in_flight: writes.filter(|_| step.starts.is_some()).map(InFlight::count),
+        self_healed,
     }
 }
 
@@ -668,6 +675,7 @@ async fn slow_dependency(ctx: &Ctx, mode: Mode) -> anyhow::Result<ScenarioResult
             effective_ms: None,
             fault: None,
             writes_in_flight: None,
+            self_healed: None,
         });
         result.note = Some(format!("{reason}: no call between services to slow down"));
         return Ok(result);
@@ -692,6 +700,7 @@ async fn slow_dependency(ctx: &Ctx, mode: Mode) -> anyhow::Result<ScenarioResult
                 effective_ms: Some(ms(tokio::time::Instant::now())),
                 fault: None,
                 writes_in_flight: None,
+                self_healed: None,
             });
         }
         let workload = prepared.workload(p, p.seed.seed);
@@ -823,6 +832,7 @@ mod tests {
             effective_ms: None,
             fault: None,
             writes_in_flight: None,
+            self_healed: None,
         }
     }
 
