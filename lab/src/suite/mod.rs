@@ -244,8 +244,9 @@ pub struct SelfHealed {
     /// its greeting), ms from the start of the load; before the step was issued when
     /// swarm was quicker than the schedule.
     pub serving_again_ms: u64,
-    /// When its new task was then first seen healthy (swarm's health check passed; the
-    /// broker, which has none: running), ms from the start of the load.
+    /// When its new task was then first seen healthy (its health check passed; the
+    /// broker, which has none: running) and running for swarm, ms from the start of the
+    /// load.
     pub healthy_ms: u64,
     /// From the fault taking effect (`docker kill` returned; a restart: `docker stop`)
     /// until it served again: the gap.

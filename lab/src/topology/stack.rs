@@ -152,6 +152,17 @@ impl Drop for Session {
     }
 }
 
+/// How far a task's container is (see [`Stack::readiness`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Readiness {
+    /// Healthy (or running, without a health check), and its task running for swarm.
+    Ready,
+    /// Not yet.
+    Starting,
+    /// Stopped, or gone.
+    Gone,
+}
+
 /// A stack of the topology on the swarm.
 #[derive(Debug, Clone)]
 pub struct Stack {
@@ -230,11 +241,25 @@ impl Stack {
         tasks.map_or_else(|e| e.to_string(), |t| t.lines().take(3).collect::<Vec<_>>().join("; "))
     }
 
-    /// The container's health ("healthy", "starting", …), or its state where it has no
-    /// health check (the broker's: "running").
-    pub fn health(&self, container: &str) -> String {
-        let format = "{{if .State.Health}}{{.State.Health.Status}}{{else}}{{.State.Status}}{{end}}";
-        docker(&["inspect", "--format", format, container]).unwrap_or_default()
+    /// How far the task of `container` is: [`Readiness::Ready`] once its health check
+    /// passed (the broker, which has none: once it runs) and swarm reports the task
+    /// running, which it does a moment after the health check.
+    pub fn readiness(&self, container: &str) -> Readiness {
+        let format = r#"{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}} {{index .Config.Labels "com.docker.swarm.task.id"}}"#;
+        let Ok(out) = docker(&["inspect", "--format", format, container]) else { return Readiness::Gone };
+        let words: Vec<&str> = out.split_whitespace().collect();
+        match words.as_slice() {
+            ["running", "healthy" | "none", task] => {
+                let state = docker(&["inspect", "--type", "task", "--format", "{{.Status.State}}", task]);
+                if state.is_ok_and(|s| s == "running") {
+                    Readiness::Ready
+                } else {
+                    Readiness::Starting
+                }
+            }
+            ["running" | "created" | "restarting", ..] => Readiness::Starting,
+            _ => Readiness::Gone,
+        }
     }
 
     /// "running", "paused", "exited", … ("" if it is gone).

@@ -22,7 +22,7 @@ use tokio::sync::oneshot::{self, error::TryRecvError};
 use super::{
     compose::nats_greets,
     processes::reserve_port,
-    stack::{Stack, SwarmError},
+    stack::{Readiness, Stack, SwarmError},
     Component, Config, Kind, Operation, Result, RunsAs, TopologyError,
 };
 
@@ -41,8 +41,8 @@ pub struct SelfHeal {
     /// When the new task first answered on the published port: gRPC health SERVING (the
     /// broker: its greeting).
     pub serving_at: Instant,
-    /// When its container was then first seen healthy (swarm's health check passed: the
-    /// task is running and healthy); the broker, which has no health check: running.
+    /// When its container was then first seen healthy and swarm reported its task
+    /// running (the broker, which has no health check: running).
     pub healthy_at: Instant,
 }
 
@@ -221,9 +221,9 @@ async fn serving(kind: Kind, port: u16, within: Duration) -> std::result::Result
     }
 }
 
-/// Waits until `name` has a task whose container is not `old`, running and healthy (the
-/// broker, which has no health check: running), and it answers on its published port;
-/// returns that container and its pid.
+/// Waits until `name` has a task whose container is not `old`, healthy (the broker,
+/// which has no health check: running) and running for swarm, and it answers on its
+/// published port; returns that container and its pid.
 async fn ready(stack: &Stack, name: &'static str, kind: Kind, port: u16, old: Option<String>) -> Result<(String, u32)> {
     let deadline = Instant::now() + READY_WITHIN;
     let unready = |detail: String| {
@@ -240,10 +240,7 @@ async fn ready(stack: &Stack, name: &'static str, kind: Kind, port: u16, old: Op
         let (s, old) = (stack.clone(), old.clone());
         let found = blocking(move || {
             Ok(match s.container(name)? {
-                Some(c) if Some(&c) != old.as_ref() => {
-                    let health = s.health(&c);
-                    (health == "healthy" || health == "running").then_some(c)
-                }
+                Some(c) if Some(&c) != old.as_ref() => (s.readiness(&c) == Readiness::Ready).then_some(c),
                 _ => None,
             })
         })
@@ -317,15 +314,15 @@ fn watch(
     rx
 }
 
-/// When `container` was first seen healthy (the broker's, which has no health check:
-/// running), polling every [`WATCH_EVERY`] until `deadline`; `None` if it stopped
-/// running first, or the deadline passed.
+/// When `container` was first seen healthy and its task running (the broker's, which
+/// has no health check: running), polling every [`WATCH_EVERY`] until `deadline`;
+/// `None` if it stopped first, or the deadline passed.
 async fn healthy(stack: &Stack, container: &str, deadline: Instant) -> Option<Instant> {
     while Instant::now() < deadline {
-        match stack.health(container).as_str() {
-            "healthy" | "running" => return Some(Instant::now()),
-            "starting" => {}
-            _ => return None,
+        match stack.readiness(container) {
+            Readiness::Ready => return Some(Instant::now()),
+            Readiness::Starting => {}
+            Readiness::Gone => return None,
         }
         tokio::time::sleep(WATCH_EVERY).await;
     }
