@@ -323,7 +323,13 @@ impl Stack {
             Ok(docker(&args)?.split_whitespace().map(str::to_owned).collect())
         };
         if !list(&["service", "ls"])?.is_empty() {
-            docker(&["stack", "rm", &self.name])?;
+            // It fails (after removing the services) when a network is still in use by
+            // a stopping task: removed below, once the containers are gone.
+            if let Err(e) = docker(&["stack", "rm", &self.name]) {
+                if !list(&["service", "ls"])?.is_empty() {
+                    return Err(e);
+                }
+            }
         }
         let deadline = Instant::now() + REMOVED_WITHIN;
         let not_removed =
