@@ -89,7 +89,7 @@ enum Command {
     Reset(ComponentArg),
     /// Remove every proxy fault of a service.
     Heal(ComponentArg),
-    /// Cut a component off the others' network (compose and swarm targets).
+    /// Cut a component off the others' network (compose target).
     Partition(ComponentArg),
     /// Undo `lab partition`.
     Reconnect(ComponentArg),
@@ -118,8 +118,8 @@ enum Command {
         #[arg(long)]
         full: bool,
         /// Run only this scenario (repeatable). By default every scenario the target
-        /// can run: partition needs containers (compose or swarm); soak is long, in
-        /// --full or when named.
+        /// can run: partition needs the compose target; soak is long, in --full or
+        /// when named.
         #[arg(long = "scenario", value_enum)]
         scenarios: Vec<lab::suite::Scenario>,
         /// Service faults per mode in the soak.

@@ -27,7 +27,7 @@ pub enum Scenario {
     KillBroker,
     /// The query service SIGKILLed and restarted.
     KillQuery,
-    /// users cut off its network (containers only: compose or swarm).
+    /// users cut off its network (Compose only).
     Partition,
     /// Seeded kills of every component.
     Chaos,
@@ -96,7 +96,7 @@ impl Scenario {
             Scenario::PauseDependency => "`products` frozen with SIGSTOP (a grey failure): do callers fail at their deadline or pile up?",
             Scenario::KillBroker => "`nats-server` SIGKILLed under load and restarted (sync mode has no broker: the control).",
             Scenario::KillQuery => "The query service itself SIGKILLed: both modes lose reads; how fast async catches up.",
-            Scenario::Partition => "`users` cut off the others' network (`docker network disconnect`, compose and swarm targets): its callers cannot reach it, though it runs.",
+            Scenario::Partition => "`users` cut off the others' network (`docker network disconnect`, compose target): its callers cannot reach it, though it runs.",
             Scenario::Chaos => "Seeded random SIGKILLs under load, one schedule for both modes (the same service victims at the same times; the broker's kills from a separate stream, skipped in sync), then the checker.",
             Scenario::Soak => "Many seeded random faults per mode under load (SIGKILL and restart, SIGSTOP and SIGCONT, restart on the same data dir; the same service faults at the same planned times in both modes, broker faults from a stream of their own), while writers create users and products, change prices and place orders. Then every fault is repaired, the replicas settle, and a checker holds the owners, the query view and orders' replica to the history of every acknowledged write (a write that failed or timed out is in doubt: it may explain an effect, nothing is owed for it).",
             Scenario::Storage => "For the same data, per component: logical bytes (keys + values in its sled trees, read after the topology stopped) beside bytes on disk (file sizes: sled's log segments and churn, and the broker's store): the price of duplication.",
@@ -125,12 +125,23 @@ impl Scenario {
     }
 
     /// Whether the suite runs it on `target` when no `--scenario` is named: partitions
-    /// need containers; the floor, the fault proxy and on-disk sizes need local processes.
+    /// need the compose target; the floor, the fault proxy and on-disk sizes need local
+    /// processes.
     pub fn runs_by_default_on(self, target: &Target) -> bool {
         match target {
-            Target::Compose { .. } | Target::Swarm { .. } => {
+            Target::Compose { .. } => {
                 !matches!(self, Scenario::Floor | Scenario::SlowDependency | Scenario::Storage | Scenario::OverloadBlip)
             }
+            // Nor partitions: swarm loses a task taken off its network (see
+            // `SwarmError::NoPartition`).
+            Target::Swarm { .. } => !matches!(
+                self,
+                Scenario::Floor
+                    | Scenario::SlowDependency
+                    | Scenario::Storage
+                    | Scenario::OverloadBlip
+                    | Scenario::Partition
+            ),
             Target::Process => self != Scenario::Partition,
         }
     }

@@ -62,7 +62,15 @@ pub async fn run(ctx: &Ctx, scenario: Scenario, mode: Mode) -> anyhow::Result<Sc
                 return Ok(ScenarioResult {
                     scenario,
                     mode,
-                    note: Some("a partition needs the compose target (`--target compose`, or `--target swarm`)".into()),
+                    note: Some("a partition needs the compose target (`--target compose`)".into()),
+                    ..Default::default()
+                });
+            }
+            if let crate::topology::Target::Swarm { .. } = ctx.target {
+                return Ok(ScenarioResult {
+                    scenario,
+                    mode,
+                    note: Some(crate::topology::stack::SwarmError::NoPartition.to_string()),
                     ..Default::default()
                 });
             }

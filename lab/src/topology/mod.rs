@@ -74,7 +74,7 @@ pub enum TopologyError {
     Compose(#[from] ComposeError),
     #[error(transparent)]
     Swarm(#[from] SwarmError),
-    #[error("{0} needs the compose target (`--target compose`, or `--target swarm`): processes on one host share one network")]
+    #[error("{0} needs the compose target (`--target compose`): processes on one host share one network")]
     NeedsCompose(String),
     /// A component this mode does not run as a process of its own (`users` in monolith
     /// mode): a fault on it does not apply. The suite records it as such.
@@ -153,12 +153,6 @@ impl Deployment {
             Deployment::Compose { .. } => "compose",
             Deployment::Swarm { .. } => "swarm",
         }
-    }
-
-    /// Whether components run in containers (compose or swarm): what a partition needs,
-    /// and what the floor, the fault proxy and on-disk sizes do not have.
-    pub fn is_containers(&self) -> bool {
-        !matches!(self, Deployment::Process)
     }
 }
 
@@ -446,7 +440,7 @@ impl Topology {
         self.backend.operate(name, Operation::Thaw)
     }
 
-    /// Cuts `name` off the network of the others (compose and swarm targets).
+    /// Cuts `name` off the network of the others (compose target).
     pub fn partition(&mut self, name: &str) -> Result<()> {
         let name = self.name_of(name)?;
         self.backend.operate(name, Operation::Partition)

@@ -1,8 +1,8 @@
 //! The Swarm target's `docker` side: the single-node swarm the lab joins (or initialises
 //! and later leaves), a stack file written for one mode, `docker stack deploy` and
 //! `docker stack rm`, and the container of each service's current task, which the
-//! faults act on (`docker kill`, `stop`, `pause/unpause`, `network disconnect/connect`).
-//! `topology::swarm` is the backend built on it.
+//! faults act on (`docker kill`, `stop`, `pause/unpause`; no partition: see
+//! [`SwarmError::NoPartition`]). `topology::swarm` is the backend built on it.
 //!
 //! Two things of this engine shape the file: it has no IPVS, so neither the ingress
 //! routing mesh nor a service's virtual IP answers; the services are published in host
@@ -25,7 +25,8 @@ use super::compose::{preflight, run, ComposeError, SERVICE_PORT};
 
 /// Where nats-server listens inside its container.
 pub const NATS_PORT: u16 = 4222;
-/// The stack's overlay network (attachable: `docker run --network` can join it).
+/// The stack's overlay network (attachable: `docker run --network <stack>_cascade` can
+/// join it).
 const NETWORK: &str = "cascade";
 /// The label swarm puts on everything a stack creates.
 const STACK_LABEL: &str = "com.docker.stack.namespace";
@@ -52,6 +53,8 @@ pub enum SwarmError {
     NoTask { service: String, service_name: String },
     #[error("service {service_name}: {detail}")]
     Service { service_name: String, detail: String },
+    #[error("a partition is not on the swarm target: a task's container taken off the overlay network (`docker network disconnect`) drops out of swarm's service discovery, and reconnected it is still not found by name, so it could not be undone; partitions run on the compose target (`--target compose`)")]
+    NoPartition,
     #[error("stack {stack} was not removed within {secs} s: {left}")]
     NotRemoved { stack: String, secs: u64, left: String },
     #[error("cannot write {path}: {source}")]
@@ -203,10 +206,6 @@ impl Stack {
         format!("{}_{name}", self.name)
     }
 
-    fn network(&self) -> String {
-        format!("{}_{NETWORK}", self.name)
-    }
-
     /// The host port a service publishes, read back from `docker service inspect`.
     pub fn published_port(&self, name: &str) -> Result<u16, SwarmError> {
         let service = self.service(name);
@@ -294,23 +293,6 @@ impl Stack {
 
     pub fn unpause(&self, container: &str) -> Result<(), SwarmError> {
         docker(&["unpause", container]).map(drop)
-    }
-
-    /// Takes the container off the stack's overlay network: its peers can no longer
-    /// reach it, nor it them (and its published port goes with the network).
-    pub fn partition(&self, container: &str) -> Result<(), SwarmError> {
-        docker(&["network", "disconnect", &self.network(), container]).map(drop)
-    }
-
-    /// Undoes [`Stack::partition`], with the service's name as an alias.
-    pub fn reconnect(&self, name: &str, container: &str) -> Result<(), SwarmError> {
-        docker(&["network", "connect", "--alias", name, &self.network(), container]).map(drop)
-    }
-
-    /// Whether the container is attached to the stack's overlay network.
-    pub fn connected(&self, container: &str) -> bool {
-        docker(&["inspect", "--format", "{{json .NetworkSettings.Networks}}", container])
-            .is_ok_and(|n| n.contains(&format!("\"{}\"", self.network())))
     }
 
     /// Removes the stack and waits until it is gone: `docker stack rm`, then (once its

@@ -5,6 +5,7 @@
 //! component comes back by itself. The lab watches it from the kill on and records when
 //! it served again ([`SelfHeal`]); a restart waits for that instead of starting
 //! anything (a restart of a running component stops its task, and swarm starts the next).
+//! No partitions here ([`SwarmError::NoPartition`]).
 
 use std::{
     net::SocketAddr,
@@ -329,14 +330,21 @@ async fn healthy(stack: &Stack, container: &str, deadline: Instant) -> Option<In
     None
 }
 
-/// The `docker` command that carries out `operation` on `container` (of `name`).
-fn run(stack: &Stack, name: &str, container: &str, operation: Operation) -> std::result::Result<(), SwarmError> {
+/// Partitions are not on this target ([`SwarmError::NoPartition`]).
+fn refuse_partitions(operation: Operation) -> Result<()> {
+    match operation {
+        Operation::Partition | Operation::Reconnect => Err(SwarmError::NoPartition.into()),
+        _ => Ok(()),
+    }
+}
+
+/// The `docker` command that carries out `operation` on `container`.
+fn run(stack: &Stack, container: &str, operation: Operation) -> std::result::Result<(), SwarmError> {
     match operation {
         Operation::Kill => stack.kill(container),
         Operation::Freeze => stack.pause(container),
         Operation::Thaw => stack.unpause(container),
-        Operation::Partition => stack.partition(container),
-        Operation::Reconnect => stack.reconnect(name, container),
+        Operation::Partition | Operation::Reconnect => Err(SwarmError::NoPartition),
     }
 }
 
@@ -436,8 +444,9 @@ impl Swarm {
 
     /// Carries out `operation` here, on the calling thread.
     pub(super) fn operate(&mut self, name: &'static str, operation: Operation) -> Result<()> {
+        refuse_partitions(operation)?;
         let container = self.current(name)?;
-        run(self.stack()?, name, &container, operation)?;
+        run(self.stack()?, &container, operation)?;
         if operation == Operation::Kill {
             self.after_kill(name, container, Instant::now())?;
         }
@@ -446,9 +455,10 @@ impl Swarm {
 
     /// Carries out `operation` on a blocking thread.
     pub(super) async fn operate_off_runtime(&mut self, name: &'static str, operation: Operation) -> Result<()> {
+        refuse_partitions(operation)?;
         let container = self.current(name)?;
         let (stack, c) = (self.stack()?.clone(), container.clone());
-        let done = blocking(move || run(&stack, name, &c, operation).map(|()| Instant::now())).await?;
+        let done = blocking(move || run(&stack, &c, operation).map(|()| Instant::now())).await?;
         if operation == Operation::Kill {
             self.after_kill(name, container, done)?;
         }
@@ -489,9 +499,8 @@ impl Swarm {
         self.await_heal(name).await
     }
 
-    /// Back to serving, thawed and connected: waits for the next task of a component a
-    /// fault ended (or whose task ended by itself), unpauses a paused one, reconnects
-    /// one cut off.
+    /// Back to serving and thawed: waits for the next task of a component a fault ended
+    /// (or whose task ended by itself), unpauses a paused one.
     pub(super) async fn recover(&mut self, name: &'static str) -> Result<()> {
         self.poll(name)?;
         self.member(name)?.killed = false;
@@ -516,9 +525,7 @@ impl Swarm {
                 member.pid = pid;
             }
         }
-        let container = self.member(name)?.container.clone();
-        let s = stack.clone();
-        blocking(move || if s.connected(&container) { Ok(()) } else { s.reconnect(name, &container) }).await
+        Ok(())
     }
 
     /// The last self-heal of `name` not yet taken: when a fault ended its task, and when
