@@ -373,3 +373,28 @@ fn kill_dependency_on_swarm_records_how_long_swarm_took_to_replace_each_task() {
         }
     }
 }
+
+#[test]
+fn the_swarm_target_says_what_is_missing_before_touching_the_swarm() {
+    let prefix = format!("cascadeswarmerr{}x", std::process::id());
+    let run_dir = tempfile::tempdir().unwrap();
+    let out = Command::new(LAB)
+        .args(["up", "--target", "swarm", "--run-dir"])
+        .arg(run_dir.path())
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .env("CASCADE_COMPOSE_PREFIX", &prefix)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("no Docker engine"), "{}", stderr(&out));
+
+    // Checked before the swarm is initialised: an engine whose swarm is inactive stays so.
+    let _lock = engine_lock();
+    let before = engine();
+    let out =
+        lab(&["bench", "--target", "swarm", "--image", "cascade:never-built", "--scenario", "kill-query"], &prefix);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("cascade:never-built is not built") && err.contains("lab image"), "{err}");
+    assert_eq!(engine(), before);
+}
