@@ -298,11 +298,12 @@ fn brokers_on_target(brokers: usize, target: &Deployment) -> anyhow::Result<()> 
 
 #[derive(clap::Args, Clone)]
 struct DeployArgs {
-    /// Local processes, or containers under Docker Compose (build the image first with
-    /// `lab image`).
+    /// Local processes, containers under Docker Compose, or a stack on a single-node
+    /// Docker Swarm (initialised if the engine's is inactive, and left after); build
+    /// the image first with `lab image`.
     #[arg(long, value_enum, default_value_t = TargetKind::Process)]
     target: TargetKind,
-    /// The image of the compose target.
+    /// The image of the compose and swarm targets.
     #[arg(long, default_value = lab::compose::DEFAULT_IMAGE)]
     image: String,
 }
@@ -311,28 +312,41 @@ struct DeployArgs {
 enum TargetKind {
     Process,
     Compose,
+    Swarm,
 }
 
 impl DeployArgs {
-    /// The deployment, with a Compose project name unique to this run.
+    /// The deployment, with a Compose project (or Swarm stack) name unique to this run.
     fn target(&self, label: &str) -> Deployment {
+        let name =
+            || format!("{}{label}{}t{}", compose_prefix(), std::process::id(), common::ids::now_unix_ms() % 1_000_000);
         match self.target {
             TargetKind::Process => Deployment::Process,
-            TargetKind::Compose => Deployment::Compose {
-                image: self.image.clone(),
-                project: format!(
-                    "{}{label}{}t{}",
-                    compose_prefix(),
-                    std::process::id(),
-                    common::ids::now_unix_ms() % 1_000_000
-                ),
-            },
+            TargetKind::Compose => Deployment::Compose { image: self.image.clone(), project: name() },
+            TargetKind::Swarm => Deployment::Swarm { image: self.image.clone(), stack: name() },
         }
+    }
+
+    /// On the swarm target, the engine's swarm for the run: joined if active, else
+    /// initialised now and left when the returned session is dropped (after the run's
+    /// stacks are removed). Nothing on the other targets.
+    fn swarm_session(&self) -> anyhow::Result<Option<lab::topology::stack::Session>> {
+        if self.target != TargetKind::Swarm {
+            return Ok(None);
+        }
+        // No image, no swarm to initialise for nothing.
+        lab::compose::preflight(&self.image)?;
+        let session = lab::topology::stack::Session::join_or_init()?;
+        if session.initialised() {
+            eprintln!("initialised a single-node swarm (the engine's was inactive); it is left again at the end");
+        }
+        Ok(Some(session))
     }
 }
 
-/// Compose project names start with this (`CASCADE_COMPOSE_PREFIX`, default "cascade"),
-/// so every container, network and volume of the lab can be found and removed.
+/// Compose project and Swarm stack names start with this (`CASCADE_COMPOSE_PREFIX`,
+/// default "cascade"), so every container, network and volume of the lab can be found
+/// and removed.
 fn compose_prefix() -> String {
     std::env::var("CASCADE_COMPOSE_PREFIX").unwrap_or_else(|_| "cascade".into())
 }
@@ -399,6 +413,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             if let Some(note) = replicas_note(options.replicas, &[options.mode]) {
                 eprintln!("{note}");
             }
+            // Declared after the checks, dropped last: the swarm is left after the stack
+            // is removed.
+            let _swarm = start.deploy.swarm_session()?;
             Ok(lab::up::run(options).await?)
         }
         Command::Seed { run_dir, amounts } => {
@@ -459,6 +476,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             if let lab::topology::Target::Compose { image, .. } = &target {
                 lab::compose::preflight(image.as_str())?;
             }
+            // Dropped after the suite's future (and every stack of it): the swarm is left
+            // last, if the lab initialised it.
+            let _swarm = deploy.swarm_session()?;
             if let Some(note) = brokers_note(brokers, &modes) {
                 eprintln!("{note}");
             }

@@ -263,6 +263,9 @@ fn document(r: &Results) -> Vec<Block> {
         )),
         p.seed.users, p.seed.products, p.seed.orders, p.seed.seed, p.deadline_ms, p.steady_rates, p.steady_secs, p.fault_rate, p.chaos_secs, run_order(r)
     )));
+    if e.target == "swarm" {
+        d.push(Para("Swarm target: each component is one replica of a service of a stack on a single-node Docker Swarm, which replaces a task whatever ends it. A restart step after a kill starts nothing: it waits until swarm's next task is healthy, and records when the component answered again on its published port and when its task was healthy; a fault's window ends there when swarm was quicker than the schedule.".into()));
+    }
     d.push(Para(format!(
         "Machine: {} cores, CPU pinning {}; build {}; nats-server {} (JetStream file storage, acknowledges before fsync: a killed broker loses nothing, a crashed host could lose its last writes); crates {}.",
         e.cores,
@@ -777,6 +780,7 @@ fn figures(modes: &[(&str, &ScenarioResult)]) -> Vec<Vec<String>> {
                 .join("; ")
         })
     });
+    row("swarm target: task replaced by swarm, fault → serving again", &|s| s.describe_self_heals());
     rows
 }
 

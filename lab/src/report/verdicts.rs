@@ -121,7 +121,12 @@ pub fn fault_windows(s: &ScenarioResult) -> Vec<(u64, u64, String)> {
         let end = s.faults[i + 1..]
             .iter()
             .find(|f| f.result == OK && f.action == repair)
-            .map_or_else(|| s.loads.get("run").map_or(e.t_ms, |l| l.duration_ms), |f| f.t_ms);
+            // On swarm a component can serve again before its restart step is due: its
+            // window ends there.
+            .map_or_else(
+                || s.loads.get("run").map_or(e.t_ms, |l| l.duration_ms),
+                |f| f.self_healed.map_or(f.t_ms, |h| h.serving_again_ms.min(f.t_ms)),
+            );
         // A fault on a role of a broker cluster says which after its target:
         // `kill nats-2 (the stream's leader)` is "nats-2 killed (the stream's leader)".
         let role = e.action.splitn(3, ' ').nth(2).filter(|rest| rest.starts_with('('));

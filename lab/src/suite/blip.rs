@@ -227,6 +227,7 @@ async fn step(
         effective_ms: Some(ms(tokio::time::Instant::now())),
         fault: None,
         writes_in_flight: None,
+        self_healed: None,
     }
 }
 

@@ -232,6 +232,42 @@ pub struct FaultEvent {
     /// in results from before it was recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub writes_in_flight: Option<u64>,
+    /// The swarm target, on the repair of a kill (or on a restart): swarm replaced the
+    /// task by itself, and the step only waited for it. Absent on the other targets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub self_healed: Option<SelfHealed>,
+}
+
+/// When a component whose task a fault ended served again from swarm's next task, as
+/// the lab's watcher saw it (polling every 20 ms from the fault on).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SelfHealed {
+    /// When it answered again on its published port (gRPC health SERVING; the broker:
+    /// its greeting), ms from the start of the load; before the step was issued when
+    /// swarm was quicker than the schedule.
+    pub serving_again_ms: u64,
+    /// When its new task was then first seen healthy (its health check passed; the
+    /// broker, which has none: running) and running for swarm, ms from the start of the
+    /// load.
+    pub healthy_ms: u64,
+    /// From the fault taking effect (`docker kill` returned; a restart: `docker stop`)
+    /// until it served again: the gap.
+    pub gap_ms: u64,
+    /// From the fault taking effect until the new task was healthy.
+    pub until_healthy_ms: u64,
+}
+
+impl SelfHealed {
+    /// `heal` in ms from `start`, the start of the load.
+    pub fn since(heal: crate::topology::SelfHeal, start: tokio::time::Instant) -> Self {
+        let ms = |at: std::time::Instant| at.saturating_duration_since(start.into_std()).as_millis() as u64;
+        SelfHealed {
+            serving_again_ms: ms(heal.serving_at),
+            healthy_ms: ms(heal.healthy_at),
+            gap_ms: heal.gap().as_millis() as u64,
+            until_healthy_ms: heal.until_healthy().as_millis() as u64,
+        }
+    }
 }
 
 /// A fault the soak counts. Each comes with its own repair: a killed component is
@@ -430,6 +466,50 @@ impl ScenarioResult {
     pub fn logical_totals(&self) -> Option<BTreeMap<String, u64>> {
         let components = self.logical_storage.as_ref()?;
         Some(components.iter().map(|(name, trees)| (name.clone(), trees.values().sum())).collect())
+    }
+
+    /// The swarm target's self-heals, in the order of the steps: each component a fault
+    /// ended, and ms from the fault until swarm's next task served, and until it was
+    /// healthy.
+    pub fn self_heals(&self) -> Vec<(String, u64, u64)> {
+        self.faults
+            .iter()
+            .filter_map(|e| {
+                let heal = e.self_healed?;
+                Some((crate::control::Action::parse(&e.action).ok()?.1, heal.gap_ms, heal.until_healthy_ms))
+            })
+            .collect()
+    }
+
+    /// [`ScenarioResult::self_heals`] in words: "users 1.42 s (healthy 2.10 s),
+    /// products …"; past four, "12 times: p50 1.40 s (healthy 2.05 s), max …". `None` if
+    /// there were none.
+    pub fn describe_self_heals(&self) -> Option<String> {
+        let heals = self.self_heals();
+        let secs = |ms: u64| format!("{:.2} s", ms as f64 / 1000.0);
+        let pair = |gap: u64, healthy: u64| format!("{} (healthy {})", secs(gap), secs(healthy));
+        match heals.len() {
+            0 => None,
+            1..=4 => Some(
+                heals
+                    .iter()
+                    .map(|(name, gap, healthy)| format!("{name} {}", pair(*gap, *healthy)))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            ),
+            n => {
+                let mut gaps: Vec<u64> = heals.iter().map(|h| h.1).collect();
+                let mut healthy: Vec<u64> = heals.iter().map(|h| h.2).collect();
+                gaps.sort_unstable();
+                healthy.sort_unstable();
+                let (mid, last) = ((n - 1) / 2, n - 1);
+                Some(format!(
+                    "{n} times: p50 {}, max {}",
+                    pair(gaps[mid], healthy[mid]),
+                    pair(gaps[last], healthy[last])
+                ))
+            }
+        }
     }
 }
 
@@ -796,6 +876,11 @@ impl Ctx {
             let project = format!("{project}{}{}", name.replace('-', ""), variant.replace('-', ""));
             config.target = crate::topology::Target::Compose { image: image.clone(), project };
         }
+        if let crate::topology::Target::Swarm { image, stack } = &self.target {
+            // One stack per scenario and variant, as projects above.
+            let stack = stack_name(stack, &format!("{name}{variant}"));
+            config.target = crate::topology::Target::Swarm { image: image.clone(), stack };
+        }
         let topology = Topology::start(config).await?;
         let clients = Clients::for_topology(&topology.file())?;
         let seeded = crate::seed::seed(&clients, seed, |_, _| {}).await?;
@@ -805,6 +890,20 @@ impl Ctx {
         }
         Ok(Prepared { topology, clients, seeded: Arc::new(seeded) })
     }
+}
+
+/// The stack of a scenario's topology: `base` and `what` without dashes, kept short
+/// enough that every service's name (`<stack>_products`) stays within the 63 characters
+/// swarm allows (a long one is cut, and a hash of the whole keeps it unique).
+pub fn stack_name(base: &str, what: &str) -> String {
+    const MAX: usize = 50;
+    let whole = format!("{base}{}", what.replace('-', ""));
+    if whole.len() <= MAX {
+        return whole;
+    }
+    // FNV-1a: stable across runs and builds.
+    let hash = whole.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+    format!("{}x{:06x}", &whole[..MAX - 7], hash & 0xff_ffff)
 }
 
 /// Runs the suite, printing progress; returns the results and where they were written.
@@ -1121,5 +1220,68 @@ mod tests {
         assert!(r.has_policy_axis());
         let labels: Vec<String> = r.by_variant(Scenario::Steady).into_iter().map(|(l, _)| l).collect();
         assert_eq!(labels, ["sync", "sync hardened"]);
+    }
+
+    #[test]
+    fn stack_names_stay_short_enough_for_swarm_and_distinct() {
+        assert_eq!(stack_name("cascadebench1t2", "kill-dependencysync"), "cascadebench1t2killdependencysync");
+        let base = "cascadebench4194304t999999";
+        let (a, b) = (
+            stack_name(base, "pause-dependencybus-rpc-retry-storm"),
+            stack_name(base, "pause-dependencybus-rpc-hardened"),
+        );
+        assert!(a.len() <= 50 && b.len() <= 50, "{a} {b}");
+        assert_ne!(a, b);
+        // The longest service name is within the 63 characters swarm allows.
+        assert!(format!("{a}_products").len() <= 63 && format!("{a}_monolith").len() <= 63);
+        assert_eq!(a, stack_name(base, "pause-dependencybus-rpc-retry-storm"), "the same name every time");
+    }
+
+    /// A restart step on swarm carries when the component served again; the fault's
+    /// window ends there when swarm was quicker than the schedule, and the line says how
+    /// long each component did not serve.
+    #[test]
+    fn self_heals_are_recorded_and_end_the_fault_window() {
+        let event = |t_ms: u64, action: &str, self_healed: Option<SelfHealed>| FaultEvent {
+            t_ms,
+            action: action.into(),
+            result: scenarios::OK.into(),
+            planned_ms: Some(t_ms),
+            effective_ms: Some(t_ms),
+            fault: None,
+            writes_in_flight: None,
+            self_healed,
+        };
+        let healed = |serving_again_ms, gap_ms| SelfHealed {
+            serving_again_ms,
+            healthy_ms: serving_again_ms + 300,
+            gap_ms,
+            until_healthy_ms: gap_ms + 300,
+        };
+        let mut s = ScenarioResult {
+            faults: vec![
+                event(1000, "kill users", None),
+                event(4000, "restart users", Some(healed(2500, 1500))),
+                event(5000, "kill products", None),
+                event(6000, "restart products", Some(healed(6800, 1800))),
+            ],
+            ..Default::default()
+        };
+        let windows = crate::report::verdicts::fault_windows(&s);
+        assert_eq!(windows, vec![(1000, 2500, "users killed".into()), (5000, 6000, "products killed".into())]);
+        assert_eq!(
+            s.describe_self_heals().as_deref(),
+            Some("users 1.50 s (healthy 1.80 s), products 1.80 s (healthy 2.10 s)")
+        );
+        let json = serde_json::to_string(&s.faults[1]).unwrap();
+        assert!(json.contains(r#""self_healed":{"serving_again_ms":2500,"healthy_ms":2800,"gap_ms":1500"#), "{json}");
+        assert!(!serde_json::to_string(&s.faults[0]).unwrap().contains("self_healed"), "absent off swarm");
+        s.faults = (0..6).map(|i| event(i, "restart query", Some(healed(i, 1000 + 100 * i)))).collect();
+        assert_eq!(
+            s.describe_self_heals().as_deref(),
+            Some("6 times: p50 1.20 s (healthy 1.50 s), max 1.50 s (healthy 1.80 s)")
+        );
+        s.faults.iter_mut().for_each(|e| e.self_healed = None);
+        assert_eq!(s.describe_self_heals(), None);
     }
 }

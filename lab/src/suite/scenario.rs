@@ -155,8 +155,8 @@ impl Scenario {
     }
 
     /// Whether the suite runs it on `target` when no `--scenario` is named: partitions
-    /// need containers; the floor, the fault proxy, on-disk sizes and the broker cluster
-    /// need local processes.
+    /// need the compose target; the floor, the fault proxy, on-disk sizes, the broker
+    /// cluster and query's replicas need local processes.
     pub fn runs_by_default_on(self, target: &Target) -> bool {
         match target {
             Target::Compose { .. } => !matches!(
@@ -168,6 +168,19 @@ impl Scenario {
                     | Scenario::OverloadBlip
                     | Scenario::KillBrokerNode
                     | Scenario::LoseBrokerQuorum
+            ),
+            // Nor partitions: swarm loses a task taken off its network (see
+            // `SwarmError::NoPartition`).
+            Target::Swarm { .. } => !matches!(
+                self,
+                Scenario::Floor
+                    | Scenario::KillReplica
+                    | Scenario::SlowDependency
+                    | Scenario::Storage
+                    | Scenario::OverloadBlip
+                    | Scenario::KillBrokerNode
+                    | Scenario::LoseBrokerQuorum
+                    | Scenario::Partition
             ),
             Target::Process => self != Scenario::Partition,
         }

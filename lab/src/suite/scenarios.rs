@@ -67,6 +67,14 @@ pub async fn run(ctx: &Ctx, scenario: Scenario, mode: Mode) -> anyhow::Result<Sc
                     ..Default::default()
                 });
             }
+            if let crate::topology::Target::Swarm { .. } = ctx.target {
+                return Ok(ScenarioResult {
+                    scenario,
+                    mode,
+                    note: Some(crate::topology::stack::SwarmError::NoPartition.to_string()),
+                    ..Default::default()
+                });
+            }
             let faults = vec![(at(2.0), Action::Partition, USERS), (at(4.0), Action::Reconnect, USERS)];
             with_faults(ctx, scenario, mode, faults, at(7.0)).await?
         }
@@ -423,6 +431,7 @@ pub async fn load_during(
                 effective_ms: None,
                 fault: step.starts,
                 writes_in_flight: None,
+                self_healed: None,
             }
         };
         events.push(event);
@@ -469,6 +478,11 @@ async fn apply_step(
         }
     };
     let effective = tokio::time::Instant::now();
+    // On swarm a restart waited for the task swarm started by itself: when it served.
+    let self_healed = (outcome == OK && step.action == Action::Restart)
+        .then(|| prepared.topology.take_self_heal(step.target))
+        .flatten()
+        .map(|heal| super::SelfHealed::since(heal, start));
     if outcome == OK {
         if step.action.is_repair() {
             down.retain(|&t| t != target);
@@ -491,6 +505,7 @@ async fn apply_step(
         effective_ms: Some(ms(effective)),
         fault: step.starts,
         writes_in_flight: writes.filter(|_| step.starts.is_some()).map(InFlight::count),
+        self_healed,
     }
 }
 
@@ -762,6 +777,7 @@ pub fn no_call_between_services(mode: Mode, action: &Action, target: &str) -> Sc
             effective_ms: None,
             fault: None,
             writes_in_flight: None,
+            self_healed: None,
         }],
         note: Some(format!("{reason}: no call between services for the fault to act on")),
         ..Default::default()
@@ -798,6 +814,7 @@ async fn slow_dependency(ctx: &Ctx, mode: Mode) -> anyhow::Result<ScenarioResult
                 effective_ms: Some(ms(tokio::time::Instant::now())),
                 fault: None,
                 writes_in_flight: None,
+                self_healed: None,
             });
         }
         let workload = prepared.workload(p, p.seed.seed);
@@ -931,6 +948,7 @@ mod tests {
             effective_ms: None,
             fault: None,
             writes_in_flight: None,
+            self_healed: None,
         }
     }
 

@@ -155,6 +155,9 @@ pub fn text(r: &Results) -> String {
             }
             None => {}
         }
+        if let Some(heals) = s.describe_self_heals() {
+            write!(out, " | swarm replaced (fault → serving again): {heals}").ok();
+        }
         if let Some(l) = &s.losses {
             write!(
                 out,

@@ -38,7 +38,7 @@ pub enum ComposeError {
 }
 
 /// Runs a command; its stdout on success, a `Failed` with its stderr otherwise.
-fn run(program: &str, args: &[&str], env: &[(String, String)]) -> Result<String, ComposeError> {
+pub(super) fn run(program: &str, args: &[&str], env: &[(String, String)]) -> Result<String, ComposeError> {
     let shown = format!("{program} {}", args.join(" "));
     let out = Command::new(program).args(args).envs(env.iter().map(|(k, v)| (k, v))).output().map_err(|e| {
         if program == "docker-compose" {
@@ -248,7 +248,7 @@ impl Compose {
 /// Whether a NATS server answers on the host port: its first bytes are `INFO `. (A
 /// bare TCP connect would also succeed against Docker's port proxy before the server
 /// listens.)
-fn nats_greets(port: u16) -> bool {
+pub(super) fn nats_greets(port: u16) -> bool {
     use std::io::Read;
     let Ok(mut stream) = std::net::TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], port))) else { return false };
     if stream.set_read_timeout(Some(Duration::from_millis(500))).is_err() {

@@ -18,11 +18,14 @@ pub const TOPOLOGY_FILE: &str = "topology.json";
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TopologyFile {
     pub mode: String,
-    /// "process" or "compose" ([`super::Deployment::name`]).
+    /// "process", "compose" or "swarm" ([`super::Deployment::name`]).
     #[serde(default)]
     pub target: String,
     #[serde(default)]
     pub compose_project: Option<String>,
+    /// The swarm target's stack (`docker stack ps <stack>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub swarm_stack: Option<String>,
     /// The broker's client URL (async mode).
     pub nats_url: Option<String>,
     pub run_dir: PathBuf,

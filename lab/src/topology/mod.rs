@@ -5,7 +5,9 @@
 //! - [`processes`]: OS processes on loopback started by the lab, faults by real
 //!   signals (SIGKILL, SIGSTOP/SIGCONT, SIGTERM);
 //! - [`containers`]: containers under Docker Compose ([`compose`]), faults the
-//!   container way (`docker kill`, `pause`, `start`) plus network partitions.
+//!   container way (`docker kill`, `pause`, `start`) plus network partitions;
+//! - [`swarm`]: a stack on a single-node Docker Swarm ([`stack`]), faults on each
+//!   service's current task, which swarm replaces by itself ([`SelfHeal`]).
 //!
 //! The rest of the lab sees one [`Topology`]: components with addresses, a fault
 //! proxy where asked ([`crate::proxy`]), and [`file::TopologyFile`], what `lab up`
@@ -29,6 +31,8 @@ pub mod compose;
 mod containers;
 pub mod file;
 mod processes;
+pub mod stack;
+mod swarm;
 
 use std::{
     fs::{self, File},
@@ -44,8 +48,11 @@ use common::{
     names::{MONOLITH, NATS, QUERY, QUERY_REPLICAS, SERVICES},
 };
 
-pub use self::file::{RunsAs, ServiceRecord, TopologyFile, TOPOLOGY_FILE};
-use self::{compose::ComposeError, containers::Containers, processes::Processes};
+use self::{compose::ComposeError, containers::Containers, processes::Processes, stack::SwarmError, swarm::Swarm};
+pub use self::{
+    file::{RunsAs, ServiceRecord, TopologyFile, TOPOLOGY_FILE},
+    swarm::SelfHeal,
+};
 use crate::proxy::{Faults, Proxy};
 
 #[derive(Debug, thiserror::Error)]
@@ -90,6 +97,8 @@ pub enum TopologyError {
     Broker(#[from] bench::nats::BrokerError),
     #[error(transparent)]
     Compose(#[from] ComposeError),
+    #[error(transparent)]
+    Swarm(#[from] SwarmError),
     #[error("{0} needs the compose target (`--target compose`): processes on one host share one network")]
     NeedsCompose(String),
     /// A component this mode does not run as a process of its own (`users` in monolith
@@ -123,7 +132,8 @@ pub struct Config {
     pub default_deadline_ms: Option<u64>,
     /// Services that get a fault proxy in front of them (processes only).
     pub proxied: Vec<String>,
-    /// Local processes, or containers under Compose (the `--target` flag).
+    /// Local processes, containers under Compose, or a stack on Swarm (the `--target`
+    /// flag).
     pub target: Deployment,
     /// Extra environment of one service's process (service name, variable, value): how
     /// tests set a [`common::failpoint`] on one service only (processes only).
@@ -161,6 +171,9 @@ pub enum Deployment {
     Process,
     /// Containers of `image`, under Compose project `project`.
     Compose { image: String, project: String },
+    /// Services of `image` in the stack `stack`, on the engine's single-node swarm
+    /// (active: see [`stack::Session`]).
+    Swarm { image: String, stack: String },
 }
 
 /// The earlier name of [`Deployment`], which the suite still uses.
@@ -172,6 +185,7 @@ impl Deployment {
         match self {
             Deployment::Process => "process",
             Deployment::Compose { .. } => "compose",
+            Deployment::Swarm { .. } => "swarm",
         }
     }
 }
@@ -238,6 +252,7 @@ pub enum Operation {
 enum Backend {
     Processes(Processes),
     Containers(Containers),
+    Swarm(Swarm),
 }
 
 impl Backend {
@@ -245,6 +260,7 @@ impl Backend {
         match self {
             Backend::Processes(p) => p.operate(name, operation),
             Backend::Containers(c) => c.operate(name, operation),
+            Backend::Swarm(s) => s.operate(name, operation),
         }
     }
 
@@ -254,6 +270,7 @@ impl Backend {
             // A signal is sent at once.
             Backend::Processes(p) => p.operate(name, operation),
             Backend::Containers(c) => c.operate_off_runtime(name, operation).await,
+            Backend::Swarm(s) => s.operate_off_runtime(name, operation).await,
         }
     }
 
@@ -261,6 +278,7 @@ impl Backend {
         match self {
             Backend::Processes(p) => p.restart(name).await,
             Backend::Containers(c) => c.restart(name).await,
+            Backend::Swarm(s) => s.restart(name).await,
         }
     }
 
@@ -269,13 +287,14 @@ impl Backend {
         match self {
             Backend::Processes(p) => p.recover(name).await,
             Backend::Containers(c) => c.recover(name).await,
+            Backend::Swarm(s) => s.recover(name).await,
         }
     }
 
     fn stop_one(&mut self, name: &'static str) -> Result<()> {
         match self {
             Backend::Processes(p) => p.stop_one(name),
-            Backend::Containers(_) => Ok(()),
+            Backend::Containers(_) | Backend::Swarm(_) => Ok(()),
         }
     }
 
@@ -283,14 +302,16 @@ impl Backend {
         match self {
             Backend::Processes(p) => p.stop(),
             Backend::Containers(c) => c.stop(),
+            Backend::Swarm(s) => s.stop(),
         }
     }
 
     fn reap_exited(&mut self) -> Vec<(&'static str, String)> {
         match self {
             Backend::Processes(p) => p.reap_exited(),
-            // A container that exits shows up in `recover` (its state), not here.
-            Backend::Containers(_) => Vec::new(),
+            // A container that exits shows up in `recover` (its state), not here; swarm
+            // replaces a task that ends.
+            Backend::Containers(_) | Backend::Swarm(_) => Vec::new(),
         }
     }
 
@@ -298,6 +319,7 @@ impl Backend {
         match self {
             Backend::Processes(p) => p.pid(name),
             Backend::Containers(c) => c.pid(name),
+            Backend::Swarm(s) => s.pid(name),
         }
     }
 
@@ -305,13 +327,28 @@ impl Backend {
         match self {
             Backend::Processes(p) => p.runs_as(name),
             Backend::Containers(c) => c.runs_as(name),
+            Backend::Swarm(s) => s.runs_as(name),
         }
     }
 
     fn compose_project(&self) -> Option<String> {
         match self {
-            Backend::Processes(_) => None,
             Backend::Containers(c) => Some(c.project().to_owned()),
+            Backend::Processes(_) | Backend::Swarm(_) => None,
+        }
+    }
+
+    fn swarm_stack(&self) -> Option<String> {
+        match self {
+            Backend::Swarm(s) => Some(s.stack_name().to_owned()),
+            Backend::Processes(_) | Backend::Containers(_) => None,
+        }
+    }
+
+    fn take_self_heal(&mut self, name: &str) -> Option<SelfHeal> {
+        match self {
+            Backend::Swarm(s) => s.take_self_heal(name),
+            Backend::Processes(_) | Backend::Containers(_) => None,
         }
     }
 }
@@ -377,6 +414,10 @@ impl Topology {
                 let (services, containers) = containers::start(&config, image, project).await?;
                 (services, Backend::Containers(containers))
             }
+            Deployment::Swarm { image, stack } => {
+                let (services, swarm) = swarm::start(&config, image, stack).await?;
+                (services, Backend::Swarm(swarm))
+            }
         };
         let topology = Topology { config, services, backend };
         topology.write_file()?;
@@ -389,6 +430,7 @@ impl Topology {
         TopologyFile {
             target: self.config.target.name().to_owned(),
             compose_project: self.backend.compose_project(),
+            swarm_stack: self.backend.swarm_stack(),
             mode: self.config.mode.to_string(),
             nats_url: self.nats_url(),
             run_dir: self.config.run_dir.clone(),
@@ -518,13 +560,23 @@ impl Topology {
     /// Starts a killed (or stopped) component again on its old address and data (a
     /// cluster node: its old ports, configuration and store; for a cluster's `nats`,
     /// every node). It returns once the process accepts connections; a node rejoining
-    /// its cluster catches up after that (see [`Topology::wait_brokers_ready`]).
+    /// its cluster catches up after that (see [`Topology::wait_brokers_ready`]). On the
+    /// swarm target the lab starts nothing: it waits for swarm's next task of a killed
+    /// component to serve (a running one's task is stopped first); see
+    /// [`Topology::take_self_heal`].
     pub async fn restart(&mut self, name: &str) -> Result<()> {
         for name in self.names_of(name)? {
             self.backend.restart(name).await?;
             tracing::info!(service = name, "restarted");
         }
         self.write_file()
+    }
+
+    /// The swarm target: when a fault last ended `name`'s task and when swarm's next
+    /// one served, once (`None` on the other targets, and until it has served).
+    pub fn take_self_heal(&mut self, name: &str) -> Option<SelfHeal> {
+        let name = self.name_of(name).ok()?;
+        self.backend.take_self_heal(name)
     }
 
     /// Undoes every fault: restarts what is dead, resumes what is paused, reconnects
