@@ -127,6 +127,10 @@ enum Command {
         /// Service faults per mode in the soak.
         #[arg(long, default_value_t = lab::suite::soak::DEFAULT_FAULTS)]
         kills: usize,
+        /// overload-blip's open-loop load as a share of each variant's sustained rate
+        /// (default: the profile's, 0.5), e.g. 0.7 for less headroom.
+        #[arg(long, value_parser = blip_share)]
+        blip_load_share: Option<f64>,
         /// The modes to compare (any subset, comma-separated).
         #[arg(long, value_enum, value_delimiter = ',', default_value = "sync,async,bus-rpc,monolith")]
         modes: Vec<Mode>,
@@ -289,6 +293,16 @@ fn brokers_note(brokers: usize, modes: &[Mode]) -> Option<String> {
 }
 
 /// `--brokers 3` on the compose target: refused, with what to do.
+/// `--blip-load-share`: a share of the sustained rate, above 0 and at most 2.
+fn blip_share(text: &str) -> Result<f64, String> {
+    let share: f64 = text.parse().map_err(|_| format!("{text:?} is not a number; give a share such as 0.5"))?;
+    if share.is_finite() && share > 0.0 && share <= 2.0 {
+        Ok(share)
+    } else {
+        Err(format!("{share} is not a share of the sustained rate; give one above 0 and at most 2, such as 0.5"))
+    }
+}
+
 fn brokers_on_target(brokers: usize, target: &Deployment) -> anyhow::Result<()> {
     if brokers > 1 && *target != Deployment::Process {
         return Err(lab::topology::TopologyError::BrokersNeedProcesses(brokers).into());
@@ -466,9 +480,24 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             let addr: common::config::PeerAddr = addr.parse().map_err(anyhow::Error::msg)?;
             lab::client::wait_serving(addr, Duration::from_secs(timeout_s)).await.map_err(anyhow::Error::msg)
         }
-        Command::Bench { full, scenarios, kills, modes, policies, runs, brokers, replicas, seed, deploy } => {
+        Command::Bench {
+            full,
+            scenarios,
+            kills,
+            blip_load_share,
+            modes,
+            policies,
+            runs,
+            brokers,
+            replicas,
+            seed,
+            deploy,
+        } => {
             let mut profile = if full { lab::suite::Profile::full(seed) } else { lab::suite::Profile::quick(seed) };
             profile.soak_faults = kills;
+            if let Some(share) = blip_load_share {
+                profile.blip_load_share = share;
+            }
             let command = std::env::args().collect::<Vec<_>>().join(" ");
             let target = deploy.target("bench");
             brokers_on_target(brokers, &target)?;

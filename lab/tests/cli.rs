@@ -233,3 +233,14 @@ fn clear_errors_for_missing_binaries_busy_ports_and_no_topology() {
     assert!(stderr(&out).contains("is `lab up` running"), "{}", stderr(&out));
     assert!(!dir.path().join("b").join(TOPOLOGY_FILE).exists());
 }
+
+#[test]
+fn a_blip_load_share_that_is_not_a_share_is_refused_with_what_to_give() {
+    for bad in ["0", "-0.5", "3", "half", "NaN"] {
+        let share = format!("--blip-load-share={bad}");
+        let out = run(&["bench", "--scenario", "overload-blip", &share]);
+        assert!(!out.status.success(), "{bad}");
+        let err = stderr(&out);
+        assert!(err.contains("--blip-load-share") && err.contains("such as 0.5"), "{bad}: {err}");
+    }
+}
