@@ -154,34 +154,30 @@ impl Scenario {
         self == Scenario::Floor
     }
 
+    /// Whether it needs the process target: the floor (this machine's own costs), the
+    /// fault proxy, on-disk sizes, the broker cluster and query's replicas.
+    fn needs_processes(self) -> bool {
+        matches!(
+            self,
+            Scenario::Floor
+                | Scenario::KillReplica
+                | Scenario::SlowDependency
+                | Scenario::Storage
+                | Scenario::OverloadBlip
+                | Scenario::KillBrokerNode
+                | Scenario::LoseBrokerQuorum
+        )
+    }
+
     /// Whether the suite runs it on `target` when no `--scenario` is named: partitions
     /// need the compose target; the floor, the fault proxy, on-disk sizes, the broker
     /// cluster and query's replicas need local processes.
     pub fn runs_by_default_on(self, target: &Target) -> bool {
         match target {
-            Target::Compose { .. } => !matches!(
-                self,
-                Scenario::Floor
-                    | Scenario::KillReplica
-                    | Scenario::SlowDependency
-                    | Scenario::Storage
-                    | Scenario::OverloadBlip
-                    | Scenario::KillBrokerNode
-                    | Scenario::LoseBrokerQuorum
-            ),
+            Target::Compose { .. } => !self.needs_processes(),
             // Nor partitions: swarm loses a task taken off its network (see
             // `SwarmError::NoPartition`).
-            Target::Swarm { .. } => !matches!(
-                self,
-                Scenario::Floor
-                    | Scenario::KillReplica
-                    | Scenario::SlowDependency
-                    | Scenario::Storage
-                    | Scenario::OverloadBlip
-                    | Scenario::KillBrokerNode
-                    | Scenario::LoseBrokerQuorum
-                    | Scenario::Partition
-            ),
+            Target::Swarm { .. } => !self.needs_processes() && self != Scenario::Partition,
             Target::Process => self != Scenario::Partition,
         }
     }
