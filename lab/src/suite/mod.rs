@@ -907,7 +907,9 @@ pub fn stack_name(base: &str, what: &str) -> String {
     }
     // FNV-1a: stable across runs and builds.
     let hash = whole.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
-    format!("{}x{:06x}", &whole[..MAX - 7], hash & 0xff_ffff)
+    // By characters: a prefix from the environment may not be ASCII.
+    let kept: String = whole.chars().take(MAX - 7).collect();
+    format!("{kept}x{:06x}", hash & 0xff_ffff)
 }
 
 /// Runs the suite, printing progress; returns the results and where they were written.
@@ -1239,6 +1241,9 @@ mod tests {
         // The longest service name is within the 63 characters swarm allows.
         assert!(format!("{a}_products").len() <= 63 && format!("{a}_monolith").len() <= 63);
         assert_eq!(a, stack_name(base, "pause-dependencybus-rpc-retry-storm"), "the same name every time");
+        // A prefix that is not ASCII is cut by characters, not in the middle of one.
+        let odd = stack_name(&"é".repeat(40), "kill-dependencysync");
+        assert!(odd.starts_with(&"é".repeat(40)) && odd.chars().count() == 50, "{odd}");
     }
 
     /// A restart step on swarm carries when the component served again; the fault's

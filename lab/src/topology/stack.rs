@@ -47,6 +47,8 @@ pub enum SwarmError {
     Inactive,
     #[error("the Docker engine is in a swarm but not a manager of it (state {0:?}): a stack is deployed from a manager; run the lab on one, or `docker swarm leave` first")]
     NotManager(String),
+    #[error("the Docker engine's swarm has {0} nodes: the lab deploys its stack on one (the image is local, and it talks to the tasks on this machine's loopback); run it on an engine whose swarm is inactive (it initialises a single-node one) or has this node alone")]
+    SeveralNodes(usize),
     #[error("{service} was not serving again within {secs} s of its {fault}: swarm did not replace its task (`docker service ps --no-trunc {service_name}` says why)")]
     NotHealed { service: String, secs: u64, fault: &'static str, service_name: String },
     #[error("{service} has no running task (`docker service ps --no-trunc {service_name}` says why)")]
@@ -102,7 +104,15 @@ impl Session {
     /// Joins the engine's active swarm, or initialises one when it is inactive.
     pub fn join_or_init() -> Result<Self, SwarmError> {
         match swarm_state()? {
-            (state, true) if state == "active" => return Ok(Self { initialised: false, had_gwbridge: true }),
+            (state, true) if state == "active" => {
+                // One node only: a task placed on another would have neither the local
+                // image nor a port on this machine's loopback.
+                let nodes = docker(&["node", "ls", "-q"])?.split_whitespace().count();
+                if nodes > 1 {
+                    return Err(SwarmError::SeveralNodes(nodes));
+                }
+                return Ok(Self { initialised: false, had_gwbridge: true });
+            }
             (state, _) if state == "inactive" => {}
             (state, _) => return Err(SwarmError::NotManager(state)),
         }
