@@ -378,14 +378,18 @@ impl Balanced {
                     if i != first {
                         inner.moved.fetch_add(1, Ordering::Relaxed);
                     }
+                    // The mark as this request found it: a success clears only that one,
+                    // not a mark another request set while this one was in flight.
+                    let mark = replica.down_until_us.load(Ordering::Relaxed);
                     let result = replica.conn.send_on(ready, parts, message).await;
                     match &result {
                         Err(status) if status.code() == tonic::Code::Unavailable => {
                             inner.mark_down(i);
                             inner.failed_now();
                         }
-                        _ if replica.down_until_us.load(Ordering::Relaxed) != 0 => {
-                            replica.down_until_us.store(0, Ordering::Relaxed)
+                        _ if mark != 0 => {
+                            let _ =
+                                replica.down_until_us.compare_exchange(mark, 0, Ordering::Relaxed, Ordering::Relaxed);
                         }
                         _ => {}
                     }
