@@ -422,19 +422,29 @@ impl BalancedInner {
     }
 }
 
-impl tower_service::Service<http::Request<tonic::body::Body>> for Balanced {
-    type Response = http::Response<RecvBody>;
-    type Error = tonic::Status;
-    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self::Response, tonic::Status>> + Send>>;
+/// The gRPC transport of a client over the lab's own connections: readiness is per
+/// request (the h2 handle's `ready`, inside `send`), so `poll_ready` is always ready.
+macro_rules! grpc_transport {
+    ($type:ty) => {
+        impl tower_service::Service<http::Request<tonic::body::Body>> for $type {
+            type Response = http::Response<RecvBody>;
+            type Error = tonic::Status;
+            type Future =
+                std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self::Response, tonic::Status>> + Send>>;
 
-    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), tonic::Status>> {
-        std::task::Poll::Ready(Ok(()))
-    }
+            fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), tonic::Status>> {
+                std::task::Poll::Ready(Ok(()))
+            }
 
-    fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
-        Box::pin(self.clone().send(request))
-    }
+            fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
+                Box::pin(self.clone().send(request))
+            }
+        }
+    };
 }
+
+grpc_transport!(Balanced);
+grpc_transport!(Conn);
 
 /// An h2 error as the status tonic's own transport would give: a reset stream keeps
 /// its HTTP/2 code's mapping, a lost connection is `UNAVAILABLE`.
@@ -443,21 +453,6 @@ fn connection_error(addr: SocketAddr, e: h2::Error) -> tonic::Status {
         tonic::Status::from_error(Box::new(e))
     } else {
         tonic::Status::unavailable(format!("connection to {addr}: {e}"))
-    }
-}
-
-impl tower_service::Service<http::Request<tonic::body::Body>> for Conn {
-    type Response = http::Response<RecvBody>;
-    type Error = tonic::Status;
-    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self::Response, tonic::Status>> + Send>>;
-
-    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), tonic::Status>> {
-        // Readiness is per request (the h2 handle's `ready`), inside `call`.
-        std::task::Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
-        Box::pin(self.clone().send(request))
     }
 }
 

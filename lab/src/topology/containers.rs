@@ -80,15 +80,7 @@ pub(super) async fn start(config: &Config, image: &str, project: &str) -> Result
     for ((name, port), (id, pid, data_dir)) in ports.into_iter().zip(found) {
         let kind = if name == NATS { Kind::Broker } else { Kind::Service };
         let address = SocketAddr::from(([127, 0, 0, 1], port));
-        components.push(Component {
-            name,
-            kind,
-            address,
-            data_dir,
-            monitor: None,
-            proxy: None,
-            broker_link: Vec::new(),
-        });
+        components.push(Component::container(name, kind, address, data_dir));
         members.push(Container { name, id, port, pid });
     }
     Ok((components, Containers { project: compose.project.clone(), compose: Some(compose), members }))

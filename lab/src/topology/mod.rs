@@ -221,6 +221,12 @@ pub struct Component {
 }
 
 impl Component {
+    /// A container's component (compose, swarm): at its published port, no proxy, no
+    /// cluster monitor.
+    fn container(name: &'static str, kind: Kind, address: SocketAddr, data_dir: PathBuf) -> Self {
+        Self { name, kind, address, data_dir, monitor: None, proxy: None, broker_link: Vec::new() }
+    }
+
     /// Its fault proxies: in front of it, and on its link to the broker.
     fn proxies(&self) -> impl Iterator<Item = &Proxy> {
         self.proxy.iter().chain(&self.broker_link)

@@ -176,15 +176,7 @@ pub(super) async fn start(config: &Config, image: &str, stack: &str) -> Result<(
         let s = stack.clone();
         let data_dir: PathBuf = blocking(move || s.data_dir(name)).await?;
         let address = SocketAddr::from(([127, 0, 0, 1], port));
-        components.push(Component {
-            name,
-            kind,
-            address,
-            data_dir,
-            monitor: None,
-            proxy: None,
-            broker_link: Vec::new(),
-        });
+        components.push(Component::container(name, kind, address, data_dir));
         members.push(Member { name, kind, port, container, pid, down: None, killed: false, healed: None });
     }
     guard.armed = false;
