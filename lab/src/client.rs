@@ -1,9 +1,9 @@
 //! Clients of a running topology's public API: the client every figure the lab
 //! reports is measured with (the floor's echo, the sequential latencies, the load
 //! engine's requests), so its own cost is kept to one task hop per request; see
-//! [`Conn`]. A service that runs as several replicas (the query service with
-//! `--replicas N`) is reached through [`Balanced`], a round robin over one [`Conn`]
-//! per replica.
+//! [`Conn`]. A service that runs as several instances is reached through
+//! [`Balanced`], over one [`Conn`] per instance: round robin over the query service's
+//! replicas, and by the shard an id names over an owner's shards.
 
 use std::{
     net::SocketAddr,
@@ -27,44 +27,62 @@ use tonic_health::pb::{health_check_response::ServingStatus, health_client::Heal
 
 use crate::topology::TopologyFile;
 
-/// One reused HTTP/2 connection per service (per replica, for the query service's).
+/// One reused HTTP/2 connection per service instance (shard or replica).
 #[derive(Clone)]
 pub struct Clients {
-    pub users: UsersClient<Conn>,
-    pub products: ProductsClient<Conn>,
-    pub orders: OrdersClient<Conn>,
+    pub users: UsersClient<Balanced>,
+    pub products: ProductsClient<Balanced>,
+    pub orders: OrdersClient<Balanced>,
     /// Balanced over every instance of the query service (one is a plain [`Conn`]).
     pub query: QueryClient<Balanced>,
     /// The balancer under `query`, kept for its counters and its replicas.
     query_balancer: Balanced,
+    /// The balancers under the owners' clients (users, products, orders), for their
+    /// counters.
+    owner_balancers: [Balanced; 3],
 }
 
 impl Clients {
     pub fn new(users: SocketAddr, products: SocketAddr, orders: SocketAddr, query: SocketAddr) -> Self {
-        Self::with_query_replicas(users, products, orders, &[query])
+        Self::with_instances(&[users], &[products], &[orders], &[query])
     }
 
-    /// Clients whose `UserOrders` go round robin to the query replicas at `queries`.
-    pub fn with_query_replicas(
-        users: SocketAddr,
-        products: SocketAddr,
-        orders: SocketAddr,
+    /// Clients of every instance: the owners' shards (in shard order), to which each
+    /// request goes by the id it names, and the query replicas, to which `UserOrders`
+    /// go round robin.
+    pub fn with_instances(
+        users: &[SocketAddr],
+        products: &[SocketAddr],
+        orders: &[SocketAddr],
         queries: &[SocketAddr],
     ) -> Self {
-        let (users, products, orders) = (Conn::lazy(users), Conn::lazy(products), Conn::lazy(orders));
-        let query = Balanced::over(queries.iter().map(|&a| Conn::lazy(a)).collect());
+        let conns = |addrs: &[SocketAddr]| addrs.iter().map(|&a| Conn::lazy(a)).collect();
+        let [users, products, orders] = [users, products, orders].map(|a| Balanced::by_shard(conns(a)));
+        let query = Balanced::over(conns(queries));
         Self {
             users: UsersClient::with_origin(users.clone(), users.origin()),
             products: ProductsClient::with_origin(products.clone(), products.origin()),
             orders: OrdersClient::with_origin(orders.clone(), orders.origin()),
             query: QueryClient::with_origin(query.clone(), query.origin()),
             query_balancer: query,
+            owner_balancers: [users, products, orders],
         }
     }
 
     pub fn for_topology(file: &TopologyFile) -> Result<Self, crate::topology::TopologyError> {
-        let queries = file.addresses(QUERY)?;
-        Ok(Self::with_query_replicas(file.address(USERS)?, file.address(PRODUCTS)?, file.address(ORDERS)?, &queries))
+        let [users, products, orders, queries] = [USERS, PRODUCTS, ORDERS, QUERY].map(|s| file.addresses(s));
+        Ok(Self::with_instances(&users?, &products?, &orders?, &queries?))
+    }
+
+    /// The balancer of `service`'s instances (its counters), if the lab has one for it.
+    pub fn balancer(&self, service: &str) -> Option<&Balanced> {
+        match service {
+            USERS => Some(&self.owner_balancers[0]),
+            PRODUCTS => Some(&self.owner_balancers[1]),
+            ORDERS => Some(&self.owner_balancers[2]),
+            QUERY => Some(&self.query_balancer),
+            _ => None,
+        }
     }
 
     /// One client per query instance, each sending to that instance alone (on the
@@ -256,8 +274,9 @@ impl Conn {
 /// it again.
 pub const DOWN_FOR: Duration = Duration::from_millis(250);
 
-/// The lab's client of a service that runs as several replicas: a round robin over one
-/// [`Conn`] per replica that skips a replica it could not reach.
+/// The lab's client of a service that runs as several instances: a round robin over
+/// one [`Conn`] per replica that skips a replica it could not reach ([`Balanced::over`]),
+/// or over an owner's shards, routing by id ([`Balanced::by_shard`]).
 ///
 /// Why not tonic's `Channel::balance_list`: the lab does not use `Channel` at all (see
 /// [`Conn`]: its task hops would be paid in every figure), and `balance_list` takes an
@@ -276,6 +295,13 @@ pub const DOWN_FOR: Duration = Duration::from_millis(250);
 /// [`DOWN_FOR`]. A frozen replica (SIGSTOP) keeps its connection: nothing marks it down,
 /// and the requests it gets run to their deadline. With one replica it is that replica's
 /// [`Conn`] and nothing more.
+///
+/// By shard: a request whose message names an entity first (`GetUser`'s id,
+/// `PlaceOrder`'s and `ListOrdersByUser`'s user, `UpdatePrice`'s and `GetProduct`'s
+/// product, `GetProducts`' first product) goes to the shard that holds it and nowhere
+/// else (no other shard could answer it); an id naming a shard that does not run is
+/// `NOT_FOUND`. A create names no entity yet: it goes round robin like a replica's
+/// request, so creates go on while a shard is down, on the shards that are not.
 #[derive(Clone)]
 pub struct Balanced {
     inner: Arc<BalancedInner>,
@@ -283,6 +309,8 @@ pub struct Balanced {
 
 struct BalancedInner {
     replicas: Vec<Replica>,
+    /// Whether the instances are an owner's shards (requests naming an id go to its shard).
+    by_shard: bool,
     /// The round robin's position.
     next: AtomicUsize,
     /// What the `*_us` fields count from.
@@ -317,11 +345,21 @@ pub struct BalancerCounts {
 impl Balanced {
     /// A round robin over `conns` (at least one).
     pub fn over(conns: Vec<Conn>) -> Self {
+        Self::new(conns, false)
+    }
+
+    /// Over an owner's shards, `conns[i]` being shard `i` (at least one).
+    pub fn by_shard(conns: Vec<Conn>) -> Self {
+        Self::new(conns, true)
+    }
+
+    fn new(conns: Vec<Conn>, by_shard: bool) -> Self {
         assert!(!conns.is_empty(), "a balancer needs a replica");
         let replicas = conns.into_iter().map(|conn| Replica { conn, down_until_us: AtomicU64::new(0) }).collect();
         Self {
             inner: Arc::new(BalancedInner {
                 replicas,
+                by_shard,
                 next: AtomicUsize::new(0),
                 epoch: Instant::now(),
                 moved: AtomicU64::new(0),
@@ -363,6 +401,21 @@ impl Balanced {
         }
         let (parts, body) = request.into_parts();
         let message = http_body_util::BodyExt::collect(body).await?.to_bytes();
+        let creates = parts.uri.path().rsplit('/').next().is_some_and(|m| m.starts_with("Create"));
+        if let Some(id) = (inner.by_shard && !creates).then(|| first_string(&message)).flatten() {
+            let index = common::ids::Shard::of_id(&id).unwrap_or(0);
+            let Some(shard) = inner.replicas.get(index) else {
+                return Err(tonic::Status::not_found(format!("{id} names shard {}, which does not run", index + 1)));
+            };
+            let result = match shard.conn.ready().await {
+                Ok(ready) => shard.conn.send_on(ready, parts, message).await,
+                Err(status) => Err(status),
+            };
+            if matches!(&result, Err(status) if status.code() == tonic::Code::Unavailable) {
+                inner.failed_now();
+            }
+            return result;
+        }
         let first = inner.next.fetch_add(1, Ordering::Relaxed) % n;
         let now = inner.now_us();
         let down = |i: &usize| inner.replicas[*i].down_until_us.load(Ordering::Relaxed) > now;
@@ -404,6 +457,27 @@ impl Balanced {
         inner.failed_now();
         Err(unreachable.unwrap_or_else(|| tonic::Status::unavailable("no replica to send to")))
     }
+}
+
+/// The first field of the protobuf message in a gRPC frame (`message`), if it is a
+/// string (field 1, length-delimited) and comes first: where every request of the
+/// owners' APIs that names an entity names it.
+fn first_string(message: &[u8]) -> Option<String> {
+    let body = message.get(5..)?;
+    let (&tag, mut rest) = body.split_first()?;
+    if tag != 0x0a {
+        return None;
+    }
+    let mut len = 0usize;
+    for shift in (0..35).step_by(7) {
+        let (&byte, tail) = rest.split_first()?;
+        rest = tail;
+        len |= ((byte & 0x7f) as usize) << shift;
+        if byte & 0x80 == 0 {
+            return rest.get(..len).and_then(|s| std::str::from_utf8(s).ok()).map(str::to_owned);
+        }
+    }
+    None
 }
 
 impl BalancedInner {

@@ -22,9 +22,8 @@ use common::{
     },
 };
 use serde::{Deserialize, Serialize};
-use tonic::transport::Channel;
 
-use crate::client::Clients;
+use crate::client::{Balanced, Clients};
 use bench::call;
 
 /// Waits until the stream has at least `min_events` events and both durable consumers
@@ -118,24 +117,18 @@ impl Diff {
 /// into the yardstick.
 #[derive(Clone)]
 pub struct Truth {
-    users: UsersClient<Channel>,
-    orders: OrdersClient<Channel>,
-    products: ProductsClient<Channel>,
+    users: UsersClient<Balanced>,
+    orders: OrdersClient<Balanced>,
+    products: ProductsClient<Balanced>,
 }
 
 /// The deadline of each call the truth makes.
 const TRUTH_DEADLINE: Duration = Duration::from_secs(10);
 
 impl Truth {
-    /// Talks to the owners of `topology`.
-    pub fn of(topology: &crate::topology::Topology) -> Result<Self, crate::topology::TopologyError> {
-        use common::names::{ORDERS, PRODUCTS, USERS};
-        let channel = |name| topology.address(name).map(|a| common::channel(common::config::PeerAddr::from(a)));
-        Ok(Self {
-            users: UsersClient::new(channel(USERS)?),
-            orders: OrdersClient::new(channel(ORDERS)?),
-            products: ProductsClient::new(channel(PRODUCTS)?),
-        })
+    /// Talks to the owners through `clients` (each request to the shard its id names).
+    pub fn of(clients: &Clients) -> Self {
+        Self { users: clients.users.clone(), orders: clients.orders.clone(), products: clients.products.clone() }
     }
 
     /// What `UserOrders` must answer for `user_id`; `None` if users does not know them.
@@ -163,7 +156,9 @@ impl Truth {
         let ids: Vec<String> =
             orders.iter().map(|o| o.product_id.clone()).collect::<BTreeSet<_>>().into_iter().collect();
         let mut products = Vec::new();
-        for batch in ids.chunks(MAX_PRODUCTS_PER_GET) {
+        // Each shard of products is asked for its own.
+        let by_shard = common::shards::by_shard(&ids);
+        for batch in by_shard.values().flat_map(|ids| ids.chunks(MAX_PRODUCTS_PER_GET)) {
             let message = GetProductsRequest { ids: batch.to_vec() };
             let mut products_client = self.products.clone();
             let answer = call(TRUTH_DEADLINE, message, |r| products_client.get_products(r)).await;

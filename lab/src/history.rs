@@ -158,15 +158,18 @@ impl History {
             let op = Op::CreateUser(CreateUserRequest { name: user.name.clone(), email: user.email.clone() });
             baseline.push(Entry { op, outcome: Outcome::Acknowledged(Reply::User(user)) });
         }
-        let ids = seeded.product_ids.clone();
-        let products = call(DEADLINE, GetProductsRequest { ids }, |r| c.products.get_products(r)).await?;
+        let mut products = Vec::new();
+        // Each shard of products is asked for its own.
+        for ids in common::shards::by_shard(&seeded.product_ids).into_values() {
+            products.extend(call(DEADLINE, GetProductsRequest { ids }, |r| c.products.get_products(r)).await?.products);
+        }
         anyhow::ensure!(
-            products.products.len() == seeded.product_ids.len(),
+            products.len() == seeded.product_ids.len(),
             "products returned {} of the {} seeded products",
-            products.products.len(),
+            products.len(),
             seeded.product_ids.len()
         );
-        for p in products.products {
+        for p in products {
             let op = Op::CreateProduct(CreateProductRequest { title: p.title.clone(), price_cents: p.price_cents });
             baseline.push(Entry { op, outcome: Outcome::Acknowledged(Reply::Product(p)) });
         }

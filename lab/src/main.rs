@@ -147,13 +147,15 @@ enum Command {
         /// ignored in sync and monolith modes, which run no broker).
         #[arg(long, default_value_t = 1, value_parser = parse_brokers)]
         brokers: usize,
-        /// Instances of the query service, `N` or `query=N` (1 to 5; process target
-        /// only): `query-1` … `query-N`, each with its own data dir and (async) its own
-        /// durable consumer, the clients balancing over them. The owners (users, products,
-        /// orders) run once each. kill-replica runs 2 whatever this says; the monolith
-        /// has no query process to replicate.
+        /// Instances of each service (1 to 5; process target only): `N` for all, or
+        /// `query=N`, `owners=N` (comma-separated). Query replicas `query-1` … each keep
+        /// their own data dir and (async) durable consumer, the clients balancing over
+        /// them; the owners (users, products, orders) run as shards `users-1` …, each the
+        /// single writer of the entities whose ids name it, every caller routing by id.
+        /// kill-replica runs 2 of each whatever this says; the monolith has no process of
+        /// a service's own to replicate.
         #[arg(long, default_value = "1", value_parser = parse_replicas)]
-        replicas: usize,
+        replicas: Replicas,
         #[arg(long, default_value_t = 42)]
         seed: u64,
         #[command(flatten)]
@@ -214,12 +216,14 @@ struct StartArgs {
     /// 3 times (process target only; ignored in sync and monolith modes).
     #[arg(long, default_value_t = 1, value_parser = parse_brokers)]
     brokers: usize,
-    /// Instances of the query service, `N` or `query=N` (1 to 5; process target only):
-    /// `query-1` … `query-N`, each with its own data dir and (async) its own durable
-    /// consumer; `query` then names them all. The owners (users, products, orders) run
-    /// once each; the monolith has no query process to replicate.
+    /// Instances of each service (1 to 5; process target only): `N` for all, or
+    /// `query=N`, `owners=N` (comma-separated). Query replicas `query-1` … each keep
+    /// their own data dir and (async) durable consumer; the owners (users, products,
+    /// orders) run as shards `users-1` …, each the single writer of the entities whose
+    /// ids name it, every caller routing by id. A service's name then names all its
+    /// instances; the monolith has no process of a service's own to replicate.
     #[arg(long, default_value = "1", value_parser = parse_replicas)]
-    replicas: usize,
+    replicas: Replicas,
     #[command(flatten)]
     deploy: DeployArgs,
 }
@@ -234,52 +238,80 @@ fn parse_brokers(text: &str) -> Result<usize, String> {
     }
 }
 
-/// `--replicas`: `N` or `query=N`, N from 1 to 5. Only the query service is
-/// replicated: an owner named gets why not.
-fn parse_replicas(text: &str) -> Result<usize, String> {
+/// `--replicas`: how many instances of each service run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Replicas {
+    /// Of the query service (its replicas).
+    query: usize,
+    /// Of each owner (its shards: users, products and orders alike).
+    owners: usize,
+}
+
+impl Replicas {
+    fn most(self) -> usize {
+        self.query.max(self.owners)
+    }
+}
+
+/// `--replicas`: `N` (every service), or comma-separated `query=N`, `owners=N`, N from 1
+/// to 5. The owners shard alike: orders are partitioned by their user (orders shard K
+/// holds the orders of users shard K's users), so users and orders must; products keep
+/// the count too, to keep one knob.
+fn parse_replicas(text: &str) -> Result<Replicas, String> {
     use common::names::{ORDERS, PRODUCTS, QUERY, QUERY_REPLICAS, USERS};
+    let count = |n: &str| match n.trim().parse::<usize>() {
+        Ok(n) if (1..=QUERY_REPLICAS.len()).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "{text:?}: a service runs as 1 to {} instances (give --replicas N, or query=N and/or owners=N)",
+            QUERY_REPLICAS.len()
+        )),
+    };
     let text = text.trim();
-    let count = match text.split_once('=') {
-        None => text,
-        Some((service, count)) => match service.trim() {
-            QUERY => count,
+    if !text.contains('=') {
+        let n = count(text)?;
+        return Ok(Replicas { query: n, owners: n });
+    }
+    let mut replicas = Replicas { query: 1, owners: 1 };
+    for part in text.split(',') {
+        let (service, n) = part.split_once('=').ok_or_else(|| format!("{part:?}: give service=N"))?;
+        match service.trim() {
+            QUERY => replicas.query = count(n)?,
+            "owners" => replicas.owners = count(n)?,
             owner @ (USERS | PRODUCTS | ORDERS) => {
                 return Err(format!(
-                    "{owner} owns its store single-writer: one instance; partitioning owners is not built (only the \
-                     query service runs as replicas: --replicas query=N)"
+                    "{owner} is sharded with the other owners: give owners=N (orders are partitioned by their user, so \
+                     users and orders shard alike)"
                 ))
             }
             other => {
                 return Err(format!(
-                    "no service {other:?} to replicate: only the query service runs as replicas (--replicas N or \
-                     --replicas query=N)"
+                    "no service {other:?} to replicate: give --replicas N, or query=N and/or owners=N (users, \
+                     products and orders, as shards)"
                 ))
             }
-        },
-    };
-    match count.trim().parse::<usize>() {
-        Ok(n) if (1..=QUERY_REPLICAS.len()).contains(&n) => Ok(n),
-        _ => Err(format!(
-            "{text:?}: the query service runs as 1 to {} replicas (give --replicas N or --replicas query=N)",
-            QUERY_REPLICAS.len()
-        )),
+        }
     }
+    Ok(replicas)
 }
 
-/// The note for `--replicas` where some of `modes` have no query process of their own.
-fn replicas_note(replicas: usize, modes: &[Mode]) -> Option<String> {
-    (replicas > 1 && modes.contains(&Mode::Monolith)).then(|| {
-        format!(
-            "note: --replicas {replicas} does not apply to monolith mode (one process serves every service: no query \
-             process of its own to replicate)"
-        )
+/// The instances `lab up` was asked for.
+fn self_replicas(options: &lab::up::Options) -> Replicas {
+    Replicas { query: options.replicas, owners: options.shards }
+}
+
+/// The note for `--replicas` where some of `modes` have no process of a service's own.
+fn replicas_note(replicas: Replicas, modes: &[Mode]) -> Option<String> {
+    (replicas.most() > 1 && modes.contains(&Mode::Monolith)).then(|| {
+        "note: --replicas does not apply to monolith mode (one process serves every service: none of its own to \
+         replicate)"
+            .to_owned()
     })
 }
 
-/// `--replicas` above 1 on the compose target: refused, with what to do.
-fn replicas_on_target(replicas: usize, target: &Deployment) -> anyhow::Result<()> {
-    if replicas > 1 && *target != Deployment::Process {
-        return Err(lab::topology::TopologyError::ReplicasNeedProcesses(replicas).into());
+/// `--replicas` above 1 on a container target: refused, with what to do.
+fn replicas_on_target(replicas: Replicas, target: &Deployment) -> anyhow::Result<()> {
+    if replicas.most() > 1 && *target != Deployment::Process {
+        return Err(lab::topology::TopologyError::ReplicasNeedProcesses(replicas.most()).into());
     }
     Ok(())
 }
@@ -377,7 +409,8 @@ impl StartArgs {
             proxies: self.proxies.clone(),
             deployment: self.deploy.target(self.mode.as_str()),
             brokers: self.brokers,
-            replicas: self.replicas,
+            replicas: self.replicas.query,
+            shards: self.replicas.owners,
         }
     }
 }
@@ -420,11 +453,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Up { start } => {
             let options = start.options();
             brokers_on_target(options.brokers, &options.deployment)?;
-            replicas_on_target(options.replicas, &options.deployment)?;
+            replicas_on_target(self_replicas(&options), &options.deployment)?;
             if let Some(note) = brokers_note(options.brokers, &[options.mode]) {
                 eprintln!("{note}");
             }
-            if let Some(note) = replicas_note(options.replicas, &[options.mode]) {
+            if let Some(note) = replicas_note(self_replicas(&options), &[options.mode]) {
                 eprintln!("{note}");
             }
             // Declared after the checks, dropped last: the swarm is left after the stack
@@ -523,7 +556,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 command,
                 target,
                 brokers,
-                replicas,
+                replicas: replicas.query,
+                shards: replicas.owners,
             };
             let shutdown = common::shutdown::on_signal()?;
             let (results, path) = tokio::select! {

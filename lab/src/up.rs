@@ -40,6 +40,8 @@ pub struct Options {
     pub brokers: usize,
     /// Instances of the query service (1 to 5; not in monolith mode).
     pub replicas: usize,
+    /// Shards of each owner.
+    pub shards: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +76,7 @@ pub async fn start(options: &Options) -> Result<Topology, UpError> {
     config.default_deadline_ms = options.default_deadline_ms;
     config.brokers = options.brokers;
     config.replicas = options.replicas;
+    config.shards = options.shards;
     config.proxied = if options.proxies.iter().any(|p| p == "all") {
         SERVICES.iter().map(|s| s.to_string()).collect()
     } else {
@@ -88,6 +91,9 @@ pub async fn start(options: &Options) -> Result<Topology, UpError> {
     };
     if options.replicas > 1 && options.mode != Mode::Monolith {
         brokers.push_str(&format!(", {} query replicas", options.replicas));
+    }
+    if options.shards > 1 && options.mode != Mode::Monolith {
+        brokers.push_str(&format!(", {} shards of each owner", options.shards));
     }
     eprintln!("starting the {} topology ({} policy{brokers}) in {} …", options.mode, options.policy, run_dir.display());
     Ok(Topology::start(config).await?)

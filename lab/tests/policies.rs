@@ -192,6 +192,7 @@ async fn overload_blip_counts_retry_storms_amplification_per_policy() {
         target: lab::topology::Target::Process,
         brokers: 1,
         replicas: 1,
+        shards: 1,
     };
     let (results, path) = lab::suite::run(config).await.expect("the suite runs");
     assert_eq!(results.policies, [Policy::Naive, Policy::RetryStorm]);
@@ -244,6 +245,7 @@ async fn overload_blip_does_not_apply_to_the_monolith() {
         target: lab::topology::Target::Process,
         brokers: 1,
         replicas: 1,
+        shards: 1,
     };
     let (results, _) = lab::suite::run(config).await.expect("the suite runs");
     assert_eq!(results.scenarios.len(), 1, "one run: the monolith has no policy variants");

@@ -1,9 +1,10 @@
-//! Replicas of the query service (`--replicas N`): real query processes beside real
-//! owners and a real nats-server, real SIGKILLs. Every replica serves `UserOrders`
+//! Several instances of a service (`--replicas`): real query replicas and owner shards
+//! beside a real nats-server, real SIGKILLs. Every query replica serves `UserOrders`
 //! itself; in async mode each keeps its view from a durable consumer of its own, so a
 //! replica killed and restarted catches up alone; the lab's client keeps serving while
-//! one replica is dead; the CLI refuses replicas of an owner; kill-replica runs end to
-//! end in a short profile.
+//! one replica is dead. Owner shards each hold the entities whose ids name them, every
+//! caller routing by id, so with one shard dead the other's entities are still served.
+//! The CLI refuses what it cannot run; kill-replica runs end to end in a short profile.
 
 mod support;
 
@@ -12,13 +13,19 @@ use std::time::Duration;
 use common::{
     config::Mode,
     names::{QUERY, QUERY_REPLICAS},
-    proto::{admin_client::AdminClient, query_client::QueryClient, PlaceOrderRequest, StatsRequest, UserOrdersRequest},
+    proto::{
+        admin_client::AdminClient, query_client::QueryClient, users_client::UsersClient, GetUserRequest,
+        PlaceOrderRequest, StatsRequest, UserOrdersRequest,
+    },
 };
 use lab::{
     control::Action,
-    suite::{replicas::VICTIM, Scenario},
+    suite::{replicas::VICTIMS, Scenario},
     topology::TopologyError,
 };
+
+/// The query replica kill-replica kills.
+const VICTIM: &str = VICTIMS[3];
 use support::{populate, req, Lab};
 
 async fn replicated(mode: Mode, replicas: usize) -> Lab {
@@ -204,10 +211,11 @@ async fn the_lab_client_keeps_serving_when_a_replica_is_sigkilled() {
     assert!(rpcs_sent(&lab, VICTIM).await > 0, "the restarted replica is back in rotation");
 }
 
-/// Replicas of an owner are refused, saying why; so are counts past 5, and replicas on
-/// the compose target; `query=N` is the same as `N`.
+/// Counts past 5, an owner alone (owners shard together), an unknown service and
+/// replicas on the compose target are refused, each saying what to give; `query=N` and
+/// `owners=N` are taken.
 #[test]
-fn replicas_of_an_owner_or_past_five_or_on_compose_are_refused() {
+fn bad_replica_counts_an_owner_alone_or_compose_are_refused() {
     let lab = |args: &[&str]| {
         let run = tempfile::tempdir().unwrap();
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_lab")).args(args).arg(run.path()).output().unwrap();
@@ -216,25 +224,118 @@ fn replicas_of_an_owner_or_past_five_or_on_compose_are_refused() {
     for owner in ["users", "products", "orders"] {
         let (ok, stderr) = lab(&["up", "--replicas", &format!("{owner}=2"), "--run-dir"]);
         assert!(!ok);
-        let said = format!("{owner} owns its store single-writer: one instance; partitioning owners is not built");
+        let said = format!("{owner} is sharded with the other owners: give owners=N");
         assert!(stderr.contains(&said), "{stderr}");
     }
     let (ok, stderr) = lab(&["bench", "--replicas", "users=2", "--runs"]);
-    assert!(!ok && stderr.contains("users owns its store single-writer"), "{stderr}");
-    for bad in ["6", "0", "query=9", "two"] {
+    assert!(!ok && stderr.contains("users is sharded with the other owners"), "{stderr}");
+    for bad in ["6", "0", "query=9", "owners=0", "two"] {
         let (ok, stderr) = lab(&["up", "--replicas", bad, "--run-dir"]);
-        assert!(!ok && stderr.contains("runs as 1 to 5 replicas"), "{bad}: {stderr}");
+        assert!(!ok && stderr.contains("a service runs as 1 to 5 instances"), "{bad}: {stderr}");
     }
     let (ok, stderr) = lab(&["up", "--replicas", "nope=2", "--run-dir"]);
-    assert!(!ok && stderr.contains("only the query service runs as replicas"), "{stderr}");
-    let (ok, stderr) = lab(&["up", "--replicas", "query=2", "--target", "compose", "--run-dir"]);
-    assert!(!ok && stderr.contains("needs the process target"), "{stderr}");
+    assert!(!ok && stderr.contains("no service \"nope\" to replicate"), "{stderr}");
+    for replicas in ["query=2", "owners=2", "2"] {
+        let (ok, stderr) = lab(&["up", "--replicas", replicas, "--target", "compose", "--run-dir"]);
+        assert!(!ok && stderr.contains("needs the process target"), "{replicas}: {stderr}");
+    }
 }
 
-/// kill-replica in a short profile: two replicas whatever the context says, query-2
-/// killed and restarted, the clients kept mostly served while it was down and fully
-/// after, nothing acknowledged lost, each replica's view equal to the truth in async;
-/// the monolith has no replica to kill (no run).
+/// `GetUser` of `user` through the lab's client (routed to its shard): the user's id,
+/// or the error's code.
+async fn get_user(lab: &Lab, user: &str) -> Result<String, tonic::Code> {
+    let mut users = lab.clients.users.clone();
+    let answer = users.get_user(req(GetUserRequest { id: user.to_owned() }, Duration::from_secs(2))).await;
+    answer.map(|u| u.into_inner().id).map_err(|s| s.code())
+}
+
+/// Owners as two shards, in every mode with services: the lab's creates land on both
+/// (each id naming its shard), every request is routed by id (through orders and
+/// query too, over gRPC or the bus), and `UserOrders` answers users of both shards. A
+/// shard asked for another's entity says where it is. With `users-2` SIGKILLed, sync
+/// and bus-rpc still serve shard 1's users and fail shard 2's (only shard 2 holds
+/// them), while new users are created on shard 1; async's query and orders keep
+/// serving both from their own copies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sharded_owners_serve_by_id_and_a_dead_shard_takes_only_its_own() {
+    for mode in [Mode::Sync, Mode::BusRpc, Mode::Async] {
+        let mut lab = support::start_with(mode, |c| c.shards = 2).await;
+        let names: Vec<&str> = lab.topology.service_processes().map(|c| c.name).collect();
+        assert_eq!(names[..6], ["users-1", "users-2", "products-1", "products-2", "orders-1", "orders-2"], "{mode}");
+        if mode == Mode::Async {
+            assert_eq!(lab.topology.consumers(), ["orders-1", "orders-2", "query"]);
+        }
+        let (users, products) = populate(&lab, 4, 4).await;
+        let shard = |id: &str| common::ids::Shard::of_id(id).unwrap();
+        assert_eq!(users.iter().map(|u| shard(u)).collect::<Vec<_>>(), [0, 1, 0, 1], "{mode}: {users:?}");
+        assert_eq!(products.iter().map(|p| shard(p)).collect::<Vec<_>>(), [0, 1, 0, 1], "{mode}: {products:?}");
+        // Every user orders a product of the other shard and one of its own.
+        let mut placed = vec![Vec::new(); users.len()];
+        for (i, user) in users.iter().enumerate() {
+            for product in [&products[(i + 1) % 4], &products[i]] {
+                // Async: the order's shard must first hear of a just-created user and product.
+                let start = std::time::Instant::now();
+                let order = loop {
+                    let message = PlaceOrderRequest { user_id: user.clone(), product_id: product.clone(), quantity: 1 };
+                    let mut orders = lab.clients.orders.clone();
+                    match bench::call(Duration::from_secs(10), message, |r| orders.place_order(r)).await {
+                        Ok(order) => break order.id,
+                        Err(status) if mode == Mode::Async && start.elapsed() < Duration::from_secs(10) => {
+                            assert_eq!(status.code(), tonic::Code::FailedPrecondition, "{status:?}");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                        Err(status) => panic!("{mode}: {status:?}"),
+                    }
+                };
+                placed[i].push(order);
+                assert_eq!(shard(placed[i].last().unwrap()), shard(user), "{mode}: an order lives with its user");
+            }
+        }
+        if let Some(url) = lab.topology.events_url() {
+            let consumers = lab.topology.consumers();
+            lab::convergence::wait_settled_for(&url, 16, &consumers, Duration::from_secs(30)).await.expect("settles");
+        }
+        for (i, user) in users.iter().enumerate() {
+            assert_eq!(orders_of(&lab, QUERY, user).await, Ok(placed[i].clone()), "{mode}: {user}");
+        }
+
+        // Asked straight for another shard's user, a shard says where it is.
+        let mut first = UsersClient::new(common::channel(lab.topology.address("users-1").unwrap()));
+        let wrong = first.get_user(req(GetUserRequest { id: users[1].clone() }, Duration::from_secs(2))).await;
+        let status = wrong.expect_err("users-1 does not hold a users-2 user");
+        assert_eq!(status.code(), tonic::Code::NotFound, "{mode}");
+        assert!(status.message().contains("is held by shard 2 of users, not by this one (users-1)"), "{status:?}");
+
+        lab.topology.kill("users-2").unwrap();
+        for (i, user) in users.iter().enumerate() {
+            let expect_served = mode == Mode::Async || shard(user) == 0;
+            let answer = orders_of(&lab, QUERY, user).await;
+            assert_eq!(answer.is_ok(), expect_served, "{mode}: {user} with users-2 dead: {answer:?}");
+            let direct = get_user(&lab, user).await;
+            assert_eq!(direct.is_ok(), shard(user) == 0, "{mode}: GetUser {user} with users-2 dead: {direct:?}");
+            if i == 0 {
+                assert_eq!(direct, Ok(user.clone()));
+            }
+        }
+        // New users go on being created, on the live shard.
+        let (more, _) = populate(&lab, 3, 0).await;
+        assert!(more.iter().all(|u| shard(u) == 0), "{mode}: {more:?}");
+        lab.topology.restart("users-2").await.unwrap();
+        assert_eq!(get_user(&lab, &users[1]).await, Ok(users[1].clone()), "{mode}: users-2 is back with its data");
+        // `users` names both shards.
+        match lab.topology.address("users") {
+            Err(e @ TopologyError::Replicated { .. }) => assert!(e.to_string().contains("users-1, users-2"), "{e}"),
+            other => panic!("{mode}: expected the shards named, got {other:?}"),
+        }
+    }
+}
+
+/// kill-replica in a short profile: two instances of every service whatever the
+/// context says, users-2, products-2, orders-2 and query-2 killed and restarted in
+/// turn. While query-2 was down the clients were kept served; in async, while any was,
+/// but for the writes naming a dead shard's entity (its reads never ask an owner); in
+/// sync a dead shard took its own entities' requests and only those. Nothing acknowledged lost, each replica's view equal to the truth in
+/// async; the monolith has no replica to kill (no run).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_replica_runs_in_a_short_profile() {
     let dir = support::RunDir::new();
@@ -246,16 +347,33 @@ async fn kill_replica_runs_in_a_short_profile() {
     assert_eq!(ctx.replicas, 1);
     for mode in [Mode::Async, Mode::Sync] {
         let result = lab::suite::scenarios::run(&ctx, Scenario::KillReplica, mode).await.unwrap();
-        let actions: Vec<(&str, &str)> = result.faults.iter().map(|f| (f.action.as_str(), f.result.as_str())).collect();
-        assert_eq!(actions, [("kill query-2", "ok"), ("restart query-2", "ok")], "{mode}");
+        let actions: Vec<String> = result.faults.iter().map(|f| format!("{} {}", f.action, f.result)).collect();
+        let expected: Vec<String> =
+            VICTIMS.iter().flat_map(|v| [format!("kill {v} ok"), format!("restart {v} ok")]).collect();
+        assert_eq!(actions, expected, "{mode}");
         let replicas = result.replicas.as_ref().expect("the replicas are recorded");
-        assert_eq!((replicas.replicas, replicas.killed.as_deref()), (2, Some(VICTIM)), "{mode}: {replicas:?}");
-        assert_eq!(replicas.failed_after_restart, 0, "{mode}: {replicas:?}");
+        assert_eq!((replicas.replicas, replicas.shards), (2, 2), "{mode}: {replicas:?}");
+        let killed: Vec<&str> = replicas.kills.iter().map(|k| k.instance.as_str()).collect();
+        assert_eq!(killed, VICTIMS, "{mode}: {replicas:?}");
+        assert!(replicas.kills.iter().all(|k| k.failed_after_restart == 0), "{mode}: {replicas:?}");
+        // Orders are placed straight on their user's shard: those for orders-2 failed.
+        assert!(replicas.kills[2].failed_while_down > 0, "{mode}: {replicas:?}");
         let windows = lab::report::verdicts::fault_windows(&result);
-        assert_eq!(windows.len(), 1, "{mode}: {windows:?}");
-        assert_eq!(windows[0].2, "query-2 killed");
-        let served = lab::report::verdicts::availability_between(&result, windows[0].0, windows[0].1).unwrap();
-        assert!(served > 0.9, "{mode}: {served} served while one of two replicas was down; {replicas:?}");
+        let what: Vec<&str> = windows.iter().map(|w| w.2.as_str()).collect();
+        assert_eq!(what, VICTIMS.map(|v| format!("{v} killed")), "{mode}");
+        let served: Vec<f64> = (windows.iter())
+            .map(|(from, to, _)| lab::report::verdicts::availability_between(&result, *from, *to).unwrap())
+            .collect();
+        assert!(served[3] > 0.9, "{mode}: {served:?} served; one of two query replicas down: {replicas:?}");
+        if mode == Mode::Async {
+            // Reads never ask an owner; only writes naming a dead shard's entity fail
+            // (a price of products-2's, an order of orders-2's users), and new users
+            // are created on users-1.
+            assert!(served[0] > 0.9 && served.iter().all(|&s| s > 0.75), "{mode}: {served:?}");
+        } else {
+            // With users-2 dead, its users' reads and orders fail, the others' pass.
+            assert!(served[0] > 0.25 && served[0] < 0.9, "{mode}: {served:?}");
+        }
         let losses = result.losses.as_ref().unwrap();
         assert!(losses.is_clean() && losses.acknowledged_orders > 0, "{mode}: {losses:?}");
         match mode {
@@ -264,18 +382,21 @@ async fn kill_replica_runs_in_a_short_profile() {
             }
             _ => assert!(result.convergence.is_none()),
         }
-        // The two replicas each ran as a process of their own.
-        assert!(result.resources.contains_key("query-1") && result.resources.contains_key("query-2"), "{mode}");
+        // Each instance ran as a process of its own.
+        for name in VICTIMS.iter().flat_map(|v| [v.replace("-2", "-1"), v.to_string()]) {
+            assert!(result.resources.contains_key(&name), "{mode}: {name}");
+        }
     }
     let monolith = lab::suite::scenarios::run(&ctx, Scenario::KillReplica, Mode::Monolith).await.unwrap();
     assert!(monolith.note.as_deref().is_some_and(|n| n.starts_with("does not apply: monolith")), "{monolith:?}");
     assert!(monolith.faults.is_empty() && monolith.loads.is_empty(), "no run where nothing applies");
 }
 
-/// The report's kill-replica section: what the balancer did, per mode, and the share
-/// served while one of two replicas was down beside kill-query's (one instance) from
-/// the same results; the Method says which scenario ran replicas. (A recorded quick
-/// run, its kill-query copied as a kill-replica whose every request was served.)
+/// The report's kill-replica section: what the balancers did, per mode and per instance
+/// killed, and the share served while one of two replicas was down beside kill-query's
+/// (one instance) from the same results; the Method says which scenario ran replicas
+/// and shards. (A recorded quick run, its kill-query copied as a kill-replica whose
+/// every request was served.)
 #[test]
 fn the_report_sets_kill_replica_beside_kill_query() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/results.json");
@@ -291,23 +412,31 @@ fn the_report_sets_kill_replica_beside_kill_query() {
             bucket.ok += bucket.errors.values().sum::<u64>();
             bucket.errors.clear();
         }
-        replica.replicas = Some(lab::suite::replicas::ReplicaRun {
-            replicas: 2,
-            killed: Some(VICTIM.into()),
+        let kill = lab::suite::replicas::ReplicaKill {
+            instance: VICTIM.into(),
             failed_while_down: 3,
             errors_for_ms: Some(4),
             moved_while_down: 120,
-            ..Default::default()
-        });
+            failed_after_restart: 0,
+        };
+        replica.replicas =
+            Some(lab::suite::replicas::ReplicaRun { replicas: 2, shards: 2, kills: vec![kill], ..Default::default() });
         added.push(replica);
     }
     assert_eq!(added.len(), 2, "the fixture has kill-query in sync and async");
     r.scenarios.extend(added);
     let md = lab::report::render(&r).markdown;
     let section = md.split("### kill-replica").nth(1).expect("a kill-replica section");
-    assert!(section.contains("| query replicas; the one killed alone | 2; query-2 | 2; query-2 |"), "{section}");
-    assert!(section.contains("| 3; 4 | 3; 4 |"), "failed while down; kill → last failure: {section}");
-    assert!(section.contains("sync: 100.0% of requests served while query-2 killed (one of two replicas) against"));
-    assert!(section.contains("while query killed (kill-query, the only instance)"), "{section}");
+    let instances =
+        "| query replicas; shards of each owner; the instances killed alone, in turn | 2; 2; query-2 | 2; 2; query-2 |";
+    assert!(section.contains(instances), "{section}");
+    assert!(
+        section.contains("| query-2 3 (last at 4 ms) | query-2 3 (last at 4 ms) |"),
+        "failed while down: {section}"
+    );
+    assert!(section.contains("| query-2 120 | query-2 120 |"), "moved: {section}");
+    assert!(section.contains("sync: 100.0% while query-2 killed (one of two replicas) against"), "{section}");
+    assert!(section.contains("while query killed (the only instance)"), "{section}");
     assert!(md.contains("but in kill-replica, which ran two replicas"), "the Method names it");
+    assert!(md.contains("but in kill-replica, which ran each as two shards"), "the Method names the shards");
 }

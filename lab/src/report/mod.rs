@@ -294,10 +294,18 @@ fn document(r: &Results) -> Vec<Block> {
     let replicated = r.scenarios_ran().contains(&Scenario::KillReplica);
     let replicas = match r.replicas {
         1 if !replicated => None,
-        1 => Some( "Query service: one instance, but in kill-replica, which ran two replicas (each with its own data dir and, in async mode, its own durable consumer), the lab's client sending `UserOrders` round robin to both and skipping a replica it could not reach. The owners (users, products, orders) one instance each: each is its store's single writer.".to_owned()),
-        n => Some(format!("Query service: {n} replicas (`--replicas {n}`) in every scenario but the monolith's (kill-replica: 2), each with its own data dir and, in async mode, its own durable consumer, the lab's client sending `UserOrders` round robin to them and skipping a replica it could not reach; `query` in a fault schedule (kill-query, chaos, soak) names every replica at once, and convergence compares each replica's view. The owners (users, products, orders) one instance each: each is its store's single writer.")),
+        1 => Some( "Query service: one instance, but in kill-replica, which ran two replicas (each with its own data dir and, in async mode, its own durable consumer), the lab's client sending `UserOrders` round robin to both and skipping a replica it could not reach.".to_owned()),
+        n => Some(format!("Query service: {n} replicas in every scenario but the monolith's (kill-replica: 2), each with its own data dir and, in async mode, its own durable consumer, the lab's client sending `UserOrders` round robin to them and skipping a replica it could not reach; `query` in a fault schedule (kill-query, chaos, soak) names every replica at once, and convergence compares each replica's view.")),
     };
     d.extend(replicas.map(Para));
+    let shards = match r.shards {
+        1 if !replicated => None,
+        1 => Some("Owners (users, products, orders): one instance each, the single writer of its store, but in kill-replica, which ran each as two shards (see below).".to_owned()),
+        n => Some(format!("Owners (users, products, orders): {n} shards each in every scenario but the monolith's (kill-replica: 2); an owner's name in a fault schedule names every shard at once.")),
+    };
+    if let Some(shards) = shards {
+        d.push(Para(format!("{shards} A shard is the single writer of the entities whose ids name it (the first hex digit of the id); the lab's client and every calling service send a request to the shard its id names, and a create to any live shard. Orders are partitioned by their user, orders shard K holding the orders of users shard K's users, so a user's orders are listed by one shard. In async mode each orders shard keeps every user and product from a durable consumer of its own.")));
+    }
     let measure = r.scenarios.iter().find_map(|s| s.staleness.as_ref()).map(|st| st.measure);
     if measure == Some(probe::Measure::FirstReadSent) {
         d.push(Para(format!(
@@ -649,23 +657,27 @@ fn figures(modes: &[(&str, &ScenarioResult)]) -> Vec<Vec<String>> {
         ),
         &|s| s.cluster.as_ref()?.outbox_peak.map(|n| n.to_string()),
     );
-    row("query replicas; the one killed alone", &|s| {
+    row("query replicas; shards of each owner; the instances killed alone, in turn", &|s| {
         let q = s.replicas.as_ref()?;
-        Some(format!("{}; {}", q.replicas, q.killed.as_deref().unwrap_or("none")))
+        let killed: Vec<&str> = q.kills.iter().map(|k| k.instance.as_str()).collect();
+        let killed = if killed.is_empty() { "none".to_owned() } else { killed.join(", ") };
+        Some(format!("{}; {}; {killed}", q.replicas, q.shards))
     });
-    row("UserOrders failed UNAVAILABLE at the clients' balancer while that replica was down; from its kill to the last of them (ms)", &|s| {
-        let q = s.replicas.as_ref().filter(|q| q.killed.is_some())?;
-        Some(format!(
-            "{}; {}",
-            q.failed_while_down,
-            q.errors_for_ms.map_or("none failed".to_owned(), |ms| ms.to_string())
-        ))
+    let per_kill = |s: &ScenarioResult, figure: &dyn Fn(&crate::suite::replicas::ReplicaKill) -> String| {
+        let q = s.replicas.as_ref().filter(|q| !q.kills.is_empty())?;
+        Some(q.kills.iter().map(|k| format!("{} {}", k.instance, figure(k))).collect::<Vec<_>>().join("; "))
+    };
+    row("requests to the killed instance's service that failed UNAVAILABLE at the clients' balancer while it was down (a replica: sent to it before the balancer dropped it; a shard: every request for an entity it holds), and from its kill to the last of them (ms)", &|s| {
+        per_kill(s, &|k| {
+            let last = k.errors_for_ms.map_or("none failed".to_owned(), |ms| format!("last at {ms} ms"));
+            format!("{} ({last})", k.failed_while_down)
+        })
     });
-    row("UserOrders whose turn was that replica's, sent to another while it was down (skipped while marked down, or moved when its connection was refused: never sent to it)", &|s| {
-        s.replicas.as_ref().filter(|q| q.killed.is_some()).map(|q| q.moved_while_down.to_string())
+    row("requests whose turn was the killed instance's, sent to another while it was down (a query replica's, an owner's creates: never sent to it)", &|s| {
+        per_kill(s, &|k| k.moved_while_down.to_string())
     });
-    row("UserOrders failed UNAVAILABLE at the balancer after the restart", &|s| {
-        s.replicas.as_ref().filter(|q| q.killed.is_some()).map(|q| q.failed_after_restart.to_string())
+    row("requests failed UNAVAILABLE at that balancer from the restart to the next kill (or the end)", &|s| {
+        per_kill(s, &|k| k.failed_after_restart.to_string())
     });
     row(&format!("staleness p50 / p99 (ms): {}", probe::Measure::FirstReadSent.label()), &|s| {
         s.staleness.as_ref().map(|st| {
@@ -784,30 +796,42 @@ fn figures(modes: &[(&str, &ScenarioResult)]) -> Vec<Vec<String>> {
     rows
 }
 
-/// kill-replica beside kill-query, per variant that ran both (round 1): the share of
-/// requests served while one of two replicas was down against while the only instance
-/// was.
+/// kill-replica beside the scenarios that kill the only instance of a service, per
+/// variant that ran both (round 1): the share of requests served while one of two
+/// instances was down against while the only one was (kill-dependency for users and
+/// products, kill-query for query; nothing kills orders alone).
 fn replica_against_single(r: &Results, modes: &[(&str, &ScenarioResult)]) -> Option<String> {
-    let served_in_first = |s: &ScenarioResult| {
-        let (from, to, what) = verdicts::fault_windows(s).into_iter().next()?;
-        Some((verdicts::availability_between(s, from, to)?, what))
+    let windows = |s: &ScenarioResult| -> Vec<(String, f64)> {
+        let windows = verdicts::fault_windows(s).into_iter();
+        windows.filter_map(|(from, to, what)| Some((what, verdicts::availability_between(s, from, to)?))).collect()
     };
     let parts: Vec<String> = modes
         .iter()
         .filter_map(|(label, replica)| {
-            let single = r.scenario_with(Scenario::KillQuery, replica.mode, replica.policy)?;
-            let (two, two_what) = served_in_first(replica)?;
-            let (one, one_what) = served_in_first(single)?;
-            Some(format!(
-                "{label}: {} of requests served while {two_what} (one of two replicas) against {} while {one_what} (kill-query, the only instance)",
-                percent_one_decimal(two),
-                percent_one_decimal(one)
-            ))
+            let singles: Vec<(String, f64)> = [Scenario::KillDependency, Scenario::KillQuery]
+                .into_iter()
+                .filter_map(|scenario| r.scenario_with(scenario, replica.mode, replica.policy))
+                .flat_map(windows)
+                .collect();
+            let rows: Vec<String> = windows(replica)
+                .into_iter()
+                .map(|(what, two)| {
+                    let service = what.split_once(' ').map_or(what.as_str(), |(t, _)| t);
+                    let service = common::names::replica_of(service).unwrap_or(service);
+                    let kind = if service == common::names::QUERY { "replicas" } else { "shards" };
+                    let single = singles.iter().find(|(w, _)| w.split_once(' ').is_some_and(|(t, _)| t == service));
+                    let against = single.map_or(String::new(), |(w, one)| {
+                        format!(" against {} while {w} (the only instance)", percent_one_decimal(*one))
+                    });
+                    format!("{} while {what} (one of two {kind}){against}", percent_one_decimal(two))
+                })
+                .collect();
+            (!rows.is_empty()).then(|| format!("{label}: {}", rows.join(", ")))
         })
         .collect();
     (!parts.is_empty()).then(|| {
         format!(
-            "Against kill-query, same run (every request of the mix counted, as in the availability rows): {}.",
+            "Requests served (every request of the mix counted, as in the availability rows), against kill-dependency and kill-query of the same run: {}.",
             parts.join("; ")
         )
     })

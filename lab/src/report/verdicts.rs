@@ -443,7 +443,8 @@ fn sync_asker_needs_no_database(r: &Results) -> Claim {
 /// The query service's bytes in a storage figure: its one instance's, or (with
 /// `--replicas`) the sum over its replicas; `None` where it has none of its own.
 fn query_bytes(bytes: &std::collections::BTreeMap<String, u64>) -> Option<u64> {
-    let of_query = |name: &str| name == common::names::QUERY || common::names::replica_of(name).is_some();
+    let of_query =
+        |name: &str| name == common::names::QUERY || common::names::replica_of(name) == Some(common::names::QUERY);
     let mut parts = bytes.iter().filter(|(name, _)| of_query(name)).map(|(_, &b)| b).peekable();
     parts.peek().is_some().then(|| parts.sum())
 }

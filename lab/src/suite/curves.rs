@@ -400,7 +400,7 @@ async fn one_size(
 /// Places an order, retrying while it is refused as not yet known (async: orders'
 /// replica has not heard of the new user), as create-then-use does.
 async fn place_retrying(
-    mut orders: common::proto::orders_client::OrdersClient<crate::client::Conn>,
+    mut orders: common::proto::orders_client::OrdersClient<crate::client::Balanced>,
     message: PlaceOrderRequest,
 ) -> Result<(), tonic::Status> {
     let start = Instant::now();

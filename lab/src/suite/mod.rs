@@ -570,6 +570,11 @@ pub struct Results {
     /// whatever it says.
     #[serde(default = "one")]
     pub replicas: usize,
+    /// Shards of each owner (users, products, orders) in every scenario but the
+    /// monolith's (`--replicas owners=N`; 1 in results from before it was recorded).
+    /// kill-replica runs 2 whatever it says.
+    #[serde(default = "one")]
+    pub shards: usize,
 }
 
 /// Whether `mode` makes inter-service calls, so that a policy applies to it (sync,
@@ -795,6 +800,8 @@ pub struct SuiteConfig {
     pub brokers: usize,
     /// Instances of the query service (`--replicas`: 1 to 5).
     pub replicas: usize,
+    /// Shards of each owner (`--replicas owners=N`: 1 to 5).
+    pub shards: usize,
 }
 
 /// Everything a scenario needs from the suite.
@@ -809,6 +816,8 @@ pub struct Ctx {
     /// Instances of the query service of a prepared topology (1 to 5; the monolith has
     /// none of its own).
     pub replicas: usize,
+    /// Shards of each owner of a prepared topology (1 to 5).
+    pub shards: usize,
 }
 
 /// A fresh topology of `mode` in its own run dir, seeded with `seed`, with its
@@ -836,6 +845,7 @@ impl Ctx {
             policy: Policy::Naive,
             brokers: 1,
             replicas: 1,
+            shards: 1,
         }
     }
 
@@ -848,12 +858,14 @@ impl Ctx {
             policy: self.policy,
             brokers,
             replicas: self.replicas,
+            shards: self.shards,
         }
     }
 
-    /// The same context with `replicas` instances of the query service.
-    pub fn with_replicas(&self, replicas: usize) -> Self {
-        Ctx { replicas, ..self.with_brokers(self.brokers) }
+    /// The same context with `replicas` instances of the query service and `shards` of
+    /// each owner.
+    pub fn with_replicas(&self, replicas: usize, shards: usize) -> Self {
+        Ctx { replicas, shards, ..self.with_brokers(self.brokers) }
     }
 
     pub async fn prepare(
@@ -873,6 +885,7 @@ impl Ctx {
         config.policy = self.policy;
         config.brokers = self.brokers;
         config.replicas = self.replicas;
+        config.shards = self.shards;
         config.proxied = proxied.iter().map(|s| s.to_string()).collect();
         if let crate::topology::Target::Compose { image, project } = &self.target {
             // One project per scenario and variant: names must differ, as projects of
@@ -942,6 +955,7 @@ pub async fn run(config: SuiteConfig) -> anyhow::Result<(Results, PathBuf)> {
         policy: Policy::Naive,
         brokers: config.brokers,
         replicas: config.replicas,
+        shards: config.shards,
     };
     // By default each target runs what it can, and the long scenarios only in `--full`.
     let runs_here =
@@ -964,6 +978,7 @@ pub async fn run(config: SuiteConfig) -> anyhow::Result<(Results, PathBuf)> {
         policies: policies.clone(),
         brokers: config.brokers,
         replicas: config.replicas,
+        shards: config.shards,
     };
     let suite_start = Instant::now();
     for (i, &(scenario, variant, round)) in steps.iter().enumerate() {
@@ -977,7 +992,7 @@ pub async fn run(config: SuiteConfig) -> anyhow::Result<(Results, PathBuf)> {
                 // A later round runs in run dirs of its own; the variant's policy is
                 // every service's.
                 let dir = if round > 1 { ctx.dir.join(format!("round-{round}")) } else { ctx.dir.clone() };
-                let ctx = Ctx { dir, policy, ..ctx.with_replicas(ctx.replicas) };
+                let ctx = Ctx { dir, policy, ..ctx.with_replicas(ctx.replicas, ctx.shards) };
                 let label = variant_label(mode, policy);
                 let mut result = scenarios::run(&ctx, scenario, mode)
                     .await

@@ -221,10 +221,11 @@ pub(super) async fn with_steps(
             crate::latency::create_then_use(&clients, &seeded, sequences, CREATE_THEN_USE_EVERY, 17).await
         })
     };
-    // With query replicas: what the clients' balancer did, and while which replica was
-    // down.
-    let replicated = prepared.topology.query_instances().count() > 1;
-    let mut watch = super::replicas::Watch::new(prepared.clients.query_balancer());
+    // With replicas or shards: what the clients' balancers did, and while which instance
+    // was down.
+    let shards = prepared.topology.instances_of(common::names::USERS).count();
+    let replicated = prepared.topology.query_instances().count() > 1 || shards > 1;
+    let mut watch = super::replicas::Watch::new(&prepared.clients, shards);
     // Convergence is timed from the last repair that took effect.
     let load_started = tokio::time::Instant::now();
     let (report, events) = load_during(
@@ -596,7 +597,7 @@ const COMPARE_CONCURRENCY: usize = 8;
 /// view is compared, each read sent to that replica alone (each has a view of its own in
 /// async mode), and the differences are summed.
 pub async fn compare_all(prepared: &Prepared, users: &[String]) -> anyhow::Result<crate::convergence::Diff> {
-    let truth = crate::convergence::Truth::of(&prepared.topology)?;
+    let truth = crate::convergence::Truth::of(&prepared.clients);
     let slice = users.len().div_ceil(COMPARE_CONCURRENCY).max(1);
     let views = match prepared.clients.query_instances() {
         one if one.len() == 1 => vec![prepared.clients.query.clone()],

@@ -108,17 +108,16 @@ pub fn text(r: &Results) -> String {
                 write!(out, ", send lag p99 {} ({} late)", ms(load.send_lag.p99_us), percent(load.late_share())).ok();
             }
         }
-        if let Some(q) = s.replicas.as_ref().filter(|q| q.killed.is_some()) {
-            write!(
-                out,
-                " | {} replicas, {} killed: {} UserOrders failed at the balancer{}, {} moved to another replica",
-                q.replicas,
-                q.killed.as_deref().unwrap_or_default(),
-                q.failed_while_down,
-                q.errors_for_ms.map_or(String::new(), |ms| format!(" (the last {ms} ms after the kill)")),
-                q.moved_while_down
-            )
-            .ok();
+        if let Some(q) = s.replicas.as_ref().filter(|q| !q.kills.is_empty()) {
+            let kills: Vec<String> = (q.kills.iter())
+                .map(|k| {
+                    format!(
+                        "{} killed: {} failed at the balancer, {} moved",
+                        k.instance, k.failed_while_down, k.moved_while_down
+                    )
+                })
+                .collect();
+            write!(out, " | {} replicas, {} shards; {}", q.replicas, q.shards, kills.join("; ")).ok();
         }
         if let Some(st) = &s.staleness {
             write!(

@@ -21,10 +21,13 @@
 //! `nats` then names all three at once), whose every node the services are given.
 //!
 //! The query service runs as one instance (`query`), or on the process target as
-//! replicas (`--replicas N`: components `query-1` … `query-N`, each with its own data
-//! dir and, in async mode, its own durable consumer; `query` then names them all), which
-//! the lab's client balances over ([`crate::client::Balanced`]). The owners (users,
-//! products, orders) each run once: each is the single writer of its store.
+//! replicas (`--replicas query=N`: components `query-1` … `query-N`, each with its own
+//! data dir and, in async mode, its own durable consumer; `query` then names them all),
+//! which the lab's client balances over ([`crate::client::Balanced`]). The owners
+//! (users, products, orders) run once each, or on the process target as shards
+//! (`--replicas owners=N`: `users-1` … `users-N` and so on, each the single writer of its
+//! part of the entities, see `common::ids::Shard`; the owner's name then names them
+//! all), which every caller addresses by the shard an id names.
 
 pub mod cluster;
 pub mod compose;
@@ -44,8 +47,8 @@ use std::{
 
 use common::{
     config::{Mode, Policy},
-    events::{ORDERS_CONSUMER, STREAM},
-    names::{MONOLITH, NATS, QUERY, QUERY_REPLICAS, SERVICES},
+    events::STREAM,
+    names::{MONOLITH, NATS, ORDERS, QUERY, QUERY_REPLICAS, SERVICES},
 };
 
 use self::{compose::ComposeError, containers::Containers, processes::Processes, stack::SwarmError, swarm::Swarm};
@@ -67,13 +70,13 @@ pub enum TopologyError {
     StartTimeout { service: String, secs: u64, log: String },
     #[error("{service} at {address} bound its port but is not SERVING: {reason}")]
     NotServing { service: String, address: SocketAddr, reason: String },
-    #[error("no component named {0:?}; they are users, products, orders, query (with --replicas N: query-1 … query-N, query then names them all), and in async and bus-rpc modes the broker: nats, or on a cluster (--brokers 3) nats-1, nats-2, nats-3 (nats then names all three)")]
+    #[error("no component named {0:?}; they are users, products, orders, query (with --replicas: users-1 …, query-1 …, the service's name then naming them all), and in async and bus-rpc modes the broker: nats, or on a cluster (--brokers 3) nats-1, nats-2, nats-3 (nats then names all three)")]
     UnknownService(String),
     #[error("{service} runs as {} replicas ({}): name one of them", replicas.len(), replicas.join(", "))]
     Replicated { service: String, replicas: Vec<String> },
-    #[error("--replicas {0}: the query service runs as 1 to {max} replicas", max = QUERY_REPLICAS.len())]
+    #[error("--replicas {0}: a service runs as 1 to {max} instances", max = QUERY_REPLICAS.len())]
     Replicas(usize),
-    #[error("--replicas {0} needs the process target for now: the compose target runs one query container (drop --replicas, or use --target process)")]
+    #[error("--replicas {0} needs the process target for now: the container targets run one container per service (drop --replicas, or use --target process)")]
     ReplicasNeedProcesses(usize),
     #[error("--brokers {0}: the broker runs as 1 server or as a cluster of 3")]
     Brokers(usize),
@@ -142,8 +145,12 @@ pub struct Config {
     /// (process target only) whose stream the async services keep with 3 replicas.
     pub brokers: usize,
     /// Instances of the query service: 1 (`query`), or up to five replicas `query-1` …
-    /// (process target only; the monolith has none of its own). The owners run once.
+    /// (process target only; the monolith has none of its own).
     pub replicas: usize,
+    /// Shards of each owner (users, products, orders alike): 1, or up to five
+    /// (`users-1` …; process target only, not the monolith). Orders are partitioned by
+    /// their user, so orders shard K holds the orders of users shard K's users.
+    pub shards: usize,
 }
 
 impl Config {
@@ -160,6 +167,7 @@ impl Config {
             env: Vec::new(),
             brokers: 1,
             replicas: 1,
+            shards: 1,
         }
     }
 }
@@ -388,11 +396,13 @@ impl Topology {
         if config.brokers > 1 && config.target != Deployment::Process {
             return Err(TopologyError::BrokersNeedProcesses(config.brokers));
         }
-        if !(1..=QUERY_REPLICAS.len()).contains(&config.replicas) {
-            return Err(TopologyError::Replicas(config.replicas));
-        }
-        if config.replicas > 1 && config.target != Deployment::Process {
-            return Err(TopologyError::ReplicasNeedProcesses(config.replicas));
+        for count in [config.replicas, config.shards] {
+            if !(1..=QUERY_REPLICAS.len()).contains(&count) {
+                return Err(TopologyError::Replicas(count));
+            }
+            if count > 1 && config.target != Deployment::Process {
+                return Err(TopologyError::ReplicasNeedProcesses(count));
+            }
         }
         fs::create_dir_all(&config.run_dir).map_err(io_err(format!("cannot create {}", config.run_dir.display())))?;
         let mut config = config;
@@ -400,10 +410,11 @@ impl Topology {
             // Nothing to replicate: no broker runs in this mode.
             config.brokers = 1;
         }
-        if config.mode == Mode::Monolith && config.replicas > 1 {
-            // One process serves every service: there is no query process to replicate.
-            tracing::info!(replicas = config.replicas, "monolith mode: no query replicas");
+        if config.mode == Mode::Monolith && (config.replicas > 1 || config.shards > 1) {
+            // One process serves every service: there is no process to replicate.
+            tracing::info!(replicas = config.replicas, shards = config.shards, "monolith mode: no replicas");
             config.replicas = 1;
+            config.shards = 1;
         }
         if config.mode == Mode::Monolith && !config.proxied.is_empty() {
             // Nothing travels between the services to put a proxy on; a fault on one of
@@ -479,21 +490,27 @@ impl Topology {
     }
 
     /// The components `name` stands for: itself, or on a cluster, for `nats`, every
-    /// node (the broker as a whole), and with replicas, for `query`, every replica.
+    /// node (the broker as a whole), and for a service that runs as several instances
+    /// (replicas, shards), every instance.
     fn names_of(&self, name: &str) -> Result<Vec<&'static str>> {
         if name == NATS && self.is_cluster() {
             return Ok(self.brokers().map(|b| b.name).collect());
         }
-        if name == QUERY && self.config.mode != Mode::Monolith && self.config.replicas > 1 {
-            return Ok(self.query_instances().map(|q| q.name).collect());
+        if self.config.mode != Mode::Monolith && SERVICES.contains(&name) && self.instances_of(name).count() > 1 {
+            return Ok(self.instances_of(name).map(|q| q.name).collect());
         }
         Ok(vec![self.name_of(name)?])
     }
 
-    /// The instances of the query service: `query`, or its replicas `query-1` …
+    /// The instances of `service`: itself, or its replicas or shards `<service>-1` …
     /// (none in monolith mode).
+    pub fn instances_of<'a>(&'a self, service: &'a str) -> impl Iterator<Item = &'a Component> + 'a {
+        (self.services.iter()).filter(move |s| s.name == service || common::names::replica_of(s.name) == Some(service))
+    }
+
+    /// The instances of the query service: `query`, or its replicas `query-1` …
     pub fn query_instances(&self) -> impl Iterator<Item = &Component> {
-        self.services.iter().filter(|s| s.name == QUERY || common::names::replica_of(s.name) == Some(QUERY))
+        self.instances_of(QUERY)
     }
 
     /// Every service process (not the broker): in monolith mode the one monolith.
@@ -501,15 +518,15 @@ impl Topology {
         self.services.iter().filter(|s| s.kind == Kind::Service)
     }
 
-    /// The durable consumers the services keep (async mode): orders', and one per
-    /// instance of the query service, named as the instance is (`query`, or `query-1` …).
+    /// The durable consumers the services keep (async mode): one per instance of
+    /// orders and of query, named as the instance is (`orders`, or `orders-1` …; `query`,
+    /// or `query-1` …).
     pub fn consumers(&self) -> Vec<String> {
         if self.config.mode != Mode::Async {
             return Vec::new();
         }
-        let mut names = vec![ORDERS_CONSUMER.to_owned()];
-        names.extend(self.query_instances().map(|q| q.name.to_owned()));
-        names
+        let names = self.instances_of(ORDERS).chain(self.query_instances());
+        names.map(|c| c.name.to_owned()).collect()
     }
 
     /// Carries out `operation` on `name` (on each node, for a cluster's `nats`; the
@@ -727,8 +744,7 @@ impl Topology {
             _ => name,
         };
         self.services.iter().find(|s| s.name == name).ok_or_else(|| {
-            let replicas: Vec<String> =
-                self.query_instances().filter(|_| name == QUERY).map(|q| q.name.to_owned()).collect();
+            let replicas: Vec<String> = self.instances_of(name).map(|q| q.name.to_owned()).collect();
             match replicas.is_empty() {
                 true => TopologyError::UnknownService(name.to_owned()),
                 false => TopologyError::Replicated { service: name.to_owned(), replicas },
@@ -772,14 +788,15 @@ pub fn programs(mode: Mode) -> &'static [&'static str] {
     }
 }
 
-/// The service processes a topology of `mode` with `replicas` query instances runs, in
-/// start order, as (program, component name): the query program once per replica
-/// (`query-1` …), or once as `query`.
-pub fn instances(mode: Mode, replicas: usize) -> Vec<(&'static str, &'static str)> {
+/// The service processes a topology of `mode` with `replicas` query instances and
+/// `shards` of each owner runs, in start order, as (program, component name): a
+/// program once per instance (`users-1` …, `query-1` …), or once under its own name.
+pub fn instances(mode: Mode, replicas: usize, shards: usize) -> Vec<(&'static str, &'static str)> {
     let mut out = Vec::new();
     for &program in programs(mode) {
-        match program {
-            QUERY if replicas > 1 => out.extend(QUERY_REPLICAS.iter().take(replicas).map(|&name| (QUERY, name))),
+        let count = if program == QUERY { replicas } else { shards };
+        match common::names::instance_names(program) {
+            Some(names) if count > 1 => out.extend(names.iter().take(count).map(|&name| (program, name))),
             _ => out.push((program, program)),
         }
     }

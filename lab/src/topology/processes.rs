@@ -100,12 +100,22 @@ pub(super) async fn start(config: &Config) -> Result<(Vec<Component>, Processes)
             processes.members.push(broker);
         }
     }
-    for (i, (program, name)) in super::instances(config.mode, config.replicas).into_iter().enumerate() {
+    let mut extra_instances = 0;
+    for (program, name) in super::instances(config.mode, config.replicas, config.shards) {
+        // The first instance of each service keeps its own offset; the others follow.
+        let first = name == program || name.ends_with("-1");
+        let offset = match first {
+            true => SERVICES.iter().position(|s| *s == program).unwrap_or(0) as u16,
+            false => {
+                extra_instances += 1;
+                (SERVICES.len() + NATS_NODES.len() + extra_instances - 1) as u16
+            }
+        };
         let dir = config.run_dir.join(name);
         let data_dir = dir.join("data");
         fs::create_dir_all(&data_dir).map_err(io_err(format!("cannot create {}", data_dir.display())))?;
         let public_port = match config.base_port {
-            Some(p) => p + base_port_offset(i),
+            Some(p) => p + offset,
             None => reserve_port()?,
         };
         let public = SocketAddr::from(([127, 0, 0, 1], public_port));
@@ -135,10 +145,15 @@ pub(super) async fn start(config: &Config) -> Result<(Vec<Component>, Processes)
         }
         let broker_via: Vec<SocketAddr> = broker_link.iter().map(Proxy::addr).collect();
         args.extend(peer_args(config.mode, program, &components, &broker_via)?);
-        if config.mode == Mode::Async && name != program {
+        if config.mode == Mode::Async && name != program && program == QUERY {
             // A replica's view is fed by a durable consumer of its own, named as it is:
             // replicas sharing one would split its events between them.
             args.extend(["--consumer-name".to_owned(), name.to_owned()]);
+        }
+        if name != program && program != QUERY {
+            // A shard (its durable consumer, in async mode, is then named as it is).
+            let number = name.rsplit_once('-').map_or("1", |(_, n)| n);
+            args.extend(["--shard".to_owned(), number.to_owned()]);
         }
         let mut service = Process::new(name, Kind::Service, config.bin_dir.join(program), listen, dir.join("log"));
         service.args = args;
@@ -167,17 +182,6 @@ pub(super) async fn start(config: &Config) -> Result<(Vec<Component>, Processes)
         processes.members.push(service);
     }
     Ok((components, processes))
-}
-
-/// The `--base-port` offset of the `i`-th service process in start order: users,
-/// products, orders and the first query instance take 0–3 (the broker 4, or a
-/// cluster's nodes 4–6), further query replicas 7 onwards.
-fn base_port_offset(i: usize) -> u16 {
-    let services = SERVICES.len();
-    match i < services {
-        true => i as u16,
-        false => (services + NATS_NODES.len() + i - services) as u16,
-    }
 }
 
 /// Starts the nodes of a JetStream cluster of `config.brokers` (`nats-1`, …): every
@@ -272,8 +276,17 @@ async fn start_cluster(
 /// the monolith has none. On a cluster, async services keep the stream with as many
 /// replicas as there are nodes.
 fn peer_args(mode: Mode, name: &str, started: &[Component], broker_via: &[SocketAddr]) -> Result<Vec<String>> {
-    let find =
-        |dep: &str| started.iter().find(|c| c.name == dep).ok_or_else(|| TopologyError::UnknownService(dep.to_owned()));
+    // Every instance of `dep` (its shards, in order), comma-separated.
+    let find = |dep: &str| {
+        let all: Vec<String> = (started.iter())
+            .filter(|c| c.name == dep || common::names::replica_of(c.name) == Some(dep))
+            .map(|c| c.public_address().to_string())
+            .collect();
+        match all.is_empty() {
+            true => Err(TopologyError::UnknownService(dep.to_owned())),
+            false => Ok(all.join(",")),
+        }
+    };
     let mut args = vec!["--mode".to_owned(), mode.to_string()];
     match mode {
         Mode::Sync => {
@@ -283,7 +296,7 @@ fn peer_args(mode: Mode, name: &str, started: &[Component], broker_via: &[Socket
                 _ => &[],
             };
             for (flag, dep) in deps {
-                args.extend([flag.to_string(), find(dep)?.public_address().to_string()]);
+                args.extend([flag.to_string(), find(dep)?]);
             }
         }
         Mode::Async | Mode::BusRpc => {

@@ -144,7 +144,7 @@ pub async fn settle(lab: &Lab, events: u64) {
 
 /// The truth for convergence checks: built by the lab from the owners' raw answers.
 pub fn truth(lab: &Lab) -> lab::convergence::Truth {
-    lab::convergence::Truth::of(&lab.topology).expect("owners have addresses")
+    lab::convergence::Truth::of(&lab.clients)
 }
 
 /// Waits until the query view equals the truth for `user_ids` (async mode: settles

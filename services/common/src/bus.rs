@@ -31,6 +31,7 @@ use crate::{
     deadline::{parse_grpc_timeout, Deadline, Hop},
     error::ApiError,
     resilience::Resilience,
+    shards::Sharded,
 };
 
 pub use async_nats::Client;
@@ -49,6 +50,41 @@ pub const MAX_IN_FLIGHT: usize = 256;
 /// The subject on which `service` answers `method`.
 pub fn subject(service: &str, method: &str) -> String {
     format!("{SUBJECT_PREFIX}.{service}.{method}")
+}
+
+/// The subject on which shard `index` of `service` answers `method`: the service's own
+/// for the first shard (so an unsharded owner's subjects are unchanged), and for shard
+/// K > 1 its component's name, `cascade.rpc.users-2.GetUser`.
+pub fn shard_subject(service: &str, index: usize, method: &str) -> String {
+    match index {
+        0 => subject(service, method),
+        i => subject(&format!("{service}-{}", i + 1), method),
+    }
+}
+
+/// The shards a bus-rpc caller can address: every shard an id can name (the caller
+/// does not know how many run; a shard nobody runs answers "nothing answers on").
+pub fn shards(service: &'static str, policy: crate::config::Policy) -> Sharded<usize> {
+    Sharded::new(service, (0..crate::ids::Shard::MAX).collect(), policy)
+}
+
+/// [`call`] for the entity `id`, on the subject of the shard holding it, under that
+/// shard's own policy state.
+pub async fn call_shard<Req, Resp>(
+    client: &Client,
+    shards: &Sharded<usize>,
+    id: &str,
+    hop: Hop,
+    deadline: Deadline,
+    message: Req,
+) -> Result<Resp, Status>
+where
+    Req: Message + Clone,
+    Resp: Message + Default,
+{
+    let (index, _, resilience) = shards.of(id)?;
+    let subject = shard_subject(hop.dependency, index, hop.method);
+    resilience.call(hop, deadline, message, |request| send(client, &subject, request)).await
 }
 
 /// Makes the call of `hop` over the bus within what is left of `deadline`, under
@@ -154,6 +190,8 @@ pub const CONNECT_WAIT: Duration = Duration::from_secs(2);
 pub struct Bus {
     client: Client,
     service: &'static str,
+    /// The shard of its owner this instance answers for (0 unless sharded).
+    shard: usize,
     default_deadline: Duration,
     /// The hardened policy's limit on requests answered at once, shared by every
     /// subscription of this service; past it a request is refused at once.
@@ -185,6 +223,7 @@ impl Bus {
         Ok(Self {
             client,
             service,
+            shard: args.shard().index(),
             default_deadline: args.default_deadline(),
             shed: crate::serve::shedding_limit(args),
             tasks: JoinSet::new(),
@@ -210,7 +249,7 @@ impl Bus {
         F: Fn(Req) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Resp, ApiError>> + Send + 'static,
     {
-        let subject = subject(self.service, method);
+        let subject = shard_subject(self.service, self.shard, method);
         let subscriber = (self.client.queue_subscribe(subject.clone(), self.service.to_owned()).await)
             .map_err(|source| BusError::Subscribe { subject: subject.clone(), source })?;
         let server = Responder {

@@ -75,6 +75,15 @@ pub struct ServiceArgs {
         value_parser = clap::value_parser!(u32).range(1..)
     )]
     pub max_in_flight: u32,
+
+    /// Which shard of its owner's entities this instance is the single writer of
+    /// (users, products and orders; 1 to 5): its ids start with the shard's index, and
+    /// it refuses a request for an id of another shard. Orders are partitioned by
+    /// their user, so orders shard K holds the orders of users shard K's users. Left
+    /// out: the one instance of an unsharded owner (shard 1's ids, an unsuffixed
+    /// durable consumer).
+    #[arg(long, env = "CASCADE_SHARD")]
+    pub shard: Option<crate::ids::Shard>,
 }
 
 /// The hardened policy's default [`ServiceArgs::max_in_flight`]: twice the lab's 64
@@ -85,6 +94,20 @@ pub const DEFAULT_MAX_IN_FLIGHT: u32 = 128;
 impl ServiceArgs {
     pub fn default_deadline(&self) -> Duration {
         Duration::from_millis(self.default_deadline_ms)
+    }
+
+    /// This instance's shard (the first of an unsharded owner).
+    pub fn shard(&self) -> crate::ids::Shard {
+        self.shard.unwrap_or_default()
+    }
+
+    /// The durable consumer of a service named `base` (async mode): `base` itself, or
+    /// for a shard `base-K`, so that shards of one owner each get every event.
+    pub fn consumer_name(&self, base: &str) -> String {
+        match self.shard {
+            None => base.to_owned(),
+            Some(shard) => format!("{base}-{}", shard.number()),
+        }
     }
 }
 
@@ -234,6 +257,29 @@ impl std::fmt::Display for PeerAddr {
     }
 }
 
+/// The instances of a dependency, comma-separated (`users-1:50051,users-2:50051`): one,
+/// or the shards of a sharded owner in shard order (the first is shard 1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerList(pub Vec<PeerAddr>);
+
+impl std::str::FromStr for PeerList {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let peers = s.split(',').map(str::trim).map(str::parse).collect::<Result<Vec<PeerAddr>, _>>()?;
+        if peers.len() > crate::ids::Shard::MAX {
+            return Err(format!("{s:?}: at most {} shards", crate::ids::Shard::MAX));
+        }
+        Ok(Self(peers))
+    }
+}
+
+impl From<std::net::SocketAddr> for PeerList {
+    fn from(addr: std::net::SocketAddr) -> Self {
+        Self(vec![addr.into()])
+    }
+}
+
 impl From<std::net::SocketAddr> for PeerAddr {
     fn from(addr: std::net::SocketAddr) -> Self {
         Self(addr.to_string())
@@ -302,6 +348,20 @@ mod tests {
         assert_eq!(serde_json::to_string(&Mode::Monolith).unwrap(), "\"monolith\"");
         assert!(!Mode::Monolith.uses_broker());
         assert!(Mode::Async.uses_broker() && Mode::BusRpc.uses_broker() && !Mode::Sync.uses_broker());
+    }
+
+    #[test]
+    fn peer_lists_are_shards_in_order_and_a_shard_names_its_consumer() {
+        let list: super::PeerList = "users-1:50051,127.0.0.1:7000".parse().unwrap();
+        assert_eq!(list.0.iter().map(ToString::to_string).collect::<Vec<_>>(), ["users-1:50051", "127.0.0.1:7000"]);
+        assert!("users-1:50051,".parse::<super::PeerList>().is_err());
+        assert!("a:1,a:2,a:3,a:4,a:5,a:6".parse::<super::PeerList>().is_err());
+        let parse = |extra: &[&str]| Cli::try_parse_from([&["svc", "--data-dir", "d"], extra].concat());
+        assert_eq!(parse(&[]).unwrap().args.consumer_name("orders"), "orders");
+        let shard = parse(&["--shard", "2"]).unwrap().args;
+        assert_eq!((shard.shard().number(), shard.consumer_name("orders").as_str()), (2, "orders-2"));
+        let error = parse(&["--shard", "0"]).err().expect("refused").to_string();
+        assert!(error.contains("numbered 1 to 5"), "{error}");
     }
 
     #[test]

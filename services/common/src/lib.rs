@@ -35,6 +35,7 @@ pub mod names;
 pub mod outbox;
 pub mod resilience;
 pub mod serve;
+pub mod shards;
 pub mod shutdown;
 pub mod stats;
 pub mod store;

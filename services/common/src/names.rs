@@ -15,14 +15,31 @@ pub const NATS_NODES: [&str; 3] = ["nats-1", "nats-2", "nats-3"];
 /// The replicas of the query service when it runs as several (`--replicas N`, at most
 /// five), each a component of the topology with a data dir, and in async mode a durable
 /// consumer, of its own; `query` then names them all. A single instance keeps the name
-/// `query`. The owners (users, products, orders) run as one instance each: each is the
-/// single writer of its store.
+/// `query`.
 pub const QUERY_REPLICAS: [&str; 5] = ["query-1", "query-2", "query-3", "query-4", "query-5"];
+/// The shards of an owner when it runs as several (`--replicas owners=N`): each the
+/// single writer of its part of the entities (`common::ids::Shard`), with a data dir
+/// of its own; the owner's name then names them all.
+pub const USERS_SHARDS: [&str; 5] = ["users-1", "users-2", "users-3", "users-4", "users-5"];
+pub const PRODUCTS_SHARDS: [&str; 5] = ["products-1", "products-2", "products-3", "products-4", "products-5"];
+pub const ORDERS_SHARDS: [&str; 5] = ["orders-1", "orders-2", "orders-3", "orders-4", "orders-5"];
 
-/// The service a replica belongs to (`query` for `query-2`), `None` for a name that
-/// is no replica's.
+/// The names of the instances of `service` when it runs as several: its replicas
+/// (query) or its shards (an owner), `<service>-1` …
+pub fn instance_names(service: &str) -> Option<&'static [&'static str; 5]> {
+    match service {
+        USERS => Some(&USERS_SHARDS),
+        PRODUCTS => Some(&PRODUCTS_SHARDS),
+        ORDERS => Some(&ORDERS_SHARDS),
+        QUERY => Some(&QUERY_REPLICAS),
+        _ => None,
+    }
+}
+
+/// The service an instance belongs to (`query` for `query-2`, `users` for `users-1`),
+/// `None` for a name that is no instance's.
 pub fn replica_of(name: &str) -> Option<&'static str> {
-    QUERY_REPLICAS.contains(&name).then_some(QUERY)
+    SERVICES.into_iter().find(|service| instance_names(service).is_some_and(|names| names.contains(&name)))
 }
 
 /// The one process of monolith mode, serving all four services (a component of the

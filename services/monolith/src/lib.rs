@@ -120,10 +120,10 @@ impl Monolith {
     pub fn open(dir: &Path, default_deadline: Duration) -> Result<Self, OpenError> {
         let db = common::store::open(dir)?;
         let err = |source| OpenError::Other { dir: dir.display().to_string(), source };
-        let users = Arc::new(UsersApi::new(UserStore::in_db(&db, false).map_err(err)?));
-        let products = Arc::new(ProductsApi::new(ProductStore::in_db(&db, false).map_err(err)?));
+        let users = Arc::new(UsersApi::new(UserStore::in_db(&db, false, Default::default()).map_err(err)?));
+        let products = Arc::new(ProductsApi::new(ProductStore::in_db(&db, false, Default::default()).map_err(err)?));
         let directory = InProcess { users: users.clone(), products: products.clone() };
-        let order_store = orders::store::OrderStore::in_db(&db, false).map_err(err)?;
+        let order_store = orders::store::OrderStore::in_db(&db, false, Default::default()).map_err(err)?;
         let orders = Arc::new(OrdersApi::new(order_store, directory, default_deadline));
         let owners = InProcessOwners { users: users.clone(), orders: orders.clone(), products: products.clone() };
         let query =

@@ -155,6 +155,7 @@ async fn a_mode_with_a_broker_is_refused_with_a_clear_error() {
         stream_replicas: 1,
         policy: common::config::Policy::Naive,
         max_in_flight: common::config::DEFAULT_MAX_IN_FLIGHT,
+        shard: None,
     };
     let error = monolith::run(listener, &args, CancellationToken::new()).await.expect_err("refused");
     assert!(error.to_string().contains("monolith mode only"), "{error}");

@@ -8,7 +8,7 @@ use common::{
     deadline::Deadline,
     error::{check_id, ApiError},
     names::{
-        DEFAULT_ORDERS_PAGE_SIZE, MAX_ORDERS_PAGE_SIZE, MAX_QUANTITY, ORDER_ID_PREFIX, PRODUCT_ID_PREFIX,
+        DEFAULT_ORDERS_PAGE_SIZE, MAX_ORDERS_PAGE_SIZE, MAX_QUANTITY, ORDERS, ORDER_ID_PREFIX, PRODUCT_ID_PREFIX,
         USER_ID_PREFIX,
     },
     proto::{orders_server::Orders, ListOrdersByUserRequest, ListOrdersByUserResponse, Order, PlaceOrderRequest},
@@ -37,6 +37,7 @@ impl<D: Directory> OrdersApi<D> {
     /// product's current price.
     pub async fn place_order(&self, req: PlaceOrderRequest, deadline: Deadline) -> Result<Order, ApiError> {
         check_id("user_id", USER_ID_PREFIX, &req.user_id)?;
+        self.holds(&req.user_id)?;
         check_id("product_id", PRODUCT_ID_PREFIX, &req.product_id)?;
         if !(1..=MAX_QUANTITY).contains(&req.quantity) {
             return Err(ApiError::InvalidArgument(format!(
@@ -63,12 +64,21 @@ impl<D: Directory> OrdersApi<D> {
         Ok(order)
     }
 
+    /// `NotFound`, saying where they are, for the orders of a user of another shard:
+    /// orders are partitioned by their user, orders shard K holding those of users
+    /// shard K's users.
+    fn holds(&self, user_id: &str) -> Result<(), ApiError> {
+        let what = format!("user {user_id} (orders are partitioned by user)");
+        self.store.shard().check_holds(ORDERS, &what, user_id).map_err(ApiError::NotFound)
+    }
+
     /// One page of a user's orders, oldest first, and the token of the next page.
     pub async fn list_orders_by_user(
         &self,
         req: ListOrdersByUserRequest,
     ) -> Result<ListOrdersByUserResponse, ApiError> {
         check_id("user_id", USER_ID_PREFIX, &req.user_id)?;
+        self.holds(&req.user_id)?;
         let limit = page_size(req.page_size)?;
         let after = page_token(&req.page_token)?;
         let page = self.store.by_user(&req.user_id, after, limit)?;
@@ -144,7 +154,7 @@ mod tests {
 
     fn fixture() -> Fixture {
         let dir = tempfile::tempdir().expect("temp dir");
-        let store = OrderStore::open(dir.path(), false).expect("store opens");
+        let store = OrderStore::open(dir.path(), false, Default::default()).expect("store opens");
         let replica = Replica::open(store.db()).expect("replica opens");
         let api = OrdersApi::new(store, replica.clone(), Duration::from_secs(1));
         Fixture { api, replica, _dir: dir }

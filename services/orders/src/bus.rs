@@ -2,12 +2,13 @@
 //! over NATS request/reply instead of gRPC (see `common::bus`), while the client waits.
 
 use common::{
-    bus::{call, Client},
+    bus::{call_shard, shards, Client},
     config::Policy,
     deadline::Deadline,
     error::ApiError,
+    names::{PRODUCTS, USERS},
     proto::{GetProductRequest, GetUserRequest, Product, User},
-    resilience::Resilience,
+    shards::Sharded,
 };
 
 use crate::{
@@ -15,27 +16,28 @@ use crate::{
     Directory,
 };
 
-/// Users and products, asked over the bus.
+/// Users and products, asked over the bus (each id on its shard's subject).
 pub struct BusDirectory {
     client: Client,
-    resilience: Resilience,
+    users: Sharded<usize>,
+    products: Sharded<usize>,
 }
 
 impl BusDirectory {
     pub fn new(client: Client, policy: Policy) -> Self {
-        Self { client, resilience: Resilience::new(policy) }
+        Self { client, users: shards(USERS, policy), products: shards(PRODUCTS, policy) }
     }
 }
 
 impl Directory for BusDirectory {
     async fn check_user(&self, user_id: &str, deadline: Deadline) -> Result<(), ApiError> {
         let message = GetUserRequest { id: user_id.to_owned() };
-        call::<_, User>(&self.client, &self.resilience, GET_USER, deadline, message).await?;
+        call_shard::<_, User>(&self.client, &self.users, user_id, GET_USER, deadline, message).await?;
         Ok(())
     }
 
     async fn product(&self, product_id: &str, deadline: Deadline) -> Result<Product, ApiError> {
         let message = GetProductRequest { id: product_id.to_owned() };
-        Ok(call(&self.client, &self.resilience, GET_PRODUCT, deadline, message).await?)
+        Ok(call_shard(&self.client, &self.products, product_id, GET_PRODUCT, deadline, message).await?)
     }
 }

@@ -17,7 +17,7 @@ use std::{future::Future, sync::Arc};
 use common::{
     broker::Events,
     bus::Bus,
-    config::{Mode, PeerAddr, ServiceArgs},
+    config::{Mode, PeerList, ServiceArgs},
     deadline::Deadline,
     error::ApiError,
     events::{ORDERS_CONSUMER, ORDERS_SUBJECTS},
@@ -36,11 +36,11 @@ pub trait Directory: Send + Sync + 'static {
     fn product(&self, product_id: &str, deadline: Deadline) -> impl Future<Output = Result<Product, ApiError>> + Send;
 }
 
-/// Where the sync-mode dependencies listen.
+/// Where the sync-mode dependencies listen (each shard of each, in shard order).
 #[derive(Debug, Clone, Default)]
 pub struct Peers {
-    pub users: Option<PeerAddr>,
-    pub products: Option<PeerAddr>,
+    pub users: Option<PeerList>,
+    pub products: Option<PeerList>,
 }
 
 /// Opens the store in `args.data_dir` and serves on `listener` until `shutdown`.
@@ -51,7 +51,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     args.refuse_monolith(ORDERS)?;
-    let store = store::OrderStore::open(&args.data_dir, args.mode == Mode::Async)?;
+    let store = store::OrderStore::open(&args.data_dir, args.mode == Mode::Async, args.shard())?;
     match args.mode {
         Mode::Sync => {
             let (Some(users), Some(products)) = (peers.users, peers.products) else {
@@ -67,7 +67,8 @@ pub async fn run(
             };
             let replica = events::Replica::open(store.db())?;
             events.relay(store.outbox().clone());
-            events.consume(ORDERS_CONSUMER, &ORDERS_SUBJECTS, replica.clone());
+            // Each shard keeps every user and product: a consumer of its own.
+            events.consume(args.consumer_name(ORDERS_CONSUMER), &ORDERS_SUBJECTS, replica.clone());
             let api = Arc::new(api::OrdersApi::new(store.clone(), replica, args.default_deadline()));
             Ok(serve_api(listener, args, &store, api, Broker::Events(events), shutdown).await?)
         }

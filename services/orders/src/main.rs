@@ -1,19 +1,19 @@
 //! The orders service binary: parse options, bind, serve until SIGTERM/Ctrl-C.
 
 use clap::Parser;
-use common::config::{PeerAddr, ServiceArgs};
+use common::config::{PeerList, ServiceArgs};
 
 #[derive(Parser)]
 #[command(about = "Cascade orders service (C): PlaceOrder, ListOrdersByUser")]
 struct Args {
     #[command(flatten)]
     service: ServiceArgs,
-    /// The users service (sync mode).
+    /// The users service (sync mode); its shards comma-separated, in shard order.
     #[arg(long, env = "CASCADE_USERS_ADDR")]
-    users_addr: Option<PeerAddr>,
-    /// The products service (sync mode).
+    users_addr: Option<PeerList>,
+    /// The products service (sync mode); its shards comma-separated, in shard order.
     #[arg(long, env = "CASCADE_PRODUCTS_ADDR")]
-    products_addr: Option<PeerAddr>,
+    products_addr: Option<PeerList>,
 }
 
 fn main() {

@@ -7,7 +7,7 @@ use std::{ops::Bound, path::Path};
 
 use common::{
     events,
-    ids::IdGen,
+    ids::{IdGen, Shard},
     names::ORDER_ID_PREFIX,
     outbox::Outbox,
     proto::Order,
@@ -39,18 +39,18 @@ fn index_key(user_id: &str, order_id: &str) -> Vec<u8> {
 
 impl OrderStore {
     /// `events`: stage an `OrderPlaced` with every order (async mode).
-    pub fn open(dir: &Path, events: bool) -> Result<Self, OpenError> {
+    pub fn open(dir: &Path, events: bool, shard: Shard) -> Result<Self, OpenError> {
         let db = store::open(dir)?;
-        Self::in_db(&db, events).map_err(|source| OpenError::Other { dir: dir.display().to_string(), source })
+        Self::in_db(&db, events, shard).map_err(|source| OpenError::Other { dir: dir.display().to_string(), source })
     }
 
     /// The store's trees in an open database, which may hold other stores' trees too
     /// (the monolith's one database: tree names do not collide).
-    pub fn in_db(db: &sled::Db, events: bool) -> sled::Result<Self> {
+    pub fn in_db(db: &sled::Db, events: bool, shard: Shard) -> sled::Result<Self> {
         Ok(Self {
             orders: db.open_tree("orders")?,
             by_user: db.open_tree("by_user")?,
-            ids: IdGen::open(db, "orders")?,
+            ids: IdGen::open_shard(db, "orders", shard)?,
             outbox: Outbox::open(db, events)?,
             db: db.clone(),
         })
@@ -58,6 +58,11 @@ impl OrderStore {
 
     pub fn db(&self) -> &sled::Db {
         &self.db
+    }
+
+    /// The shard whose entities this store holds (and whose ids it hands out).
+    pub fn shard(&self) -> Shard {
+        self.ids.shard()
     }
 
     pub fn outbox(&self) -> &Outbox {
@@ -162,7 +167,7 @@ mod tests {
     #[tokio::test]
     async fn a_users_orders_come_in_pages_oldest_first_and_only_theirs() {
         let dir = tempfile::tempdir().unwrap();
-        let store = OrderStore::open(dir.path(), false).unwrap();
+        let store = OrderStore::open(dir.path(), false, Default::default()).unwrap();
         let mut ada = Vec::new();
         for i in 0..5 {
             ada.push(store.place(new_order(ADA)).await.unwrap().id);

@@ -3,31 +3,28 @@
 //! notes warn about, made measurable.
 
 use common::{
-    config::{PeerAddr, Policy},
+    config::{PeerList, Policy},
     deadline::{Deadline, Hop},
     error::ApiError,
     names::{methods, PRODUCTS, USERS},
     proto::{products_client::ProductsClient, users_client::UsersClient, GetProductRequest, GetUserRequest, Product},
-    resilience::Resilience,
+    shards::Sharded,
 };
 use tonic::transport::Channel;
 
 use crate::Directory;
 
-/// gRPC clients of users and products.
+/// gRPC clients of users and products (of each shard, asked for the ids it holds).
 pub struct GrpcDirectory {
-    users: UsersClient<Channel>,
-    products: ProductsClient<Channel>,
-    resilience: Resilience,
+    users: Sharded<UsersClient<Channel>>,
+    products: Sharded<ProductsClient<Channel>>,
 }
 
 impl GrpcDirectory {
-    pub fn new(users: &PeerAddr, products: &PeerAddr, policy: Policy) -> Self {
-        Self {
-            users: UsersClient::new(common::channel(users)),
-            products: ProductsClient::new(common::channel(products)),
-            resilience: Resilience::new(policy),
-        }
+    pub fn new(users: &PeerList, products: &PeerList, policy: Policy) -> Self {
+        let users = users.0.iter().map(|a| UsersClient::new(common::channel(a))).collect();
+        let products = products.0.iter().map(|a| ProductsClient::new(common::channel(a))).collect();
+        Self { users: Sharded::new(USERS, users, policy), products: Sharded::new(PRODUCTS, products, policy) }
     }
 }
 
@@ -40,9 +37,9 @@ pub(crate) const GET_PRODUCT: Hop = Hop::new(PRODUCTS, methods::GET_PRODUCT).loo
 impl Directory for GrpcDirectory {
     async fn check_user(&self, user_id: &str, deadline: Deadline) -> Result<(), ApiError> {
         let message = GetUserRequest { id: user_id.to_owned() };
-        (self.resilience)
-            .call(GET_USER, deadline, message, |req| {
-                let mut client = self.users.clone();
+        (self.users)
+            .call(user_id, GET_USER, deadline, message, |client, req| {
+                let mut client = client.clone();
                 async move { client.get_user(req).await }
             })
             .await?;
@@ -51,8 +48,8 @@ impl Directory for GrpcDirectory {
 
     async fn product(&self, product_id: &str, deadline: Deadline) -> Result<Product, ApiError> {
         let message = GetProductRequest { id: product_id.to_owned() };
-        let product = (self.resilience).call(GET_PRODUCT, deadline, message, |req| {
-            let mut client = self.products.clone();
+        let product = (self.products).call(product_id, GET_PRODUCT, deadline, message, |client, req| {
+            let mut client = client.clone();
             async move { client.get_product(req).await }
         });
         Ok(product.await?)

@@ -3,7 +3,7 @@
 
 use common::{
     error::{check_id, ApiError},
-    names::{MAX_NAME_LEN, MAX_PRODUCTS_PER_GET, PRODUCT_ID_PREFIX},
+    names::{MAX_NAME_LEN, MAX_PRODUCTS_PER_GET, PRODUCTS, PRODUCT_ID_PREFIX},
     proto::{
         products_server::Products, CreateProductRequest, GetProductRequest, GetProductsRequest, GetProductsResponse,
         Product, UpdatePriceRequest,
@@ -37,6 +37,7 @@ impl ProductsApi {
     /// Sets a new price (the version goes up by one); `NotFound` if there is no such product.
     pub async fn update_price(&self, req: UpdatePriceRequest) -> Result<Product, ApiError> {
         check_id("id", PRODUCT_ID_PREFIX, &req.id)?;
+        self.holds(&req.id)?;
         check_price(req.price_cents)?;
         self.store.update_price(&req.id, req.price_cents).await?.ok_or_else(|| not_found(&req.id))
     }
@@ -44,12 +45,19 @@ impl ProductsApi {
     /// The product with this id; `NotFound` if there is none.
     pub async fn get_product(&self, req: GetProductRequest) -> Result<Product, ApiError> {
         check_id("id", PRODUCT_ID_PREFIX, &req.id)?;
+        self.holds(&req.id)?;
         let product = self.store.get(&req.id)?;
         self.store.outbox().before_reply().await?;
         product.ok_or_else(|| not_found(&req.id))
     }
 
-    /// The products among `ids` that exist, in the order asked; unknown ids are left out.
+    /// `NotFound`, saying where it is, for a product of another shard.
+    fn holds(&self, id: &str) -> Result<(), ApiError> {
+        self.store.shard().check_holds(PRODUCTS, &format!("product {id}"), id).map_err(ApiError::NotFound)
+    }
+
+    /// The products among `ids` that exist, in the order asked; unknown ids are left out
+    /// (and so are another shard's: a caller of several shards asks each for its own).
     pub async fn get_products(&self, req: GetProductsRequest) -> Result<GetProductsResponse, ApiError> {
         let ids = req.ids;
         if ids.len() > MAX_PRODUCTS_PER_GET {
@@ -127,7 +135,7 @@ mod tests {
 
     fn api() -> (ProductsApi, tempfile::TempDir) {
         let dir = tempfile::tempdir().expect("temp dir");
-        (ProductsApi::new(ProductStore::open(dir.path(), false).expect("store opens")), dir)
+        (ProductsApi::new(ProductStore::open(dir.path(), false, Default::default()).expect("store opens")), dir)
     }
 
     fn new_product(title: &str, price_cents: i64) -> CreateProductRequest {

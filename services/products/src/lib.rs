@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 /// GetProducts on the bus.
 pub async fn run(listener: TcpListener, args: &ServiceArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
     args.refuse_monolith(PRODUCTS)?;
-    let store = store::ProductStore::open(&args.data_dir, args.mode == Mode::Async)?;
+    let store = store::ProductStore::open(&args.data_dir, args.mode == Mode::Async, args.shard())?;
     let api = Arc::new(api::ProductsApi::new(store.clone()));
     let broker = match args.mode {
         Mode::Sync => Broker::None,

@@ -3,23 +3,26 @@
 //! service's policy, as in sync mode.
 
 use common::{
-    bus::{call, Client},
+    bus::{call_shard, shards, Client},
     config::Policy,
     deadline::Deadline,
+    names::{ORDERS, PRODUCTS, USERS},
     proto::{
         GetProductsRequest, GetProductsResponse, GetUserRequest, ListOrdersByUserRequest, ListOrdersByUserResponse,
         User,
     },
-    resilience::Resilience,
+    shards::Sharded,
 };
 use tonic::Status;
 
 use crate::chain::{Chain, Owners, GET_PRODUCTS, GET_USER, LIST_ORDERS};
 
-/// Users, orders and products, asked over the bus.
+/// Users, orders and products, asked over the bus (each on its shard's subject).
 pub struct BusOwners {
     client: Client,
-    resilience: Resilience,
+    users: Sharded<usize>,
+    orders: Sharded<usize>,
+    products: Sharded<usize>,
 }
 
 /// The bus-rpc-mode [`crate::Source`].
@@ -27,13 +30,20 @@ pub type BusSource = Chain<BusOwners>;
 
 impl BusSource {
     pub fn new(client: Client, policy: Policy) -> Self {
-        Chain::with_policy(BusOwners { client, resilience: Resilience::new(policy) }, policy)
+        let owners = BusOwners {
+            client,
+            users: shards(USERS, policy),
+            orders: shards(ORDERS, policy),
+            products: shards(PRODUCTS, policy),
+        };
+        Chain::with_policy(owners, policy)
     }
 }
 
 impl Owners for BusOwners {
     async fn get_user(&self, message: GetUserRequest, deadline: Deadline) -> Result<User, Status> {
-        call(&self.client, &self.resilience, GET_USER, deadline, message).await
+        let id = message.id.clone();
+        call_shard(&self.client, &self.users, &id, GET_USER, deadline, message).await
     }
 
     async fn list_orders_by_user(
@@ -41,7 +51,8 @@ impl Owners for BusOwners {
         message: ListOrdersByUserRequest,
         deadline: Deadline,
     ) -> Result<ListOrdersByUserResponse, Status> {
-        call(&self.client, &self.resilience, LIST_ORDERS, deadline, message).await
+        let id = message.user_id.clone();
+        call_shard(&self.client, &self.orders, &id, LIST_ORDERS, deadline, message).await
     }
 
     async fn get_products(
@@ -49,6 +60,7 @@ impl Owners for BusOwners {
         message: GetProductsRequest,
         deadline: Deadline,
     ) -> Result<GetProductsResponse, Status> {
-        call(&self.client, &self.resilience, GET_PRODUCTS, deadline, message).await
+        let first = message.ids.first().cloned().unwrap_or_default();
+        call_shard(&self.client, &self.products, &first, GET_PRODUCTS, deadline, message).await
     }
 }

@@ -30,7 +30,8 @@ pub const LIST_ORDERS: Hop = Hop::new(ORDERS, methods::LIST_ORDERS_BY_USER).idem
 pub const GET_PRODUCTS: Hop = Hop::new(PRODUCTS, methods::GET_PRODUCTS).idempotent();
 
 /// The three owners' calls, each made within `deadline` as its hop (errors already
-/// blamed, as `deadline::call` does).
+/// blamed, as `deadline::call` does), each on the shard that holds its id: users by the
+/// user, orders by their user, products by the (first) product.
 pub trait Owners: Send + Sync + 'static {
     fn get_user(
         &self,
@@ -42,6 +43,7 @@ pub trait Owners: Send + Sync + 'static {
         message: ListOrdersByUserRequest,
         deadline: Deadline,
     ) -> impl Future<Output = Result<ListOrdersByUserResponse, Status>> + Send;
+    /// `message`'s ids are all of one shard of products (see [`Chain`]'s batches).
     fn get_products(
         &self,
         message: GetProductsRequest,
@@ -89,12 +91,14 @@ impl<O: Owners> Chain<O> {
     /// The products with these ids (distinct, at most one lookup each), as the products
     /// service has them now.
     ///
-    /// In batches of at most `MAX_PRODUCTS_PER_GET`, sent concurrently: the chain then
-    /// waits for the slowest batch rather than for their sum, and every batch shares the
-    /// one deadline. The first batch to fail fails the answer and drops the others.
+    /// Each shard of products is asked for its own ids, in batches of at most
+    /// `MAX_PRODUCTS_PER_GET`, all sent concurrently: the chain then waits for the
+    /// slowest batch rather than for their sum, and every batch shares the one deadline.
+    /// The first batch to fail fails the answer and drops the others.
     async fn products(&self, ids: &[String], deadline: Deadline) -> Result<HashMap<String, Product>, Status> {
-        let batches = ids
-            .chunks(MAX_PRODUCTS_PER_GET)
+        let by_shard = common::shards::by_shard(ids);
+        let batches = (by_shard.values())
+            .flat_map(|ids| ids.chunks(MAX_PRODUCTS_PER_GET))
             .map(|batch| self.owners.get_products(GetProductsRequest { ids: batch.to_vec() }, deadline));
         let answers = futures::future::try_join_all(batches).await?;
         Ok(answers.into_iter().flat_map(|a| a.products).map(|p| (p.id.clone(), p)).collect())

@@ -17,7 +17,7 @@ use std::{collections::HashMap, future::Future};
 use common::{
     broker::Events,
     bus::Bus,
-    config::{Mode, PeerAddr, ServiceArgs},
+    config::{Mode, PeerList, ServiceArgs},
     deadline::Deadline,
     error::ApiError,
     events::{QUERY_CONSUMER, QUERY_SUBJECTS},
@@ -90,9 +90,9 @@ pub fn assemble_without_products(user: User, orders: Vec<Order>, reason: String)
 /// Where the sync-mode dependencies listen.
 #[derive(Debug, Clone, Default)]
 pub struct Peers {
-    pub users: Option<PeerAddr>,
-    pub orders: Option<PeerAddr>,
-    pub products: Option<PeerAddr>,
+    pub users: Option<PeerList>,
+    pub orders: Option<PeerList>,
+    pub products: Option<PeerList>,
 }
 
 /// Serves on `listener` until `shutdown`, keeping its view (async mode) through the
@@ -118,6 +118,12 @@ pub async fn run_as(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     args.refuse_monolith(QUERY)?;
+    if args.shard.is_some() {
+        anyhow::bail!(
+            "the query service is not sharded: each instance answers for every user (run replicas instead, each with \
+             its own --consumer-name in async mode)"
+        );
+    }
     match args.mode {
         Mode::Sync => {
             // Stateless: any number of replicas answer alike.

@@ -2,7 +2,7 @@
 
 use clap::Parser;
 use common::{
-    config::{PeerAddr, ServiceArgs},
+    config::{PeerList, ServiceArgs},
     events::QUERY_CONSUMER,
 };
 
@@ -11,15 +11,15 @@ use common::{
 struct Args {
     #[command(flatten)]
     service: ServiceArgs,
-    /// The users service (sync mode).
+    /// The users service (sync mode); its shards comma-separated, in shard order.
     #[arg(long, env = "CASCADE_USERS_ADDR")]
-    users_addr: Option<PeerAddr>,
-    /// The orders service (sync mode).
+    users_addr: Option<PeerList>,
+    /// The orders service (sync mode); its shards comma-separated, in shard order.
     #[arg(long, env = "CASCADE_ORDERS_ADDR")]
-    orders_addr: Option<PeerAddr>,
-    /// The products service (sync mode).
+    orders_addr: Option<PeerList>,
+    /// The products service (sync mode); its shards comma-separated, in shard order.
     #[arg(long, env = "CASCADE_PRODUCTS_ADDR")]
-    products_addr: Option<PeerAddr>,
+    products_addr: Option<PeerList>,
     /// The durable consumer that feeds this instance's view (async mode). Each replica
     /// of the query service needs its own (`query-1`, `query-2`, …): replicas sharing
     /// one would split its events between their views.

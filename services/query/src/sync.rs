@@ -2,36 +2,37 @@
 //! the client waits, each call under the service's policy (`common::resilience`).
 
 use common::{
-    config::{PeerAddr, Policy},
+    config::{PeerList, Policy},
     deadline::Deadline,
+    names::{ORDERS, PRODUCTS, USERS},
     proto::{
         orders_client::OrdersClient, products_client::ProductsClient, users_client::UsersClient, GetProductsRequest,
         GetProductsResponse, GetUserRequest, ListOrdersByUserRequest, ListOrdersByUserResponse, Order, User,
     },
     resilience::Resilience,
+    shards::Sharded,
 };
 use tonic::{transport::Channel, Status};
 
 use crate::chain::{all_orders, Chain, Owners, GET_PRODUCTS, GET_USER, LIST_ORDERS};
 
-/// gRPC clients of users, orders and products.
+/// gRPC clients of users, orders and products (of each shard).
 pub struct GrpcOwners {
-    users: UsersClient<Channel>,
-    orders: OrdersClient<Channel>,
-    products: ProductsClient<Channel>,
-    resilience: Resilience,
+    users: Sharded<UsersClient<Channel>>,
+    orders: Sharded<OrdersClient<Channel>>,
+    products: Sharded<ProductsClient<Channel>>,
 }
 
 /// The sync-mode [`crate::Source`].
 pub type GrpcSource = Chain<GrpcOwners>;
 
 impl GrpcSource {
-    pub fn new(users: &PeerAddr, orders: &PeerAddr, products: &PeerAddr, policy: Policy) -> Self {
+    pub fn new(users: &PeerList, orders: &PeerList, products: &PeerList, policy: Policy) -> Self {
+        let clients = |peers: &PeerList| peers.0.iter().map(common::channel).collect::<Vec<_>>();
         let owners = GrpcOwners {
-            users: UsersClient::new(common::channel(users)),
-            orders: OrdersClient::new(common::channel(orders)),
-            products: ProductsClient::new(common::channel(products)),
-            resilience: Resilience::new(policy),
+            users: Sharded::new(USERS, clients(users).into_iter().map(UsersClient::new).collect(), policy),
+            orders: Sharded::new(ORDERS, clients(orders).into_iter().map(OrdersClient::new).collect(), policy),
+            products: Sharded::new(PRODUCTS, clients(products).into_iter().map(ProductsClient::new).collect(), policy),
         };
         Chain::with_policy(owners, policy)
     }
@@ -73,9 +74,10 @@ where
 
 impl Owners for GrpcOwners {
     async fn get_user(&self, message: GetUserRequest, deadline: Deadline) -> Result<User, Status> {
-        (self.resilience)
-            .call(GET_USER, deadline, message, |req| {
-                let mut client = self.users.clone();
+        let id = message.id.clone();
+        (self.users)
+            .call(&id, GET_USER, deadline, message, |client, req| {
+                let mut client = client.clone();
                 async move { client.get_user(req).await }
             })
             .await
@@ -86,7 +88,8 @@ impl Owners for GrpcOwners {
         message: ListOrdersByUserRequest,
         deadline: Deadline,
     ) -> Result<ListOrdersByUserResponse, Status> {
-        list_page(&self.orders, &self.resilience, message, deadline).await
+        let (_, client, resilience) = self.orders.of(&message.user_id)?;
+        list_page(client, resilience, message, deadline).await
     }
 
     async fn get_products(
@@ -94,9 +97,10 @@ impl Owners for GrpcOwners {
         message: GetProductsRequest,
         deadline: Deadline,
     ) -> Result<GetProductsResponse, Status> {
-        (self.resilience)
-            .call(GET_PRODUCTS, deadline, message, |req| {
-                let mut client = self.products.clone();
+        let first = message.ids.first().cloned().unwrap_or_default();
+        (self.products)
+            .call(&first, GET_PRODUCTS, deadline, message, |client, req| {
+                let mut client = client.clone();
                 async move { client.get_products(req).await }
             })
             .await

@@ -129,6 +129,7 @@ fn args(dir: &Path, name: &str, listen: SocketAddr, nats_url: &str) -> ServiceAr
         stream_replicas: 1,
         policy: common::config::Policy::Naive,
         max_in_flight: common::config::DEFAULT_MAX_IN_FLIGHT,
+        shard: None,
     }
 }
 

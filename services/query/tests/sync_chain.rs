@@ -44,6 +44,7 @@ fn args(dir: &tempfile::TempDir, name: &str, listen: SocketAddr) -> ServiceArgs 
         stream_replicas: 1,
         policy: common::config::Policy::Naive,
         max_in_flight: common::config::DEFAULT_MAX_IN_FLIGHT,
+        shard: None,
     }
 }
 

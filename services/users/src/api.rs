@@ -3,7 +3,7 @@
 
 use common::{
     error::{check_id, ApiError},
-    names::{MAX_NAME_LEN, USER_ID_PREFIX},
+    names::{MAX_NAME_LEN, USERS, USER_ID_PREFIX},
     proto::{users_server::Users, CreateUserRequest, GetUserRequest, User},
 };
 use tonic::{Request, Response, Status};
@@ -30,6 +30,8 @@ impl UsersApi {
     /// The user with this id; `NotFound` if there is none.
     pub async fn get_user(&self, req: GetUserRequest) -> Result<User, ApiError> {
         check_id("id", USER_ID_PREFIX, &req.id)?;
+        let here = self.store.shard().check_holds(USERS, &format!("user {}", req.id), &req.id);
+        here.map_err(ApiError::NotFound)?;
         let user = self.store.get(&req.id)?;
         self.store.outbox().before_reply().await?;
         user.ok_or_else(|| ApiError::NotFound(format!("user {} not found", req.id)))
@@ -88,7 +90,7 @@ mod tests {
 
     fn api() -> (UsersApi, tempfile::TempDir) {
         let dir = tempfile::tempdir().expect("temp dir");
-        (UsersApi::new(UserStore::open(dir.path(), false).expect("store opens")), dir)
+        (UsersApi::new(UserStore::open(dir.path(), false, Default::default()).expect("store opens")), dir)
     }
 
     fn new_user(name: &str, email: &str) -> CreateUserRequest {
@@ -168,6 +170,7 @@ mod tests {
             stream_replicas: 1,
             policy: common::config::Policy::Naive,
             max_in_flight: common::config::DEFAULT_MAX_IN_FLIGHT,
+            shard: None,
         };
         let shutdown = CancellationToken::new();
         let server = tokio::spawn({

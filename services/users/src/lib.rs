@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 /// async mode also relays the outbox; in bus-rpc mode also answers GetUser on the bus.
 pub async fn run(listener: TcpListener, args: &ServiceArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
     args.refuse_monolith(USERS)?;
-    let store = store::UserStore::open(&args.data_dir, args.mode == Mode::Async)?;
+    let store = store::UserStore::open(&args.data_dir, args.mode == Mode::Async, args.shard())?;
     let api = Arc::new(api::UsersApi::new(store.clone()));
     let broker = match args.mode {
         Mode::Sync => Broker::None,

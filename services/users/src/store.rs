@@ -5,7 +5,7 @@ use std::path::Path;
 
 use common::{
     events,
-    ids::IdGen,
+    ids::{IdGen, Shard},
     names::USER_ID_PREFIX,
     outbox::Outbox,
     proto::User,
@@ -24,20 +24,25 @@ pub struct UserStore {
 
 impl UserStore {
     /// `events`: stage a `UserCreated` with every new user (async mode).
-    pub fn open(dir: &Path, events: bool) -> Result<Self, OpenError> {
+    pub fn open(dir: &Path, events: bool, shard: Shard) -> Result<Self, OpenError> {
         let db = store::open(dir)?;
-        Self::in_db(&db, events).map_err(|source| OpenError::Other { dir: dir.display().to_string(), source })
+        Self::in_db(&db, events, shard).map_err(|source| OpenError::Other { dir: dir.display().to_string(), source })
     }
 
     /// The store's trees in an open database, which may hold other stores' trees too
     /// (the monolith's one database: tree names do not collide).
-    pub fn in_db(db: &sled::Db, events: bool) -> sled::Result<Self> {
+    pub fn in_db(db: &sled::Db, events: bool, shard: Shard) -> sled::Result<Self> {
         Ok(Self {
             users: db.open_tree("users")?,
-            ids: IdGen::open(db, "users")?,
+            ids: IdGen::open_shard(db, "users", shard)?,
             outbox: Outbox::open(db, events)?,
             db: db.clone(),
         })
+    }
+
+    /// The shard whose entities this store holds (and whose ids it hands out).
+    pub fn shard(&self) -> Shard {
+        self.ids.shard()
     }
 
     pub fn outbox(&self) -> &Outbox {
