@@ -402,7 +402,9 @@ impl Balanced {
         let (parts, body) = request.into_parts();
         let message = http_body_util::BodyExt::collect(body).await?.to_bytes();
         let creates = parts.uri.path().rsplit('/').next().is_some_and(|m| m.starts_with("Create"));
-        if let Some(id) = (inner.by_shard && !creates).then(|| first_string(&message)).flatten() {
+        if inner.by_shard && !creates {
+            // No id (or a malformed one): shard 1, whose validation says what is wrong.
+            let id = first_string(&message).unwrap_or_default();
             let index = common::ids::Shard::of_id(&id).unwrap_or(0);
             let Some(shard) = inner.replicas.get(index) else {
                 return Err(tonic::Status::not_found(format!("{id} names shard {}, which does not run", index + 1)));

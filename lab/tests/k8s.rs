@@ -561,8 +561,17 @@ fn check_service_container(
             problems.push(format!("{at}: its {probe} is not a gRPC probe (the services answer grpc.health.v1)"));
         }
     }
-    if workload["spec"]["replicas"].as_u64() != Some(1) {
-        problems.push(format!("{at}: replicas must be 1 (one process owns the store; see the manifest's comment)"));
+    // A query replica keeps its view from a durable consumer of its own, named after
+    // its pod; an owner is the single writer of its store.
+    let own_consumer = container["env"].as_array().is_some_and(|vars| {
+        vars.iter()
+            .any(|v| v["name"] == "CASCADE_CONSUMER_NAME" && v["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name")
+    });
+    if workload["spec"]["replicas"].as_u64() != Some(1) && !(program == "query" && own_consumer) {
+        problems.push(format!(
+            "{at}: replicas must be 1 (one process owns the store; a query replica needs CASCADE_CONSUMER_NAME from \
+             its pod's metadata.name; see the manifest's comment)"
+        ));
     }
     let drain = common::serve::DRAIN.as_secs();
     match workload["spec"]["template"]["spec"]["terminationGracePeriodSeconds"].as_u64() {
@@ -885,6 +894,16 @@ fn a_manifest_that_disagrees_with_the_code_fails_the_cross_check() {
             "two replicas of a single-writer owner",
             Box::new(|o| find_mut(o, "StatefulSet", "users")["spec"]["replicas"] = json!(2)),
             "replicas must be 1",
+        ),
+        (
+            "query replicas sharing one durable consumer",
+            Box::new(|o| {
+                find_mut(o, "StatefulSet", "query")["spec"]["template"]["spec"]["containers"][0]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("env");
+            }),
+            "a query replica needs CASCADE_CONSUMER_NAME",
         ),
         (
             "a grace period shorter than the drain",

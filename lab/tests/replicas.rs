@@ -299,6 +299,11 @@ async fn sharded_owners_serve_by_id_and_a_dead_shard_takes_only_its_own() {
             assert_eq!(orders_of(&lab, QUERY, user).await, Ok(placed[i].clone()), "{mode}: {user}");
         }
 
+        // An id naming a shard that does not run is nobody's: NOT_FOUND, not a dependency
+        // down (bus-rpc's callers are told the count: the bus has no address list).
+        let ghost = "usr-4000000000000001";
+        assert_eq!(orders_of(&lab, QUERY, ghost).await, Err(tonic::Code::NotFound), "{mode}");
+
         // Asked straight for another shard's user, a shard says where it is.
         let mut first = UsersClient::new(common::channel(lab.topology.address("users-1").unwrap()));
         let wrong = first.get_user(req(GetUserRequest { id: users[1].clone() }, Duration::from_secs(2))).await;
@@ -436,7 +441,7 @@ fn the_report_sets_kill_replica_beside_kill_query() {
     );
     assert!(section.contains("| query-2 120 | query-2 120 |"), "moved: {section}");
     assert!(section.contains("sync: 100.0% while query-2 killed (one of two replicas) against"), "{section}");
-    assert!(section.contains("while query killed (the only instance)"), "{section}");
+    assert!(section.contains("while query killed (every instance of it)"), "{section}");
     assert!(md.contains("but in kill-replica, which ran two replicas"), "the Method names it");
     assert!(md.contains("but in kill-replica, which ran each as two shards"), "the Method names the shards");
 }

@@ -667,7 +667,7 @@ fn figures(modes: &[(&str, &ScenarioResult)]) -> Vec<Vec<String>> {
         let q = s.replicas.as_ref().filter(|q| !q.kills.is_empty())?;
         Some(q.kills.iter().map(|k| format!("{} {}", k.instance, figure(k))).collect::<Vec<_>>().join("; "))
     };
-    row("requests to the killed instance's service that failed UNAVAILABLE at the clients' balancer while it was down (a replica: sent to it before the balancer dropped it; a shard: every request for an entity it holds), and from its kill to the last of them (ms)", &|s| {
+    row("requests the lab's client sent straight to the killed instance's service that failed UNAVAILABLE at its connection while it was down (a replica: sent to it before the balancer dropped it; a shard: those naming an entity it holds, not the ones a service in between failed for it), and from its kill to the last of them (ms)", &|s| {
         per_kill(s, &|k| {
             let last = k.errors_for_ms.map_or("none failed".to_owned(), |ms| format!("last at {ms} ms"));
             format!("{} ({last})", k.failed_while_down)
@@ -796,10 +796,10 @@ fn figures(modes: &[(&str, &ScenarioResult)]) -> Vec<Vec<String>> {
     rows
 }
 
-/// kill-replica beside the scenarios that kill the only instance of a service, per
-/// variant that ran both (round 1): the share of requests served while one of two
-/// instances was down against while the only one was (kill-dependency for users and
-/// products, kill-query for query; nothing kills orders alone).
+/// kill-replica beside the scenarios that kill a whole service, per variant that ran
+/// both (round 1): the share of requests served while one of two instances was down
+/// against while every instance was (kill-dependency for users and products,
+/// kill-query for query; nothing kills orders alone).
 fn replica_against_single(r: &Results, modes: &[(&str, &ScenarioResult)]) -> Option<String> {
     let windows = |s: &ScenarioResult| -> Vec<(String, f64)> {
         let windows = verdicts::fault_windows(s).into_iter();
@@ -821,7 +821,7 @@ fn replica_against_single(r: &Results, modes: &[(&str, &ScenarioResult)]) -> Opt
                     let kind = if service == common::names::QUERY { "replicas" } else { "shards" };
                     let single = singles.iter().find(|(w, _)| w.split_once(' ').is_some_and(|(t, _)| t == service));
                     let against = single.map_or(String::new(), |(w, one)| {
-                        format!(" against {} while {w} (the only instance)", percent_one_decimal(*one))
+                        format!(" against {} while {w} (every instance of it)", percent_one_decimal(*one))
                     });
                     format!("{} while {what} (one of two {kind}){against}", percent_one_decimal(two))
                 })

@@ -65,9 +65,10 @@ fn one() -> usize {
 pub struct ReplicaKill {
     /// The instance killed (`users-2`).
     pub instance: String,
-    /// Requests to its service that failed `UNAVAILABLE` at the balancer while it was
-    /// down: for a replica, those sent to it before the balancer dropped it; for a
-    /// shard, every request for an entity it holds (no other shard has them).
+    /// Requests the lab's client sent straight to its service that failed `UNAVAILABLE`
+    /// at the connection while it was down: for a replica, those sent to it before the
+    /// balancer dropped it; for a shard, those naming an entity it holds (no other shard
+    /// has them). Not the requests a service in between (orders, query) failed for it.
     pub failed_while_down: u64,
     /// From the kill (issued) to the last of those failures, ms; `None` if none failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -100,7 +100,7 @@ pub struct Soak {
     /// Distinct orders in the view of every known user.
     pub orders_in_view: usize,
     /// What was checked: acknowledged users, products and orders (seed included) and
-    /// the checker's own probe orders (one per product).
+    /// the checker's own probe orders (one per product and orders shard).
     pub users_checked: usize,
     pub products_checked: usize,
     pub orders_checked: usize,
@@ -292,7 +292,8 @@ struct PriceHistory {
 
 /// The checker. Times convergence of the view of every known user from `since`
 /// (giving up `within` after it), waits for the replicas to settle, probes orders'
-/// replica with one order per product (for a checker user it creates), then compares
+/// replica with one order per product (for a checker user it creates on each users
+/// shard, so that every orders shard's replica is probed), then compares
 /// the owners, the view and the replica with `history`. The soak's fault figures are
 /// left for the caller.
 pub async fn audit(
@@ -312,25 +313,39 @@ pub async fn audit(
     drain(prepared, within).await?;
 
     // Orders' replica cannot be read through the API: place one order per product and
-    // read the unit price it was given.
+    // read the unit price it was given; with orders as shards, each keeping a replica of
+    // its own, one per product on every shard (a checker user of each shard's).
     let mut c = prepared.clients.clone();
     let deadline = Duration::from_secs(5);
     let patience = Instant::now() + within;
-    let checker = loop {
+    let shards = prepared.topology.instances_of(common::names::ORDERS).count();
+    // Every checker user created (each is checked like any user), and the one per shard
+    // that places the probes.
+    let mut created: Vec<User> = Vec::new();
+    let mut checkers: Vec<String> = Vec::new();
+    let mut covered = std::collections::BTreeSet::new();
+    while covered.len() < shards {
         let message = CreateUserRequest { name: "Soak checker".into(), email: "checker@example.test".into() };
         match bench::call(deadline, message, |r| c.users.create_user(r)).await {
-            Ok(user) => break user,
-            Err(status) if Instant::now() > patience => anyhow::bail!("cannot create the checker user: {status}"),
+            // Creates go round robin over the users shards: one checker per shard.
+            Ok(user) => {
+                if covered.insert(common::ids::Shard::of_id(&user.id).unwrap_or(0)) {
+                    checkers.push(user.id.clone());
+                }
+                created.push(user);
+            }
+            Err(status) if Instant::now() > patience => anyhow::bail!("cannot create the checker users: {status}"),
             Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
         }
-    };
+        anyhow::ensure!(Instant::now() < patience, "no checker user created on every one of {shards} shards");
+    }
     drain(prepared, within).await?;
     let products = history.known_products();
     let mut probes: Vec<(String, Order)> = Vec::new();
     // A probe whose answer was lost may have placed an order all the same.
     let mut probes_in_doubt: Vec<PlaceOrderRequest> = Vec::new();
-    for product_id in &products {
-        let message = PlaceOrderRequest { user_id: checker.id.clone(), product_id: product_id.clone(), quantity: 1 };
+    for (product_id, checker) in products.iter().flat_map(|p| checkers.iter().map(move |c| (p, c))) {
+        let message = PlaceOrderRequest { user_id: checker.clone(), product_id: product_id.clone(), quantity: 1 };
         let order = loop {
             match bench::call(deadline, message.clone(), |r| c.orders.place_order(r)).await {
                 Ok(order) => break Some(order),
@@ -404,11 +419,13 @@ pub async fn audit(
     for conflict in conflicts {
         soak.find("wrong acknowledgement (identity reused)", conflict);
     }
-    users.insert(checker.id.clone(), checker.clone());
+    for checker in created {
+        users_known.push(checker.id.clone());
+        users.insert(checker.id.clone(), checker);
+    }
     for (_, o) in &probes {
         orders.insert(o.id.clone(), o.clone());
     }
-    users_known.push(checker.id.clone());
 
     // Users: at their owner and in the view.
     let view = read_view(prepared, &users_known).await?;

@@ -72,7 +72,7 @@ pub enum TopologyError {
     NotServing { service: String, address: SocketAddr, reason: String },
     #[error("no component named {0:?}; they are users, products, orders, query (with --replicas: users-1 …, query-1 …, the service's name then naming them all), and in async and bus-rpc modes the broker: nats, or on a cluster (--brokers 3) nats-1, nats-2, nats-3 (nats then names all three)")]
     UnknownService(String),
-    #[error("{service} runs as {} replicas ({}): name one of them", replicas.len(), replicas.join(", "))]
+    #[error("{service} runs as {} instances ({}): name one of them", replicas.len(), replicas.join(", "))]
     Replicated { service: String, replicas: Vec<String> },
     #[error("--replicas {0}: a service runs as 1 to {max} instances", max = QUERY_REPLICAS.len())]
     Replicas(usize),

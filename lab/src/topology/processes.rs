@@ -150,6 +150,10 @@ pub(super) async fn start(config: &Config) -> Result<(Vec<Component>, Processes)
             // replicas sharing one would split its events between them.
             args.extend(["--consumer-name".to_owned(), name.to_owned()]);
         }
+        if config.mode == Mode::BusRpc && config.shards > 1 {
+            // Callers over the bus route by id over this many shards of each owner.
+            args.extend(["--owner-shards".to_owned(), config.shards.to_string()]);
+        }
         if name != program && program != QUERY {
             // A shard (its durable consumer, in async mode, is then named as it is).
             let number = name.rsplit_once('-').map_or("1", |(_, n)| n);

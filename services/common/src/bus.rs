@@ -62,10 +62,10 @@ pub fn shard_subject(service: &str, index: usize, method: &str) -> String {
     }
 }
 
-/// The shards a bus-rpc caller can address: every shard an id can name (the caller
-/// does not know how many run; a shard nobody runs answers "nothing answers on").
-pub fn shards(service: &'static str, policy: crate::config::Policy) -> Sharded<usize> {
-    Sharded::new(service, (0..crate::ids::Shard::MAX).collect(), policy)
+/// The shards of `service` a bus-rpc caller addresses (`--owner-shards`): an id naming
+/// one past them is `NOT_FOUND`, as in sync mode.
+pub fn shards(service: &'static str, args: &ServiceArgs) -> Sharded<usize> {
+    Sharded::new(service, (0..args.owner_shards as usize).collect(), args.policy)
 }
 
 /// [`call`] for the entity `id`, on the subject of the shard holding it, under that

@@ -84,6 +84,17 @@ pub struct ServiceArgs {
     /// durable consumer).
     #[arg(long, env = "CASCADE_SHARD")]
     pub shard: Option<crate::ids::Shard>,
+
+    /// How many shards each owner runs as: what a caller routes over in bus-rpc mode,
+    /// where an id naming a shard past them is `NOT_FOUND` (nobody holds it), as in sync
+    /// mode, whose address lists (`--users-addr a,b`) say the count themselves.
+    #[arg(
+        long,
+        default_value_t = 1,
+        env = "CASCADE_OWNER_SHARDS",
+        value_parser = clap::value_parser!(u8).range(1..=crate::ids::Shard::MAX as i64)
+    )]
+    pub owner_shards: u8,
 }
 
 /// The hardened policy's default [`ServiceArgs::max_in_flight`]: twice the lab's 64

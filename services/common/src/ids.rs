@@ -48,7 +48,12 @@ impl IdGen {
     pub fn open_shard(db: &sled::Db, name: &str, shard: Shard) -> sled::Result<Self> {
         let tree = db.open_tree("ids")?;
         let shard_key = [b"shard of ", name.as_bytes()].concat();
-        match tree.get(&shard_key)? {
+        // A counter from before shards were recorded handed out shard 1's ids.
+        let held = match tree.get(&shard_key)? {
+            None if tree.contains_key(name.as_bytes())? => Some(sled::IVec::from(&[0u8])),
+            held => held,
+        };
+        match held {
             Some(held) if held.as_ref() != [shard.0] => {
                 return Err(sled::Error::Unsupported(format!(
                     "this data dir holds shard {} of its {name}, not shard {}: give each shard the data dir it was \
@@ -287,6 +292,12 @@ mod tests {
         assert!(err.contains("is held by shard 2 of users") && err.contains("users-1"), "{err}");
         let err = IdGen::open_shard(&db, "users", Shard::default()).err().expect("another shard is refused");
         assert!(err.to_string().contains("holds shard 2 of its users, not shard 1"), "{err}");
+        // A data dir whose counter predates shards holds shard 1's ids.
+        let old = tempfile::tempdir().unwrap();
+        let old = sled::open(old.path()).unwrap();
+        old.open_tree("ids").unwrap().insert("users", &4096u64.to_be_bytes()).unwrap();
+        let err = IdGen::open_shard(&old, "users", second).err().expect("an old dir is shard 1");
+        assert!(err.to_string().contains("holds shard 1 of its users, not shard 2"), "{err}");
         assert_eq!(Shard::of_id("usr-0000000000000001"), Some(0), "unsharded ids are shard 0's");
         assert_eq!(Shard::of_id("usr-f000000000000001"), Some(15));
         assert_eq!(Shard::of_id("usr-1"), None);

@@ -156,6 +156,7 @@ async fn a_mode_with_a_broker_is_refused_with_a_clear_error() {
         policy: common::config::Policy::Naive,
         max_in_flight: common::config::DEFAULT_MAX_IN_FLIGHT,
         shard: None,
+        owner_shards: 1,
     };
     let error = monolith::run(listener, &args, CancellationToken::new()).await.expect_err("refused");
     assert!(error.to_string().contains("monolith mode only"), "{error}");

@@ -3,7 +3,7 @@
 
 use common::{
     bus::{call_shard, shards, Client},
-    config::Policy,
+    config::ServiceArgs,
     deadline::Deadline,
     error::ApiError,
     names::{PRODUCTS, USERS},
@@ -24,8 +24,8 @@ pub struct BusDirectory {
 }
 
 impl BusDirectory {
-    pub fn new(client: Client, policy: Policy) -> Self {
-        Self { client, users: shards(USERS, policy), products: shards(PRODUCTS, policy) }
+    pub fn new(client: Client, args: &ServiceArgs) -> Self {
+        Self { client, users: shards(USERS, args), products: shards(PRODUCTS, args) }
     }
 }
 

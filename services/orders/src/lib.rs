@@ -77,7 +77,7 @@ pub async fn run(
                 tracing::warn!("bus-rpc mode reaches users and products over NATS: their addresses are not used");
             }
             let mut bus = Bus::start(args, ORDERS, &shutdown).await?;
-            let directory = bus::BusDirectory::new(bus.client(), args.policy);
+            let directory = bus::BusDirectory::new(bus.client(), args);
             let api = Arc::new(api::OrdersApi::new(store.clone(), directory, args.default_deadline()));
             let list = api.clone();
             bus.answer(methods::LIST_ORDERS_BY_USER, move |req| {

@@ -4,7 +4,7 @@
 
 use common::{
     bus::{call_shard, shards, Client},
-    config::Policy,
+    config::ServiceArgs,
     deadline::Deadline,
     names::{ORDERS, PRODUCTS, USERS},
     proto::{
@@ -29,14 +29,14 @@ pub struct BusOwners {
 pub type BusSource = Chain<BusOwners>;
 
 impl BusSource {
-    pub fn new(client: Client, policy: Policy) -> Self {
+    pub fn new(client: Client, args: &ServiceArgs) -> Self {
         let owners = BusOwners {
             client,
-            users: shards(USERS, policy),
-            orders: shards(ORDERS, policy),
-            products: shards(PRODUCTS, policy),
+            users: shards(USERS, args),
+            orders: shards(ORDERS, args),
+            products: shards(PRODUCTS, args),
         };
-        Chain::with_policy(owners, policy)
+        Chain::with_policy(owners, args.policy)
     }
 }
 

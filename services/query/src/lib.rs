@@ -153,7 +153,7 @@ pub async fn run_as(
                 );
             }
             let bus = Bus::start(args, QUERY, &shutdown).await?;
-            let source = bus::BusSource::new(bus.client(), args.policy);
+            let source = bus::BusSource::new(bus.client(), args);
             Ok(serve_api(listener, args, source, Broker::Bus(bus), None, shutdown).await?)
         }
         Mode::Monolith => Err(common::config::ServedByMonolith(QUERY).into()),

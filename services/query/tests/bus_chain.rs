@@ -130,6 +130,7 @@ fn args(dir: &Path, name: &str, listen: SocketAddr, nats_url: &str) -> ServiceAr
         policy: common::config::Policy::Naive,
         max_in_flight: common::config::DEFAULT_MAX_IN_FLIGHT,
         shard: None,
+        owner_shards: 1,
     }
 }
 

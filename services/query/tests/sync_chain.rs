@@ -45,6 +45,7 @@ fn args(dir: &tempfile::TempDir, name: &str, listen: SocketAddr) -> ServiceArgs 
         policy: common::config::Policy::Naive,
         max_in_flight: common::config::DEFAULT_MAX_IN_FLIGHT,
         shard: None,
+        owner_shards: 1,
     }
 }
 

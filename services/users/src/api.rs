@@ -171,6 +171,7 @@ mod tests {
             policy: common::config::Policy::Naive,
             max_in_flight: common::config::DEFAULT_MAX_IN_FLIGHT,
             shard: None,
+            owner_shards: 1,
         };
         let shutdown = CancellationToken::new();
         let server = tokio::spawn({
