@@ -335,13 +335,6 @@ fn blip_share(text: &str) -> Result<f64, String> {
     }
 }
 
-fn brokers_on_target(brokers: usize, target: &Deployment) -> anyhow::Result<()> {
-    if brokers > 1 && *target != Deployment::Process {
-        return Err(lab::topology::TopologyError::BrokersNeedProcesses(brokers).into());
-    }
-    Ok(())
-}
-
 #[derive(clap::Args, Clone)]
 struct DeployArgs {
     /// Local processes, containers under Docker Compose, or a stack on a single-node
@@ -452,7 +445,6 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Up { start } => {
             let options = start.options();
-            brokers_on_target(options.brokers, &options.deployment)?;
             replicas_on_target(self_replicas(&options), &options.deployment)?;
             if let Some(note) = brokers_note(options.brokers, &[options.mode]) {
                 eprintln!("{note}");
@@ -533,7 +525,6 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             }
             let command = std::env::args().collect::<Vec<_>>().join(" ");
             let target = deploy.target("bench");
-            brokers_on_target(brokers, &target)?;
             replicas_on_target(replicas, &target)?;
             if let lab::topology::Target::Compose { image, .. } = &target {
                 lab::compose::preflight(image.as_str())?;

@@ -236,10 +236,9 @@ async fn the_cluster_scenarios_run_in_a_short_profile() {
     assert!(!LEADER.starts_with("nats"), "a role is no component name");
 }
 
-/// `--brokers` takes 1 or 3, and 3 only on the process target, each refusal saying
-/// what to do.
+/// `--brokers` takes 1 or 3, the refusal saying what to give.
 #[test]
-fn brokers_other_than_one_or_three_or_on_compose_are_refused() {
+fn brokers_other_than_one_or_three_are_refused() {
     let lab = |args: &[&str]| {
         let run = tempfile::tempdir().unwrap();
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_lab"))
@@ -253,15 +252,12 @@ fn brokers_other_than_one_or_three_or_on_compose_are_refused() {
     let (ok, stderr) = lab(&["up", "--mode", "async", "--brokers", "2"]);
     assert!(!ok);
     assert!(stderr.contains("--brokers 1 or --brokers 3"), "{stderr}");
-    let (ok, stderr) = lab(&["up", "--mode", "async", "--brokers", "3", "--target", "compose"]);
-    assert!(!ok);
-    assert!(stderr.contains("needs the process target"), "{stderr}");
     let runs = tempfile::tempdir().unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_lab"))
-        .args(["bench", "--brokers", "3", "--target", "compose", "--runs"])
+        .args(["bench", "--brokers", "5", "--runs"])
         .arg(runs.path())
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && stderr.contains("needs the process target"), "{stderr}");
+    assert!(!out.status.success() && stderr.contains("--brokers 1 or --brokers 3"), "{stderr}");
 }

@@ -1,7 +1,9 @@
 //! The compose target on this machine's Docker engine: the image built by the offline
 //! path (FROM scratch, nothing pulled), the topology in containers in each mode, a
-//! kill-dependency and a partition scenario through `lab --target compose`, the same
-//! invariants as the process target, and everything torn down even when it fails.
+//! kill-dependency and a partition scenario through `lab --target compose`, a
+//! three-node JetStream cluster in containers losing its stream leader, then a
+//! follower (`--brokers 3`), the same invariants as the process target, and everything
+//! torn down even when it fails.
 
 use std::process::{Command, Output};
 
@@ -52,7 +54,7 @@ fn stderr(out: &Output) -> String {
 }
 
 #[test]
-fn kill_and_partition_under_compose_keep_the_invariants() {
+fn kill_partition_and_a_broker_node_under_compose_keep_the_invariants() {
     // The trailing "x" keeps this run's prefix from matching another run's names.
     let prefix = format!("cascadetest{}x", std::process::id());
     let image = format!("cascade:test-{}", std::process::id());
@@ -124,6 +126,57 @@ fn kill_and_partition_under_compose_keep_the_invariants() {
         assert_eq!((losses.lost, losses.duplicated, losses.phantom), (0, 0, 0), "{scenario}: {losses:?}");
         assert!(a.convergence.as_ref().unwrap().converged, "{scenario}: async converged");
         assert!(a.staleness.as_ref().unwrap().never_visible == 0);
+    }
+
+    // The broker as a three-node cluster of containers, the stream R3: its leader
+    // container, then a follower, `docker kill`ed and started again under load.
+    let runs = tempfile::tempdir().unwrap();
+    let runs_arg = runs.path().to_str().unwrap();
+    let args = [
+        "bench",
+        "--target",
+        "compose",
+        "--image",
+        &image,
+        "--brokers",
+        "3",
+        "--modes",
+        "async,bus-rpc",
+        "--scenario",
+        "kill-broker-node",
+        "--policies",
+        "naive",
+        "--runs",
+        runs_arg,
+    ];
+    let out = lab(&args, &prefix);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let dir = std::fs::read_dir(runs.path()).unwrap().next().unwrap().unwrap().path();
+    let results: Results = serde_json::from_slice(&std::fs::read(dir.join("results.json")).unwrap()).unwrap();
+    let file = TopologyFile::read(&dir.join("kill-broker-node-async")).expect("the topology was recorded");
+    let nodes: Vec<&str> = file.services.iter().map(|s| s.name.as_str()).filter(|n| n.starts_with("nats")).collect();
+    assert_eq!(nodes, ["nats-1", "nats-2", "nats-3"], "three broker containers");
+    let killed = results.scenario(Scenario::KillBrokerNode, Mode::Async).expect("async ran");
+    assert!(killed.faults.iter().all(|f| f.result == "ok"), "{:?}", killed.faults);
+    let kills: Vec<&str> =
+        killed.faults.iter().filter(|f| f.action.starts_with("kill")).map(|f| f.action.as_str()).collect();
+    assert!(
+        kills.len() == 2 && kills[0].contains("the stream's leader") && kills[1].contains("a follower"),
+        "{kills:?}"
+    );
+    let cluster = killed.cluster.as_ref().expect("the cluster is recorded");
+    assert!(cluster.before.as_ref().is_some_and(|p| p.is_whole() && p.replicas == 3), "{cluster:?}");
+    assert!(cluster.after.as_ref().is_some_and(|p| p.is_whole() && p.replicas == 3), "{cluster:?}");
+    let losses = killed.losses.as_ref().unwrap();
+    assert!(losses.is_clean() && losses.acknowledged_orders > 0, "{losses:?}");
+    assert!(killed.convergence.as_ref().is_some_and(|c| c.converged), "{:?}", killed.convergence);
+    let bus = results.scenario(Scenario::KillBrokerNode, Mode::BusRpc).expect("bus-rpc ran");
+    assert!(bus.faults.iter().all(|f| f.result == "ok") && bus.faults.iter().any(|f| f.action.contains("meta leader")));
+    for kind in [&["ps", "-aq"][..], &["network", "ls", "-q"][..], &["volume", "ls", "-q"][..]] {
+        let mut args = kind.to_vec();
+        let filter = format!("name={prefix}");
+        args.extend(["--filter", &filter]);
+        assert!(docker(&args).trim().is_empty(), "{kind:?} left behind by the cluster's run");
     }
 }
 

@@ -3,8 +3,9 @@
 //! engine's is inactive), a request answered through it, a killed service's task
 //! replaced by swarm (the lab only waits), pause on the current task (a partition is
 //! refused), kill-dependency through `lab bench --target swarm` with the self-healing
-//! recorded, and the engine left as found: no stack, container, network or volume of
-//! the test, and the swarm as it was.
+//! recorded, a three-node broker cluster of swarm services losing its stream leader's
+//! task, then a follower's (`--brokers 3`), and the engine left as found: no stack,
+//! container, network or volume of the test, and the swarm as it was.
 //!
 //! A swarm is state of the whole engine, so these tests hold a machine-wide lock (an
 //! abstract unix socket, released with the process) while they run: not two at once,
@@ -372,6 +373,46 @@ fn kill_dependency_on_swarm_records_how_long_swarm_took_to_replace_each_task() {
             }
         }
     }
+
+    // The broker as a three-node cluster of swarm services, the stream R3: its leader's
+    // task, then a follower's, killed; swarm replaces each (the restart step waits), and
+    // the stream is whole again with nothing acknowledged lost.
+    let runs = tempfile::tempdir().unwrap();
+    let args = [
+        "bench",
+        "--target",
+        "swarm",
+        "--image",
+        &fixture.image,
+        "--brokers",
+        "3",
+        "--scenario",
+        "kill-broker-node",
+        "--modes",
+        "async",
+        "--runs",
+        runs.path().to_str().unwrap(),
+    ];
+    let out = lab(&args, &fixture.prefix);
+    assert!(out.status.success(), "{}", stderr(&out));
+    fixture.assert_left_as_found(&stderr(&out));
+    let dir = std::fs::read_dir(runs.path()).unwrap().next().unwrap().unwrap().path();
+    let results: Results = serde_json::from_slice(&std::fs::read(dir.join("results.json")).unwrap()).unwrap();
+    let file = TopologyFile::read(&dir.join("kill-broker-node-async")).expect("the topology was recorded");
+    let nodes: Vec<&str> = file.services.iter().map(|s| s.name.as_str()).filter(|n| n.starts_with("nats")).collect();
+    assert_eq!(nodes, ["nats-1", "nats-2", "nats-3"], "three broker services");
+    let s = results.scenario(Scenario::KillBrokerNode, Mode::Async).expect("ran");
+    assert!(s.faults.iter().all(|f| f.result == "ok"), "{:?}", s.faults);
+    let kills: Vec<&str> = s.faults.iter().filter(|f| f.action.starts_with("kill")).map(|f| f.action.as_str()).collect();
+    assert!(kills.len() == 2 && kills[0].contains("the stream's leader") && kills[1].contains("a follower"), "{kills:?}");
+    for restart in s.faults.iter().filter(|f| f.action.starts_with("restart")) {
+        assert!(restart.self_healed.is_some(), "swarm replaced the node's task: {restart:?}");
+    }
+    let cluster = s.cluster.as_ref().expect("the cluster is recorded");
+    assert!(cluster.after.as_ref().is_some_and(|p| p.is_whole() && p.replicas == 3), "{cluster:?}");
+    let losses = s.losses.as_ref().unwrap();
+    assert!(losses.is_clean() && losses.acknowledged_orders > 0, "{losses:?}");
+    assert!(s.convergence.as_ref().is_some_and(|c| c.converged), "{:?}", s.convergence);
 }
 
 #[test]

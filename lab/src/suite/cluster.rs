@@ -69,12 +69,6 @@ pub async fn run(ctx: &Ctx, scenario: Scenario, mode: Mode) -> anyhow::Result<Sc
             ..Default::default()
         });
     }
-    if ctx.target != crate::topology::Target::Process {
-        return Ok(ScenarioResult {
-            note: Some("a broker cluster runs on the process target only for now".into()),
-            ..Default::default()
-        });
-    }
     let at = |s: f64| ctx.profile.secs(s);
     let step = |t: f64, action: Action, target: &'static str| {
         let starts = (action == Action::Kill).then_some(super::FaultKind::Kill);

@@ -32,7 +32,7 @@ pub enum Scenario {
     LoseBrokerQuorum,
     /// The query service SIGKILLed and restarted.
     KillQuery,
-    /// One of two query replicas SIGKILLed and restarted, the clients balancing over both.
+    /// One instance of each of users, products, orders (shards) and query (replicas) SIGKILLed and restarted in turn.
     KillReplica,
     /// users cut off its network (Compose only).
     Partition,
@@ -164,8 +164,6 @@ impl Scenario {
                 | Scenario::SlowDependency
                 | Scenario::Storage
                 | Scenario::OverloadBlip
-                | Scenario::KillBrokerNode
-                | Scenario::LoseBrokerQuorum
         )
     }
 

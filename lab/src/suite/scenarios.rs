@@ -481,7 +481,7 @@ async fn apply_step(
     let effective = tokio::time::Instant::now();
     // On swarm a restart waited for the task swarm started by itself: when it served.
     let self_healed = (outcome == OK && step.action == Action::Restart)
-        .then(|| prepared.topology.take_self_heal(step.target))
+        .then(|| prepared.topology.take_self_heal(target))
         .flatten()
         .map(|heal| super::SelfHealed::since(heal, start));
     if outcome == OK {

@@ -12,7 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::names::{MONOLITH, NATS};
+use common::names::{MONOLITH, NATS, NATS_NODES};
 
 /// The files of `docker/`, built into the lab so it works from any folder.
 pub const DOCKERFILE: &str = include_str!("../../../docker/Dockerfile");
@@ -77,7 +77,10 @@ pub struct Compose {
 
 impl Compose {
     /// Writes the compose file into `run_dir` and starts the project with the given
-    /// host ports; waits until every service is healthy.
+    /// host ports; waits until every service is healthy. With `monitors` (each cluster
+    /// node's host port for its monitoring endpoint), the broker is a three-node
+    /// JetStream cluster (profile `cluster`): its nodes start first, and the services
+    /// only once it has a meta leader (they create the R3 stream as they start).
     pub fn up(
         run_dir: &Path,
         project: &str,
@@ -85,6 +88,7 @@ impl Compose {
         mode: common::config::Mode,
         policy: common::config::Policy,
         ports: &[(&str, u16)],
+        monitors: &[(&str, u16)],
     ) -> Result<Self, ComposeError> {
         preflight(image)?;
         let file = run_dir.join("compose.yml");
@@ -97,19 +101,44 @@ impl Compose {
             ("CASCADE_MODE".to_owned(), mode.to_string()),
             ("CASCADE_POLICY".to_owned(), policy.to_string()),
         ];
+        let var = |name: &str, what: &str| format!("{}_{what}", name.to_uppercase().replace('-', "_"));
         for (name, port) in ports {
-            env.push((format!("{}_PORT", name.to_uppercase()), port.to_string()));
+            env.push((var(name, "PORT"), port.to_string()));
         }
-        // The broker's profile is named after the first mode that used it; the monolith
-        // has its own, and is the only service started in its mode.
+        for (name, port) in monitors {
+            env.push((var(name, "MONITOR_PORT"), port.to_string()));
+        }
+        let cluster = !monitors.is_empty() && mode.uses_broker();
+        if cluster {
+            let urls: Vec<String> = NATS_NODES.iter().map(|n| format!("nats://{n}:4222")).collect();
+            env.push(("CASCADE_NATS_URL".to_owned(), urls.join(",")));
+            env.push(("CASCADE_STREAM_REPLICAS".to_owned(), NATS_NODES.len().to_string()));
+        }
+        // The broker's profile is named after the first mode that used it (a cluster's,
+        // `cluster`); the monolith has its own, and is the only service started in its mode.
         let profiles = match mode {
             common::config::Mode::Monolith => vec![MONOLITH.to_owned()],
+            _ if cluster => vec!["cluster".to_owned()],
             m if m.uses_broker() => vec!["async".to_owned()],
             _ => Vec::new(),
         };
         let mut compose = Self { project: project.to_owned(), file, env, profiles, containers: Default::default() };
         // A project of the same name left by a crashed run must not lend its data.
         compose.compose(&["down", "-v", "--remove-orphans", "-t", "1"])?;
+        if cluster {
+            compose.compose(&[&["up", "-d"][..], &NATS_NODES].concat())?;
+            let node_ports = ports.iter().filter(|(name, _)| NATS_NODES.contains(name));
+            for (name, port) in node_ports {
+                compose.wait_ready(name, *port)?;
+            }
+            let monitors: Vec<SocketAddr> =
+                monitors.iter().map(|(_, port)| SocketAddr::from(([127, 0, 0, 1], *port))).collect();
+            let within = super::CLUSTER_READY_WITHIN;
+            // Called on a blocking thread of the lab's runtime (see `containers::start`).
+            let leader =
+                tokio::runtime::Handle::current().block_on(super::cluster::wait_meta_leader(&monitors, within));
+            leader.map_err(|detail| ComposeError::Failed { command: "wait for a meta leader".into(), detail })?;
+        }
         match mode {
             common::config::Mode::Monolith => compose.compose(&["up", "-d", MONOLITH])?,
             _ => compose.compose(&["up", "-d"])?,
@@ -137,7 +166,7 @@ impl Compose {
             project: project.to_owned(),
             file: run_dir.join("compose.yml"),
             env: Vec::new(),
-            profiles: vec!["async".to_owned(), MONOLITH.to_owned()],
+            profiles: vec!["async".to_owned(), "cluster".to_owned(), MONOLITH.to_owned()],
             containers: Default::default(),
         }
     }
@@ -165,7 +194,7 @@ impl Compose {
     pub fn wait_ready(&self, name: &str, port: u16) -> Result<(), ComposeError> {
         let start = Instant::now();
         while start.elapsed() < HEALTHY_WITHIN {
-            let ready = if name == NATS {
+            let ready = if name == NATS || NATS_NODES.contains(&name) {
                 nats_greets(port)
             } else {
                 run("docker", &["inspect", "--format", "{{.State.Health.Status}}", &self.container(name)], &[])

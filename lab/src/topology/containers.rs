@@ -11,7 +11,7 @@ use std::{
     },
 };
 
-use common::names::NATS;
+use common::names::{NATS, NATS_NODES};
 
 use super::{
     compose::{Compose, ComposeError},
@@ -45,24 +45,35 @@ pub(super) struct Containers {
 /// each is ready.
 pub(super) async fn start(config: &Config, image: &str, project: &str) -> Result<(Vec<Component>, Containers)> {
     let mut names: Vec<&'static str> = Vec::new();
+    // The broker: one server, or the nodes of a cluster, each with a monitoring port.
+    let nodes: &[&'static str] = match config.brokers {
+        1 => &[NATS],
+        n => NATS_NODES.get(..n).ok_or(TopologyError::Brokers(n))?,
+    };
     if config.mode.uses_broker() {
-        names.push(NATS);
+        names.extend(nodes);
     }
     names.extend(super::programs(config.mode));
     let mut ports = Vec::new();
     for name in &names {
         ports.push((*name, reserve_port()?));
     }
+    let mut monitors = Vec::new();
+    if config.mode.uses_broker() && config.brokers > 1 {
+        for name in nodes {
+            monitors.push((*name, reserve_port()?));
+        }
+    }
     let (run_dir, image, project_name, mode, policy) =
         (config.run_dir.clone(), image.to_owned(), project.to_owned(), config.mode, config.policy);
-    let ports_for_up = ports.clone();
+    let (ports_for_up, monitors_for_up) = (ports.clone(), monitors.clone());
     // If this future is dropped (Ctrl-C) or `up` fails, the guard takes down whatever
     // came up; an `up` still running then takes itself down when it ends.
     let mut guard =
         UpGuard { project: Compose::existing(&run_dir, project), armed: true, cancelled: Default::default() };
     let cancelled = guard.cancelled.clone();
     let (compose, found) = tokio::task::spawn_blocking(move || {
-        let compose = Compose::up(&run_dir, &project_name, &image, mode, policy, &ports_for_up)?;
+        let compose = Compose::up(&run_dir, &project_name, &image, mode, policy, &ports_for_up, &monitors_for_up)?;
         if cancelled.load(Ordering::SeqCst) {
             compose.down()?;
             return Err(ComposeError::Failed { command: "compose up".into(), detail: "cancelled".into() });
@@ -78,9 +89,12 @@ pub(super) async fn start(config: &Config, image: &str, project: &str) -> Result
     let mut components = Vec::new();
     let mut members = Vec::new();
     for ((name, port), (id, pid, data_dir)) in ports.into_iter().zip(found) {
-        let kind = if name == NATS { Kind::Broker } else { Kind::Service };
+        let kind = if nodes.contains(&name) { Kind::Broker } else { Kind::Service };
         let address = SocketAddr::from(([127, 0, 0, 1], port));
-        components.push(Component::container(name, kind, address, data_dir));
+        let mut component = Component::container(name, kind, address, data_dir);
+        component.monitor = (monitors.iter().find(|(node, _)| *node == name))
+            .map(|(_, port)| SocketAddr::from(([127, 0, 0, 1], *port)));
+        components.push(component);
         members.push(Container { name, id, port, pid });
     }
     Ok((components, Containers { project: compose.project.clone(), compose: Some(compose), members }))

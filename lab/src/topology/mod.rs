@@ -80,8 +80,6 @@ pub enum TopologyError {
     ReplicasNeedProcesses(usize),
     #[error("--brokers {0}: the broker runs as 1 server or as a cluster of 3")]
     Brokers(usize),
-    #[error("--brokers {0} needs the process target for now: the compose target runs a single broker (drop --brokers, or use --target process)")]
-    BrokersNeedProcesses(usize),
     #[error("the {nodes}-node JetStream cluster was not ready within {secs} s: {detail}; see the nodes' logs under {run_dir}")]
     ClusterNotReady { nodes: usize, secs: u64, detail: String, run_dir: String },
     #[error("{0} has no fault proxy: start the topology with --proxy {0} (or --proxy all)")]
@@ -392,9 +390,6 @@ impl Topology {
         }
         if config.brokers != 1 && config.brokers != 3 {
             return Err(TopologyError::Brokers(config.brokers));
-        }
-        if config.brokers > 1 && config.target != Deployment::Process {
-            return Err(TopologyError::BrokersNeedProcesses(config.brokers));
         }
         for count in [config.replicas, config.shards] {
             if !(1..=QUERY_REPLICAS.len()).contains(&count) {

@@ -18,7 +18,7 @@ use std::{
 
 use common::{
     config::{Mode, Policy},
-    names::NATS,
+    names::{NATS, NATS_NODES},
 };
 
 use super::compose::{preflight, run, ComposeError, SERVICE_PORT};
@@ -198,13 +198,14 @@ impl Stack {
         mode: Mode,
         policy: Policy,
         ports: &[(&str, u16)],
+        monitors: &[(&str, u16)],
     ) -> Result<Self, SwarmError> {
         preflight_swarm(image)?;
         let stack = Self::named(name);
         stack.remove()?;
         let file = run_dir.join("stack.yml");
         let log = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
-        std::fs::write(&file, stack_file(image, mode, policy, &log, ports))
+        std::fs::write(&file, stack_file(image, mode, policy, &log, ports, monitors))
             .map_err(|source| SwarmError::Write { path: file.clone(), source })?;
         let file = file.display().to_string();
         docker(&["stack", "deploy", "--resolve-image", "never", "-c", &file, name])?;
@@ -226,7 +227,7 @@ impl Stack {
             "{{range .Endpoint.Ports}}{{.TargetPort}}:{{.PublishedPort}} {{end}}",
             &service,
         ])?;
-        let target = if name == NATS { NATS_PORT } else { SERVICE_PORT };
+        let target = if is_broker(name) { NATS_PORT } else { SERVICE_PORT };
         ports
             .split_whitespace()
             .filter_map(|pair| pair.split_once(':'))
@@ -357,11 +358,38 @@ impl Stack {
     }
 }
 
+/// Whether the component `name` is the broker or a node of its cluster.
+fn is_broker(name: &str) -> bool {
+    name == NATS || NATS_NODES.contains(&name)
+}
+
+/// Where a cluster node's monitoring endpoint listens inside its container.
+pub const MONITOR_PORT: u16 = 8222;
+/// Where a cluster node listens for its peers' routes inside its container.
+const CLUSTER_PORT: u16 = 6222;
+
 /// The stack file of `mode`: nats-server (modes with a broker) and the services (or
 /// the monolith), each one replica that swarm restarts whatever ends it, with its data
 /// on a volume of its own, its port published in host mode on `ports`' host port, on
-/// one attachable overlay network where DNS round robin finds it by name.
-pub fn stack_file(image: &str, mode: Mode, policy: Policy, log: &str, ports: &[(&str, u16)]) -> String {
+/// one attachable overlay network where DNS round robin finds it by name. With
+/// `monitors` (each node's host port for its monitoring endpoint), the broker is a
+/// three-node JetStream cluster, `nats-1` … `nats-3`, each naming itself, routing to the
+/// other two by name and advertising no container address to clients; the services get
+/// every node and keep the stream R3.
+pub fn stack_file(
+    image: &str,
+    mode: Mode,
+    policy: Policy,
+    log: &str,
+    ports: &[(&str, u16)],
+    monitors: &[(&str, u16)],
+) -> String {
+    let nodes: Vec<&str> = monitors.iter().map(|(name, _)| *name).collect();
+    let nats_url = match nodes.is_empty() {
+        true => format!("nats://{NATS}:{NATS_PORT}"),
+        false => nodes.iter().map(|n| format!("nats://{n}:{NATS_PORT}")).collect::<Vec<_>>().join(","),
+    };
+    let stream_replicas = nodes.len().max(1);
     let q = |s: &str| serde_json::to_string(s).expect("a string serialises");
     let mut out = format!(
         "# The Cascade topology as a Docker Swarm stack ({mode} mode, {policy} policy), written by\n\
@@ -373,18 +401,43 @@ pub fn stack_file(image: &str, mode: Mode, policy: Policy, log: &str, ports: &[(
     for (name, port) in ports {
         let (command, target) = if *name == NATS {
             (format!("[\"nats-server\", \"-js\", \"-sd\", \"/data\", \"-p\", \"{NATS_PORT}\"]"), NATS_PORT)
+        } else if nodes.contains(name) {
+            let routes: Vec<String> =
+                nodes.iter().filter(|n| *n != name).map(|n| format!("nats://{n}:{CLUSTER_PORT}")).collect();
+            let args = [
+                "nats-server",
+                "-js",
+                "-sd",
+                "/data",
+                "-p",
+                &NATS_PORT.to_string(),
+                "-m",
+                &MONITOR_PORT.to_string(),
+                "--server_name",
+                name,
+                "--cluster_name",
+                super::cluster::CLUSTER_NAME,
+                "--cluster",
+                &format!("nats://0.0.0.0:{CLUSTER_PORT}"),
+                "--no_advertise=true",
+                "--routes",
+                &routes.join(","),
+            ]
+            .map(q);
+            (format!("[{}]", args.join(", ")), NATS_PORT)
         } else {
             (format!("[{}]", q(name)), SERVICE_PORT)
         };
         out += &format!("  {name}:\n    image: {}\n    command: {command}\n", q(image));
-        if *name != NATS {
+        if !is_broker(name) {
             out += &format!(
                 "    environment:\n\
                  \x20     CASCADE_MODE: {}\n\
                  \x20     CASCADE_POLICY: {}\n\
                  \x20     CASCADE_LISTEN: \"0.0.0.0:{SERVICE_PORT}\"\n\
                  \x20     CASCADE_DATA_DIR: /data\n\
-                 \x20     CASCADE_NATS_URL: \"nats://{NATS}:{NATS_PORT}\"\n\
+                 \x20     CASCADE_NATS_URL: {}\n\
+                 \x20     CASCADE_STREAM_REPLICAS: \"{stream_replicas}\"\n\
                  \x20     CASCADE_USERS_ADDR: \"users:{SERVICE_PORT}\"\n\
                  \x20     CASCADE_PRODUCTS_ADDR: \"products:{SERVICE_PORT}\"\n\
                  \x20     CASCADE_ORDERS_ADDR: \"orders:{SERVICE_PORT}\"\n\
@@ -396,12 +449,16 @@ pub fn stack_file(image: &str, mode: Mode, policy: Policy, log: &str, ports: &[(
                  \x20     retries: 60\n",
                 q(mode.as_str()),
                 q(&policy.to_string()),
+                q(&nats_url),
                 q(log),
             );
         }
+        let monitor = (monitors.iter().find(|(node, _)| node == name))
+            .map(|(_, m)| format!(", {{target: {MONITOR_PORT}, published: {m}, protocol: tcp, mode: host}}"))
+            .unwrap_or_default();
         out += &format!(
             "    volumes: [\"{name}-data:/data\"]\n\
-             \x20   ports: [{{target: {target}, published: {port}, protocol: tcp, mode: host}}]\n\
+             \x20   ports: [{{target: {target}, published: {port}, protocol: tcp, mode: host}}{monitor}]\n\
              \x20   networks: [{NETWORK}]\n\
              \x20   stop_grace_period: 5s\n\
              \x20   deploy:\n\
@@ -424,7 +481,7 @@ mod tests {
     #[test]
     fn the_stack_file_has_one_replica_per_component_restarted_whatever_ends_it() {
         let ports = [(NATS, 4100), ("users", 4101), ("products", 4102), ("orders", 4103), ("query", 4104)];
-        let file = stack_file("cascade:test", Mode::Async, Policy::Hardened, "info", &ports);
+        let file = stack_file("cascade:test", Mode::Async, Policy::Hardened, "info", &ports, &[]);
         assert_eq!(file.matches("    deploy:\n      replicas: 1\n").count(), 5, "{file}");
         assert_eq!(file.matches("restart_policy: {condition: any, delay: 0s}").count(), 5);
         assert_eq!(file.matches("endpoint_mode: dnsrr").count(), 5);
@@ -436,8 +493,27 @@ mod tests {
         assert_eq!(file.matches("healthcheck:").count(), 4);
         assert!(file.contains("  query-data:\n") && file.contains("  nats-data:\n"));
 
-        let monolith = stack_file("cascade:test", Mode::Monolith, Policy::Naive, "info", &[("monolith", 4105)]);
+        let monolith = stack_file("cascade:test", Mode::Monolith, Policy::Naive, "info", &[("monolith", 4105)], &[]);
         assert!(monolith.contains("  monolith:\n") && !monolith.contains("  users:\n"), "{monolith}");
         assert!(!monolith.contains("nats-server"));
+    }
+
+    /// With monitors, the broker is three nodes, each naming itself and routing to the
+    /// other two by name, its monitoring port published beside its client port; the
+    /// services get all three and keep the stream R3.
+    #[test]
+    fn a_cluster_stack_has_three_nodes_routing_to_each_other() {
+        let ports = [("nats-1", 4100), ("nats-2", 4101), ("nats-3", 4102), ("users", 4103)];
+        let monitors = [("nats-1", 4200), ("nats-2", 4201), ("nats-3", 4202)];
+        let file = stack_file("cascade:test", Mode::Async, Policy::Naive, "info", &ports, &monitors);
+        assert!(file.contains("\"--server_name\", \"nats-2\""), "{file}");
+        assert!(file.contains("\"--routes\", \"nats://nats-1:6222,nats://nats-3:6222\""), "{file}");
+        assert!(file.contains("{target: 4222, published: 4101, protocol: tcp, mode: host}, {target: 8222, published: 4201, protocol: tcp, mode: host}"), "{file}");
+        assert!(
+            file.contains("CASCADE_NATS_URL: \"nats://nats-1:4222,nats://nats-2:4222,nats://nats-3:4222\""),
+            "{file}"
+        );
+        assert!(file.contains("CASCADE_STREAM_REPLICAS: \"3\""), "{file}");
+        assert_eq!(file.matches("healthcheck:").count(), 1, "the nodes have none");
     }
 }

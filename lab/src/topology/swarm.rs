@@ -17,7 +17,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::names::NATS;
+use common::names::{NATS, NATS_NODES};
 use tokio::sync::oneshot::{self, error::TryRecvError};
 
 use super::{
@@ -135,8 +135,13 @@ fn host_port(taken: &[(&str, u16)]) -> Result<u16> {
 /// and it answers the lab's readiness check on that port.
 pub(super) async fn start(config: &Config, image: &str, stack: &str) -> Result<(Vec<Component>, Swarm)> {
     let mut names: Vec<&'static str> = Vec::new();
+    // The broker: one server, or the nodes of a cluster, each with a monitoring port.
+    let nodes: &[&'static str] = match config.brokers {
+        1 => &[NATS],
+        n => NATS_NODES.get(..n).ok_or(TopologyError::Brokers(n))?,
+    };
     if config.mode.uses_broker() {
-        names.push(NATS);
+        names.extend(nodes);
     }
     names.extend(super::programs(config.mode));
     let mut ports: Vec<(&'static str, u16)> = Vec::new();
@@ -144,14 +149,28 @@ pub(super) async fn start(config: &Config, image: &str, stack: &str) -> Result<(
         let port = host_port(&ports)?;
         ports.push((*name, port));
     }
+    let mut monitors: Vec<(&'static str, u16)> = Vec::new();
+    if config.mode.uses_broker() && config.brokers > 1 {
+        for name in nodes {
+            let port = host_port(&[&ports[..], &monitors[..]].concat())?;
+            monitors.push((*name, port));
+        }
+    }
     // If this future is dropped (Ctrl-C) or a step fails, the guard removes whatever was
     // deployed; a deploy still running then removes its stack itself when it ends.
     let mut guard = RemoveGuard { stack: Stack::named(stack), armed: true, cancelled: Default::default() };
     let cancelled = guard.cancelled.clone();
-    let (run_dir, image, stack_name, mode, policy, asked) =
-        (config.run_dir.clone(), image.to_owned(), stack.to_owned(), config.mode, config.policy, ports.clone());
+    let (run_dir, image, stack_name, mode, policy, asked, asked_monitors) = (
+        config.run_dir.clone(),
+        image.to_owned(),
+        stack.to_owned(),
+        config.mode,
+        config.policy,
+        ports.clone(),
+        monitors.clone(),
+    );
     let stack = blocking(move || {
-        let stack = Stack::deploy(&run_dir, &stack_name, &image, mode, policy, &asked)?;
+        let stack = Stack::deploy(&run_dir, &stack_name, &image, mode, policy, &asked, &asked_monitors)?;
         if cancelled.load(Ordering::SeqCst) {
             stack.remove()?;
             return Err(SwarmError::Service { service_name: stack_name, detail: "deploy cancelled".into() });
@@ -171,12 +190,15 @@ pub(super) async fn start(config: &Config, image: &str, stack: &str) -> Result<(
     let mut components = Vec::new();
     let mut members = Vec::new();
     for (name, port) in ports {
-        let kind = if name == NATS { Kind::Broker } else { Kind::Service };
+        let kind = if nodes.contains(&name) { Kind::Broker } else { Kind::Service };
         let (container, pid) = ready(&stack, name, kind, port, None).await?;
         let s = stack.clone();
         let data_dir: PathBuf = blocking(move || s.data_dir(name)).await?;
         let address = SocketAddr::from(([127, 0, 0, 1], port));
-        components.push(Component::container(name, kind, address, data_dir));
+        let mut component = Component::container(name, kind, address, data_dir);
+        component.monitor = (monitors.iter().find(|(node, _)| *node == name))
+            .map(|(_, port)| SocketAddr::from(([127, 0, 0, 1], *port)));
+        components.push(component);
         members.push(Member { name, kind, port, container, pid, down: None, killed: false, healed: None });
     }
     guard.armed = false;
