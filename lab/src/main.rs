@@ -143,8 +143,8 @@ enum Command {
         #[arg(long, default_value = "runs")]
         runs: PathBuf,
         /// The broker of async and bus-rpc modes: 1 nats-server, or 3 in a JetStream
-        /// cluster with the event stream replicated 3 times (process target only;
-        /// ignored in sync and monolith modes, which run no broker).
+        /// cluster with the event stream replicated 3 times (on every target; ignored in
+        /// sync and monolith modes, which run no broker).
         #[arg(long, default_value_t = 1, value_parser = parse_brokers)]
         brokers: usize,
         /// Instances of each service (1 to 5; process target only): `N` for all, or
@@ -213,7 +213,7 @@ struct StartArgs {
     proxies: Vec<String>,
     /// The broker of async and bus-rpc modes: 1 nats-server (`nats`), or 3 in a
     /// JetStream cluster (`nats-1`, `nats-2`, `nats-3`) with the event stream replicated
-    /// 3 times (process target only; ignored in sync and monolith modes).
+    /// 3 times (on every target; ignored in sync and monolith modes).
     #[arg(long, default_value_t = 1, value_parser = parse_brokers)]
     brokers: usize,
     /// Instances of each service (1 to 5; process target only): `N` for all, or
@@ -324,7 +324,6 @@ fn brokers_note(brokers: usize, modes: &[Mode]) -> Option<String> {
     })
 }
 
-/// `--brokers 3` on the compose target: refused, with what to do.
 /// `--blip-load-share`: a share of the sustained rate, above 0 and at most 2.
 fn blip_share(text: &str) -> Result<f64, String> {
     let share: f64 = text.parse().map_err(|_| format!("{text:?} is not a number; give a share such as 0.5"))?;

@@ -403,8 +403,12 @@ fn kill_dependency_on_swarm_records_how_long_swarm_took_to_replace_each_task() {
     assert_eq!(nodes, ["nats-1", "nats-2", "nats-3"], "three broker services");
     let s = results.scenario(Scenario::KillBrokerNode, Mode::Async).expect("ran");
     assert!(s.faults.iter().all(|f| f.result == "ok"), "{:?}", s.faults);
-    let kills: Vec<&str> = s.faults.iter().filter(|f| f.action.starts_with("kill")).map(|f| f.action.as_str()).collect();
-    assert!(kills.len() == 2 && kills[0].contains("the stream's leader") && kills[1].contains("a follower"), "{kills:?}");
+    let kills: Vec<&str> =
+        s.faults.iter().filter(|f| f.action.starts_with("kill")).map(|f| f.action.as_str()).collect();
+    assert!(
+        kills.len() == 2 && kills[0].contains("the stream's leader") && kills[1].contains("a follower"),
+        "{kills:?}"
+    );
     for restart in s.faults.iter().filter(|f| f.action.starts_with("restart")) {
         assert!(restart.self_healed.is_some(), "swarm replaced the node's task: {restart:?}");
     }

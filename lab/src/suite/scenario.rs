@@ -155,7 +155,7 @@ impl Scenario {
     }
 
     /// Whether it needs the process target: the floor (this machine's own costs), the
-    /// fault proxy, on-disk sizes, the broker cluster and query's replicas.
+    /// fault proxy, on-disk sizes, and the replicas and shards of kill-replica.
     fn needs_processes(self) -> bool {
         matches!(
             self,
@@ -168,8 +168,8 @@ impl Scenario {
     }
 
     /// Whether the suite runs it on `target` when no `--scenario` is named: partitions
-    /// need the compose target; the floor, the fault proxy, on-disk sizes, the broker
-    /// cluster and query's replicas need local processes.
+    /// need the compose target; the floor, the fault proxy, on-disk sizes, and
+    /// kill-replica's replicas and shards need local processes.
     pub fn runs_by_default_on(self, target: &Target) -> bool {
         match target {
             Target::Compose { .. } => !self.needs_processes(),

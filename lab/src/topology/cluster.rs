@@ -1,6 +1,7 @@
-//! A three-node JetStream cluster (`--brokers 3`, process target): how the lab
-//! describes its nodes to nats-server, and how it asks them whether the cluster and
-//! the event stream are whole.
+//! A three-node JetStream cluster (`--brokers 3`): how the lab describes its nodes to
+//! nats-server on the process target (the container targets give the same settings as
+//! flags: `docker/compose.yml`, `stack::stack_file`), and how it asks them, on every
+//! target, whether the cluster and the event stream are whole.
 //!
 //! Each node gets a configuration file of its own in its folder of the run dir: its
 //! `server_name` (`nats-1`, …), its monitoring port, its JetStream store, and a

@@ -108,12 +108,15 @@ impl Compose {
         for (name, port) in monitors {
             env.push((var(name, "MONITOR_PORT"), port.to_string()));
         }
+        // Always set, so that a variable of the caller's own shell never reaches the
+        // containers through the compose file's defaults.
         let cluster = !monitors.is_empty() && mode.uses_broker();
-        if cluster {
-            let urls: Vec<String> = NATS_NODES.iter().map(|n| format!("nats://{n}:4222")).collect();
-            env.push(("CASCADE_NATS_URL".to_owned(), urls.join(",")));
-            env.push(("CASCADE_STREAM_REPLICAS".to_owned(), NATS_NODES.len().to_string()));
-        }
+        let (urls, stream_replicas) = match cluster {
+            true => (NATS_NODES.map(|n| format!("nats://{n}:4222")).join(","), NATS_NODES.len()),
+            false => (format!("nats://{NATS}:4222"), 1),
+        };
+        env.push(("CASCADE_NATS_URL".to_owned(), urls));
+        env.push(("CASCADE_STREAM_REPLICAS".to_owned(), stream_replicas.to_string()));
         // The broker's profile is named after the first mode that used it (a cluster's,
         // `cluster`); the monolith has its own, and is the only service started in its mode.
         let profiles = match mode {

@@ -54,14 +54,24 @@ pub(super) async fn start(config: &Config, image: &str, project: &str) -> Result
         names.extend(nodes);
     }
     names.extend(super::programs(config.mode));
+    // Every host port distinct (a port reserved twice would fail `compose up`).
+    let mut taken = std::collections::HashSet::new();
+    let mut distinct = || -> Result<u16> {
+        loop {
+            let port = reserve_port()?;
+            if taken.insert(port) {
+                return Ok(port);
+            }
+        }
+    };
     let mut ports = Vec::new();
     for name in &names {
-        ports.push((*name, reserve_port()?));
+        ports.push((*name, distinct()?));
     }
     let mut monitors = Vec::new();
     if config.mode.uses_broker() && config.brokers > 1 {
         for name in nodes {
-            monitors.push((*name, reserve_port()?));
+            monitors.push((*name, distinct()?));
         }
     }
     let (run_dir, image, project_name, mode, policy) =
