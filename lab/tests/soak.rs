@@ -68,6 +68,24 @@ async fn a_short_soak_loses_nothing_in_either_mode() {
     }
 }
 
+/// The checker probes every replica of orders: with orders as two shards (async), one
+/// probe order per product on each (a checker user of each users shard); in the
+/// monolith, with no orders process of its own, one per product.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_checker_probes_every_orders_shard_and_the_monolith() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = ctx(dir.path());
+    let sharded = ctx.with_replicas(1, 2);
+    let r#async = lab::suite::scenarios::run(&sharded, Scenario::Soak, Mode::Async).await.unwrap();
+    let s = r#async.soak.as_ref().expect("soak figures");
+    assert_eq!(s.failures(), Vec::<String>::new(), "{:?}", s.examples);
+    assert_eq!(s.probe_orders, 2 * s.products_checked, "one probe order per product on each orders shard");
+    let monolith = lab::suite::scenarios::run(&ctx, Scenario::Soak, Mode::Monolith).await.unwrap();
+    let m = monolith.soak.as_ref().expect("soak figures");
+    assert_eq!(m.failures(), Vec::<String>::new(), "{:?}", m.examples);
+    assert!(m.products_checked > 0 && m.probe_orders == m.products_checked, "{m:?}");
+}
+
 /// The checker against a history with planted faults: an acknowledged order the system
 /// never saw is lost, a price the system never had is wrong at the owner, in the view
 /// and in orders' replica, and an order placed behind the history's back is a phantom.
