@@ -15,7 +15,7 @@ use common::names::{NATS, NATS_NODES};
 
 use super::{
     compose::{Compose, ComposeError},
-    processes::reserve_port,
+    processes::DistinctPorts,
     Component, Config, Kind, Operation, Result, RunsAs, TopologyError,
 };
 
@@ -55,15 +55,8 @@ pub(super) async fn start(config: &Config, image: &str, project: &str) -> Result
     }
     names.extend(super::programs(config.mode));
     // Every host port distinct (a port reserved twice would fail `compose up`).
-    let mut taken = std::collections::HashSet::new();
-    let mut distinct = || -> Result<u16> {
-        loop {
-            let port = reserve_port()?;
-            if taken.insert(port) {
-                return Ok(port);
-            }
-        }
-    };
+    let mut taken = DistinctPorts::default();
+    let mut distinct = || taken.next();
     let mut ports = Vec::new();
     for name in &names {
         ports.push((*name, distinct()?));

@@ -201,15 +201,8 @@ async fn start_cluster(
     let names = NATS_NODES.get(..config.brokers).ok_or(TopologyError::Brokers(config.brokers))?;
     let mut nodes = Vec::new();
     // Every port the cluster is given, so that no two of them are the same.
-    let mut taken = std::collections::HashSet::new();
-    let mut distinct = || -> Result<u16> {
-        loop {
-            let port = reserve_port()?;
-            if taken.insert(port) {
-                return Ok(port);
-            }
-        }
-    };
+    let mut ports = DistinctPorts::default();
+    let mut distinct = || ports.next();
     for (i, &name) in names.iter().enumerate() {
         let dir = config.run_dir.join(name);
         let store = dir.join("store");
@@ -447,6 +440,22 @@ impl Drop for Processes {
 /// sending anything).
 pub(super) fn pid_alive(pid: u32) -> bool {
     kill(Pid::from_raw(pid as i32), None).is_ok()
+}
+
+/// Ports of [`reserve_port`] that are also distinct from each other: every port a
+/// topology's components are given at once.
+#[derive(Default)]
+pub(super) struct DistinctPorts(std::collections::HashSet<u16>);
+
+impl DistinctPorts {
+    pub(super) fn next(&mut self) -> Result<u16> {
+        loop {
+            let port = reserve_port()?;
+            if self.0.insert(port) {
+                return Ok(port);
+            }
+        }
+    }
 }
 
 /// A free loopback port *below* the kernel's ephemeral range. Ports in that range are
