@@ -5,6 +5,8 @@
 //! follower (`--brokers 3`), the same invariants as the process target, and everything
 //! torn down even when it fails.
 
+mod support;
+
 use std::process::{Command, Output};
 
 use common::config::Mode;
@@ -151,25 +153,7 @@ fn kill_partition_and_a_broker_node_under_compose_keep_the_invariants() {
     ];
     let out = lab(&args, &prefix);
     assert!(out.status.success(), "{}", stderr(&out));
-    let dir = std::fs::read_dir(runs.path()).unwrap().next().unwrap().unwrap().path();
-    let results: Results = serde_json::from_slice(&std::fs::read(dir.join("results.json")).unwrap()).unwrap();
-    let file = TopologyFile::read(&dir.join("kill-broker-node-async")).expect("the topology was recorded");
-    let nodes: Vec<&str> = file.services.iter().map(|s| s.name.as_str()).filter(|n| n.starts_with("nats")).collect();
-    assert_eq!(nodes, ["nats-1", "nats-2", "nats-3"], "three broker containers");
-    let killed = results.scenario(Scenario::KillBrokerNode, Mode::Async).expect("async ran");
-    assert!(killed.faults.iter().all(|f| f.result == "ok"), "{:?}", killed.faults);
-    let kills: Vec<&str> =
-        killed.faults.iter().filter(|f| f.action.starts_with("kill")).map(|f| f.action.as_str()).collect();
-    assert!(
-        kills.len() == 2 && kills[0].contains("the stream's leader") && kills[1].contains("a follower"),
-        "{kills:?}"
-    );
-    let cluster = killed.cluster.as_ref().expect("the cluster is recorded");
-    assert!(cluster.before.as_ref().is_some_and(|p| p.is_whole() && p.replicas == 3), "{cluster:?}");
-    assert!(cluster.after.as_ref().is_some_and(|p| p.is_whole() && p.replicas == 3), "{cluster:?}");
-    let losses = killed.losses.as_ref().unwrap();
-    assert!(losses.is_clean() && losses.acknowledged_orders > 0, "{losses:?}");
-    assert!(killed.convergence.as_ref().is_some_and(|c| c.converged), "{:?}", killed.convergence);
+    let results = support::kill_broker_node_results(runs.path());
     let bus = results.scenario(Scenario::KillBrokerNode, Mode::BusRpc).expect("bus-rpc ran");
     assert!(bus.faults.iter().all(|f| f.result == "ok") && bus.faults.iter().any(|f| f.action.contains("meta leader")));
     for kind in [&["ps", "-aq"][..], &["network", "ls", "-q"][..], &["volume", "ls", "-q"][..]] {

@@ -11,6 +11,8 @@
 //! abstract unix socket, released with the process) while they run: not two at once,
 //! in this binary or in another run's.
 
+mod support;
+
 use std::{
     os::{
         linux::net::SocketAddrExt,
@@ -396,27 +398,11 @@ fn kill_dependency_on_swarm_records_how_long_swarm_took_to_replace_each_task() {
     let out = lab(&args, &fixture.prefix);
     assert!(out.status.success(), "{}", stderr(&out));
     fixture.assert_left_as_found(&stderr(&out));
-    let dir = std::fs::read_dir(runs.path()).unwrap().next().unwrap().unwrap().path();
-    let results: Results = serde_json::from_slice(&std::fs::read(dir.join("results.json")).unwrap()).unwrap();
-    let file = TopologyFile::read(&dir.join("kill-broker-node-async")).expect("the topology was recorded");
-    let nodes: Vec<&str> = file.services.iter().map(|s| s.name.as_str()).filter(|n| n.starts_with("nats")).collect();
-    assert_eq!(nodes, ["nats-1", "nats-2", "nats-3"], "three broker services");
+    let results = support::kill_broker_node_results(runs.path());
     let s = results.scenario(Scenario::KillBrokerNode, Mode::Async).expect("ran");
-    assert!(s.faults.iter().all(|f| f.result == "ok"), "{:?}", s.faults);
-    let kills: Vec<&str> =
-        s.faults.iter().filter(|f| f.action.starts_with("kill")).map(|f| f.action.as_str()).collect();
-    assert!(
-        kills.len() == 2 && kills[0].contains("the stream's leader") && kills[1].contains("a follower"),
-        "{kills:?}"
-    );
     for restart in s.faults.iter().filter(|f| f.action.starts_with("restart")) {
         assert!(restart.self_healed.is_some(), "swarm replaced the node's task: {restart:?}");
     }
-    let cluster = s.cluster.as_ref().expect("the cluster is recorded");
-    assert!(cluster.after.as_ref().is_some_and(|p| p.is_whole() && p.replicas == 3), "{cluster:?}");
-    let losses = s.losses.as_ref().unwrap();
-    assert!(losses.is_clean() && losses.acknowledged_orders > 0, "{losses:?}");
-    assert!(s.convergence.as_ref().is_some_and(|c| c.converged), "{:?}", s.convergence);
 }
 
 #[test]

@@ -178,3 +178,33 @@ pub async fn populate(lab: &Lab, n: usize, m: usize) -> (Vec<String>, Vec<String
     }
     (users, products)
 }
+
+/// The results of a `lab bench --brokers 3 --scenario kill-broker-node` run into `runs`
+/// (a container target), after the checks every target shares: three broker
+/// components `nats-1` … `nats-3`; in async, every fault carried out, the stream's
+/// leader killed and then a follower, the stream R3 and whole before and after,
+/// nothing acknowledged lost and the view converged.
+pub fn kill_broker_node_results(runs: &Path) -> lab::suite::Results {
+    use lab::{suite::Scenario, topology::TopologyFile};
+    let dir = std::fs::read_dir(runs).unwrap().next().unwrap().unwrap().path();
+    let results: lab::suite::Results =
+        serde_json::from_slice(&std::fs::read(dir.join("results.json")).unwrap()).unwrap();
+    let file = TopologyFile::read(&dir.join("kill-broker-node-async")).expect("the topology was recorded");
+    let nodes: Vec<&str> = file.services.iter().map(|s| s.name.as_str()).filter(|n| n.starts_with("nats")).collect();
+    assert_eq!(nodes, ["nats-1", "nats-2", "nats-3"], "three broker components");
+    let s = results.scenario(Scenario::KillBrokerNode, Mode::Async).expect("async ran");
+    assert!(s.faults.iter().all(|f| f.result == "ok"), "{:?}", s.faults);
+    let kills: Vec<&str> =
+        s.faults.iter().filter(|f| f.action.starts_with("kill")).map(|f| f.action.as_str()).collect();
+    assert!(
+        kills.len() == 2 && kills[0].contains("the stream's leader") && kills[1].contains("a follower"),
+        "{kills:?}"
+    );
+    let cluster = s.cluster.as_ref().expect("the cluster is recorded");
+    assert!(cluster.before.as_ref().is_some_and(|p| p.is_whole() && p.replicas == 3), "{cluster:?}");
+    assert!(cluster.after.as_ref().is_some_and(|p| p.is_whole() && p.replicas == 3), "{cluster:?}");
+    let losses = s.losses.as_ref().unwrap();
+    assert!(losses.is_clean() && losses.acknowledged_orders > 0, "{losses:?}");
+    assert!(s.convergence.as_ref().is_some_and(|c| c.converged), "{:?}", s.convergence);
+    results
+}
