@@ -254,8 +254,9 @@ pub(super) async fn with_steps(
             cluster.outbox_peak = Some(peak.await?);
         }
         if mode == Mode::Async {
-            // `recover` waited for the stream to be whole again.
-            cluster.after = Some(prepared.topology.stream_placement().await.map_err(anyhow::Error::msg)?);
+            // `recover` waited for the stream to be whole again; read once it is still so.
+            let after = prepared.topology.whole_stream_placement(crate::topology::CLUSTER_READY_WITHIN).await;
+            cluster.after = Some(after.map_err(anyhow::Error::msg)?);
         }
     }
     result.cluster = cluster;

@@ -667,6 +667,23 @@ impl Topology {
         cluster::placement(&async_nats::jetstream::new(client), STREAM).await
     }
 
+    /// [`Topology::stream_placement`] once the stream is whole, or as it last was after
+    /// `within`: a replica that was current a moment ago can fall behind again for a
+    /// moment (seen once under Compose, right after the repairs), which a single read
+    /// would record as the state the repairs left.
+    pub async fn whole_stream_placement(&self, within: Duration) -> Result<cluster::Placement, String> {
+        let start = tokio::time::Instant::now();
+        loop {
+            let placement = self.stream_placement().await;
+            match &placement {
+                Ok(p) if !p.is_whole() && start.elapsed() < within => {}
+                Err(_) if start.elapsed() < within => {}
+                _ => return placement,
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// On a cluster (nothing to do otherwise), waits until a majority of its nodes
     /// agree on a JetStream meta leader, every node answers, and in async mode the event
     /// stream exists with its leader and every other replica current and online, and so
